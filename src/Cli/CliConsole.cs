@@ -1,0 +1,43 @@
+using System.CommandLine;
+using Tilt.Engine;
+
+namespace Tilt.Cli;
+
+/// <summary>
+/// Where a command writes, and the one place that turns user errors into a message and an exit code.
+/// User errors (<see cref="TiltException"/>, <see cref="ArgumentException"/>) print one line naming the
+/// problem and no stack trace; anything else is a bug and keeps its stack trace.
+/// </summary>
+public sealed class CliConsole(TextWriter stdout, TextWriter stderr)
+{
+    /// <summary>Exit code for a user error (bad file, bad value).</summary>
+    public const int UserErrorExitCode = 2;
+
+    /// <summary>Exit code for a cancelled run (Ctrl+C).</summary>
+    public const int CancelledExitCode = 130;
+
+    public TextWriter Out { get; } = stdout;
+    public TextWriter Error { get; } = stderr;
+
+    /// <summary>Runs a command body, mapping user errors to <see cref="UserErrorExitCode"/>.</summary>
+    public async Task<int> GuardAsync(Func<Task<int>> body)
+    {
+        try
+        {
+            return await body().ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            Error.WriteLine("cancelled");
+            return CancelledExitCode;
+        }
+        catch (Exception e) when (e is TiltException or ArgumentException)
+        {
+            Error.WriteLine($"error: {e.Message}");
+            return UserErrorExitCode;
+        }
+    }
+
+    /// <summary>Synchronous form of <see cref="GuardAsync"/>.</summary>
+    public int Guard(Func<int> body) => GuardAsync(() => Task.FromResult(body())).GetAwaiter().GetResult();
+}
