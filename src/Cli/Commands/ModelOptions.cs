@@ -1,0 +1,65 @@
+using System.CommandLine;
+using Tilt.Engine.Models;
+using Tilt.Engine.Models.Gguf;
+using Tilt.Kernels;
+
+namespace Tilt.Cli.Commands;
+
+/// <summary>Options every model-using command shares: which model, which native library, which kernels.</summary>
+internal sealed class ModelOptions
+{
+    public Option<string?> Model { get; } = new("--model", "-m")
+    {
+        Description = $"GGUF file or tabular model JSON. Defaults to ${DefaultModel.EnvironmentVariable}, else ../shared/models/{DefaultModel.FileName}.",
+    };
+
+    public Option<string?> NativeLibrary { get; } = new("--native-lib")
+    {
+        Description = "Path of your own llama.cpp library (e.g. a CUDA build of the same commit) to use instead of the bundled CPU one.",
+    };
+
+    public Option<KernelBackend> Backend { get; } = new("--backend")
+    {
+        Description = "Step-kernel backend: Auto (CUDA when present, else CPU SIMD), Cpu, Cuda.",
+        DefaultValueFactory = _ => KernelBackend.Auto,
+    };
+
+    public Option<int?> Threads { get; } = new("--threads")
+    {
+        Description = "CPU threads for llama.cpp (default: its own choice).",
+    };
+
+    public Option<bool> Verbose { get; } = new("--verbose", "-v")
+    {
+        Description = "Print llama.cpp warnings and the backend choice to stderr.",
+    };
+
+    public void AddTo(Command command)
+    {
+        command.Options.Add(Model);
+        command.Options.Add(NativeLibrary);
+        command.Options.Add(Backend);
+        command.Options.Add(Threads);
+        command.Options.Add(Verbose);
+    }
+
+    public ILanguageModel LoadModel(ParseResult parse, CliConsole console)
+    {
+        if (parse.GetValue(Verbose)) LlamaNative.Log = line => console.Error.WriteLine(line);
+        string path = parse.GetValue(Model) ?? DefaultModel.Resolve();
+        return LanguageModel.Load(path, new GgufLoadOptions { NativeLibraryPath = parse.GetValue(NativeLibrary) });
+    }
+
+    public IStepKernels CreateKernels(ParseResult parse, CliConsole console)
+    {
+        bool verbose = parse.GetValue(Verbose);
+        try
+        {
+            return StepKernels.Create(parse.GetValue(Backend), verbose ? line => console.Error.WriteLine(line) : null);
+        }
+        catch (NotSupportedException e)
+        {
+            throw new Tilt.Engine.TiltException(e.Message, e);
+        }
+    }
+}
