@@ -33,9 +33,21 @@ public sealed class CliConsole(TextWriter stdout, TextWriter stderr)
         }
         catch (Exception e) when (e is TiltException or ArgumentException)
         {
-            Error.WriteLine($"error: {e.Message}");
+            Error.WriteLine($"error: {OneLine(e)}");
             return UserErrorExitCode;
         }
+    }
+
+    /// <summary>
+    /// The message on one line. Argument exceptions append " (Parameter 'x')" and the actual value on
+    /// further lines; the engine's messages already name the field and value, so that tail is dropped.
+    /// </summary>
+    private static string OneLine(Exception e)
+    {
+        string message = e.Message;
+        if (e is ArgumentException && message.IndexOf(" (Parameter '", StringComparison.Ordinal) is var cut and > 0)
+            message = message[..cut];
+        return message.ReplaceLineEndings(" ");
     }
 
     /// <summary>Synchronous form of <see cref="GuardAsync"/>.</summary>

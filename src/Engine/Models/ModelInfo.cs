@@ -27,6 +27,24 @@ public sealed record ModelInfo
     /// <summary>End-of-sequence token that finishes a response.</summary>
     public required int EosToken { get; init; }
 
+    /// <summary>
+    /// Tokens that end a response when generated: EOS, EOT when the model has one, and BOS, because a
+    /// generated BOS opens a new document (llama2.c-style models such as stories260K end every story with
+    /// BOS and never emit EOS). Defaults to EOS alone.
+    /// </summary>
+    public IReadOnlyList<int> StopTokens
+    {
+        get => field ?? [EosToken];
+        init;
+    }
+
+    /// <summary>True when generating this token ends a response.</summary>
+    public bool IsStop(int token)
+    {
+        foreach (int t in StopTokens) if (t == token) return true;
+        return false;
+    }
+
     /// <summary>Width of the final hidden state (the features value and reward heads read).</summary>
     public required int HiddenSize { get; init; }
 

@@ -51,7 +51,7 @@ public sealed class BaseSampler
         int k = options.Samples;
         PromptLimits.Check(_model.Info, promptTokens.Length, options.MaxTokens);
         int vocab = _model.Info.VocabularySize;
-        int eos = _model.Info.EosToken;
+        var info = _model.Info;
 
         using var session = _model.CreateSession(new SessionOptions
         {
@@ -112,7 +112,7 @@ public sealed class BaseSampler
                 string delta = decoders[s].Push(token);
                 texts[s].Append(delta);
                 events.Add(new TokenGenerated(s, token, delta, baseLogProb[r]));
-                bool atEos = token == eos;
+                bool atEos = info.IsStop(token);
                 if (atEos || tokens[s].Count >= options.MaxTokens)
                 {
                     texts[s].Append(decoders[s].Flush());

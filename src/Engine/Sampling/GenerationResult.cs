@@ -3,7 +3,7 @@ namespace Tilt.Engine.Sampling;
 /// <summary>Why a sample stopped.</summary>
 public enum FinishReason
 {
-    /// <summary>The model produced its end-of-sequence token.</summary>
+    /// <summary>The model produced its end-of-sequence token (or another stop token, see <see cref="Models.ModelInfo.StopTokens"/>).</summary>
     Eos,
 
     /// <summary>The sample reached the token limit.</summary>
@@ -12,7 +12,7 @@ public enum FinishReason
 
 /// <summary>One finished sample.</summary>
 /// <param name="Index">The sample's index in the request (its RNG row).</param>
-/// <param name="Tokens">Generated token ids, EOS included when the sample ended with it.</param>
+/// <param name="Tokens">Generated token ids, the stop token included when the sample ended with one.</param>
 /// <param name="Text">Detokenized text (EOS prints nothing).</param>
 /// <param name="LogProb">log p(y|x) under the base model at temperature 1 over the full vocabulary: the
 /// sum of the per-token log-probabilities, EOS included (what KL estimates need).</param>

@@ -23,6 +23,7 @@ public sealed class GgufModelTests(SharedModel shared)
         Assert.Equal(64, info.HiddenSize);
         Assert.Equal(1, info.BosToken);
         Assert.Equal(2, info.EosToken);
+        Assert.Equal([2, 1], info.StopTokens); // stories end with BOS (llama2.c convention)
         Assert.True(info.TrainedContextSize >= 512);
     }
 

@@ -79,6 +79,9 @@ public sealed class GgufModel : ILanguageModel
             int? eos = vocab.EOS is { } e ? (int)e : vocab.EOT is { } eot ? (int)eot : null;
             if (eos is null)
                 throw new ModelLoadException(fullPath, "the model's vocabulary has no end-of-sequence token");
+            var stops = new List<int> { eos.Value };
+            if (vocab.EOT is { } eotToken && !stops.Contains((int)eotToken)) stops.Add((int)eotToken);
+            if (vocab.BOS is { } bosToken && !stops.Contains((int)bosToken)) stops.Add((int)bosToken);
             string arch = header.GetString("general.architecture") ?? "unknown";
             var info = new ModelInfo
             {
@@ -87,6 +90,7 @@ public sealed class GgufModel : ILanguageModel
                 VocabularySize = vocab.Count,
                 BosToken = vocab.ShouldAddBOS && vocab.BOS is { } b ? (int)b : null,
                 EosToken = eos.Value,
+                StopTokens = stops,
                 HiddenSize = weights.EmbeddingSize,
                 TrainedContextSize = weights.ContextSize,
                 Fingerprint = fingerprint,

@@ -1,0 +1,29 @@
+using Tilt.Engine.Models;
+
+namespace Tilt.Cli.Tests;
+
+/// <summary>Runs the command line in-process and captures what a user would see.</summary>
+internal static class CliRunner
+{
+    public sealed record Outcome(int ExitCode, string Out, string Error);
+
+    public static async Task<Outcome> RunAsync(params string[] args)
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        int code = await Program.RunAsync(args, stdout, stderr);
+        return new Outcome(code, stdout.ToString(), stderr.ToString());
+    }
+
+    public static string ModelPath => DefaultModel.Find() ?? throw new InvalidOperationException("../shared/models/stories260K.gguf not found");
+
+    public static string TabularExample()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            string candidate = Path.Combine(dir.FullName, "examples", "tabular", "story.json");
+            if (File.Exists(candidate)) return candidate;
+        }
+        throw new FileNotFoundException("examples/tabular/story.json not found");
+    }
+}
