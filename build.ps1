@@ -1,0 +1,89 @@
+#!/usr/bin/env pwsh
+<#
+.SYNOPSIS
+  Build script of the Tilt engine: restore, build, test, bench.
+.DESCRIPTION
+  Run through the local PowerShell tool so that a fresh machine needs only the .NET SDK:
+    dotnet tool restore
+    dotnet pwsh ./build.ps1 test
+  Tasks (several may be given, in order):
+    restore  restore NuGet packages and local tools
+    build    build the solution (Release)
+    test     build, then run every test project and print "N passed, N failed"
+    bench    run the benchmarks (pass BenchmarkDotNet arguments after --, e.g. -- --filter '*Sample*')
+    all      restore, build, test
+#>
+param(
+    [Parameter(Position = 0, ValueFromRemainingArguments = $true)]
+    [string[]] $Tasks = @('all')
+)
+
+$ErrorActionPreference = 'Stop'
+Set-StrictMode -Version Latest
+$root = $PSScriptRoot
+$solution = Join-Path $root 'Engine.sln'
+$configuration = if ($env:CONFIGURATION) { $env:CONFIGURATION } else { 'Release' }
+
+# Everything after '--' goes to the benchmark runner.
+$benchArgs = @()
+$split = [Array]::IndexOf($Tasks, '--')
+if ($split -ge 0) {
+    $benchArgs = if ($split -lt $Tasks.Length - 1) { $Tasks[($split + 1)..($Tasks.Length - 1)] } else { @() }
+    $Tasks = if ($split -gt 0) { $Tasks[0..($split - 1)] } else { @('bench') }
+}
+
+function Invoke-Step([string] $name, [scriptblock] $body) {
+    Write-Host "==> $name" -ForegroundColor Cyan
+    & $body
+    if ($LASTEXITCODE -ne 0) { throw "$name failed with exit code $LASTEXITCODE" }
+}
+
+function Invoke-Restore {
+    Invoke-Step 'restore tools' { dotnet tool restore }
+    Invoke-Step 'restore packages' { dotnet restore $solution }
+}
+
+function Invoke-Build {
+    Invoke-Step "build ($configuration)" { dotnet build $solution -c $configuration --no-restore -nologo }
+}
+
+function Invoke-Test {
+    $results = Join-Path $root 'artifacts/test-results'
+    if (Test-Path $results) { Remove-Item -Recurse -Force $results }
+    $projects = Get-ChildItem -Path (Join-Path $root 'tests') -Recurse -Filter '*.Tests.csproj' | Sort-Object FullName
+    $failedProjects = @()
+    foreach ($project in $projects) {
+        Write-Host "==> test $($project.BaseName)" -ForegroundColor Cyan
+        dotnet test $project.FullName -c $configuration --no-build -nologo `
+            --logger "trx;LogFileName=$($project.BaseName).trx" --results-directory $results
+        if ($LASTEXITCODE -ne 0) { $failedProjects += $project.BaseName }
+    }
+
+    # One closing line over every project, read from the TRX files the runs wrote.
+    $passed = 0; $failed = 0; $skipped = 0
+    foreach ($trx in Get-ChildItem -Path $results -Filter '*.trx' -ErrorAction SilentlyContinue) {
+        [xml] $doc = Get-Content -Raw $trx.FullName
+        $counters = $doc.TestRun.ResultSummary.Counters
+        $passed += [int] $counters.passed
+        $failed += [int] $counters.failed
+        $skipped += [int] $counters.notExecuted
+    }
+    if ($passed + $failed -eq 0) { throw 'no test ran' }
+    Write-Host "$passed passed, $failed failed, $skipped skipped"
+    if ($failedProjects.Count -gt 0 -or $failed -gt 0) { throw "tests failed in: $($failedProjects -join ', ')" }
+}
+
+function Invoke-Bench {
+    Invoke-Step 'bench' { dotnet run --project (Join-Path $root 'bench/Tilt.Bench') -c Release -- @benchArgs }
+}
+
+foreach ($task in $Tasks) {
+    switch ($task) {
+        'restore' { Invoke-Restore }
+        'build' { Invoke-Build }
+        'test' { Invoke-Restore; Invoke-Build; Invoke-Test }
+        'bench' { Invoke-Bench }
+        'all' { Invoke-Restore; Invoke-Build; Invoke-Test }
+        default { throw "unknown task '$task' (restore, build, test, bench, all)" }
+    }
+}
