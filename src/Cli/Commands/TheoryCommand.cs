@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Tilt.Engine.Statistics;
@@ -14,7 +15,8 @@ namespace Tilt.Cli.Commands;
 /// </remarks>
 internal static class TheoryCommand
 {
-    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+    // Relaxed escaping keeps "<" and ">" in the band descriptions readable; the output is never embedded in HTML.
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     public static Command Create(CliConsole console)
     {
@@ -135,10 +137,10 @@ internal static class TheoryCommand
         DiscreteOutcomes o = bon.Outcomes;
         w.WriteLine($"best-of-n with n = {bon.N} over {o.Count} outcomes ({o.TieGroupCount} distinct rewards)");
         w.WriteLine();
-        w.WriteLine($"{"outcome",-8} {"p",-20} {"r",-20} {"pi_n",-20}");
+        w.WriteLine($"{"outcome",-8} {"p",-20} {"r",-20} {"pi_n"}");
         for (int i = 0; i < o.Count; i++)
         {
-            w.WriteLine($"{i,-8} {Num(o.Probabilities[i]),-20} {Num(o.Rewards[i]),-20} {Num(bon.Probabilities[i]),-20}");
+            w.WriteLine($"{i,-8} {Num(o.Probabilities[i]),-20} {Num(o.Rewards[i]),-20} {Num(bon.Probabilities[i])}");
         }
 
         w.WriteLine();
@@ -182,10 +184,10 @@ internal static class TheoryCommand
     {
         w.WriteLine($"aligned family pi_beta ~ p * q^(1/beta) [M3] with beta = {Num(pi.Beta)}");
         w.WriteLine();
-        w.WriteLine($"{"outcome",-8} {"p",-20} {"q",-20} {"pi_beta",-20}");
+        w.WriteLine($"{"outcome",-8} {"p",-20} {"q",-20} {"pi_beta"}");
         for (int i = 0; i < p.Length; i++)
         {
-            w.WriteLine($"{i,-8} {Num(p[i]),-20} {Num(q[i]),-20} {Num(pi.Probabilities[i]),-20}");
+            w.WriteLine($"{i,-8} {Num(p[i]),-20} {Num(q[i]),-20} {Num(pi.Probabilities[i])}");
         }
 
         w.WriteLine();
@@ -218,11 +220,11 @@ internal static class TheoryCommand
     {
         w.WriteLine($"KL-regularized optimum pi*_beta ~ p * exp(r/beta) [M2]; E[r] under p = {Num(outcomes.ExpectedReward())}");
         w.WriteLine();
-        w.WriteLine($"{"beta",-20} {"KL",-20} {"E[r]",-20} {"win-rate",-20} {"band",-10}");
+        w.WriteLine($"{"beta",-20} {"KL",-20} {"E[r]",-20} {"win-rate",-20} {"band"}");
         foreach (FrontierPoint point in points)
         {
             w.WriteLine(
-                $"{Num(point.Beta),-20} {Num(point.Kl),-20} {Num(point.ExpectedReward),-20} {Num(point.WinRate),-20} {KlBudget.Classify(point.Kl),-10}");
+                $"{Num(point.Beta),-20} {Num(point.Kl),-20} {Num(point.ExpectedReward),-20} {Num(point.WinRate),-20} {KlBudget.Classify(point.Kl)}");
         }
     }
 

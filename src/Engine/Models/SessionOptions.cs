@@ -37,6 +37,25 @@ public sealed record SessionOptions
     /// </summary>
     public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
 
+    /// <summary>
+    /// How sequences share the KV cache. <see cref="KvLayout.PerSequence"/> gives each sequence its own cells
+    /// (fastest for K independent continuations: a query scans only its own sequence); copying a sequence
+    /// copies its cells. <see cref="KvLayout.Shared"/> keeps one pool where a copy only tags cells with another
+    /// sequence id (free), which suits strategies whose sequences share a long prefix (controlled decoding);
+    /// there a query scans every cell in the pool. Defaults to PerSequence.
+    /// </summary>
+    public KvLayout KvLayout { get; init; } = KvLayout.PerSequence;
+
+    /// <summary>
+    /// With <see cref="KvLayout.Shared"/>: cells reserved per sequence beyond MaxSequenceLength (room for tokens a
+    /// sequence holds that the others do not, e.g. a candidate block). Defaults to 16.
+    /// </summary>
+    public int SharedCellsPerSequence
+    {
+        get;
+        init => field = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(SharedCellsPerSequence), value, "must be at least 1");
+    } = 16;
+
     /// <summary>CPU threads for decoding; null lets llama.cpp choose. Defaults to null.</summary>
     public int? Threads
     {
@@ -52,4 +71,17 @@ public enum KvCacheType
 {
     F16,
     F32,
+}
+
+/// <summary>How a session's sequences share the KV cache (see <see cref="SessionOptions.KvLayout"/>).</summary>
+public enum KvLayout
+{
+    /// <summary>Each sequence owns MaxSequenceLength cells (llama.cpp non-unified KV).</summary>
+    PerSequence,
+
+    /// <summary>
+    /// One pool of MaxSequenceLength + SharedCellsPerSequence x MaxSequences cells shared by every sequence
+    /// (llama.cpp unified KV): room for a shared prefix plus a few private tokens per sequence.
+    /// </summary>
+    Shared,
 }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Tilt.Engine.Models;
+using Tilt.Engine.Strategies;
 using Tilt.Engine.Text;
 using Tilt.Kernels;
 
@@ -50,8 +51,6 @@ public sealed class BaseSampler
         int[] promptTokens = _model.Tokenize(prompt);
         int k = options.Samples;
         PromptLimits.Check(_model.Info, promptTokens.Length, options.MaxTokens);
-        int vocab = _model.Info.VocabularySize;
-        var info = _model.Info;
 
         using var session = _model.CreateSession(new SessionOptions
         {
@@ -60,87 +59,53 @@ public sealed class BaseSampler
             Threads = options.Threads,
             KvCacheType = options.KvCacheType,
         });
-        session.Prefill(0, promptTokens);
-        // Step 0: every sample starts from the prompt's logits; fork the cache and replicate the row.
-        var firstLogits = new float[k * vocab]; // [K, vocab]
-        for (int i = 0; i < k; i++) session.Logits.CopyTo(firstLogits.AsSpan(i * vocab, vocab));
-        for (int i = 1; i < k; i++) session.CopySequence(0, i);
+        var (startLogits, startHidden) = PromptFork.PrefillAndFork(session, promptTokens, k);
         var prefillTime = clock.Elapsed;
 
-        var parameters = new SamplingParameters[k];
-        Array.Fill(parameters, options.Sampling);
-        var keys = new RngKey[k];
-        var sampled = new int[k];
-        var baseLogProb = new float[k];
-        var samplerLogProb = new float[k];
-        var active = new int[k];          // sequence ids still generating, in batch order
-        var nextActive = new int[k];
-        var nextTokens = new int[k];
-        for (int i = 0; i < k; i++) active[i] = i;
-        int activeCount = k;
-
-        var tokens = new List<int>[k];
-        var logProb = new double[k];
-        var samplerLp = new double[k];
+        var rollout = new CandidateRollout(session, _kernels, _model.Info);
+        var settings = new CandidateRollout.Settings
+        {
+            Candidates = k,
+            Sequences = Enumerable.Range(0, k).ToArray(),
+            Rows = Enumerable.Range(0, k).Select(i => (uint)i).ToArray(),
+            MaxTokens = options.MaxTokens,
+            Sampling = options.Sampling,
+            Seed = options.Seed,
+            Request = options.RequestId,
+        };
         var decoders = new ITextDecoder[k];
         var texts = new System.Text.StringBuilder[k];
         for (int i = 0; i < k; i++)
         {
-            tokens[i] = new List<int>(Math.Min(options.MaxTokens, 1024));
             decoders[i] = _model.CreateTextDecoder();
             texts[i] = new System.Text.StringBuilder();
         }
 
-        int steps = 0, generated = 0;
-        for (int t = 0; activeCount > 0; t++)
+        int generated = 0;
+        var events = new List<GenerationEvent>(2 * k);
+        foreach (int _ in rollout.Run(settings, startLogits, startHidden))
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            ReadOnlySpan<float> logits = t == 0 ? firstLogits : session.Logits;
-            for (int r = 0; r < activeCount; r++) keys[r] = new RngKey(options.Seed, options.RequestId, (uint)t, (uint)active[r]);
-            _kernels.SampleBase(logits, activeCount, vocab, parameters, keys, sampled, baseLogProb, samplerLogProb);
-
-            int stillActive = 0;
-            var finished = new List<GeneratedSample>();
-            var events = new List<GenerationEvent>(activeCount);
-            for (int r = 0; r < activeCount; r++)
+            events.Clear();
+            foreach (int c in rollout.StepCandidates)
             {
-                int s = active[r], token = sampled[r];
-                tokens[s].Add(token);
-                logProb[s] += baseLogProb[r];
-                samplerLp[s] += samplerLogProb[r];
+                var tokens = rollout.Tokens[c];
+                int token = tokens[^1];
+                string delta = decoders[c].Push(token);
+                texts[c].Append(delta);
                 generated++;
-                string delta = decoders[s].Push(token);
-                texts[s].Append(delta);
-                events.Add(new TokenGenerated(s, token, delta, baseLogProb[r]));
-                bool atEos = info.IsStop(token);
-                if (atEos || tokens[s].Count >= options.MaxTokens)
+                events.Add(new TokenGenerated(c, token, delta, rollout.LastTokenLogProb[c]));
+                if (rollout.Stopped[c] || tokens.Count >= options.MaxTokens)
                 {
-                    texts[s].Append(decoders[s].Flush());
-                    finished.Add(new GeneratedSample(s, tokens[s].ToArray(), texts[s].ToString(), logProb[s], samplerLp[s],
-                        atEos ? FinishReason.Eos : FinishReason.Length));
-                    session.RemoveSequence(s);
-                }
-                else
-                {
-                    nextActive[stillActive] = s;
-                    nextTokens[stillActive] = token;
-                    stillActive++;
+                    texts[c].Append(decoders[c].Flush());
+                    events.Add(new SampleFinished(new GeneratedSample(c, tokens.ToArray(), texts[c].ToString(),
+                        rollout.LogProb[c], rollout.SamplerLogProb[c], rollout.Stopped[c] ? FinishReason.Eos : FinishReason.Length)));
                 }
             }
-
             foreach (var e in events) yield return e;
-            foreach (var f in finished) yield return new SampleFinished(f);
-
-            (active, nextActive) = (nextActive, active);
-            activeCount = stillActive;
-            if (activeCount > 0)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                session.Step(active.AsSpan(0, activeCount), nextTokens.AsSpan(0, activeCount));
-                steps++;
-            }
+            cancellationToken.ThrowIfCancellationRequested();
         }
 
-        yield return new GenerationCompleted(new GenerationTimings(promptTokens.Length, prefillTime, clock.Elapsed - prefillTime, steps, generated));
+        yield return new GenerationCompleted(new GenerationTimings(promptTokens.Length, prefillTime, clock.Elapsed - prefillTime,
+            rollout.DecodeCalls, generated));
     }
 }

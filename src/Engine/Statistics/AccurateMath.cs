@@ -15,6 +15,8 @@ public static class AccurateMath
     // Above this exp(x) overflows; expm1(x) is +infinity there too.
     private const double ExpOverflowThreshold = 709.782712893384;
 
+    private const double Ln2 = 0.69314718055994531;
+
     /// <summary>log(1 + x), accurate also when |x| is far below the double epsilon.</summary>
     /// <returns>NaN for x &lt; -1 or NaN; -infinity at x = -1.</returns>
     public static double Log1p(double x)
@@ -92,6 +94,6 @@ public static class AccurateMath
 
         // Mächler (2012), "Accurately computing log(1 - exp(-|a|))": switch at -log 2 so each branch
         // only takes log1p/expm1 of an argument it is accurate for.
-        return a > -Math.Log(2.0) ? Math.Log(-Expm1(a)) : Log1p(-Math.Exp(a));
+        return a > -Ln2 ? Math.Log(-Expm1(a)) : Log1p(-Math.Exp(a));
     }
 }

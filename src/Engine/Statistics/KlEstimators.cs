@@ -87,7 +87,7 @@ public static class KlEstimators
     /// <summary>Sample mean of KLhat [M9] over best-of-n samples, from their base-model log-probabilities.</summary>
     /// <param name="logBaseProbabilities">log p(y) of each returned sample (sequence log-probabilities).</param>
     /// <param name="n">Number of candidates each sample was chosen from.</param>
-    public static KlEstimate BestOfN(ReadOnlySpan<double> logBaseProbabilities, int n)
+    public static KlEstimate BestOfNFromLogProbabilities(ReadOnlySpan<double> logBaseProbabilities, int n)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(n, 1);
         if (logBaseProbabilities.IsEmpty)
@@ -127,7 +127,7 @@ public static class KlEstimators
             logs[i] = Math.Log(eps);
         }
 
-        return BestOfN(logs, n);
+        return BestOfNFromLogProbabilities(logs, n);
     }
 
     /// <summary>

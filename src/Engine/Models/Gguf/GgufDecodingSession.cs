@@ -7,9 +7,11 @@ namespace Tilt.Engine.Models.Gguf;
 
 /// <summary>
 /// <see cref="IDecodingSession"/> on one llama.cpp context. Settings measured fastest for K >= 16 on
-/// this engine's targets (ARCHITECTURE.md): non-unified KV cache (a unified cache makes every query scan
-/// all K x L cells, 5-6x slower at K = 64), flash attention off (forked sequences drift up to 3e-3 with
-/// it), embeddings on with no pooling so each pass yields logits AND final hidden states.
+/// this engine's targets (ARCHITECTURE.md): non-unified KV cache by default (a unified cache makes every
+/// query scan all K x L cells, 5-6x slower at K = 64 independent sequences; <see cref="KvLayout.Shared"/>
+/// opts into it for strategies whose sequences share one prefix), flash attention off (forked sequences
+/// drift up to 3e-3 with it), embeddings on with no pooling so each pass yields logits AND final hidden
+/// states.
 /// </summary>
 internal sealed unsafe class GgufDecodingSession : IDecodingSession
 {
@@ -33,16 +35,21 @@ internal sealed unsafe class GgufDecodingSession : IDecodingSession
         _lengths = new int[MaxSequences];
 
         int batchSize = Math.Max(PrefillChunk, MaxSequences);
+        bool shared = options.KvLayout == KvLayout.Shared;
+        // Shared pool: the prefix once plus private room per sequence; per-sequence: K x length.
+        long cells = shared
+            ? (long)options.MaxSequenceLength + (long)options.SharedCellsPerSequence * MaxSequences
+            : (long)MaxSequences * options.MaxSequenceLength;
         var parameters = new ModelParams(info.Path)
         {
-            ContextSize = checked((uint)(MaxSequences * options.MaxSequenceLength)),
+            ContextSize = checked((uint)cells),
             SeqMax = (uint)MaxSequences,
             BatchSize = (uint)batchSize,
             UBatchSize = (uint)batchSize,
             Embeddings = true,
             PoolingType = LLamaPoolingType.None,
             FlashAttention = false,
-            KVUnified = false,
+            KVUnified = shared,
             TypeK = options.KvCacheType == KvCacheType.F32 ? GGMLType.GGML_TYPE_F32 : GGMLType.GGML_TYPE_F16,
             TypeV = options.KvCacheType == KvCacheType.F32 ? GGMLType.GGML_TYPE_F32 : GGMLType.GGML_TYPE_F16,
             Threads = options.Threads,
@@ -67,7 +74,8 @@ internal sealed unsafe class GgufDecodingSession : IDecodingSession
 
         // llama.cpp may round the context up (each sequence owns n_ctx / n_seq_max cells) and caps the
         // batch at n_ctx; read back what it chose rather than assume.
-        if (_handle.ContextSize / (uint)MaxSequences < (uint)options.MaxSequenceLength)
+        uint perSequence = shared ? _handle.ContextSize : _handle.ContextSize / (uint)MaxSequences;
+        if (perSequence < (uint)options.MaxSequenceLength)
         {
             _context.Dispose();
             throw new TiltException($"llama.cpp gave {_handle.ContextSize} context cells for {MaxSequences} sequences of {options.MaxSequenceLength} tokens");

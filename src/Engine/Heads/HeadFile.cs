@@ -1,0 +1,232 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Tilt.Engine.Models;
+using Tilt.Kernels;
+
+namespace Tilt.Engine.Heads;
+
+/// <summary>The architecture of a head.</summary>
+public enum HeadKind
+{
+    /// <summary>h . w + b.</summary>
+    Linear,
+
+    /// <summary>w2 . act(W1 h + b1) + b2.</summary>
+    Mlp,
+}
+
+/// <summary>What a head was trained to predict.</summary>
+public enum HeadRole
+{
+    /// <summary>V(x, y^t): expected final reward of a prefix (CD-FUDGE, CD-Q) [M13].</summary>
+    Value,
+
+    /// <summary>r(x, y) of a finished text (Bradley-Terry, classifier) [M20].</summary>
+    Reward,
+}
+
+/// <summary>The JSON header of a head file (docs/head-file.md).</summary>
+public sealed record HeadHeader
+{
+    public const string CurrentFormat = "tilt-head/1";
+
+    [JsonPropertyName("format")] public string Format { get; init; } = CurrentFormat;
+    [JsonPropertyName("kind")] public HeadKind Kind { get; init; }
+    [JsonPropertyName("role")] public HeadRole Role { get; init; }
+
+    /// <summary>The <see cref="ModelInfo.Fingerprint"/> of the model whose hidden states the head reads.</summary>
+    [JsonPropertyName("modelFingerprint")] public required string ModelFingerprint { get; init; }
+
+    /// <summary>Width of the hidden states (d).</summary>
+    [JsonPropertyName("hiddenSize")] public required int HiddenSize { get; init; }
+
+    /// <summary>Units of the MLP's hidden layer; 0 for linear heads.</summary>
+    [JsonPropertyName("hiddenUnits")] public int HiddenUnits { get; init; }
+
+    [JsonPropertyName("activation")] public HeadActivation Activation { get; init; } = HeadActivation.Relu;
+
+    /// <summary>"last": the hidden state after the last token. (The only feature strategies can supply while decoding.)</summary>
+    [JsonPropertyName("feature")] public string Feature { get; init; } = "last";
+
+    /// <summary>True when the weights start with per-feature mean[d] and std[d] applied as (h - mean) / std.</summary>
+    [JsonPropertyName("normalized")] public bool Normalized { get; init; }
+
+    /// <summary>sha256 of the float32 weight bytes, to catch corruption.</summary>
+    [JsonPropertyName("weightsSha256")] public string WeightsSha256 { get; init; } = "";
+
+    [JsonPropertyName("description")] public string? Description { get; init; }
+
+    /// <summary>Free-form training facts (method, data, held-out metrics).</summary>
+    [JsonPropertyName("training")] public Dictionary<string, JsonElement>? Training { get; init; }
+
+    /// <summary>Float32 values the weights section must hold.</summary>
+    public int WeightCount =>
+        (Normalized ? 2 * HiddenSize : 0) + (Kind == HeadKind.Linear ? HiddenSize + 1 : HiddenUnits * HiddenSize + 2 * HiddenUnits + 1);
+}
+
+/// <summary>
+/// A trained value or reward head on the model's hidden states, in the versioned file format
+/// "TILTHEAD" + uint32 header length + UTF-8 JSON header + float32 little-endian weights (docs/head-file.md).
+/// </summary>
+public sealed class HeadFile
+{
+    private static ReadOnlySpan<byte> Magic => "TILTHEAD"u8;
+    private const int MaxHeaderBytes = 1 << 20;
+
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = false,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
+    };
+
+    public HeadFile(HeadHeader header, float[] weights)
+    {
+        ArgumentNullException.ThrowIfNull(header);
+        ArgumentNullException.ThrowIfNull(weights);
+        if (weights.Length != header.WeightCount)
+            throw new ArgumentException($"a {header.Kind} head of d={header.HiddenSize}, units={header.HiddenUnits} has {header.WeightCount} weights, got {weights.Length}", nameof(weights));
+        if (Array.Exists(weights, w => !float.IsFinite(w)))
+            throw new ArgumentException("head weights must be finite", nameof(weights));
+        Header = header with { WeightsSha256 = WeightsHash(weights) };
+        Weights = weights;
+    }
+
+    public HeadHeader Header { get; }
+
+    /// <summary>Raw weights in file order: [mean[d], std[d]] then the layer weights.</summary>
+    public float[] Weights { get; }
+
+    /// <summary>Reads and validates a head file; every problem is a <see cref="TiltException"/> naming the file.</summary>
+    public static HeadFile Read(string path)
+    {
+        string full = Path.GetFullPath(path);
+        if (!File.Exists(full)) throw new TiltException($"{full}: head file not found");
+        byte[] bytes;
+        try
+        {
+            bytes = File.ReadAllBytes(full);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new TiltException($"{full}: cannot read the head file: {e.Message}", e);
+        }
+        if (bytes.Length < 12 || !bytes.AsSpan(0, 8).SequenceEqual(Magic))
+            throw new TiltException($"{full}: not a Tilt head file (it does not start with TILTHEAD)");
+        int headerLength = BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(8, 4));
+        if (headerLength <= 0 || headerLength > MaxHeaderBytes || 12 + headerLength > bytes.Length)
+            throw new TiltException($"{full}: corrupt head file: header length {headerLength} does not fit the file's {bytes.Length} bytes");
+        HeadHeader header;
+        try
+        {
+            header = JsonSerializer.Deserialize<HeadHeader>(bytes.AsSpan(12, headerLength), Json)
+                     ?? throw new TiltException($"{full}: the head header is null");
+        }
+        catch (JsonException e)
+        {
+            throw new TiltException($"{full}: corrupt head header{(e.Path is { } p ? $" at {p}" : "")}: {e.Message}", e);
+        }
+        if (header.Format != HeadHeader.CurrentFormat)
+            throw new TiltException($"{full}: head format '{header.Format}' is not supported (expected '{HeadHeader.CurrentFormat}')");
+        if (header.HiddenSize < 1 || (header.Kind == HeadKind.Mlp && header.HiddenUnits < 1))
+            throw new TiltException($"{full}: head header has hiddenSize {header.HiddenSize}, hiddenUnits {header.HiddenUnits}");
+        int weightBytes = bytes.Length - 12 - headerLength;
+        long expected = 4L * header.WeightCount;
+        if (weightBytes != expected)
+            throw new TiltException($"{full}: truncated or corrupt head file: {weightBytes} weight bytes, expected {expected} for a {header.Kind} head of d={header.HiddenSize}");
+        var weights = new float[header.WeightCount];
+        for (int i = 0; i < weights.Length; i++)
+            weights[i] = BinaryPrimitives.ReadSingleLittleEndian(bytes.AsSpan(12 + headerLength + 4 * i, 4));
+        if (header.WeightsSha256.Length > 0 && header.WeightsSha256 != WeightsHash(weights))
+            throw new TiltException($"{full}: corrupt head file: the weights do not match their sha256");
+        try
+        {
+            return new HeadFile(header, weights);
+        }
+        catch (ArgumentException e)
+        {
+            throw new TiltException($"{full}: invalid head weights: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Writes the file (atomically: a temporary file renamed over the target).</summary>
+    public void Write(string path)
+    {
+        byte[] header = JsonSerializer.SerializeToUtf8Bytes(Header, Json);
+        string full = Path.GetFullPath(path);
+        string temp = full + ".tmp";
+        using (var stream = File.Create(temp))
+        {
+            stream.Write(Magic);
+            Span<byte> buffer = stackalloc byte[4];
+            BinaryPrimitives.WriteInt32LittleEndian(buffer, header.Length);
+            stream.Write(buffer);
+            stream.Write(header);
+            foreach (float w in Weights)
+            {
+                BinaryPrimitives.WriteSingleLittleEndian(buffer, w);
+                stream.Write(buffer);
+            }
+        }
+        File.Move(temp, full, overwrite: true);
+    }
+
+    /// <summary>Refuses a model other than the one the head was trained on.</summary>
+    public void CheckModel(ModelInfo model, string source)
+    {
+        if (model.HiddenSize != Header.HiddenSize)
+            throw new TiltException($"{source}: the head reads hidden states of size {Header.HiddenSize} but the model's are {model.HiddenSize}");
+        if (!string.Equals(model.Fingerprint, Header.ModelFingerprint, StringComparison.Ordinal))
+            throw new TiltException($"{source}: the head was trained on model {Header.ModelFingerprint}, not on {model.Fingerprint} ({model.Path})");
+    }
+
+    /// <summary>
+    /// The head as a step kernel, with the normalization folded into the first layer:
+    /// W (h - mean)/std + b = (W/std) h + (b - W (mean/std)).
+    /// </summary>
+    public ValueHead ToKernelHead()
+    {
+        int d = Header.HiddenSize;
+        int offset = Header.Normalized ? 2 * d : 0;
+        var mean = Header.Normalized ? Weights.AsSpan(0, d) : default;
+        var std = Header.Normalized ? Weights.AsSpan(d, d) : default;
+        if (Header.Kind == HeadKind.Linear)
+        {
+            var w = Weights.AsSpan(offset, d).ToArray();
+            double b = Weights[offset + d];
+            if (Header.Normalized) b = Fold(w, 1, d, mean, std, [b])[0];
+            return new LinearValueHead(w, (float)b);
+        }
+        int units = Header.HiddenUnits;
+        var w1 = Weights.AsSpan(offset, units * d).ToArray();
+        var b1 = Weights.AsSpan(offset + units * d, units).ToArray().Select(x => (double)x).ToArray();
+        var w2 = Weights.AsSpan(offset + units * d + units, units).ToArray();
+        float b2 = Weights[offset + units * d + 2 * units];
+        if (Header.Normalized) b1 = Fold(w1, units, d, mean, std, b1);
+        return new MlpValueHead(w1, b1.Select(x => (float)x).ToArray(), w2, b2, Header.Activation);
+    }
+
+    private static double[] Fold(float[] w, int rows, int d, ReadOnlySpan<float> mean, ReadOnlySpan<float> std, double[] bias)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            for (int j = 0; j < d; j++)
+            {
+                double s = std[j] > 0 ? std[j] : 1.0;
+                double scaled = w[r * d + j] / s;
+                bias[r] -= scaled * mean[j];
+                w[r * d + j] = (float)scaled;
+            }
+        }
+        return bias;
+    }
+
+    private static string WeightsHash(float[] weights)
+    {
+        var bytes = new byte[weights.Length * 4];
+        for (int i = 0; i < weights.Length; i++) BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(4 * i, 4), weights[i]);
+        return Convert.ToHexStringLower(SHA256.HashData(bytes));
+    }
+}

@@ -1,0 +1,140 @@
+using Tilt.Engine.Models;
+using Tilt.Kernels;
+
+namespace Tilt.Engine.Strategies;
+
+/// <summary>Options every aligned-decoding strategy shares.</summary>
+public abstract record AlignOptions
+{
+    /// <summary>Largest number of independent outputs one request may ask for.</summary>
+    public const int MaxSamples = 100_000;
+
+    /// <summary>Independent aligned outputs to draw (for statistics). Defaults to 1.</summary>
+    public int Samples
+    {
+        get;
+        init => field = value is >= 1 and <= MaxSamples
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(Samples), value, $"samples must be between 1 and {MaxSamples}, got {value}");
+    } = 1;
+
+    /// <summary>Generated tokens per output at most (stop token included). Defaults to 128.</summary>
+    public int MaxTokens
+    {
+        get;
+        init => field = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(MaxTokens), value, $"max tokens must be at least 1, got {value}");
+    } = 128;
+
+    /// <summary>Seed of the counter-based RNG. Defaults to 0.</summary>
+    public ulong Seed { get; init; }
+
+    /// <summary>Request id mixed into the RNG key. Defaults to 0.</summary>
+    public uint RequestId { get; init; }
+
+    /// <summary>
+    /// How the base model proposes tokens (temperature, top-k, top-p of p). Defaults to p itself (T = 1),
+    /// which is what the KL figures assume.
+    /// </summary>
+    public SamplingParameters Sampling
+    {
+        get;
+        init
+        {
+            value.Validate();
+            field = value;
+        }
+    } = new();
+
+    /// <summary>
+    /// Wall-clock budget of the whole request. When it passes, the output in progress is returned as it
+    /// stands, marked <see cref="AlignFinish.Deadline"/>, and no further outputs are started. Defaults to none.
+    /// </summary>
+    public TimeSpan? Deadline
+    {
+        get;
+        init => field = value is null || value > TimeSpan.Zero
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(Deadline), value, $"the deadline must be positive, got {value}");
+    }
+
+    /// <summary>CPU threads for llama.cpp; null lets it choose. Defaults to null.</summary>
+    public int? Threads { get; init; }
+
+    /// <summary>KV cache element type. Defaults to F16.</summary>
+    public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
+
+    internal static double CheckBeta(double value, string name) =>
+        double.IsFinite(value) && value > 0
+            ? value
+            : throw new ArgumentOutOfRangeException(name, value, $"beta must be a finite number > 0, got {value}");
+}
+
+/// <summary>Best-of-n [M4]: n candidates from p in one batch, keep the highest reward.</summary>
+public sealed record BestOfNOptions : AlignOptions
+{
+    /// <summary>Candidates per output (n), decoded as one batch sharing the prompt's KV. 1..256. Defaults to 4.</summary>
+    public int N
+    {
+        get;
+        init => field = value is >= 1 and <= SessionOptions.MaxSupportedSequences
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(N), value, $"n must be between 1 and {SessionOptions.MaxSupportedSequences}, got {value}");
+    } = 4;
+
+    /// <summary>Return every candidate with its reward and log-probability. Defaults to false.</summary>
+    public bool ReturnCandidates { get; init; }
+}
+
+/// <summary>Token-wise controlled decoding [M14]: tilt p(z | prefix) by exp(V(prefix, z)/beta) over the top-k of p.</summary>
+public sealed record TokenwiseOptions : AlignOptions
+{
+    /// <summary>
+    /// Candidate tokens per step: the k most likely tokens of p, each decoded as one forked sequence so the value
+    /// can read its hidden state. 0 = the whole vocabulary (exact [M14]; practical for small vocabularies). The
+    /// tilt is renormalized over this set, which is the approximation of [M14]. Defaults to 16.
+    /// </summary>
+    public int Candidates
+    {
+        get;
+        init => field = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(Candidates), value, $"candidates must be >= 0 (0 = whole vocabulary), got {value}");
+    } = 16;
+
+    /// <summary>Tilt strength: small beta follows the value hard, large beta stays close to p. Defaults to 1.</summary>
+    public double Beta { get; init => field = CheckBeta(value, nameof(Beta)); } = 1.0;
+}
+
+/// <summary>How blockwise CD picks among its candidate blocks.</summary>
+public enum BlockSelectionMode
+{
+    /// <summary>The block with the highest value (ties: uniformly at random) [M18].</summary>
+    Argmax,
+
+    /// <summary>A block sampled with probability ∝ exp(V / beta).</summary>
+    Sample,
+}
+
+/// <summary>Blockwise controlled decoding [M18]: K blocks of M tokens from p in parallel, keep the best, repeat.</summary>
+public sealed record BlockwiseOptions : AlignOptions
+{
+    /// <summary>Candidate blocks per step (K), decoded as one batch. 1..256. Defaults to 8.</summary>
+    public int K
+    {
+        get;
+        init => field = value is >= 1 and <= SessionOptions.MaxSupportedSequences
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(K), value, $"K must be between 1 and {SessionOptions.MaxSupportedSequences}, got {value}");
+    } = 8;
+
+    /// <summary>Tokens per block (M). With M >= the whole response, blockwise CD is best-of-K [M18]. Defaults to 8.</summary>
+    public int BlockSize
+    {
+        get;
+        init => field = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(BlockSize), value, $"the block size must be at least 1, got {value}");
+    } = 8;
+
+    /// <summary>Argmax (default) or sampling ∝ exp(V/beta).</summary>
+    public BlockSelectionMode Selection { get; init; } = BlockSelectionMode.Argmax;
+
+    /// <summary>Temperature of <see cref="BlockSelectionMode.Sample"/>. Defaults to 1.</summary>
+    public double Beta { get; init => field = CheckBeta(value, nameof(Beta)); } = 1.0;
+}
