@@ -17,6 +17,7 @@ public static class Program
         var root = new RootCommand("tilt: inference-time alignment of GGUF language models (best-of-n, controlled decoding).");
         var console = new CliConsole(stdout, stderr);
         root.Subcommands.Add(GenerateCommand.Create(console));
+        root.Subcommands.Add(AlignCommand.Create(console));
         root.Subcommands.Add(TheoryCommand.Create(console));
 
         var parse = root.Parse(args);

@@ -1,0 +1,184 @@
+using System.CommandLine;
+using System.Text.Json;
+using Tilt.Engine;
+using Tilt.Engine.Heads;
+using Tilt.Engine.Models;
+using Tilt.Engine.Models.Tabular;
+using Tilt.Engine.Rewards;
+using Tilt.Engine.Statistics;
+using Tilt.Engine.Strategies;
+using Tilt.Engine.Values;
+using Tilt.Kernels;
+
+namespace Tilt.Cli.Commands;
+
+/// <summary><c>tilt align</c>: best-of-n, token-wise CD or blockwise CD towards a reward.</summary>
+internal static class AlignCommand
+{
+    public static Command Create(CliConsole console)
+    {
+        var model = new ModelOptions();
+        var strategy = new Option<string>("--strategy", "-s") { Description = "bon | tokenwise | blockwise.", DefaultValueFactory = _ => "blockwise" };
+        var prompt = new Option<string>("--prompt", "-p") { Description = "Prompt text.", DefaultValueFactory = _ => "Once upon a time" };
+        var reward = new Option<string>("--reward", "-r")
+        {
+            Description = "Reward spec, e.g. lexicon:sentiment, length:40, regex:PATTERN, head:FILE, 0.7*lexicon:a.txt+0.3*length:40, min(A;B).",
+            DefaultValueFactory = _ => "lexicon:sentiment",
+        };
+        var valueHead = new Option<string?>("--value-head") { Description = "Trained value head file (tilt-head/1) for CD; default: the reward applied to the prefix." };
+        var value = new Option<string?>("--value") { Description = "Tabular models only: exact (V* = E[r] by enumeration [M13]) or exact-soft (beta log E[exp(r/beta)])." };
+        var n = new Option<int>("--n") { Description = "Best-of-n: candidates (1..256).", DefaultValueFactory = _ => 8 };
+        var k = new Option<int>("--k") { Description = "Blockwise: candidate blocks per step (1..256).", DefaultValueFactory = _ => 8 };
+        var block = new Option<int>("--block") { Description = "Blockwise: tokens per block (M).", DefaultValueFactory = _ => 8 };
+        var selection = new Option<BlockSelectionMode>("--selection") { Description = "Blockwise: Argmax or Sample (∝ exp(V/beta)).", DefaultValueFactory = _ => BlockSelectionMode.Argmax };
+        var beta = new Option<double>("--beta") { Description = "Tilt strength (token-wise; blockwise with --selection Sample).", DefaultValueFactory = _ => 1.0 };
+        var topK = new Option<int>("--top-k") { Description = "Token-wise: candidate tokens per step (top-k of p); 0 = whole vocabulary.", DefaultValueFactory = _ => 16 };
+        var temperature = new Option<float>("--temperature", "-t") { Description = "Temperature of the base proposals.", DefaultValueFactory = _ => 1f };
+        var seed = new Option<ulong>("--seed") { Description = "RNG seed.", DefaultValueFactory = _ => 0UL };
+        var maxTokens = new Option<int>("--max-tokens") { Description = "Generated tokens per output at most.", DefaultValueFactory = _ => 128 };
+        var samples = new Option<int>("--samples") { Description = "Independent aligned outputs (for statistics).", DefaultValueFactory = _ => 1 };
+        var deadline = new Option<int?>("--deadline-ms") { Description = "Wall-clock budget in milliseconds; an output cut by it is marked partial." };
+        var candidates = new Option<bool>("--candidates") { Description = "Best-of-n: also print every candidate with its reward." };
+        var json = new Option<bool>("--json") { Description = "One JSON object per output." };
+
+        var command = new Command("align", "Sample from an aligned policy: best-of-n, token-wise or blockwise controlled decoding towards a reward.");
+        model.AddTo(command);
+        foreach (var o in new Option[] { strategy, prompt, reward, valueHead, value, n, k, block, selection, beta, topK, temperature, seed, maxTokens, samples, deadline, candidates, json })
+            command.Options.Add(o);
+
+        command.SetAction((parse, cancellationToken) => console.GuardAsync(async () =>
+        {
+            string which = parse.GetValue(strategy)!.ToLowerInvariant();
+            if (which is not ("bon" or "tokenwise" or "blockwise"))
+                throw new ArgumentException($"--strategy must be bon, tokenwise or blockwise, got '{which}'");
+            var sampling = new SamplingParameters(parse.GetValue(temperature));
+            TimeSpan? budget = parse.GetValue(deadline) is { } ms
+                ? ms > 0 ? TimeSpan.FromMilliseconds(ms) : throw new ArgumentException($"--deadline-ms must be positive, got {ms}")
+                : null;
+
+            // Validate every option before loading the model (each init accessor throws a named error).
+            AlignOptions options = which switch
+            {
+                "bon" => new BestOfNOptions { N = parse.GetValue(n), ReturnCandidates = parse.GetValue(candidates) },
+                "tokenwise" => new TokenwiseOptions { Candidates = parse.GetValue(topK), Beta = parse.GetValue(beta) },
+                _ => new BlockwiseOptions { K = parse.GetValue(k), BlockSize = parse.GetValue(block), Selection = parse.GetValue(selection), Beta = parse.GetValue(beta) },
+            };
+            options = options with
+            {
+                MaxTokens = parse.GetValue(maxTokens),
+                Samples = parse.GetValue(samples),
+                Seed = parse.GetValue(seed),
+                Sampling = sampling,
+                Deadline = budget,
+                Threads = parse.GetValue(model.Threads),
+            };
+
+            using var lm = model.LoadModel(parse, console);
+            using var kernels = model.CreateKernels(parse, console);
+            var rewardFn = RewardSpec.Parse(parse.GetValue(reward)!, new RewardSpecContext
+            {
+                HeadRewardFactory = path => HeadReward.Load(path, lm.Info),
+            });
+            var valueFn = CreateValue(lm, rewardFn, parse.GetValue(valueHead), parse.GetValue(value), options);
+            string text = parse.GetValue(prompt)!;
+            bool asJson = parse.GetValue(json);
+
+            IAsyncEnumerable<AlignEvent> events = options switch
+            {
+                BestOfNOptions b => new BestOfNSampler(lm, kernels, rewardFn).StreamAsync(text, b, cancellationToken),
+                TokenwiseOptions t => new TokenwiseDecoder(lm, kernels, valueFn, rewardFn).StreamAsync(text, t, cancellationToken),
+                BlockwiseOptions b => new BlockwiseDecoder(lm, kernels, valueFn, rewardFn).StreamAsync(text, b, cancellationToken),
+                _ => throw new ArgumentException($"unknown strategy {which}"),
+            };
+
+            bool streamText = !asJson && options.Samples == 1;
+            if (streamText) await console.Out.WriteAsync(text);
+            await foreach (var e in events)
+            {
+                switch (e)
+                {
+                    case TextAccepted accepted when streamText:
+                        await console.Out.WriteAsync(accepted.TextDelta);
+                        break;
+                    case SampleCompleted done when asJson:
+                        await console.Out.WriteLineAsync(JsonSerializer.Serialize(ToJson(done.Result, which, rewardFn, valueFn), CliJson.Options));
+                        break;
+                    case SampleCompleted done:
+                        if (streamText) await console.Out.WriteLineAsync();
+                        else await console.Out.WriteLineAsync($"--- output {done.Result.Index}{Environment.NewLine}{text}{done.Result.Text}");
+                        await console.Out.WriteLineAsync(Summary(done.Result));
+                        foreach (var c in done.Result.Candidates)
+                            await console.Out.WriteLineAsync($"    candidate {c.Index}: reward {c.Reward:F3}, logprob {c.LogProb:F2}: {c.Text.ReplaceLineEndings(" ")}");
+                        break;
+                }
+            }
+            return 0;
+        }));
+        return command;
+    }
+
+    private static IValueFunction CreateValue(ILanguageModel model, IReward reward, string? headPath, string? exact, AlignOptions options)
+    {
+        if (headPath is not null && exact is not null)
+            throw new ArgumentException("give either --value-head or --value, not both");
+        if (headPath is not null) return HeadValue.Load(headPath, model.Info);
+        if (exact is null) return new PrefixRewardValue(reward);
+        if (model is not TabularModel tabular)
+            throw new ArgumentException($"--value {exact} needs a tabular model (it enumerates every continuation); use --value-head for GGUF models");
+        double beta = options switch { TokenwiseOptions t => t.Beta, BlockwiseOptions b => b.Beta, _ => 1.0 };
+        return exact switch
+        {
+            "exact" => new TabularExactValue(tabular, reward, options.MaxTokens, ExactValueKind.Expected),
+            "exact-soft" => new TabularExactValue(tabular, reward, options.MaxTokens, ExactValueKind.Soft, beta),
+            _ => throw new ArgumentException($"--value must be exact or exact-soft, got '{exact}'"),
+        };
+    }
+
+    private static string Summary(AlignedSample s)
+    {
+        string bound = s.KlBound is { } b ? $", bound {b.Value:F3}" : "";
+        string winRate = s.WinRateVsCandidates is { } w ? $", beats {w:P0} of the other candidates" : "";
+        string partial = s.IsPartial ? " [PARTIAL: deadline]" : "";
+        return $"[reward {s.Reward:F3}, logprob {s.LogProb:F2}, KL {s.Kl.Value:F3} ({KlName(s.Kl.Method)}{bound}; {KlBudget.Describe(s.Kl.Band)}){winRate}, " +
+               $"{s.Tokens.Count} tokens ({s.Finish.ToString().ToLowerInvariant()}), {s.TokensEvaluated} evaluated, " +
+               $"prefill {s.Timings.Prefill.TotalMilliseconds:F0} ms, first text {s.Timings.FirstAccepted.TotalMilliseconds:F0} ms, total {s.Timings.Total.TotalMilliseconds:F0} ms]{partial}";
+    }
+
+    private static string KlName(KlMethod method) => method switch
+    {
+        KlMethod.BestOfNEstimate => "best-of-n estimate [M9]",
+        KlMethod.BestOfNBound => "best-of-n bound [M7]",
+        KlMethod.StepDriftSum => "sum of per-step drift [M15]",
+        KlMethod.BlockEstimate => "per-block estimate [M19]",
+        KlMethod.BlockBound => "per-block bound [M19]",
+        _ => method.ToString(),
+    };
+
+    private static object ToJson(AlignedSample s, string strategy, IReward reward, IValueFunction value) => new
+    {
+        s.Index,
+        Strategy = strategy,
+        s.Text,
+        s.Tokens,
+        s.Reward,
+        RewardSpec = reward.Description,
+        Value = strategy == "bon" ? null : value.Description,
+        Logprob = s.LogProb,
+        Kl = new { s.Kl.Value, Method = s.Kl.Method.ToString(), Band = s.Kl.Band.ToString() },
+        KlBound = s.KlBound is { } b ? new { b.Value, Method = b.Method.ToString() } : null,
+        s.WinRateVsCandidates,
+        Finish = s.Finish.ToString().ToLowerInvariant(),
+        Partial = s.IsPartial,
+        s.TokensEvaluated,
+        Timings = new
+        {
+            PrefillMs = s.Timings.Prefill.TotalMilliseconds,
+            FirstTextMs = s.Timings.FirstAccepted.TotalMilliseconds,
+            TotalMs = s.Timings.Total.TotalMilliseconds,
+            s.Timings.DecodeCalls,
+            PerStepMs = s.Timings.PerStep.TotalMilliseconds,
+            TokensPerSecond = s.Tokens.Count / Math.Max(1e-9, (s.Timings.Total - s.Timings.Prefill).TotalSeconds),
+        },
+        Candidates = s.Candidates.Count > 0 ? s.Candidates : null,
+    };
+}
