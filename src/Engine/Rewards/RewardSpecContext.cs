@@ -1,0 +1,26 @@
+namespace Tilt.Engine.Rewards;
+
+/// <summary>What <see cref="RewardSpec.Parse"/> needs beyond the spec text.</summary>
+public sealed class RewardSpecContext
+{
+    /// <summary>A context with every default: paths against the current directory, no model for <c>head:</c>.</summary>
+    public static RewardSpecContext Default { get; } = new();
+
+    /// <summary>
+    /// The directory relative file paths (<c>lexicon:FILE</c>, <c>head:FILE</c>) resolve against. Defaults to null:
+    /// the current directory at the time of parsing.
+    /// </summary>
+    public string? BaseDirectory { get; init; }
+
+    /// <summary>
+    /// Creates the reward of <c>head:FILE</c> from the file's full path; supplied by whoever holds the model the head
+    /// reads hidden states of. Defaults to null: <c>head:</c> is an error saying a model is needed.
+    /// </summary>
+    public Func<string, IReward>? HeadRewardFactory { get; init; }
+
+    /// <summary>
+    /// Where <c>lexicon:positive</c>, <c>negative</c> and <c>sentiment</c> are read from. Defaults to null:
+    /// <see cref="LexiconReward.DefaultDirectory"/>.
+    /// </summary>
+    public string? LexiconDirectory { get; init; }
+}

@@ -1,0 +1,498 @@
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
+namespace Tilt.Kernels.Cpu;
+
+/// <summary>
+/// The row-level building blocks of the SIMD CPU backend. Each works on one row (a span) and allocates nothing;
+/// the backends compose them per row. Scores that decide a sampled token use the exact operations of
+/// <see cref="DeviceFloat"/> so that the ILGPU kernels reproduce them bit for bit.
+/// </summary>
+internal static class RowMath
+{
+    /// <summary>Max of a row, rejecting NaN, +inf and rows that are entirely masked (-inf).</summary>
+    public static float CheckedMax(ReadOnlySpan<float> x, int row, string name)
+    {
+        float m = TensorPrimitives.Max(x); // propagates NaN
+        if (float.IsNaN(m))
+            throw new ArgumentException($"{name} row {row} contains NaN (at index {IndexOfNaN(x)}).", name);
+        if (float.IsPositiveInfinity(m))
+            throw new ArgumentException($"{name} row {row} contains +infinity (at index {x.IndexOf(float.PositiveInfinity)}); only -infinity (masked) is allowed.", name);
+        if (float.IsNegativeInfinity(m))
+            throw new ArgumentException($"{name} row {row} is entirely masked (every entry is -infinity): nothing can be sampled.", name);
+        return m;
+    }
+
+    private static int IndexOfNaN(ReadOnlySpan<float> x)
+    {
+        for (int i = 0; i < x.Length; i++)
+            if (float.IsNaN(x[i]))
+                return i;
+        return -1;
+    }
+
+    /// <summary>Sum of exp((x - shift) * scale), float lanes summed in double at the end.</summary>
+    public static double SumExp(ReadOnlySpan<float> x, float shift, float scale)
+    {
+        ref float r = ref MemoryMarshal.GetReference(x);
+        int n = x.Length, i = 0;
+        double sum = 0;
+        if (Vector256.IsHardwareAccelerated && n >= 8)
+        {
+            Vector256<float> mv = Vector256.Create(shift), sv = Vector256.Create(scale);
+            Vector256<float> a0 = Vector256<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
+            // Four accumulators hide the latency of the exp + add chain.
+            for (; i <= n - 32; i += 32)
+            {
+                a0 += Vector256.Exp((Vector256.LoadUnsafe(ref r, (nuint)i) - mv) * sv);
+                a1 += Vector256.Exp((Vector256.LoadUnsafe(ref r, (nuint)(i + 8)) - mv) * sv);
+                a2 += Vector256.Exp((Vector256.LoadUnsafe(ref r, (nuint)(i + 16)) - mv) * sv);
+                a3 += Vector256.Exp((Vector256.LoadUnsafe(ref r, (nuint)(i + 24)) - mv) * sv);
+            }
+            for (; i <= n - 8; i += 8)
+                a0 += Vector256.Exp((Vector256.LoadUnsafe(ref r, (nuint)i) - mv) * sv);
+            sum = Vector256.Sum((a0 + a1) + (a2 + a3));
+        }
+        for (; i < n; i++)
+            sum += MathF.Exp((Unsafe.Add(ref r, i) - shift) * scale);
+        return sum;
+    }
+
+    /// <summary>First index i with x[i] == value (so -0 and +0 tie, and the lowest id wins), or -1.</summary>
+    public static int FirstIndexOf(ReadOnlySpan<float> x, float value)
+    {
+        ref float r = ref MemoryMarshal.GetReference(x);
+        int n = x.Length, i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            Vector256<float> v = Vector256.Create(value);
+            for (; i <= n - 8; i += 8)
+            {
+                uint mask = Vector256.Equals(Vector256.LoadUnsafe(ref r, (nuint)i), v).ExtractMostSignificantBits();
+                if (mask != 0)
+                    return i + System.Numerics.BitOperations.TrailingZeroCount(mask);
+            }
+        }
+        for (; i < n; i++)
+            if (Unsafe.Add(ref r, i) == value)
+                return i;
+        return -1;
+    }
+
+    /// <summary>
+    /// Gumbel-max over the whole row: argmax_c (x[c]/t + g(key, c)), lowest id on exact ties.
+    /// <paramref name="maxIndex"/> is the first index of the row max; its perturbed score seeds the running best, and
+    /// every 32-column block whose scores all lie more than <see cref="GumbelNoise.UpperBound"/> below the running best
+    /// is skipped without drawing noise (it cannot win, so the result is exact).
+    /// </summary>
+    public static int GumbelArgmax(ReadOnlySpan<float> x, float t, in RngKey key, int maxIndex)
+    {
+        ref float r = ref MemoryMarshal.GetReference(x);
+        int n = x.Length;
+        int bestId = maxIndex;
+        float best = DeviceFloat.Add(DeviceFloat.Div(x[maxIndex], t), GumbelNoise.Sample(key, maxIndex));
+        float tau = best - GumbelNoise.UpperBound;
+        int i = 0;
+        if (Philox.IsVectorized)
+        {
+            bool unit = t == 1f; // x / 1 == x exactly, so the division can be skipped without changing a bit
+            Vector256<float> tv = Vector256.Create(t);
+            Span<float> v = stackalloc float[32];
+            ref float vr = ref MemoryMarshal.GetReference(v);
+            for (; i <= n - 32; i += 32)
+            {
+                Vector256<float> s0 = Vector256.LoadUnsafe(ref r, (nuint)i);
+                Vector256<float> s1 = Vector256.LoadUnsafe(ref r, (nuint)(i + 8));
+                Vector256<float> s2 = Vector256.LoadUnsafe(ref r, (nuint)(i + 16));
+                Vector256<float> s3 = Vector256.LoadUnsafe(ref r, (nuint)(i + 24));
+                if (!unit)
+                {
+                    s0 /= tv; s1 /= tv; s2 /= tv; s3 /= tv;
+                }
+                Vector256<float> smax = Vector256.Max(Vector256.Max(s0, s1), Vector256.Max(s2, s3));
+                if (!Vector256.GreaterThanOrEqualAny(smax, Vector256.Create(tau)))
+                    continue;
+                GumbelNoise.Block32(key, i, out var g0, out var g1, out var g2, out var g3);
+                Vector256<float> v0 = s0 + g0, v1 = s1 + g1, v2 = s2 + g2, v3 = s3 + g3;
+                Vector256<float> vmax = Vector256.Max(Vector256.Max(v0, v1), Vector256.Max(v2, v3));
+                if (!Vector256.GreaterThanOrEqualAny(vmax, Vector256.Create(best)))
+                    continue;
+                v0.StoreUnsafe(ref vr, 0);
+                v1.StoreUnsafe(ref vr, 8);
+                v2.StoreUnsafe(ref vr, 16);
+                v3.StoreUnsafe(ref vr, 24);
+                for (int j = 0; j < 32; j++)
+                {
+                    float vj = Unsafe.Add(ref vr, j);
+                    if (vj > best || (vj == best && i + j < bestId))
+                    {
+                        best = vj;
+                        bestId = i + j;
+                    }
+                }
+                tau = best - GumbelNoise.UpperBound;
+            }
+        }
+        for (; i < n; i++)
+        {
+            float s = DeviceFloat.Div(Unsafe.Add(ref r, i), t);
+            if (s < tau)
+                continue;
+            float vi = DeviceFloat.Add(s, GumbelNoise.Sample(key, i));
+            if (vi > best || (vi == best && i < bestId))
+            {
+                best = vi;
+                bestId = i;
+                tau = best - GumbelNoise.UpperBound;
+            }
+        }
+        return bestId;
+    }
+
+    /// <summary>Token id at position j: the candidate list when there is one, else j itself.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int Id(ReadOnlySpan<int> ids, int j) => ids.IsEmpty ? j : ids[j];
+
+    /// <summary>
+    /// Gumbel-max over a candidate list (scores already tempered and tilted): the position j maximising
+    /// s[j] + g(key, ids[j]), lowest token id on exact ties, skipping the noise of candidates that cannot win.
+    /// </summary>
+    public static int GumbelArgmaxList(ReadOnlySpan<float> s, ReadOnlySpan<int> ids, in RngKey key, int maxPosition)
+    {
+        int bestPos = maxPosition, bestId = ids[maxPosition];
+        float best = DeviceFloat.Add(s[maxPosition], GumbelNoise.Sample(key, bestId));
+        for (int j = 0; j < s.Length; j++)
+        {
+            float sj = s[j];
+            if (sj < best - GumbelNoise.UpperBound)
+                continue;
+            int id = ids[j];
+            float v = DeviceFloat.Add(sj, GumbelNoise.Sample(key, id));
+            if (v > best || (v == best && id < bestId))
+            {
+                best = v;
+                bestId = id;
+                bestPos = j;
+            }
+        }
+        return bestPos;
+    }
+
+    /// <summary>Position of the maximum score, the lowest token id among exact ties.</summary>
+    public static int ArgmaxPosition(ReadOnlySpan<float> s, ReadOnlySpan<int> ids, float max)
+    {
+        if (ids.IsEmpty)
+            return FirstIndexOf(s, max);
+        int best = -1;
+        for (int j = 0; j < s.Length; j++)
+            if (s[j] == max && (best < 0 || ids[j] < ids[best]))
+                best = j;
+        return best;
+    }
+
+    /// <summary>
+    /// Gumbel-max over survivors sorted best first (see <see cref="SortKey"/>); returns the winner's position. Once a
+    /// survivor's score lies more than the noise bound below the running best, no later one can win.
+    /// </summary>
+    public static int GumbelArgmaxSorted(ReadOnlySpan<ulong> sorted, in RngKey key)
+    {
+        float best = float.NegativeInfinity;
+        int bestId = -1, bestPos = -1;
+        for (int j = 0; j < sorted.Length; j++)
+        {
+            ulong k = sorted[j];
+            int id = IdOf(k);
+            float s = ScoreOf(k);
+            if (s < best - GumbelNoise.UpperBound)
+                break;
+            float v = DeviceFloat.Add(s, GumbelNoise.Sample(key, id));
+            if (v > best || (v == best && id < bestId))
+            {
+                best = v;
+                bestId = id;
+                bestPos = j;
+            }
+        }
+        return bestPos;
+    }
+
+    /// <summary>
+    /// A 64-bit key whose ascending order is "higher score first, then lower token id": the high word is the complement
+    /// of an order-preserving map of the float, the low word the id. -0 is folded onto +0 so that they tie.
+    /// The score can be read back with <see cref="ScoreOf"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ulong SortKey(float score, int id)
+    {
+        uint bits = BitConverter.SingleToUInt32Bits(score == 0f ? 0f : score);
+        uint ordered = (bits & 0x8000_0000u) != 0 ? ~bits : bits | 0x8000_0000u;
+        return ((ulong)~ordered << 32) | (uint)id;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int IdOf(ulong sortKey) => (int)(uint)sortKey;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float ScoreOf(ulong sortKey)
+    {
+        uint ordered = ~(uint)(sortKey >> 32);
+        uint bits = (ordered & 0x8000_0000u) != 0 ? ordered & 0x7FFF_FFFFu : ~ordered;
+        return BitConverter.UInt32BitsToSingle(bits);
+    }
+
+    /// <summary>
+    /// The min(k, finite entries) best candidates (higher score first, lower token id on ties), sorted, into
+    /// heap[..result]. A max-heap of sort keys holds the k best so far; once full, a block of 8 scores all below the
+    /// worst kept one is rejected with one compare.
+    /// </summary>
+    public static int TopK(ReadOnlySpan<float> s, ReadOnlySpan<int> ids, int k, Span<ulong> heap)
+    {
+        heap = heap[..k];
+        ref float r = ref MemoryMarshal.GetReference(s);
+        int n = s.Length, count = 0, i = 0;
+        for (; i < n && count < k; i++)
+        {
+            float si = Unsafe.Add(ref r, i);
+            if (si == float.NegativeInfinity)
+                continue;
+            heap[count++] = SortKey(si, Id(ids, i));
+            SiftUp(heap, count - 1);
+        }
+        if (count < k)
+        {
+            heap[..count].Sort();
+            return count;
+        }
+        float worst = ScoreOf(heap[0]);
+        // With dense ids a later equal score has a higher id and loses the tie, so "greater" rejects it; a candidate
+        // list can hold a lower id later, so there an equal score must be looked at.
+        bool dense = ids.IsEmpty;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            for (; i <= n - 8; i += 8)
+            {
+                Vector256<float> v = Vector256.LoadUnsafe(ref r, (nuint)i);
+                uint mask = (dense ? Vector256.GreaterThan(v, Vector256.Create(worst)) : Vector256.GreaterThanOrEqual(v, Vector256.Create(worst)))
+                    .ExtractMostSignificantBits();
+                while (mask != 0)
+                {
+                    int j = System.Numerics.BitOperations.TrailingZeroCount(mask);
+                    mask &= mask - 1;
+                    Offer(heap, Unsafe.Add(ref r, i + j), Id(ids, i + j), ref worst);
+                }
+            }
+        }
+        for (; i < n; i++)
+            Offer(heap, Unsafe.Add(ref r, i), Id(ids, i), ref worst);
+        heap.Sort();
+        return k;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Offer(Span<ulong> heap, float score, int id, ref float worst)
+    {
+        if (score < worst || score == float.NegativeInfinity)
+            return;
+        ulong key = SortKey(score, id);
+        if (key >= heap[0])
+            return;
+        heap[0] = key;
+        SiftDown(heap, 0);
+        worst = ScoreOf(heap[0]);
+    }
+
+    private static void SiftUp(Span<ulong> heap, int i)
+    {
+        ulong item = heap[i];
+        while (i > 0)
+        {
+            int parent = (i - 1) >> 1;
+            if (heap[parent] >= item)
+                break;
+            heap[i] = heap[parent];
+            i = parent;
+        }
+        heap[i] = item;
+    }
+
+    private static void SiftDown(Span<ulong> heap, int i)
+    {
+        int n = heap.Length;
+        ulong item = heap[i];
+        while (true)
+        {
+            int child = 2 * i + 1;
+            if (child >= n)
+                break;
+            if (child + 1 < n && heap[child + 1] > heap[child])
+                child++;
+            if (heap[child] <= item)
+                break;
+            heap[i] = heap[child];
+            i = child;
+        }
+        heap[i] = item;
+    }
+
+    /// <summary>Sort keys of every candidate with score &gt;= threshold, in position order; returns the count.</summary>
+    public static int Collect(ReadOnlySpan<float> s, ReadOnlySpan<int> ids, float threshold, Span<ulong> keys)
+    {
+        ref float r = ref MemoryMarshal.GetReference(s);
+        int n = s.Length, count = 0, i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            Vector256<float> tv = Vector256.Create(threshold);
+            for (; i <= n - 8; i += 8)
+            {
+                uint mask = Vector256.GreaterThanOrEqual(Vector256.LoadUnsafe(ref r, (nuint)i), tv).ExtractMostSignificantBits();
+                while (mask != 0)
+                {
+                    int j = System.Numerics.BitOperations.TrailingZeroCount(mask);
+                    mask &= mask - 1;
+                    keys[count++] = SortKey(Unsafe.Add(ref r, i + j), Id(ids, i + j));
+                }
+            }
+        }
+        for (; i < n; i++)
+        {
+            float si = Unsafe.Add(ref r, i);
+            if (si >= threshold)
+                keys[count++] = SortKey(si, Id(ids, i));
+        }
+        return count;
+    }
+
+    /// <summary>
+    /// Length of the nucleus: the shortest prefix of <paramref name="sorted"/> (best first) whose mass reaches
+    /// p * total, with weights exp(s - s[first]) in float64. Returns -1 when the prefix never reaches it (the caller
+    /// then widens its candidate set, or takes everything).
+    /// </summary>
+    public static int NucleusLength(ReadOnlySpan<ulong> sorted, double p, double total)
+    {
+        double s0 = ScoreOf(sorted[0]);
+        double target = p * total, cum = 0;
+        for (int j = 0; j < sorted.Length; j++)
+        {
+            cum += Math.Exp(ScoreOf(sorted[j]) - s0);
+            if (cum >= target)
+                return j + 1;
+        }
+        return -1;
+    }
+
+    /// <summary>Sum of exp(s - s[first]) over sorted survivors, in float64.</summary>
+    public static double SumExpSorted(ReadOnlySpan<ulong> sorted)
+    {
+        double s0 = ScoreOf(sorted[0]), sum = 0;
+        foreach (ulong k in sorted)
+            sum += Math.Exp(ScoreOf(k) - s0);
+        return sum;
+    }
+
+    /// <summary>
+    /// Sum over sorted survivors of exp(s - s[first]) * (s - x[id]), the unnormalised first term of
+    /// KL(pi || p) = E_pi[s - x] + logZ_p - logZ_pi.
+    /// </summary>
+    public static double KlTermSorted(ReadOnlySpan<ulong> sorted, ReadOnlySpan<float> x)
+    {
+        double s0 = ScoreOf(sorted[0]), sum = 0;
+        foreach (ulong k in sorted)
+        {
+            double sk = ScoreOf(k);
+            sum += Math.Exp(sk - s0) * (sk - x[IdOf(k)]);
+        }
+        return sum;
+    }
+
+    /// <summary>Sum of exp(s - shift) in float64 lanes (the nucleus needs its total to ~1e-16, not ~1e-7).</summary>
+    public static double SumExpDouble(ReadOnlySpan<float> s, float shift)
+    {
+        ref float r = ref MemoryMarshal.GetReference(s);
+        int n = s.Length, i = 0;
+        double sum = 0;
+        if (Vector256.IsHardwareAccelerated && n >= 8)
+        {
+            Vector256<double> mv = Vector256.Create((double)shift);
+            Vector256<double> a0 = Vector256<double>.Zero, a1 = a0;
+            for (; i <= n - 8; i += 8)
+            {
+                var (lo, hi) = Vector256.Widen(Vector256.LoadUnsafe(ref r, (nuint)i));
+                a0 += Vector256.Exp(lo - mv);
+                a1 += Vector256.Exp(hi - mv);
+            }
+            sum = Vector256.Sum(a0 + a1);
+        }
+        for (; i < n; i++)
+            sum += Math.Exp((double)Unsafe.Add(ref r, i) - shift);
+        return sum;
+    }
+
+    /// <summary>
+    /// For scores s = raw / divisor over all candidates: Z = sum exp(s - shift) and A = sum exp(s - shift) * (s - x[id]),
+    /// in float64 (entries at -inf contribute 0). KL(pi || p) = A / Z + logZ_p - (shift + log Z).
+    /// </summary>
+    public static (double Z, double A) KlSums(ReadOnlySpan<float> raw, float divisor, ReadOnlySpan<int> ids, ReadOnlySpan<float> x, float shift)
+    {
+        ref float r = ref MemoryMarshal.GetReference(raw);
+        int n = raw.Length, i = 0;
+        double z = 0, a = 0;
+        if (ids.IsEmpty && Vector256.IsHardwareAccelerated)
+        {
+            ref float xr = ref MemoryMarshal.GetReference(x);
+            Vector256<float> dv = Vector256.Create(divisor);
+            Vector256<double> mv = Vector256.Create((double)shift);
+            Vector256<double> z0 = Vector256<double>.Zero, z1 = z0, a0 = z0, a1 = z0;
+            for (; i <= n - 8; i += 8)
+            {
+                Vector256<float> sv = Vector256.LoadUnsafe(ref r, (nuint)i);
+                if (divisor != 1f)
+                    sv /= dv;
+                Vector256<float> live = ~Vector256.Equals(sv, Vector256.Create(float.NegativeInfinity));
+                // Masked lanes become 0 - 0 so that no inf - inf reaches the sum; their weight is zeroed below.
+                Vector256<float> sd = sv & live, xd = Vector256.LoadUnsafe(ref xr, (nuint)i) & live;
+                var (slo, shi) = Vector256.Widen(sd);
+                var (xlo, xhi) = Vector256.Widen(xd);
+                var (mlo, mhi) = Vector256.Widen(live.AsInt32());
+                Vector256<double> wlo = Vector256.Exp(slo - mv) & mlo.AsDouble(), whi = Vector256.Exp(shi - mv) & mhi.AsDouble();
+                z0 += wlo;
+                z1 += whi;
+                a0 += wlo * (slo - xlo);
+                a1 += whi * (shi - xhi);
+            }
+            z = Vector256.Sum(z0 + z1);
+            a = Vector256.Sum(a0 + a1);
+        }
+        for (; i < n; i++)
+        {
+            float sj = divisor == 1f ? Unsafe.Add(ref r, i) : DeviceFloat.Div(Unsafe.Add(ref r, i), divisor);
+            if (sj == float.NegativeInfinity)
+                continue;
+            double w = Math.Exp((double)sj - shift);
+            z += w;
+            a += w * ((double)sj - x[Id(ids, i)]);
+        }
+        return (z, a);
+    }
+
+    /// <summary>Number of entries that are not -inf.</summary>
+    public static int CountFinite(ReadOnlySpan<float> x)
+    {
+        int n = 0;
+        foreach (float v in x)
+            if (v != float.NegativeInfinity)
+                n++;
+        return n;
+    }
+
+    /// <summary>Rejects NaN and +inf in a row of values (-inf is allowed: it masks the candidate).</summary>
+    public static void CheckValues(ReadOnlySpan<float> v, int row, string name)
+    {
+        float m = TensorPrimitives.Max(v);
+        if (float.IsNaN(m))
+            throw new ArgumentException($"{name} row {row} contains NaN (at index {IndexOfNaN(v)}).", name);
+        if (float.IsPositiveInfinity(m))
+            throw new ArgumentException($"{name} row {row} contains +infinity (at index {v.IndexOf(float.PositiveInfinity)}).", name);
+    }
+}

@@ -1,0 +1,391 @@
+using ILGPU;
+using ILGPU.Runtime.Cuda;
+
+namespace Tilt.Kernels.Ilgpu;
+
+/// <summary>
+/// The fused step as one ILGPU kernel: one group per row runs base log-partition, tilted scores, top-k / top-p
+/// selection, Gumbel-max, log-probs and KL without leaving the device. The scores and the noise use
+/// <see cref="DeviceFloat"/> and <see cref="GumbelNoise"/>, so the token equals the CPU backend's bit for bit.
+/// </summary>
+/// <remarks>
+/// Top-k and top-p are selections of a prefix in "score descending, token id ascending" order, found without sorting:
+/// a most-significant-bit-first search over the 64-bit sort key (the same key as the CPU backend), counting keys for
+/// top-k and summing float64 weights for top-p. Only the top-p sums can differ from the CPU backend (summation order,
+/// ~1e-16 relative), which moves the nucleus boundary only when the cumulative mass lands within that of p.
+/// Group size: any power of two up to <see cref="MaxGroupSize"/>.
+/// </remarks>
+internal static class StepKernel
+{
+    public const int MaxGroupSize = 256;
+
+    /// <summary>The kernel. Grid: one group per row.</summary>
+    public static void Run(
+        ArrayView<float> logits,        // [rows, vocab] raw logits
+        ArrayView<int> candidateIds,    // [rows, candidates] token ids (unused when shape.Dense)
+        ArrayView<float> values,        // [rows, candidates] V per candidate (unused without shape.HasValues)
+        ArrayView<RowSettings> settings, // [rows]
+        ArrayView<RowOutput> output,    // [rows]
+        StepShape shape)
+    {
+        var sharedF = SharedMemory.Allocate<float>(MaxGroupSize);
+        var sharedD = SharedMemory.Allocate<double>(MaxGroupSize);
+        var sharedU = SharedMemory.Allocate<ulong>(MaxGroupSize);
+        var sharedI = SharedMemory.Allocate<int>(MaxGroupSize);
+        var sharedD2 = SharedMemory.Allocate<double>(MaxGroupSize);
+        ref float sharedTokenScore = ref SharedMemory.Allocate<float>();
+
+        int row = Grid.IdxX;
+        int tid = Group.IdxX;
+        int threads = Group.DimX;
+        int vocab = shape.Vocab;
+        int c = shape.Candidates;
+        long xBase = (long)row * vocab;
+        long cBase = (long)row * c;
+        RowSettings rs = settings[row];
+
+        // 1. Base model: max, NaN / +inf detection, log-partition at T = 1.
+        float m = float.NegativeInfinity;
+        int firstNaN = int.MaxValue, firstInf = int.MaxValue;
+        for (int i = tid; i < vocab; i += threads)
+        {
+            float xi = logits[xBase + i];
+            if (float.IsNaN(xi))
+                firstNaN = Math.Min(firstNaN, i);
+            else if (float.IsPositiveInfinity(xi))
+                firstInf = Math.Min(firstInf, i);
+            else
+                m = Math.Max(m, xi);
+        }
+        m = GroupMax(m, sharedF);
+        firstNaN = GroupMin(firstNaN, sharedI);
+        firstInf = GroupMin(firstInf, sharedI);
+        if (firstNaN != int.MaxValue || firstInf != int.MaxValue || m == float.NegativeInfinity)
+        {
+            if (tid == 0)
+            {
+                output[row].Status = firstNaN != int.MaxValue ? RowStatus.LogitsNaN
+                    : firstInf != int.MaxValue ? RowStatus.LogitsPositiveInfinity : RowStatus.LogitsAllMasked;
+                output[row].Detail = firstNaN != int.MaxValue ? firstNaN : firstInf;
+            }
+            return;
+        }
+        double sum = 0;
+        for (int i = tid; i < vocab; i += threads)
+            sum += Math.Exp((double)logits[xBase + i] - m);
+        double logZ = m + Math.Log(GroupSum(sum, sharedD));
+
+        // 2. Values: NaN / +inf rejected (-inf masks a candidate).
+        bool greedy = rs.Temperature == 0f;
+        float t = greedy ? 1f : rs.Temperature;
+        bool tilt = shape.HasValues != 0 && !float.IsPositiveInfinity(rs.Beta);
+        if (tilt)
+        {
+            int vNaN = int.MaxValue, vInf = int.MaxValue;
+            for (int j = tid; j < c; j += threads)
+            {
+                float vj = values[cBase + j];
+                if (float.IsNaN(vj))
+                    vNaN = Math.Min(vNaN, j);
+                else if (float.IsPositiveInfinity(vj))
+                    vInf = Math.Min(vInf, j);
+            }
+            vNaN = GroupMin(vNaN, sharedI);
+            vInf = GroupMin(vInf, sharedI);
+            if (vNaN != int.MaxValue || vInf != int.MaxValue)
+            {
+                if (tid == 0)
+                {
+                    output[row].Status = vNaN != int.MaxValue ? RowStatus.ValuesNaN : RowStatus.ValuesPositiveInfinity;
+                    output[row].Detail = vNaN != int.MaxValue ? vNaN : vInf;
+                }
+                return;
+            }
+        }
+
+        // 3. Scores: the best (score, lowest id) as a sort key; its score is the max.
+        ulong bestKey = ulong.MaxValue;
+        for (int j = tid; j < c; j += threads)
+        {
+            float s = Score(logits, candidateIds, values, shape, xBase, cBase, j, t, rs.Beta, tilt, out int id);
+            if (s != float.NegativeInfinity)
+                bestKey = Math.Min(bestKey, SortKey(s, id));
+        }
+        bestKey = GroupMinU(bestKey, sharedU);
+        float sMax = bestKey == ulong.MaxValue ? float.NegativeInfinity : ScoreOf(bestKey);
+        if (sMax == float.NegativeInfinity || float.IsPositiveInfinity(sMax))
+        {
+            if (tid == 0)
+                output[row].Status = sMax == float.NegativeInfinity ? RowStatus.NoFiniteCandidate : RowStatus.ScoreOverflow;
+            return;
+        }
+
+        if (greedy)
+        {
+            if (tid == 0)
+            {
+                int token = (int)(uint)bestKey;
+                output[row].Status = RowStatus.Ok;
+                output[row].Token = token;
+                output[row].BaseLogProb = (float)(logits[xBase + token] - logZ);
+                output[row].TiltedLogProb = 0f;
+                output[row].Kl = (float)(logZ - logits[xBase + token]);
+            }
+            return;
+        }
+
+        // 4. Filters: survivors are the finite keys <= limit.
+        ulong limit = ulong.MaxValue;
+        bool topK = rs.TopK > 0 && rs.TopK < c;
+        if (topK)
+            limit = KthSmallestKey(logits, candidateIds, values, shape, xBase, cBase, t, rs.Beta, tilt, rs.TopK, sharedI);
+        if (rs.TopP < 1f)
+        {
+            double total = 0;
+            for (int j = tid; j < c; j += threads)
+            {
+                float s = Score(logits, candidateIds, values, shape, xBase, cBase, j, t, rs.Beta, tilt, out int id);
+                if (s != float.NegativeInfinity && SortKey(s, id) <= limit)
+                    total += Math.Exp((double)s - sMax);
+            }
+            total = GroupSum(total, sharedD);
+            ulong nucleus = NucleusKey(logits, candidateIds, values, shape, xBase, cBase, t, rs.Beta, tilt, limit, sMax,
+                rs.TopP * total, sharedD);
+            limit = Math.Min(limit, nucleus);
+        }
+
+        // 5. Gumbel-max over the survivors: max of (perturbed score, then lowest id) packed in one 64-bit key.
+        ulong winner = 0;
+        for (int j = tid; j < c; j += threads)
+        {
+            float s = Score(logits, candidateIds, values, shape, xBase, cBase, j, t, rs.Beta, tilt, out int id);
+            if (s == float.NegativeInfinity || SortKey(s, id) > limit)
+                continue;
+            Philox.Block(Philox.Counter0(id), rs.Row, rs.Step, rs.Request, rs.SeedLo, rs.SeedHi,
+                out uint r0, out uint r1, out uint r2, out uint r3);
+            int w = Philox.Word(id);
+            uint bits = w == 0 ? r0 : w == 1 ? r1 : w == 2 ? r2 : r3;
+            float v = DeviceFloat.Add(s, GumbelNoise.FromBits(bits));
+            winner = Math.Max(winner, ((ulong)Ordered(v) << 32) | (uint)~id);
+        }
+        winner = GroupMaxU(winner, sharedU);
+        int tok = (int)~(uint)winner;
+
+        // 6. Log-probs and KL over the survivors.
+        double z = 0, a = 0;
+        for (int j = tid; j < c; j += threads)
+        {
+            float s = Score(logits, candidateIds, values, shape, xBase, cBase, j, t, rs.Beta, tilt, out int id);
+            if (s == float.NegativeInfinity || SortKey(s, id) > limit)
+                continue;
+            if (id == tok)
+                sharedTokenScore = s;
+            double wgt = Math.Exp((double)s - sMax);
+            z += wgt;
+            a += wgt * ((double)s - logits[xBase + id]);
+        }
+        z = GroupSum(z, sharedD);
+        if (shape.WantKl != 0)
+            a = GroupSum(a, sharedD2);
+        if (tid == 0)
+        {
+            double logZs = sMax + Math.Log(z);
+            output[row].Status = RowStatus.Ok;
+            output[row].Token = tok;
+            output[row].BaseLogProb = (float)(logits[xBase + tok] - logZ);
+            output[row].TiltedLogProb = (float)(sharedTokenScore - logZs);
+            double kl = a / z + logZ - logZs;
+            output[row].Kl = shape.WantKl != 0 ? (float)Math.Max(0.0, kl) : 0f;
+        }
+    }
+
+    /// <summary>s = x[id] / T + V / beta, with the exact operations of the CPU backend.</summary>
+    private static float Score(ArrayView<float> logits, ArrayView<int> candidateIds, ArrayView<float> values, StepShape shape,
+        long xBase, long cBase, int j, float t, float beta, bool tilt, out int id)
+    {
+        id = shape.Dense != 0 ? j : candidateIds[cBase + j];
+        float s = DeviceFloat.Div(logits[xBase + id], t);
+        if (tilt)
+            s = DeviceFloat.Add(s, DeviceFloat.Div(values[cBase + j], beta));
+        return s;
+    }
+
+    /// <summary>The k-th smallest sort key among the finite candidates (k &lt; candidates), or all-ones if fewer.</summary>
+    private static ulong KthSmallestKey(ArrayView<float> logits, ArrayView<int> candidateIds, ArrayView<float> values, StepShape shape,
+        long xBase, long cBase, float t, float beta, bool tilt, int k, ArrayView<int> shared)
+    {
+        int tid = Group.IdxX, threads = Group.DimX, c = shape.Candidates;
+        ulong prefix = 0;
+        int below = 0;
+        for (int b = 63; b >= 0; b--)
+        {
+            if (b < 32 && b >= shape.IdBits)
+                continue; // no id has these bits: they stay 0
+            int count = 0;
+            for (int j = tid; j < c; j += threads)
+            {
+                float s = Score(logits, candidateIds, values, shape, xBase, cBase, j, t, beta, tilt, out int id);
+                if (s == float.NegativeInfinity)
+                    continue;
+                ulong key = SortKey(s, id);
+                if ((key >> b) == (prefix >> b)) // same bits above b, and bit b = 0
+                    count++;
+            }
+            count = GroupSumI(count, shared);
+            if (below + count < k)
+            {
+                below += count;
+                prefix |= 1UL << b;
+            }
+        }
+        return below < k && prefix == AllOnes(shape.IdBits) ? ulong.MaxValue : prefix;
+    }
+
+    private static ulong AllOnes(int idBits) => 0xFFFF_FFFF_0000_0000UL | ((1UL << idBits) - 1);
+
+    /// <summary>The smallest sort key whose cumulative weight (over finite keys &lt;= limit) reaches target.</summary>
+    private static ulong NucleusKey(ArrayView<float> logits, ArrayView<int> candidateIds, ArrayView<float> values, StepShape shape,
+        long xBase, long cBase, float t, float beta, bool tilt, ulong limit, float sMax, double target, ArrayView<double> shared)
+    {
+        int tid = Group.IdxX, threads = Group.DimX, c = shape.Candidates;
+        ulong prefix = 0;
+        double below = 0;
+        for (int b = 63; b >= 0; b--)
+        {
+            if (b < 32 && b >= shape.IdBits)
+                continue;
+            double mass = 0;
+            for (int j = tid; j < c; j += threads)
+            {
+                float s = Score(logits, candidateIds, values, shape, xBase, cBase, j, t, beta, tilt, out int id);
+                if (s == float.NegativeInfinity)
+                    continue;
+                ulong key = SortKey(s, id);
+                if (key <= limit && (key >> b) == (prefix >> b))
+                    mass += Math.Exp((double)s - sMax);
+            }
+            mass = GroupSum(mass, shared);
+            if (below + mass < target)
+            {
+                below += mass;
+                prefix |= 1UL << b;
+            }
+        }
+        return prefix == AllOnes(shape.IdBits) ? ulong.MaxValue : prefix;
+    }
+
+    /// <summary>Order-preserving map of a float onto uint (-0 folded onto +0).</summary>
+    public static uint Ordered(float f)
+    {
+        uint bits = Interop.FloatAsInt(f == 0f ? 0f : f);
+        return (bits & 0x8000_0000u) != 0 ? ~bits : bits | 0x8000_0000u;
+    }
+
+    /// <summary>Same key as the CPU backend: ascending = score descending, then token id ascending.</summary>
+    public static ulong SortKey(float s, int id) => ((ulong)~Ordered(s) << 32) | (uint)id;
+
+    public static float ScoreOf(ulong key)
+    {
+        uint ordered = ~(uint)(key >> 32);
+        uint bits = (ordered & 0x8000_0000u) != 0 ? ordered & 0x7FFF_FFFFu : ~ordered;
+        return Interop.IntAsFloat(bits);
+    }
+
+    // Tree reductions over the group in shared memory. Every thread gets the result; the trailing barrier lets the
+    // next reduction reuse the same shared array.
+    private static float GroupMax(float v, ArrayView<float> sh)
+    {
+        int tid = Group.IdxX;
+        sh[tid] = v;
+        Group.Barrier();
+        for (int s = Group.DimX >> 1; s > 0; s >>= 1)
+        {
+            if (tid < s)
+                sh[tid] = Math.Max(sh[tid], sh[tid + s]);
+            Group.Barrier();
+        }
+        float r = sh[0];
+        Group.Barrier();
+        return r;
+    }
+
+    private static int GroupMin(int v, ArrayView<int> sh)
+    {
+        int tid = Group.IdxX;
+        sh[tid] = v;
+        Group.Barrier();
+        for (int s = Group.DimX >> 1; s > 0; s >>= 1)
+        {
+            if (tid < s)
+                sh[tid] = Math.Min(sh[tid], sh[tid + s]);
+            Group.Barrier();
+        }
+        int r = sh[0];
+        Group.Barrier();
+        return r;
+    }
+
+    private static int GroupSumI(int v, ArrayView<int> sh)
+    {
+        int tid = Group.IdxX;
+        sh[tid] = v;
+        Group.Barrier();
+        for (int s = Group.DimX >> 1; s > 0; s >>= 1)
+        {
+            if (tid < s)
+                sh[tid] += sh[tid + s];
+            Group.Barrier();
+        }
+        int r = sh[0];
+        Group.Barrier();
+        return r;
+    }
+
+    private static double GroupSum(double v, ArrayView<double> sh)
+    {
+        int tid = Group.IdxX;
+        sh[tid] = v;
+        Group.Barrier();
+        for (int s = Group.DimX >> 1; s > 0; s >>= 1)
+        {
+            if (tid < s)
+                sh[tid] += sh[tid + s];
+            Group.Barrier();
+        }
+        double r = sh[0];
+        Group.Barrier();
+        return r;
+    }
+
+    private static ulong GroupMinU(ulong v, ArrayView<ulong> sh)
+    {
+        int tid = Group.IdxX;
+        sh[tid] = v;
+        Group.Barrier();
+        for (int s = Group.DimX >> 1; s > 0; s >>= 1)
+        {
+            if (tid < s)
+                sh[tid] = Math.Min(sh[tid], sh[tid + s]);
+            Group.Barrier();
+        }
+        ulong r = sh[0];
+        Group.Barrier();
+        return r;
+    }
+
+    private static ulong GroupMaxU(ulong v, ArrayView<ulong> sh)
+    {
+        int tid = Group.IdxX;
+        sh[tid] = v;
+        Group.Barrier();
+        for (int s = Group.DimX >> 1; s > 0; s >>= 1)
+        {
+            if (tid < s)
+                sh[tid] = Math.Max(sh[tid], sh[tid + s]);
+            Group.Barrier();
+        }
+        ulong r = sh[0];
+        Group.Barrier();
+        return r;
+    }
+}
