@@ -100,7 +100,7 @@ public sealed class BestOfNSampler
                     FinalHidden = rollout.FinalHidden.AsMemory(i * d, d).ToArray(),
                 };
             }
-            _reward.Score(inputs, rewards);
+            _reward.ScoreChecked(inputs, rewards);
             int winner = PickWinner(rewards, options, sample);
             yield return new CandidatesScored(sample, 0, rewards.ToArray(), winner);
 

@@ -153,7 +153,7 @@ public sealed class BlockwiseDecoder
             string finalText = text.ToString();
             int[] finalTokens = tokens.ToArray();
             var reward = new double[1];
-            _reward.Score([new RewardInput { Prompt = prompt, Text = finalText, Tokens = finalTokens, IsFinished = stopped, FinalHidden = prefixHidden.ToArray() }], reward);
+            _reward.ScoreChecked([new RewardInput { Prompt = prompt, Text = finalText, Tokens = finalTokens, IsFinished = stopped, FinalHidden = prefixHidden.ToArray() }], reward);
             var perBlock = Enumerable.Repeat(k, block).ToArray();
             yield return new SampleCompleted(new AlignedSample(sample, finalText, finalTokens, reward[0], logProb,
                 new KlReport(BlockwiseKl.Estimate(CollectionsMarshal.AsSpan(blockLogProbs), k), KlMethod.BlockEstimate),
@@ -196,7 +196,7 @@ public sealed class BlockwiseDecoder
                 FinalHidden = rollout.FinalHidden.AsMemory(i * d, d).ToArray(),
             }).ToArray();
             var rewards = new double[finished.Length];
-            _reward.Score(candidates, rewards);
+            _reward.ScoreChecked(candidates, rewards);
             for (int j = 0; j < finished.Length; j++) scores[finished[j]] = rewards[j];
         }
         for (int i = 0; i < k; i++)

@@ -244,7 +244,7 @@ public sealed class TokenwiseDecoder
             string text = _text.ToString();
             int[] tokens = _tokens.ToArray();
             var rewards = new double[1];
-            reward.Score([new RewardInput { Prompt = _prompt, Text = text, Tokens = tokens, IsFinished = _finish == AlignFinish.Eos, FinalHidden = _hidden.ToArray() }], rewards);
+            reward.ScoreChecked([new RewardInput { Prompt = _prompt, Text = text, Tokens = tokens, IsFinished = _finish == AlignFinish.Eos, FinalHidden = _hidden.ToArray() }], rewards);
             return new AlignedSample(_sample, text, tokens, rewards[0], _logProb, new KlReport(_klSum, KlMethod.StepDriftSum), null, _finish,
                 _evaluated, new AlignTimings(_prefill, _firstAccepted ?? _clock.Elapsed, _clock.Elapsed, _decodeCalls), []);
         }

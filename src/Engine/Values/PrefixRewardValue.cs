@@ -31,6 +31,6 @@ public sealed class PrefixRewardValue(IReward reward) : IValueFunction
                 FinalHidden = _reward.NeedsHiddenState ? hidden.Slice(i * d, d).ToArray() : ReadOnlyMemory<float>.Empty,
             };
         }
-        _reward.Score(candidates, values[..count]);
+        _reward.ScoreChecked(candidates, values[..count]);
     }
 }

@@ -98,7 +98,7 @@ public sealed class TabularExactValue : IValueFunction
     private double[] Score(IReadOnlyList<RewardInput> candidates)
     {
         var rewards = new double[candidates.Count];
-        _reward.Score(candidates, rewards);
+        _reward.ScoreChecked(candidates, rewards);
         return rewards;
     }
 }
