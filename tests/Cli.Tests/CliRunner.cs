@@ -15,7 +15,7 @@ internal static class CliRunner
         return new Outcome(code, stdout.ToString(), stderr.ToString());
     }
 
-    public static string ModelPath => DefaultModel.Find() ?? throw new InvalidOperationException("../shared/models/stories260K.gguf not found");
+    public static string ModelPath => DefaultModel.Resolve();
 
     public static string TabularExample()
     {
