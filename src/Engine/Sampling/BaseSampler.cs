@@ -106,6 +106,6 @@ public sealed class BaseSampler
         }
 
         yield return new GenerationCompleted(new GenerationTimings(promptTokens.Length, prefillTime, clock.Elapsed - prefillTime,
-            rollout.DecodeCalls, generated));
+            rollout.DecodeCalls, generated) { ModelTime = rollout.DecodeTime });
     }
 }

@@ -31,6 +31,9 @@ public sealed record GenerationTimings(int PromptTokens, TimeSpan Prefill, TimeS
 {
     /// <summary>Generated tokens per second of decoding, over all samples.</summary>
     public double TokensPerSecond => Decode > TimeSpan.Zero ? GeneratedTokens / Decode.TotalSeconds : 0;
+
+    /// <summary>Time inside the model's decode calls during <see cref="Decode"/>; the rest is sampling and bookkeeping.</summary>
+    public TimeSpan ModelTime { get; init; }
 }
 
 /// <summary>All samples of a request, ordered by index, with timings.</summary>

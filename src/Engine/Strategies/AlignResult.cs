@@ -58,6 +58,12 @@ public sealed record AlignTimings(TimeSpan Prefill, TimeSpan FirstAccepted, Time
 {
     /// <summary>Mean time of one decode step (all time after the prefill over the decode calls).</summary>
     public TimeSpan PerStep => DecodeCalls > 0 ? (Total - Prefill) / DecodeCalls : TimeSpan.Zero;
+
+    /// <summary>
+    /// Time spent inside the model's decode calls after the prefill; the rest of Total - Prefill is the engine's
+    /// own work (step kernels, value and reward scoring, bookkeeping).
+    /// </summary>
+    public TimeSpan ModelTime { get; init; }
 }
 
 /// <summary>One aligned output.</summary>

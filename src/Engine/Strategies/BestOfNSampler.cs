@@ -116,7 +116,7 @@ public sealed class BestOfNSampler
             var finish = deadline ? AlignFinish.Deadline : rollout.Stopped[winner] ? AlignFinish.Eos : AlignFinish.Length;
             yield return new SampleCompleted(new AlignedSample(sample, winnerInput.Text, winnerInput.Tokens, rewards[winner], logProb,
                 estimate, new KlReport(BestOfNBound(n), KlMethod.BestOfNBound), finish, rollout.TokensDecoded,
-                new AlignTimings(prefill, accepted, clock.Elapsed, rollout.DecodeCalls), candidates)
+                new AlignTimings(prefill, accepted, clock.Elapsed, rollout.DecodeCalls) { ModelTime = rollout.DecodeTime }, candidates)
             {
                 WinRateVsCandidates = n > 1 ? WinRateAgainstOthers(rewards, winner) : null,
             });

@@ -87,6 +87,7 @@ public sealed class BlockwiseDecoder
             double logProb = 0;
             long evaluated = 0;
             int decodeCalls = 0, block = 0;
+            var modelTime = TimeSpan.Zero;
             var finish = AlignFinish.Length;
             bool stopped = false;
 
@@ -122,6 +123,7 @@ public sealed class BlockwiseDecoder
                 foreach (int _ in rollout.Run(settings, startLogits, startHidden)) cancellationToken.ThrowIfCancellationRequested();
                 evaluated += rollout.TokensDecoded;
                 decodeCalls += rollout.DecodeCalls;
+                modelTime += rollout.DecodeTime;
 
                 ScoreBlocks(prompt, promptTokens, tokens, rollout, k, d, scores);
                 int winner = SelectBlock(scores, options, sample, block);
@@ -158,7 +160,7 @@ public sealed class BlockwiseDecoder
             yield return new SampleCompleted(new AlignedSample(sample, finalText, finalTokens, reward[0], logProb,
                 new KlReport(BlockwiseKl.Estimate(CollectionsMarshal.AsSpan(blockLogProbs), k), KlMethod.BlockEstimate),
                 new KlReport(BlockwiseKl.Bound(perBlock), KlMethod.BlockBound), finish, evaluated,
-                new AlignTimings(prefill, firstBlock ?? clock.Elapsed, clock.Elapsed, decodeCalls), []));
+                new AlignTimings(prefill, firstBlock ?? clock.Elapsed, clock.Elapsed, decodeCalls) { ModelTime = modelTime }, []));
             if (finish == AlignFinish.Deadline) yield break;
         }
     }

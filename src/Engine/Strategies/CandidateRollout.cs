@@ -129,6 +129,9 @@ internal sealed class CandidateRollout
     /// <summary>Tokens the model decoded in the last run (sum over decode calls of the batch size).</summary>
     public long TokensDecoded { get; private set; }
 
+    /// <summary>Time inside the session's decode calls in the last run.</summary>
+    public TimeSpan DecodeTime { get; private set; }
+
     /// <summary>Decode calls in the last run.</summary>
     public int DecodeCalls { get; private set; }
 
@@ -157,6 +160,7 @@ internal sealed class CandidateRollout
         startHidden.Span[..(n * _hidden)].CopyTo(FinalHidden);
         TokensDecoded = 0;
         DecodeCalls = 0;
+        DecodeTime = TimeSpan.Zero;
         int liveCount = n;
 
         for (int t = 0; liveCount > 0; t++)
@@ -209,7 +213,9 @@ internal sealed class CandidateRollout
             }
             if (batch > 0)
             {
+                long started = System.Diagnostics.Stopwatch.GetTimestamp();
                 _session.Step(_batchSequences.AsSpan(0, batch), _batchTokens.AsSpan(0, batch));
+                DecodeTime += System.Diagnostics.Stopwatch.GetElapsedTime(started);
                 TokensDecoded += batch;
                 DecodeCalls++;
                 var hidden = _session.Hidden;

@@ -115,6 +115,7 @@ public sealed class TokenwiseDecoder
 
         // The output in progress.
         private int _sample, _current, _decodeCalls;
+        private TimeSpan _modelTime;
         private long _evaluated;
         private readonly List<int> _tokens = [];
         private double _logProb, _klSum;
@@ -183,6 +184,7 @@ public sealed class TokenwiseDecoder
             _logProb = _klSum = 0;
             _evaluated = 0;
             _decodeCalls = 0;
+            _modelTime = TimeSpan.Zero;
             _finish = AlignFinish.Length;
             Done = false;
         }
@@ -246,7 +248,7 @@ public sealed class TokenwiseDecoder
             var rewards = new double[1];
             reward.ScoreChecked([new RewardInput { Prompt = _prompt, Text = text, Tokens = tokens, IsFinished = _finish == AlignFinish.Eos, FinalHidden = _hidden.ToArray() }], rewards);
             return new AlignedSample(_sample, text, tokens, rewards[0], _logProb, new KlReport(_klSum, KlMethod.StepDriftSum), null, _finish,
-                _evaluated, new AlignTimings(_prefill, _firstAccepted ?? _clock.Elapsed, _clock.Elapsed, _decodeCalls), []);
+                _evaluated, new AlignTimings(_prefill, _firstAccepted ?? _clock.Elapsed, _clock.Elapsed, _decodeCalls) { ModelTime = _modelTime }, []);
         }
 
         public void Dispose() => _session.Dispose();
@@ -288,7 +290,9 @@ public sealed class TokenwiseDecoder
                 _session.CopySequence(_current, next);
                 next++;
             }
+            long started = Stopwatch.GetTimestamp();
             _session.Step(_batchSequences.AsSpan(0, count), _batchTokens.AsSpan(0, count));
+            _modelTime += Stopwatch.GetElapsedTime(started);
             _evaluated += count;
             _decodeCalls++;
             for (int b = 0; b < count; b++)
@@ -308,7 +312,9 @@ public sealed class TokenwiseDecoder
                 // Later batches reused the chosen fork's sequence: decode the token on the prefix itself.
                 _candidateLogits.AsSpan(chosen * _vocab, _vocab).CopyTo(_logits);
                 for (int s = 0; s <= _perDecode; s++) if (s != _current) _session.RemoveSequence(s);
+                long started = Stopwatch.GetTimestamp();
                 _session.Step([_current], [_candidateIds[chosen]]);
+                _modelTime += Stopwatch.GetElapsedTime(started);
                 _evaluated++;
                 _decodeCalls++;
                 return;

@@ -1,0 +1,302 @@
+using System.Diagnostics;
+using System.Text.Json;
+using LLama;
+using LLama.Common;
+using LLama.Native;
+using Tilt.Engine.Models;
+using Tilt.Engine.Models.Gguf;
+using Tilt.Engine.Rewards;
+using Tilt.Engine.Sampling;
+using Tilt.Engine.Strategies;
+using Tilt.Engine.Values;
+using Tilt.Kernels;
+
+namespace Tilt.Bench.EndToEnd;
+
+/// <summary>
+/// End-to-end comparison on one model, same run, same K and lengths (issue: performance harness):
+/// <list type="bullet">
+/// <item>raw: a minimal loop over LLamaSharp's batch decode with argmax next tokens and no engine logic (the ceiling);</item>
+/// <item>engine: base generation, best-of-n, blockwise CD and token-wise CD;</item>
+/// <item>naive: best-of-n as n sequential single-sequence generations.</item>
+/// </list>
+/// Runs are interleaved (every method once per repetition) so drift of the machine hits all alike; medians and
+/// min/max over repetitions are reported, with the ratios engine/raw and engine/naive.
+/// Usage: e2e --model FILE|15m|110m|1b [--k 1,4,16,64] [--tokens 64] [--block 8] [--reps 5] [--threads N] [--out FILE.json]
+/// </summary>
+internal static class EndToEndHarness
+{
+    private const string Prompt = "Once upon a time";
+
+    public static int Run(string[] args)
+    {
+        var options = Options.Parse(args);
+        string path = ResolveModel(options.Model);
+        Console.Error.WriteLine($"model {path}");
+        using var model = GgufModel.Load(path);
+        using var kernels = StepKernels.Create(KernelBackend.Cpu, Console.Error.WriteLine);
+        var reward = new LengthReward(1000); // cheap: the harness measures decoding, not rewards
+        var rows = new List<Row>();
+        var clock = Stopwatch.StartNew();
+
+        foreach (int k in options.Ks)
+        {
+            var samples = new Dictionary<string, List<Measurement>>();
+            void Add(string method, Measurement m) => (samples.TryGetValue(method, out var l) ? l : samples[method] = []).Add(m);
+            for (int rep = -1; rep < options.Reps; rep++) // rep -1 warms up every path (JIT, page cache)
+            {
+                var raw = RawDecode(path, model.Info, k, options);
+                var generate = Generate(model, kernels, k, options);
+                var bon = BestOfN(model, kernels, reward, k, options);
+                var naive = NaiveBestOfN(model, kernels, k, options);
+                var blockwise = Blockwise(model, kernels, reward, k, options);
+                var tokenwise = Tokenwise(model, kernels, reward, k, options);
+                if (rep < 0) continue;
+                Add("raw", raw);
+                Add("engine generate", generate);
+                Add("engine best-of-n", bon);
+                Add("naive best-of-n", naive);
+                Add("engine blockwise", blockwise);
+                Add("engine tokenwise", tokenwise);
+                Console.Error.WriteLine($"K={k} rep {rep + 1}/{options.Reps} done at {clock.Elapsed.TotalSeconds:F0} s");
+            }
+            foreach (var (method, list) in samples) rows.Add(Row.From(model.Info, k, method, list));
+        }
+
+        var report = new Report(Path.GetFileName(path), model.Info.Description, Environment.ProcessorCount, options.Threads,
+            options.Tokens, options.Block, options.Reps, Process.GetCurrentProcess().PeakWorkingSet64, rows);
+        string json = JsonSerializer.Serialize(report, new JsonSerializerOptions
+        {
+            WriteIndented = true,
+            NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        });
+        if (options.Out is { } outPath) File.WriteAllText(outPath, json);
+        Console.WriteLine(Markdown(report));
+        return 0;
+    }
+
+    private static string ResolveModel(string spec)
+    {
+        var preset = ModelShape.Presets.FirstOrDefault(p => p.Name == spec);
+        if (preset is null) return spec;
+        string path = Path.Combine(SyntheticModel.CacheDirectory, $"{preset.Name}-f16-v32000-s1.gguf");
+        if (!File.Exists(path))
+        {
+            Console.Error.WriteLine($"writing {path}");
+            SyntheticModel.Write(path, preset, SentencePieceVocabulary.Synthesize(32000), GgufTensorType.F16);
+        }
+        return path;
+    }
+
+    /// <summary>The ceiling: LLamaSharp batch decode of K sequences with the engine's context settings, argmax tokens.</summary>
+    private static Measurement RawDecode(string path, ModelInfo info, int k, Options options)
+    {
+        var parameters = new ModelParams(path)
+        {
+            ContextSize = (uint)(k * (16 + options.Tokens)),
+            SeqMax = (uint)k,
+            BatchSize = (uint)Math.Max(512, k),
+            UBatchSize = (uint)Math.Max(512, k),
+            Embeddings = true,
+            PoolingType = LLamaPoolingType.None,
+            FlashAttention = false,
+            KVUnified = false,
+            Threads = options.Threads,
+            BatchThreads = options.Threads,
+        };
+        using var weights = LLamaWeights.LoadFromFile(parameters);
+        using var context = weights.CreateContext(parameters);
+        var handle = context.NativeHandle;
+        var batch = new LLamaBatch();
+        var prompt = weights.Tokenize(Prompt, true, false, System.Text.Encoding.UTF8);
+        var clock = Stopwatch.StartNew();
+        for (int i = 0; i < prompt.Length; i++) batch.Add(prompt[i], i, LLamaSeqId.Zero, i == prompt.Length - 1);
+        Check(handle.Decode(batch));
+        for (int s = 1; s < k; s++) handle.MemorySequenceCopy(LLamaSeqId.Zero, (LLamaSeqId)s, -1, -1);
+        var prefill = clock.Elapsed;
+        var next = new int[k];
+        int first = ArgMax(handle.GetLogitsIth(0));
+        Array.Fill(next, first);
+        for (int t = 0; t < options.Tokens - 1; t++)
+        {
+            batch.Clear();
+            for (int s = 0; s < k; s++) batch.Add((LLamaToken)next[s], prompt.Length + t, (LLamaSeqId)s, true);
+            Check(handle.Decode(batch));
+            for (int s = 0; s < k; s++) next[s] = ArgMax(handle.GetLogitsIth(s));
+        }
+        var total = clock.Elapsed;
+        return new Measurement(prefill, total, (long)k * options.Tokens, options.Tokens - 1, total - prefill, null);
+
+        static void Check(DecodeResult r)
+        {
+            if (r != DecodeResult.Ok) throw new InvalidOperationException($"decode failed: {r}");
+        }
+    }
+
+    private static int ArgMax(ReadOnlySpan<float> row)
+    {
+        int best = 0;
+        for (int i = 1; i < row.Length; i++) if (row[i] > row[best]) best = i;
+        return best;
+    }
+
+    private static Measurement Generate(GgufModel model, IStepKernels kernels, int k, Options options)
+    {
+        var clock = Stopwatch.StartNew();
+        var result = new BaseSampler(model, kernels).GenerateAsync(Prompt, new GenerationOptions
+        {
+            Samples = k, MaxTokens = options.Tokens, Seed = 1, Threads = options.Threads,
+        }).GetAwaiter().GetResult();
+        var t = result.Timings;
+        return new Measurement(t.Prefill, clock.Elapsed, t.GeneratedTokens, t.Steps, t.ModelTime, null);
+    }
+
+    private static Measurement BestOfN(GgufModel model, IStepKernels kernels, IReward reward, int k, Options options)
+    {
+        var clock = Stopwatch.StartNew();
+        var s = new BestOfNSampler(model, kernels, reward).GenerateAsync(Prompt, new BestOfNOptions
+        {
+            N = k, MaxTokens = options.Tokens, Seed = 1, Threads = options.Threads,
+        }).GetAwaiter().GetResult()[0];
+        return new Measurement(s.Timings.Prefill, clock.Elapsed, s.TokensEvaluated + k, s.Timings.DecodeCalls, s.Timings.ModelTime, null);
+    }
+
+    private static Measurement NaiveBestOfN(GgufModel model, IStepKernels kernels, int k, Options options)
+    {
+        var clock = Stopwatch.StartNew();
+        var sampler = new BaseSampler(model, kernels);
+        long tokens = 0;
+        int steps = 0;
+        var prefill = TimeSpan.Zero;
+        for (int i = 0; i < k; i++)
+        {
+            var r = sampler.GenerateAsync(Prompt, new GenerationOptions { Samples = 1, MaxTokens = options.Tokens, Seed = 1, RequestId = (uint)i, Threads = options.Threads })
+                .GetAwaiter().GetResult();
+            tokens += r.Timings.GeneratedTokens;
+            steps += r.Timings.Steps;
+            prefill += r.Timings.Prefill;
+        }
+        return new Measurement(prefill, clock.Elapsed, tokens, steps, TimeSpan.Zero, null);
+    }
+
+    private static Measurement Blockwise(GgufModel model, IStepKernels kernels, IReward reward, int k, Options options)
+    {
+        var clock = Stopwatch.StartNew();
+        var events = new BlockwiseDecoder(model, kernels, new PrefixRewardValue(reward), reward).StreamAsync(Prompt, new BlockwiseOptions
+        {
+            K = k, BlockSize = options.Block, MaxTokens = options.Tokens, Seed = 1, Threads = options.Threads,
+        });
+        var blockTimes = new List<TimeSpan>();
+        var last = TimeSpan.Zero;
+        AlignedSample? result = null;
+        var enumerator = events.GetAsyncEnumerator();
+        while (enumerator.MoveNextAsync().AsTask().GetAwaiter().GetResult())
+        {
+            if (enumerator.Current is TextAccepted)
+            {
+                var now = clock.Elapsed;
+                blockTimes.Add(now - (blockTimes.Count == 0 ? TimeSpan.Zero : last));
+                last = now;
+            }
+            else if (enumerator.Current is SampleCompleted c) result = c.Result;
+        }
+        var s = result!;
+        // Per-block latency from the second block on: the first also holds the prefill.
+        var perBlock = blockTimes.Count > 1 ? blockTimes.Skip(1).Average(x => x.TotalMilliseconds) : blockTimes[0].TotalMilliseconds;
+        return new Measurement(s.Timings.Prefill, clock.Elapsed, s.TokensEvaluated, s.Timings.DecodeCalls, s.Timings.ModelTime,
+            new BlockStats(s.Timings.FirstAccepted.TotalMilliseconds, perBlock, blockTimes.Count, s.Tokens.Count));
+    }
+
+    private static Measurement Tokenwise(GgufModel model, IStepKernels kernels, IReward reward, int k, Options options)
+    {
+        var clock = Stopwatch.StartNew();
+        var s = new TokenwiseDecoder(model, kernels, new PrefixRewardValue(reward), reward).GenerateAsync(Prompt, new TokenwiseOptions
+        {
+            Candidates = k, MaxTokens = options.Tokens, Seed = 1, Threads = options.Threads,
+        }).GetAwaiter().GetResult()[0];
+        return new Measurement(s.Timings.Prefill, clock.Elapsed, s.TokensEvaluated, s.Timings.DecodeCalls, s.Timings.ModelTime,
+            new BlockStats(s.Timings.FirstAccepted.TotalMilliseconds, (s.Timings.Total - s.Timings.Prefill).TotalMilliseconds / Math.Max(1, s.Tokens.Count), s.Tokens.Count, s.Tokens.Count));
+    }
+
+    private sealed record Measurement(TimeSpan Prefill, TimeSpan Total, long TokensDecoded, int Steps, TimeSpan ModelTime, BlockStats? Blocks)
+    {
+        public double DecodeSeconds => (Total - Prefill).TotalSeconds;
+        public double TokensPerSecond => TokensDecoded / Math.Max(1e-9, DecodeSeconds);
+        public double StepMs => Steps > 0 ? DecodeSeconds * 1000 / Steps : 0;
+        public double OverheadShare => ModelTime > TimeSpan.Zero ? 1 - ModelTime.TotalSeconds / DecodeSeconds : double.NaN;
+    }
+
+    private sealed record BlockStats(double FirstMs, double PerBlockMs, int Blocks, int Tokens);
+
+    /// <summary>Median and spread over repetitions of one method at one K.</summary>
+    private sealed record Row(int K, string Method, double TokensPerSecond, double TokensPerSecondMin, double TokensPerSecondMax,
+        double StepMs, double TotalMs, double PrefillMs, double OverheadShare, double? FirstBlockMs, double? PerBlockMs, int Reps)
+    {
+        public static Row From(ModelInfo info, int k, string method, List<Measurement> m)
+        {
+            var tps = m.Select(x => x.TokensPerSecond).Order().ToArray();
+            double Median(IEnumerable<double> xs)
+            {
+                var a = xs.Order().ToArray();
+                return a.Length == 0 ? double.NaN : a.Length % 2 == 1 ? a[a.Length / 2] : (a[a.Length / 2 - 1] + a[a.Length / 2]) / 2;
+            }
+            var blocks = m.Where(x => x.Blocks is not null).Select(x => x.Blocks!).ToList();
+            return new Row(k, method, Median(tps), tps[0], tps[^1], Median(m.Select(x => x.StepMs)), Median(m.Select(x => x.Total.TotalMilliseconds)),
+                Median(m.Select(x => x.Prefill.TotalMilliseconds)), Median(m.Select(x => x.OverheadShare)),
+                blocks.Count > 0 ? Median(blocks.Select(b => b.FirstMs)) : null, blocks.Count > 0 ? Median(blocks.Select(b => b.PerBlockMs)) : null, m.Count);
+        }
+    }
+
+    private sealed record Report(string Model, string Description, int Cores, int? Threads, int Tokens, int Block, int Reps, long PeakWorkingSetBytes, List<Row> Rows);
+
+    private static string Markdown(Report r)
+    {
+        var sb = new System.Text.StringBuilder();
+        sb.AppendLine($"model {r.Model} ({r.Description}); {r.Tokens} tokens per output, blocks of {r.Block}, {r.Reps} reps (median [min-max]); peak working set {r.PeakWorkingSetBytes / 1048576.0:F0} MiB");
+        sb.AppendLine();
+        sb.AppendLine("| K | method | tokens/s | step ms | overhead | vs raw | vs naive | first block ms | per block ms |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|");
+        foreach (var group in r.Rows.GroupBy(x => x.K))
+        {
+            var raw = group.First(x => x.Method == "raw");
+            var naive = group.First(x => x.Method == "naive best-of-n");
+            foreach (var x in group)
+            {
+                string vsRaw = x.Method is "engine generate" or "engine best-of-n" ? $"{x.TokensPerSecond / raw.TokensPerSecond:F2}" :
+                    x.Method == "engine blockwise" && x.PerBlockMs is { } pb ? $"{pb / (raw.StepMs * r.Block):F2} (block / {r.Block} raw steps)" : "";
+                string vsNaive = x.Method == "engine best-of-n" ? $"{naive.TotalMs / x.TotalMs:F2}x faster" : "";
+                string overhead = double.IsNaN(x.OverheadShare) ? "" : $"{x.OverheadShare:P1}";
+                sb.AppendLine($"| {x.K} | {x.Method} | {x.TokensPerSecond:F0} [{x.TokensPerSecondMin:F0}-{x.TokensPerSecondMax:F0}] | {x.StepMs:F2} | {overhead} | {vsRaw} | {vsNaive} | {x.FirstBlockMs?.ToString("F1") ?? ""} | {x.PerBlockMs?.ToString("F1") ?? ""} |");
+            }
+        }
+        return sb.ToString();
+    }
+
+    private sealed record Options(string Model, int[] Ks, int Tokens, int Block, int Reps, int? Threads, string? Out)
+    {
+        public static Options Parse(string[] args)
+        {
+            string model = DefaultModel.Resolve();
+            int[] ks = [1, 4, 16, 64];
+            int tokens = 64, block = 8, reps = 5;
+            int? threads = null;
+            string? output = null;
+            for (int i = 0; i < args.Length; i++)
+            {
+                string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+                switch (args[i])
+                {
+                    case "--model": model = Value(); break;
+                    case "--k": ks = Value().Split(',').Select(int.Parse).ToArray(); break;
+                    case "--tokens": tokens = int.Parse(Value()); break;
+                    case "--block": block = int.Parse(Value()); break;
+                    case "--reps": reps = int.Parse(Value()); break;
+                    case "--threads": threads = int.Parse(Value()); break;
+                    case "--out": output = Value(); break;
+                    default: throw new ArgumentException($"unknown option {args[i]}");
+                }
+            }
+            return new Options(model, ks, tokens, block, reps, threads, output);
+        }
+    }
+}
