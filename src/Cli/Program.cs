@@ -19,6 +19,7 @@ public static class Program
         root.Subcommands.Add(GenerateCommand.Create(console));
         root.Subcommands.Add(AlignCommand.Create(console));
         root.Subcommands.Add(TheoryCommand.Create(console));
+        root.Subcommands.Add(EvaluateCommand.Create(console));
         root.Subcommands.Add(MakeModelCommand.Create(console));
 
         var parse = root.Parse(args);

@@ -15,15 +15,7 @@ internal static class CliRunner
         return new Outcome(code, stdout.ToString(), stderr.ToString());
     }
 
-    public static string ModelPath => DefaultModel.Resolve();
+    public static string ModelPath => Tilt.Tests.TestPaths.DefaultModel;
 
-    public static string TabularExample()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            string candidate = Path.Combine(dir.FullName, "examples", "tabular", "story.json");
-            if (File.Exists(candidate)) return candidate;
-        }
-        throw new FileNotFoundException("examples/tabular/story.json not found");
-    }
+    public static string TabularExample() => Tilt.Tests.TestPaths.TabularExample;
 }

@@ -12,7 +12,7 @@ public sealed class SharedModel : IDisposable
     public SharedModel()
     {
         // $TILT_MODEL overrides the location; the sha256 test still insists on the same file.
-        Path = DefaultModel.Resolve();
+        Path = Tilt.Tests.TestPaths.DefaultModel;
         Model = GgufModel.Load(Path);
     }
 

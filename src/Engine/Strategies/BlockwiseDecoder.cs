@@ -207,26 +207,21 @@ public sealed class BlockwiseDecoder
     }
 
     /// <summary>
-    /// Argmax with uniform tie-breaking, or a Gumbel-max draw ∝ exp(V/beta); the noise is keyed by the block, so
-    /// the choice is reproducible.
+    /// Argmax with ties broken uniformly at random ([M4]: uniform among tied draws, so one block of M >= length is
+    /// exactly best-of-K), or a draw ∝ exp(V/beta); both from the step kernels' block selection with noise keyed by
+    /// the block, so the choice is reproducible.
     /// </summary>
     private static int SelectBlock(double[] scores, BlockwiseOptions options, int sample, int block)
     {
         var key = new RngKey(options.Seed, options.RequestId, uint.MaxValue - (uint)block, (uint)sample);
-        int best = 0;
-        double bestScore = double.NegativeInfinity, bestNoise = double.NegativeInfinity;
-        for (int i = 0; i < scores.Length; i++)
+        var values = new float[scores.Length];
+        if (options.Selection == BlockSelectionMode.Sample)
         {
-            double noise = GumbelNoise.Sample(key, i);
-            double score = options.Selection == BlockSelectionMode.Sample ? scores[i] / options.Beta + noise : scores[i];
-            // Argmax: ties broken by the noise, i.e. uniformly among the tied blocks.
-            if (score > bestScore || (score == bestScore && noise > bestNoise))
-            {
-                best = i;
-                bestScore = score;
-                bestNoise = noise;
-            }
+            for (int i = 0; i < scores.Length; i++) values[i] = (float)scores[i];
+            return BlockSelection.Sample(values, (float)options.Beta, key, out _);
         }
-        return best;
+        double best = scores.Max();
+        for (int i = 0; i < scores.Length; i++) values[i] = scores[i] == best ? 0f : float.NegativeInfinity;
+        return BlockSelection.Sample(values, float.PositiveInfinity, key, out _);
     }
 }

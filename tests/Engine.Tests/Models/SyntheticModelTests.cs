@@ -51,7 +51,7 @@ public sealed class SyntheticModelTests : IDisposable
     [Fact]
     public void TheVocabularyOfStories260KCanBeCopied()
     {
-        var vocab = SentencePieceVocabulary.CopyFrom(DefaultModel.Resolve());
+        var vocab = SentencePieceVocabulary.CopyFrom(Tilt.Tests.TestPaths.DefaultModel);
         Assert.Equal(512, vocab.Tokens.Length);
         Assert.Equal(1, vocab.Bos);
         Assert.Equal(2, vocab.Eos);

@@ -9,15 +9,7 @@ public sealed class TabularModelTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    internal static string ExamplePath()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            string candidate = Path.Combine(dir.FullName, "examples", "tabular", "story.json");
-            if (File.Exists(candidate)) return candidate;
-        }
-        throw new FileNotFoundException("examples/tabular/story.json not found above the test binaries");
-    }
+    internal static string ExamplePath() => Tilt.Tests.TestPaths.TabularExample;
 
     [Fact]
     public void ExampleLoadsThroughTheGenericLoader()

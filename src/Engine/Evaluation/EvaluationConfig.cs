@@ -1,0 +1,98 @@
+using System.Globalization;
+
+namespace Tilt.Engine.Evaluation;
+
+/// <summary>Which strategy a sweep point runs.</summary>
+public enum EvaluationMethod
+{
+    BestOfN,
+    Blockwise,
+    Tokenwise,
+}
+
+/// <summary>One configuration of a sweep: a strategy and its parameters.</summary>
+/// <param name="Method">The strategy.</param>
+/// <param name="N">Best-of-n: candidates.</param>
+/// <param name="K">Blockwise: candidate blocks; token-wise: candidate tokens (0 = vocabulary).</param>
+/// <param name="M">Blockwise: tokens per block.</param>
+/// <param name="Beta">Token-wise: tilt strength.</param>
+public sealed record EvaluationConfig(EvaluationMethod Method, int N = 0, int K = 0, int M = 0, double Beta = 0)
+{
+    /// <summary>Stable identifier, used to resume a sweep (e.g. "bon-n8", "blockwise-k4-m8", "tokenwise-b0.5-k16").</summary>
+    public string Id => Method switch
+    {
+        EvaluationMethod.BestOfN => $"bon-n{N}",
+        EvaluationMethod.Blockwise => $"blockwise-k{K}-m{M}",
+        _ => string.Create(CultureInfo.InvariantCulture, $"tokenwise-b{Beta:R}-k{K}"),
+    };
+
+    /// <summary>The series a point is drawn in.</summary>
+    public string Series => Method switch
+    {
+        EvaluationMethod.BestOfN => "best-of-n",
+        EvaluationMethod.Blockwise => $"blockwise CD (M={M})",
+        _ => "token-wise CD",
+    };
+
+    /// <summary>The full sweep of the issue: best-of-n n in {1..64}, blockwise K x M, token-wise over a beta grid.</summary>
+    public static IReadOnlyList<EvaluationConfig> FullSweep(int tokenwiseCandidates) =>
+    [
+        .. new[] { 1, 2, 4, 8, 16, 32, 64 }.Select(n => new EvaluationConfig(EvaluationMethod.BestOfN, N: n)),
+        .. from m in new[] { 4, 8, 16 } from k in new[] { 2, 4, 8, 16 } select new EvaluationConfig(EvaluationMethod.Blockwise, K: k, M: m),
+        .. new[] { 4.0, 2.0, 1.0, 0.5, 0.25 }.Select(b => new EvaluationConfig(EvaluationMethod.Tokenwise, K: tokenwiseCandidates, Beta: b)),
+    ];
+
+    /// <summary>A few points per method, for smoke tests (about a minute on the default model).</summary>
+    public static IReadOnlyList<EvaluationConfig> QuickSweep(int tokenwiseCandidates) =>
+    [
+        .. new[] { 1, 4, 16 }.Select(n => new EvaluationConfig(EvaluationMethod.BestOfN, N: n)),
+        .. new[] { 2, 8 }.Select(k => new EvaluationConfig(EvaluationMethod.Blockwise, K: k, M: 8)),
+        .. new[] { 2.0, 0.5 }.Select(b => new EvaluationConfig(EvaluationMethod.Tokenwise, K: tokenwiseCandidates, Beta: b)),
+    ];
+}
+
+/// <summary>The measured result of one sweep configuration (a row of points.csv / points.json).</summary>
+public sealed record EvaluatedPoint
+{
+    public required string Id { get; init; }
+    public required string Series { get; init; }
+    public required EvaluationMethod Method { get; init; }
+    public int N { get; init; }
+    public int K { get; init; }
+    public int M { get; init; }
+    public double Beta { get; init; }
+    public required int Prompts { get; init; }
+    public required int Outputs { get; init; }
+
+    /// <summary>Win-rate against base samples of the same prompt [M10], ties 1/2, averaged over prompts.</summary>
+    public required double WinRate { get; init; }
+    public required double WinRateLower { get; init; }
+    public required double WinRateUpper { get; init; }
+
+    /// <summary>Mean KL estimate of the outputs (the strategy's own estimator), nats.</summary>
+    public required double Kl { get; init; }
+    public required double KlStandardError { get; init; }
+    public required string KlMethod { get; init; }
+
+    /// <summary>Exact KL(pi || p) where the model is tabular and the policy can be enumerated; else null.</summary>
+    public double? KlExact { get; init; }
+
+    /// <summary>Exact win-rate against p where it can be computed (tabular); else null.</summary>
+    public double? WinRateExact { get; init; }
+
+    public required double MeanReward { get; init; }
+    public required double BaseMeanReward { get; init; }
+
+    /// <summary>Tokens the model decoded per token of output: the compute cost relative to plain sampling.</summary>
+    public required double TokensEvaluatedPerOutputToken { get; init; }
+
+    public required double LatencyMsPerOutput { get; init; }
+    public required double FirstTextMs { get; init; }
+    public required double Seconds { get; init; }
+}
+
+/// <summary>An exactly computed curve (tabular models): best-of-n for n = 1..64, or the optimal frontier pi*_beta.</summary>
+public sealed record ExactCurve(string Name, IReadOnlyList<ExactCurvePoint> Points);
+
+/// <summary>A point of an exact curve.</summary>
+public sealed record ExactCurvePoint(double Parameter, double Kl, double WinRate, double ExpectedReward);

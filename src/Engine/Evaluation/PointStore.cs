@@ -1,0 +1,145 @@
+using System.Globalization;
+using System.Reflection;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Tilt.Engine.Evaluation;
+
+/// <summary>
+/// points.json and points.csv of an evaluation folder. Every finished point is written at once (atomically), so
+/// an interrupted sweep keeps what it finished and a re-run skips it.
+/// </summary>
+public sealed class PointStore
+{
+    public const string JsonFile = "points.json";
+    public const string CsvFile = "points.csv";
+
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    private static readonly PropertyInfo[] Columns = typeof(EvaluatedPoint).GetProperties(BindingFlags.Public | BindingFlags.Instance);
+
+    private readonly string _directory;
+    private readonly List<EvaluatedPoint> _points;
+
+    private PointStore(string directory, List<EvaluatedPoint> points)
+    {
+        _directory = directory;
+        _points = points;
+    }
+
+    public IReadOnlyList<EvaluatedPoint> Points => _points;
+
+    /// <summary>Opens a folder, reading the points a previous run finished (a corrupt file is an error, never overwritten).</summary>
+    public static PointStore Open(string directory)
+    {
+        Directory.CreateDirectory(directory);
+        string path = Path.Combine(directory, JsonFile);
+        if (!File.Exists(path)) return new PointStore(directory, []);
+        try
+        {
+            return new PointStore(directory, JsonSerializer.Deserialize<List<EvaluatedPoint>>(File.ReadAllText(path), Json) ?? []);
+        }
+        catch (JsonException e)
+        {
+            throw new TiltException($"{path}: cannot resume from a corrupt points file ({e.Message}); move it away to start over", e);
+        }
+    }
+
+    public bool Contains(string id) => _points.Any(p => p.Id == id);
+
+    /// <summary>Adds (or replaces) a point and rewrites both files.</summary>
+    public void Add(EvaluatedPoint point)
+    {
+        _points.RemoveAll(p => p.Id == point.Id);
+        _points.Add(point);
+        WriteAtomically(Path.Combine(_directory, JsonFile), JsonSerializer.Serialize(_points, Json));
+        WriteAtomically(Path.Combine(_directory, CsvFile), ToCsv(_points));
+    }
+
+    public static string ToCsv(IEnumerable<EvaluatedPoint> points)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine(string.Join(',', Columns.Select(c => JsonNamingPolicy.CamelCase.ConvertName(c.Name))));
+        foreach (var p in points)
+            sb.AppendLine(string.Join(',', Columns.Select(c => Cell(c.GetValue(p)))));
+        return sb.ToString();
+    }
+
+    /// <summary>Parses a CSV written by <see cref="ToCsv"/>.</summary>
+    public static List<EvaluatedPoint> FromCsv(string csv)
+    {
+        var lines = csv.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.TrimEnd('\r')).ToArray();
+        var header = lines[0].Split(',');
+        var result = new List<EvaluatedPoint>();
+        foreach (string line in lines.Skip(1))
+        {
+            var cells = SplitCsv(line);
+            var values = new Dictionary<string, object?>();
+            for (int i = 0; i < header.Length; i++)
+            {
+                var column = Columns.First(c => JsonNamingPolicy.CamelCase.ConvertName(c.Name) == header[i]);
+                values[column.Name] = Parse(cells[i], column.PropertyType);
+            }
+            // Round-trip through JSON so required members are set the supported way.
+            string json = JsonSerializer.Serialize(values.ToDictionary(kv => JsonNamingPolicy.CamelCase.ConvertName(kv.Key), kv => kv.Value), Json);
+            result.Add(JsonSerializer.Deserialize<EvaluatedPoint>(json, Json)!);
+        }
+        return result;
+    }
+
+    private static string Cell(object? value) => value switch
+    {
+        null => "",
+        double d => d.ToString("R", CultureInfo.InvariantCulture),
+        string s when s.IndexOfAny([',', '"', '\n']) >= 0 => "\"" + s.Replace("\"", "\"\"") + "\"",
+        IFormattable f => f.ToString(null, CultureInfo.InvariantCulture),
+        _ => value.ToString() ?? "",
+    };
+
+    private static object? Parse(string cell, Type type)
+    {
+        var underlying = Nullable.GetUnderlyingType(type);
+        if (underlying is not null) return cell.Length == 0 ? null : Parse(cell, underlying);
+        if (type == typeof(string)) return cell;
+        if (type == typeof(int)) return int.Parse(cell, CultureInfo.InvariantCulture);
+        if (type == typeof(double)) return double.Parse(cell, CultureInfo.InvariantCulture);
+        if (type.IsEnum) return Enum.Parse(type, cell);
+        throw new NotSupportedException($"column type {type}");
+    }
+
+    private static string[] SplitCsv(string line)
+    {
+        var cells = new List<string>();
+        var cell = new StringBuilder();
+        bool quoted = false;
+        for (int i = 0; i < line.Length; i++)
+        {
+            char c = line[i];
+            if (quoted)
+            {
+                if (c == '"' && i + 1 < line.Length && line[i + 1] == '"') { cell.Append('"'); i++; }
+                else if (c == '"') quoted = false;
+                else cell.Append(c);
+            }
+            else if (c == '"') quoted = true;
+            else if (c == ',') { cells.Add(cell.ToString()); cell.Clear(); }
+            else cell.Append(c);
+        }
+        cells.Add(cell.ToString());
+        return cells.ToArray();
+    }
+
+    private static void WriteAtomically(string path, string text)
+    {
+        string temp = path + ".tmp";
+        File.WriteAllText(temp, text);
+        File.Move(temp, path, overwrite: true);
+    }
+}

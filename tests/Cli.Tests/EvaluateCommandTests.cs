@@ -1,0 +1,134 @@
+using System.Buffers.Binary;
+using System.Text.Json;
+using Tilt.Engine.Evaluation;
+
+namespace Tilt.Cli.Tests;
+
+public sealed class EvaluateCommandTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("tilt-eval-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static string[] TabularArgs(string output) =>
+    [
+        "evaluate", "--model", CliRunner.TabularExample(), "--value", "exact-soft", "--top-k", "0", "--quick",
+        "--max-tokens", "4", "--outputs", "1500", "--base-samples", "2000", "--seed", "5", "--out", output,
+    ];
+
+    [Fact]
+    public async Task OnATabularModelBestOfNAndTokenwiseCdLieOnTheirExactCurves()
+    {
+        var run = await CliRunner.RunAsync(TabularArgs(_dir));
+        Assert.True(run.ExitCode == 0, run.Error);
+        var points = JsonSerializer.Deserialize<List<EvaluatedPoint>>(File.ReadAllText(Path.Combine(_dir, "points.json")),
+            new JsonSerializerOptions { PropertyNameCaseInsensitive = true, Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() } })!;
+        Assert.Equal(7, points.Count);
+        // Each point's 95% interval must contain the exact value (7 intervals: ~30% chance one misses at 95%;
+        // widened to 99.9% (z = 3.29) per interval, the family's false-failure rate is < 1%).
+        const double widen = 3.29 / 1.96;
+        foreach (var p in points.Where(p => p.Method != EvaluationMethod.Blockwise))
+        {
+            Assert.NotNull(p.WinRateExact);
+            double half = (p.WinRateUpper - p.WinRateLower) / 2 * widen;
+            Assert.True(Math.Abs(p.WinRate - p.WinRateExact!.Value) <= half, $"{p.Id}: win-rate {p.WinRate:F4} vs exact {p.WinRateExact:F4} (+- {half:F4})");
+        }
+        // Token-wise CD with the exact soft value samples pi*_beta: its summed drift estimates KL(pi*_beta || p).
+        foreach (var p in points.Where(p => p.Method == EvaluationMethod.Tokenwise))
+            Assert.True(Math.Abs(p.Kl - p.KlExact!.Value) <= 3.29 * p.KlStandardError + 1e-9, $"{p.Id}: KL {p.Kl:F4} +- {p.KlStandardError:F4} vs exact {p.KlExact:F4}");
+        // Best-of-n's exact KL is [M6] and below the bound [M7].
+        foreach (var p in points.Where(p => p.Method == EvaluationMethod.BestOfN))
+            Assert.True(p.KlExact <= Math.Log(p.N) - (p.N - 1.0) / p.N + 1e-12);
+        Assert.Contains(points, p => p.WinRate > 0.7); // the strategies do something
+    }
+
+    [Fact]
+    public async Task OutputsRoundTripAndThePngIsAnImageOfTheRequestedSize()
+    {
+        var run = await CliRunner.RunAsync(TabularArgs(_dir));
+        Assert.Equal(0, run.ExitCode);
+        var fromJson = JsonSerializer.Deserialize<List<EvaluatedPoint>>(File.ReadAllText(Path.Combine(_dir, "points.json")),
+            new JsonSerializerOptions { PropertyNameCaseInsensitive = true, Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() } })!;
+        var fromCsv = PointStore.FromCsv(File.ReadAllText(Path.Combine(_dir, "points.csv")));
+        Assert.Equal(fromJson, fromCsv);
+        Assert.Equal(File.ReadAllText(Path.Combine(_dir, "points.csv")), PointStore.ToCsv(fromCsv));
+
+        foreach (string name in new[] { "winrate_vs_kl.png", "reward_vs_compute.png" })
+        {
+            byte[] png = File.ReadAllBytes(Path.Combine(_dir, name));
+            Assert.Equal(new byte[] { 0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A }, png[..8]);
+            Assert.Equal("IHDR", System.Text.Encoding.ASCII.GetString(png, 12, 4));
+            Assert.Equal(1000, BinaryPrimitives.ReadInt32BigEndian(png.AsSpan(16, 4)));
+            Assert.Equal(650, BinaryPrimitives.ReadInt32BigEndian(png.AsSpan(20, 4)));
+        }
+        Assert.Contains("<svg", File.ReadAllText(Path.Combine(_dir, "winrate_vs_kl.svg"))[..400]);
+        string report = File.ReadAllText(Path.Combine(_dir, "report.md"));
+        Assert.Contains("sha256:", report);
+        Assert.Contains("seed: 5", report);
+        Assert.Contains("bon-n16", report);
+        Assert.Contains("blockwise-k8-m8", report);
+    }
+
+    [Fact]
+    public async Task ARerunSkipsFinishedPoints()
+    {
+        // A finished point from an earlier run, marked so that recomputing it would show.
+        var marker = new EvaluatedPoint
+        {
+            Id = "bon-n4", Series = "best-of-n", Method = EvaluationMethod.BestOfN, N = 4, Prompts = 1, Outputs = 1,
+            WinRate = 0.123, WinRateLower = 0.1, WinRateUpper = 0.2, Kl = 0.5, KlStandardError = 0, KlMethod = "marker",
+            MeanReward = 0, BaseMeanReward = 0, TokensEvaluatedPerOutputToken = 1, LatencyMsPerOutput = 1, FirstTextMs = 1, Seconds = 12345,
+        };
+        PointStore.Open(_dir).Add(marker);
+        var run = await CliRunner.RunAsync(TabularArgs(_dir));
+        Assert.Equal(0, run.ExitCode);
+        Assert.Contains("(1 already in", run.Error);
+        var store = PointStore.Open(_dir);
+        Assert.Equal(7, store.Points.Count);
+        Assert.Equal(marker, store.Points.Single(p => p.Id == "bon-n4"));
+    }
+
+    [Fact]
+    public async Task AnInterruptedSweepKeepsFinishedPointsAndResumes()
+    {
+        using var cts = new CancellationTokenSource();
+        // Cancel as the second point starts (what Ctrl+C does), on the default model where points take a while.
+        var stderr = new CancelOnLine("[2/", cts);
+        string[] args =
+        [
+            "evaluate", "--model", CliRunner.ModelPath, "--quick", "--prompts", "1", "--outputs", "1", "--base-samples", "4",
+            "--max-tokens", "24", "--out", _dir,
+        ];
+        int code = await Program.RunAsync(args, new StringWriter(), stderr, cts.Token);
+        Assert.Equal(130, code);
+        var kept = PointStore.Open(_dir).Points;
+        Assert.Single(kept);
+        Assert.Equal("bon-n1", kept[0].Id);
+
+        var resumed = await CliRunner.RunAsync(args);
+        Assert.True(resumed.ExitCode == 0, resumed.Error);
+        Assert.Contains("(1 already in", resumed.Error);
+        var all = PointStore.Open(_dir).Points;
+        Assert.Equal(7, all.Count);
+        Assert.Equal(kept[0], all.Single(p => p.Id == "bon-n1"));
+        Assert.True(File.Exists(Path.Combine(_dir, "report.md")));
+    }
+
+    [Fact]
+    public async Task BadPromptCountIsAUserError()
+    {
+        var run = await CliRunner.RunAsync("evaluate", "--model", CliRunner.ModelPath, "--prompts", "99", "--out", _dir);
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains("--prompts N must be between 1 and", run.Error);
+    }
+
+    /// <summary>A stderr that requests cancellation when a line containing a marker is written.</summary>
+    private sealed class CancelOnLine(string marker, CancellationTokenSource cts) : StringWriter
+    {
+        public override void WriteLine(string? value)
+        {
+            base.WriteLine(value);
+            if (value?.Contains(marker) == true) cts.Cancel();
+        }
+    }
+}
