@@ -11,6 +11,8 @@
     build    build the solution (Release)
     test     build, then run every test project and print "N passed, N failed"
     bench    run the benchmarks (pass BenchmarkDotNet arguments after --, e.g. -- --filter '*Sample*')
+    perf     regenerate the synthetic 15M and 110M models (cached) and the end-to-end performance tables
+             in docs/results/ (engine vs raw llama.cpp batch decode vs naive best-of-n); takes ~30 minutes
     all      restore, build, test
 #>
 param(
@@ -73,6 +75,17 @@ function Invoke-Test {
     if ($failedProjects.Count -gt 0 -or $failed -gt 0) { throw "tests failed in: $($failedProjects -join ', ')" }
 }
 
+function Invoke-Perf {
+    $results = Join-Path $root 'docs/results'
+    New-Item -ItemType Directory -Force -Path $results | Out-Null
+    foreach ($preset in @('15m', '110m')) {
+        Invoke-Step "perf $preset" {
+            dotnet run --project (Join-Path $root 'bench/Tilt.Bench') -c Release -- e2e --model $preset --k 1,4,16,64 `
+                --tokens 32 --reps 3 --out (Join-Path $results "perf-$preset.json") --markdown (Join-Path $results "perf-$preset.md")
+        }
+    }
+}
+
 function Invoke-Bench {
     Invoke-Step 'bench' { dotnet run --project (Join-Path $root 'bench/Tilt.Bench') -c Release -- @benchArgs }
 }
@@ -83,7 +96,8 @@ foreach ($task in $Tasks) {
         'build' { Invoke-Build }
         'test' { Invoke-Restore; Invoke-Build; Invoke-Test }
         'bench' { Invoke-Bench }
+        'perf' { Invoke-Perf }
         'all' { Invoke-Restore; Invoke-Build; Invoke-Test }
-        default { throw "unknown task '$task' (restore, build, test, bench, all)" }
+        default { throw "unknown task '$task' (restore, build, test, bench, perf, all)" }
     }
 }

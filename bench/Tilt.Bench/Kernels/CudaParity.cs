@@ -29,7 +29,7 @@ public static class CudaParity
         using (gpu)
         using (var cpu = StepKernels.Create(KernelBackend.Cpu, Console.WriteLine))
         {
-            int failures = TokenParity(gpu, cpu, quick) + HeadParity(gpu, cpu);
+            int failures = NoiseParity(gpu) + TokenParity(gpu, cpu, quick) + HeadParity(gpu, cpu);
             if (timing)
                 Timings(gpu, cpu, quick);
             Console.WriteLine(failures == 0 ? "PASS: CUDA parity" : $"FAIL: {failures} parity failure(s)");
@@ -90,6 +90,31 @@ public static class CudaParity
         var o = (new int[x.Rows], new float[x.Rows], new float[x.Rows], new float[x.Rows]);
         k.TiltedStep(x.Logits, x.Rows, x.Vocab, x.Ids, x.Candidates, x.Values, x.Beta, x.P, x.Keys, o.Item1, o.Item2, o.Item3, o.Item4);
         return o;
+    }
+
+    // The noise must agree bit for bit (DeviceFloat's IEEE operations and the PTX log block); tokens agreeing is a
+    // weaker check, since a 1-ulp noise difference rarely changes an argmax.
+    private static int NoiseParity(IStepKernels gpu)
+    {
+        if (gpu is not Tilt.Kernels.Ilgpu.IlgpuStepKernels device)
+            return 0;
+        const int count = (1 << 22) + 17; // a partial last block too
+        var got = new float[count];
+        int failures = 0;
+        foreach (var key in new[] { new RngKey(0, 0, 0, 0), new RngKey(0xDEADBEEFCAFEF00D, 7, 123, 45), new RngKey(42, 1, 2, 3) })
+        {
+            device.Noise(key, got);
+            int bad = 0;
+            for (int c = 0; c < count; c++)
+                if (BitConverter.SingleToInt32Bits(got[c]) != BitConverter.SingleToInt32Bits(GumbelNoise.Sample(key, c, count)))
+                {
+                    if (bad++ < 5)
+                        Console.WriteLine($"  NOISE MISMATCH {key} column {c}: cuda {got[c]:R} cpu {GumbelNoise.Sample(key, c, count):R}");
+                }
+            Console.WriteLine($"noise bits {key}: {count} columns, {bad} differ");
+            failures += bad > 0 ? 1 : 0;
+        }
+        return failures;
     }
 
     private static int TokenParity(IStepKernels gpu, IStepKernels cpu, bool quick)
@@ -186,7 +211,7 @@ public static class CudaParity
     private static void Timings(IStepKernels gpu, IStepKernels cpu, bool quick)
     {
         Console.WriteLine($"timings, median ms per call (host arrays in, results out; cuda includes the upload; cpu-simd on {Environment.ProcessorCount} threads):");
-        Console.WriteLine("  K    vocab    | tilted step cuda | tilted step cpu | SampleBase cuda | SampleBase cpu");
+        Console.WriteLine("  K    vocab    | tilted step cuda | tilted step cpu | SampleBase cuda | SampleBase cpu | 64 candidates cuda | 64 candidates cpu");
         var rng = new Random(1);
         foreach (int vocab in new[] { 512, 32000, 128256 })
             foreach (int k in new[] { 1, 16, 64, 256 })
@@ -200,7 +225,9 @@ public static class CudaParity
                 var b2 = new float[k];
                 double sg = MedianMs(() => gpu.SampleBase(x.Logits, k, vocab, y.P, x.Keys, tok, b1, b2), rep);
                 double sc = MedianMs(() => cpu.SampleBase(x.Logits, k, vocab, y.P, x.Keys, tok, b1, b2), rep);
-                Console.WriteLine($"  {k,3} {vocab,7}  | {tg,16:F3} | {tc,15:F3} | {sg,15:F3} | {sc,14:F3}");
+                var z = Make(rng, k, vocab, Math.Min(64, vocab - 1), true, new SamplingParameters());
+                double cg = MedianMs(() => Step(gpu, z), rep), cc = MedianMs(() => Step(cpu, z), rep);
+                Console.WriteLine($"  {k,3} {vocab,7}  | {tg,16:F3} | {tc,15:F3} | {sg,15:F3} | {sc,14:F3} | {cg,18:F3} | {cc,17:F3}");
             }
         Console.WriteLine("  value heads, K = 256: d | linear cuda | linear cpu | mlp(256, gelu) cuda | mlp cpu");
         foreach (int d in new[] { 64, 768, 4096 })
