@@ -49,6 +49,21 @@ function Invoke-Build {
     Invoke-Step "build ($configuration)" { dotnet build $solution -c $configuration --no-restore -nologo }
 }
 
+# The C API (native/): build libtilt, its C sample and tests against the Interop build of the solution, then run
+# ctest (C API tests, the C sample under valgrind, the Python example and tests). $true when everything passed.
+function Invoke-NativeTest([string] $results) {
+    if ($env:TILT_SKIP_NATIVE -eq '1') { Write-Warning 'TILT_SKIP_NATIVE=1: the C API tests were not run'; return $true }
+    if (-not (Get-Command cmake -ErrorAction SilentlyContinue)) { throw 'cmake not found: the C API tests (native/) need cmake, ctest and a C compiler' }
+    $build = Join-Path $root 'native/build'
+    $managed = Join-Path $root "src/Interop/bin/$configuration/net10.0"
+    # Everything goes to the host: this function's output is its result.
+    Invoke-Step 'configure native' { cmake -S (Join-Path $root 'native') -B $build "-DTILT_MANAGED_DIR=$managed" } | Out-Host
+    Invoke-Step 'build native' { cmake --build $build } | Out-Host
+    Write-Host '==> test native (ctest)' -ForegroundColor Cyan
+    ctest --test-dir $build -j 2 --output-on-failure --output-junit (Join-Path $results 'native.junit.xml') | Out-Host
+    return $LASTEXITCODE -eq 0
+}
+
 function Invoke-Test {
     $results = Join-Path $root 'artifacts/test-results'
     if (Test-Path $results) { Remove-Item -Recurse -Force $results }
@@ -60,8 +75,9 @@ function Invoke-Test {
             --logger "trx;LogFileName=$($project.BaseName).trx" --results-directory $results
         if ($LASTEXITCODE -ne 0) { $failedProjects += $project.BaseName }
     }
+    if (-not (Invoke-NativeTest $results)) { $failedProjects += 'native (ctest)' }
 
-    # One closing line over every project, read from the TRX files the runs wrote.
+    # One closing line over every project and the native suite, read from the TRX and JUnit files the runs wrote.
     $passed = 0; $failed = 0; $skipped = 0
     foreach ($trx in Get-ChildItem -Path $results -Filter '*.trx' -ErrorAction SilentlyContinue) {
         [xml] $doc = Get-Content -Raw $trx.FullName
@@ -69,6 +85,14 @@ function Invoke-Test {
         $passed += [int] $counters.passed
         $failed += [int] $counters.failed
         $skipped += [int] $counters.notExecuted
+    }
+    foreach ($junit in Get-ChildItem -Path $results -Filter '*.junit.xml' -ErrorAction SilentlyContinue) {
+        [xml] $doc = Get-Content -Raw $junit.FullName
+        $suite = $doc.testsuite
+        $notRun = [int] $suite.skipped + [int] $suite.disabled
+        $passed += [int] $suite.tests - [int] $suite.failures - $notRun
+        $failed += [int] $suite.failures
+        $skipped += $notRun
     }
     if ($passed + $failed -eq 0) { throw 'no test ran' }
     Write-Host "$passed passed, $failed failed, $skipped skipped"

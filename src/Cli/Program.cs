@@ -19,6 +19,8 @@ public static class Program
         root.Subcommands.Add(GenerateCommand.Create(console));
         root.Subcommands.Add(AlignCommand.Create(console));
         root.Subcommands.Add(TheoryCommand.Create(console));
+        root.Subcommands.Add(TrainCommand.Create(console));
+        root.Subcommands.Add(DataCommand.Create(console));
         root.Subcommands.Add(EvaluateCommand.Create(console));
         root.Subcommands.Add(MakeModelCommand.Create(console));
 

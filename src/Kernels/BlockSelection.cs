@@ -21,7 +21,7 @@ public static class BlockSelection
 
     /// <summary>
     /// Draws k with probability exp(values[k] / beta) / sum_j exp(values[j] / beta) by Gumbel-max, the noise of block k
-    /// being <see cref="GumbelNoise.Sample"/>(key, k), so the draw is reproducible. -inf values are never drawn;
+    /// being <see cref="GumbelNoise.Sample"/>(key, k, K), so the draw is reproducible. -inf values are never drawn;
     /// beta = +inf draws uniformly among the others.
     /// </summary>
     /// <param name="values">[K] block values.</param>
@@ -42,7 +42,7 @@ public static class BlockSelection
                 continue;
             float s = float.IsPositiveInfinity(beta) ? 0f : DeviceFloat.Div(values[k], beta);
             max = Math.Max(max, s);
-            float v = DeviceFloat.Add(s, GumbelNoise.Sample(key, k));
+            float v = DeviceFloat.Add(s, GumbelNoise.Sample(key, k, values.Length));
             if (v > bestV)
             {
                 bestV = v;

@@ -7,10 +7,10 @@ namespace Tilt.Kernels;
 /// </summary>
 /// <remarks>
 /// Thread safety: an instance owns scratch buffers and device memory, so use it from one thread at a time
-/// (calls may come from different threads if they do not overlap). Every method validates its arguments before
-/// writing any output and throws <see cref="ArgumentException"/> for caller bugs: mismatched lengths, out-of-range
-/// parameters, NaN logits (the message names the row). Logits of -inf are allowed and mean "masked";
-/// a row whose logits are all -inf, or that holds +inf, is rejected.
+/// (calls may come from different threads if they do not overlap). Shapes and parameters are validated before any
+/// output is written; the values themselves (NaN, +inf) are checked row by row as they are read, and a rejected row
+/// throws <see cref="ArgumentException"/> naming the row and index, leaving the outputs unspecified. Logits of -inf
+/// are allowed and mean "masked"; a row whose logits are all -inf, or that holds +inf, is rejected.
 /// </remarks>
 public interface IStepKernels : IDisposable
 {

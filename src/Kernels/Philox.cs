@@ -9,7 +9,8 @@ namespace Tilt.Kernels;
 /// every random draw of the kernels. One call maps (counter[4], key[2]) to four independent 32-bit words.
 /// </summary>
 /// <remarks>
-/// Layout of the noise for token id c in stream <see cref="RngKey"/> k:
+/// Layout of the column words of token id c in stream <see cref="RngKey"/> k (the block draws of
+/// <see cref="GumbelNoise"/> use counter0 = 2^31 | block, which no column uses):
 /// key = (lo32(k.Seed), hi32(k.Seed)); counter = (Counter0(c), k.Row, k.Step, k.Request); word = Word(c).
 /// Counter0/Word tile the columns in blocks of 32: the 8 consecutive counters of a block give 4 words each, and
 /// word w of counter 8b+j belongs to column 32b + 8w + j. One 8-lane SIMD Philox call therefore yields 32
@@ -65,9 +66,14 @@ public static class Philox
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void Block32(in RngKey key, int firstColumn,
+        out Vector256<uint> w0, out Vector256<uint> w1, out Vector256<uint> w2, out Vector256<uint> w3) =>
+        Block8(key, Vector256.Create((uint)(firstColumn >> 2)) + Vector256.Create(0u, 1, 2, 3, 4, 5, 6, 7), out w0, out w1, out w2, out w3);
+
+    /// <summary>Philox4x32-10 on 8 counters (c0 per lane; c1..c3 from the key's Row, Step, Request). Requires <see cref="IsVectorized"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Block8(in RngKey key, Vector256<uint> c0,
         out Vector256<uint> w0, out Vector256<uint> w1, out Vector256<uint> w2, out Vector256<uint> w3)
     {
-        Vector256<uint> c0 = Vector256.Create((uint)(firstColumn >> 2)) + Vector256.Create(0u, 1, 2, 3, 4, 5, 6, 7);
         Vector256<uint> c1 = Vector256.Create(key.Row);
         Vector256<uint> c2 = Vector256.Create(key.Step);
         Vector256<uint> c3 = Vector256.Create(key.Request);

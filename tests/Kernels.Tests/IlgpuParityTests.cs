@@ -41,15 +41,27 @@ public class IlgpuParityTests(IlgpuFixture fixture)
     }
 
     [Theory]
-    [InlineData(2, 65, false)]
-    [InlineData(3, 300, true)]
-    public void SampleBaseMatchesReference(int rows, int vocab, bool extreme)
+    [InlineData(2, 65, false, false)]
+    [InlineData(3, 300, true, false)]
+    [InlineData(6, 333, false, true)]
+    public void SampleBaseMatchesReference(int rows, int vocab, bool extreme, bool ties)
     {
         var rng = new Random(rows + vocab);
         rows *= _scale;
-        var logits = TestData.Logits(rng, rows, vocab, extreme: extreme);
+        var logits = TestData.Logits(rng, rows, vocab, extreme: extreme, ties: ties, scale: ties ? 1.5f : 3f);
         var (p, keys) = SampleBaseTests.Rows(rng, rows);
         SampleBaseTests.AssertMatchesReference(logits, rows, vocab, p, keys, SampleBaseTests.Run(_gpu, logits, rows, vocab, p, keys));
+    }
+
+    [Fact]
+    public void NoiseIsBitIdenticalToTheCpu()
+    {
+        var device = (Tilt.Kernels.Ilgpu.IlgpuStepKernels)_gpu;
+        var got = new float[_scale * 1000 + 17];
+        var key = new RngKey(0xDEADBEEF12345678, 3, 9, 27);
+        device.Noise(key, got);
+        for (int c = 0; c < got.Length; c++)
+            Assert.Equal(BitConverter.SingleToInt32Bits(GumbelNoise.Sample(key, c, got.Length)), BitConverter.SingleToInt32Bits(got[c]));
     }
 
     [Fact]

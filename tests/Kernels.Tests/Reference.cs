@@ -83,7 +83,7 @@ internal static class Reference
         float bestV = float.NegativeInfinity;
         foreach (int id in surv)
         {
-            float vv = s[Array.IndexOf(ids, id)] + GumbelNoise.Sample(key, id);
+            float vv = s[Array.IndexOf(ids, id)] + GumbelNoise.Sample(key, id, x.Length);
             if (vv > bestV || (vv == bestV && id < best))
             {
                 bestV = vv;

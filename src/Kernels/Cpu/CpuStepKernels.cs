@@ -190,7 +190,7 @@ internal sealed unsafe class CpuStepKernels : IStepKernels
                 buf[j] = tilt ? DeviceFloat.Add(sj, DeviceFloat.Div(v[j], beta)) : sj;
             }
             s = buf;
-            sMax = System.Numerics.Tensors.TensorPrimitives.Max(s);
+            sMax = VectorMath.MaxAndNaN(s, out _);
             if (float.IsNegativeInfinity(sMax))
                 throw new ArgumentException($"Row {row} has no candidate with a finite score: every candidate is masked by -infinity in logits or values.", ids.IsEmpty ? "values" : "candidateIds");
             if (float.IsPositiveInfinity(sMax))
@@ -208,7 +208,7 @@ internal sealed unsafe class CpuStepKernels : IStepKernels
         else if (!filtered)
         {
             int maxPosition = RowMath.ArgmaxPosition(s, ids, divisor == 1f ? sMax : m); // s holds raw logits when divisor != 1
-            int position = ids.IsEmpty ? RowMath.GumbelArgmax(s, divisor, key, maxPosition) : RowMath.GumbelArgmaxList(s, ids, key, maxPosition);
+            int position = ids.IsEmpty ? RowMath.GumbelArgmax(s, divisor, key, maxPosition) : RowMath.GumbelArgmaxList(s, ids, key, maxPosition, _vocab);
             token = RowMath.Id(ids, position);
             float sTok = divisor == 1f ? s[position] : DeviceFloat.Div(s[position], divisor);
             bool identity = ids.IsEmpty && !tilt && t == 1f; // pi is p itself: KL = 0 exactly
@@ -221,15 +221,16 @@ internal sealed unsafe class CpuStepKernels : IStepKernels
             }
             else
             {
-                // Sum exp((raw - rawMax) / divisor) in float lanes: the log-prob needs ~1e-6, not float64 sums.
-                double logZs = Math.Log(RowMath.SumExp(s, divisor == 1f ? sMax : m, 1f / divisor));
+                // Sum exp((raw - rawMax) / divisor) in float lanes: the log-prob needs ~1e-6, not float64 sums. When the
+                // scores are the raw logits the base model's sum is that sum already.
+                double logZs = identity ? logZ - m : Math.Log(RowMath.SumExp(s, divisor == 1f ? sMax : m, 1f / divisor));
                 tiltedLp = (s[position] - (double)(divisor == 1f ? sMax : m)) / divisor - logZs;
             }
         }
         else
         {
             ReadOnlySpan<ulong> survivors = scratch.Filter(s, ids, sMax, p.TopK, p.TopP);
-            int position = RowMath.GumbelArgmaxSorted(survivors, key);
+            int position = RowMath.GumbelArgmaxSorted(survivors, key, _vocab);
             token = RowMath.IdOf(survivors[position]);
             double z = RowMath.SumExpSorted(survivors);
             double logZs = RowMath.ScoreOf(survivors[0]) + Math.Log(z);

@@ -15,8 +15,8 @@ internal static class RowMath
     /// <summary>Max of a row, rejecting NaN, +inf and rows that are entirely masked (-inf).</summary>
     public static float CheckedMax(ReadOnlySpan<float> x, int row, string name)
     {
-        float m = TensorPrimitives.Max(x); // propagates NaN
-        if (float.IsNaN(m))
+        float m = VectorMath.MaxAndNaN(x, out bool hasNaN);
+        if (hasNaN)
             throw new ArgumentException($"{name} row {row} contains NaN (at index {IndexOfNaN(x)}).", name);
         if (float.IsPositiveInfinity(m))
             throw new ArgumentException($"{name} row {row} contains +infinity (at index {x.IndexOf(float.PositiveInfinity)}); only -infinity (masked) is allowed.", name);
@@ -46,13 +46,13 @@ internal static class RowMath
             // Four accumulators hide the latency of the exp + add chain.
             for (; i <= n - 32; i += 32)
             {
-                a0 += Vector256.Exp((Vector256.LoadUnsafe(ref r, (nuint)i) - mv) * sv);
-                a1 += Vector256.Exp((Vector256.LoadUnsafe(ref r, (nuint)(i + 8)) - mv) * sv);
-                a2 += Vector256.Exp((Vector256.LoadUnsafe(ref r, (nuint)(i + 16)) - mv) * sv);
-                a3 += Vector256.Exp((Vector256.LoadUnsafe(ref r, (nuint)(i + 24)) - mv) * sv);
+                a0 += VectorMath.Exp((Vector256.LoadUnsafe(ref r, (nuint)i) - mv) * sv);
+                a1 += VectorMath.Exp((Vector256.LoadUnsafe(ref r, (nuint)(i + 8)) - mv) * sv);
+                a2 += VectorMath.Exp((Vector256.LoadUnsafe(ref r, (nuint)(i + 16)) - mv) * sv);
+                a3 += VectorMath.Exp((Vector256.LoadUnsafe(ref r, (nuint)(i + 24)) - mv) * sv);
             }
             for (; i <= n - 8; i += 8)
-                a0 += Vector256.Exp((Vector256.LoadUnsafe(ref r, (nuint)i) - mv) * sv);
+                a0 += VectorMath.Exp((Vector256.LoadUnsafe(ref r, (nuint)i) - mv) * sv);
             sum = Vector256.Sum((a0 + a1) + (a2 + a3));
         }
         for (; i < n; i++)
@@ -82,18 +82,18 @@ internal static class RowMath
     }
 
     /// <summary>
-    /// Gumbel-max over the whole row: argmax_c (x[c]/t + g(key, c)), lowest id on exact ties.
-    /// <paramref name="maxIndex"/> is the first index of the row max; its perturbed score seeds the running best, and
-    /// every 32-column block whose scores all lie more than <see cref="GumbelNoise.UpperBound"/> below the running best
-    /// is skipped without drawing noise (it cannot win, so the result is exact).
+    /// Gumbel-max over the whole row: argmax_c (x[c]/t + g(key, c)), lowest id on exact ties. <paramref name="maxIndex"/>
+    /// (the first index of the row max) seeds the running best. A 32-token block is skipped without drawing its
+    /// tokens' noise when its best score plus its noise bound G_b (see <see cref="GumbelNoise"/>) stays below the running
+    /// best: none of its tokens can win, so the result is exact. The margin covers float rounding of s + g.
     /// </summary>
     public static int GumbelArgmax(ReadOnlySpan<float> x, float t, in RngKey key, int maxIndex)
     {
         ref float r = ref MemoryMarshal.GetReference(x);
         int n = x.Length;
         int bestId = maxIndex;
-        float best = DeviceFloat.Add(DeviceFloat.Div(x[maxIndex], t), GumbelNoise.Sample(key, maxIndex));
-        float tau = best - GumbelNoise.UpperBound;
+        float best = DeviceFloat.Add(DeviceFloat.Div(x[maxIndex], t), GumbelNoise.Sample(key, maxIndex, n));
+        float margin = 1e-3f + 1e-6f * Math.Abs(best);
         int i = 0;
         if (Philox.IsVectorized)
         {
@@ -101,54 +101,79 @@ internal static class RowMath
             Vector256<float> tv = Vector256.Create(t);
             Span<float> v = stackalloc float[32];
             ref float vr = ref MemoryMarshal.GetReference(v);
-            for (; i <= n - 32; i += 32)
+            for (; i <= n - 256; i += 256)
             {
-                Vector256<float> s0 = Vector256.LoadUnsafe(ref r, (nuint)i);
-                Vector256<float> s1 = Vector256.LoadUnsafe(ref r, (nuint)(i + 8));
-                Vector256<float> s2 = Vector256.LoadUnsafe(ref r, (nuint)(i + 16));
-                Vector256<float> s3 = Vector256.LoadUnsafe(ref r, (nuint)(i + 24));
-                if (!unit)
+                GumbelNoise.BlockDraw8(key, i >> 5, out Vector256<float> first, out Vector256<uint> offset, out Vector256<float> bound);
+                for (int q = 0; q < 8; q++)
                 {
-                    s0 /= tv; s1 /= tv; s2 /= tv; s3 /= tv;
-                }
-                Vector256<float> smax = Vector256.Max(Vector256.Max(s0, s1), Vector256.Max(s2, s3));
-                if (!Vector256.GreaterThanOrEqualAny(smax, Vector256.Create(tau)))
-                    continue;
-                GumbelNoise.Block32(key, i, out var g0, out var g1, out var g2, out var g3);
-                Vector256<float> v0 = s0 + g0, v1 = s1 + g1, v2 = s2 + g2, v3 = s3 + g3;
-                Vector256<float> vmax = Vector256.Max(Vector256.Max(v0, v1), Vector256.Max(v2, v3));
-                if (!Vector256.GreaterThanOrEqualAny(vmax, Vector256.Create(best)))
-                    continue;
-                v0.StoreUnsafe(ref vr, 0);
-                v1.StoreUnsafe(ref vr, 8);
-                v2.StoreUnsafe(ref vr, 16);
-                v3.StoreUnsafe(ref vr, 24);
-                for (int j = 0; j < 32; j++)
-                {
-                    float vj = Unsafe.Add(ref vr, j);
-                    if (vj > best || (vj == best && i + j < bestId))
+                    int c = i + 32 * q;
+                    Vector256<float> s0 = Vector256.LoadUnsafe(ref r, (nuint)c);
+                    Vector256<float> s1 = Vector256.LoadUnsafe(ref r, (nuint)(c + 8));
+                    Vector256<float> s2 = Vector256.LoadUnsafe(ref r, (nuint)(c + 16));
+                    Vector256<float> s3 = Vector256.LoadUnsafe(ref r, (nuint)(c + 24));
+                    if (!unit)
                     {
-                        best = vj;
-                        bestId = i + j;
+                        s0 /= tv; s1 /= tv; s2 /= tv; s3 /= tv;
                     }
+                    float smax = HorizontalMax(Vector256.MaxNative(Vector256.MaxNative(s0, s1), Vector256.MaxNative(s2, s3)));
+                    if (smax + bound.GetElement(q) + margin < best)
+                        continue;
+                    GumbelNoise.Block32(key, c, first.GetElement(q), offset.GetElement(q), out var g0, out var g1, out var g2, out var g3);
+                    Vector256<float> v0 = s0 + g0, v1 = s1 + g1, v2 = s2 + g2, v3 = s3 + g3;
+                    Vector256<float> vmax = Vector256.MaxNative(Vector256.MaxNative(v0, v1), Vector256.MaxNative(v2, v3));
+                    if (!Vector256.GreaterThanOrEqualAny(vmax, Vector256.Create(best)))
+                        continue;
+                    v0.StoreUnsafe(ref vr, 0);
+                    v1.StoreUnsafe(ref vr, 8);
+                    v2.StoreUnsafe(ref vr, 16);
+                    v3.StoreUnsafe(ref vr, 24);
+                    for (int j = 0; j < 32; j++)
+                    {
+                        float vj = Unsafe.Add(ref vr, j);
+                        if (vj > best || (vj == best && c + j < bestId))
+                        {
+                            best = vj;
+                            bestId = c + j;
+                        }
+                    }
+                    margin = 1e-3f + 1e-6f * Math.Abs(best);
                 }
-                tau = best - GumbelNoise.UpperBound;
             }
         }
+        uint lo = (uint)key.Seed, hi = (uint)(key.Seed >> 32);
+        int cachedBlock = -1, firstOffset = 0;
+        float firstArrival = 0, blockBound = 0;
         for (; i < n; i++)
         {
             float s = DeviceFloat.Div(Unsafe.Add(ref r, i), t);
-            if (s < tau)
+            if (s + GumbelNoise.UpperBound < best)
                 continue;
-            float vi = DeviceFloat.Add(s, GumbelNoise.Sample(key, i));
+            if (i >> 5 != cachedBlock)
+            {
+                cachedBlock = i >> 5;
+                GumbelNoise.BlockDraw(key.Row, key.Step, key.Request, lo, hi, cachedBlock, n, out firstArrival, out firstOffset);
+                blockBound = -DeviceFloat.Log(firstArrival);
+            }
+            if (s + blockBound + margin < best)
+                continue;
+            float vi = DeviceFloat.Add(s, GumbelNoise.FromBlock(key.Row, key.Step, key.Request, lo, hi, i, firstArrival, firstOffset));
             if (vi > best || (vi == best && i < bestId))
             {
                 best = vi;
                 bestId = i;
-                tau = best - GumbelNoise.UpperBound;
+                margin = 1e-3f + 1e-6f * Math.Abs(best);
             }
         }
         return bestId;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float HorizontalMax(Vector256<float> v)
+    {
+        Vector128<float> m = Vector128.MaxNative(v.GetLower(), v.GetUpper());
+        m = Vector128.MaxNative(m, Vector128.Shuffle(m, Vector128.Create(2, 3, 0, 1)));
+        m = Vector128.MaxNative(m, Vector128.Shuffle(m, Vector128.Create(1, 0, 3, 2)));
+        return m.ToScalar();
     }
 
     /// <summary>Token id at position j: the candidate list when there is one, else j itself.</summary>
@@ -159,17 +184,17 @@ internal static class RowMath
     /// Gumbel-max over a candidate list (scores already tempered and tilted): the position j maximising
     /// s[j] + g(key, ids[j]), lowest token id on exact ties, skipping the noise of candidates that cannot win.
     /// </summary>
-    public static int GumbelArgmaxList(ReadOnlySpan<float> s, ReadOnlySpan<int> ids, in RngKey key, int maxPosition)
+    public static int GumbelArgmaxList(ReadOnlySpan<float> s, ReadOnlySpan<int> ids, in RngKey key, int maxPosition, int vocab)
     {
         int bestPos = maxPosition, bestId = ids[maxPosition];
-        float best = DeviceFloat.Add(s[maxPosition], GumbelNoise.Sample(key, bestId));
+        float best = DeviceFloat.Add(s[maxPosition], GumbelNoise.Sample(key, bestId, vocab));
         for (int j = 0; j < s.Length; j++)
         {
             float sj = s[j];
             if (sj < best - GumbelNoise.UpperBound)
                 continue;
             int id = ids[j];
-            float v = DeviceFloat.Add(sj, GumbelNoise.Sample(key, id));
+            float v = DeviceFloat.Add(sj, GumbelNoise.Sample(key, id, vocab));
             if (v > best || (v == best && id < bestId))
             {
                 best = v;
@@ -196,7 +221,7 @@ internal static class RowMath
     /// Gumbel-max over survivors sorted best first (see <see cref="SortKey"/>); returns the winner's position. Once a
     /// survivor's score lies more than the noise bound below the running best, no later one can win.
     /// </summary>
-    public static int GumbelArgmaxSorted(ReadOnlySpan<ulong> sorted, in RngKey key)
+    public static int GumbelArgmaxSorted(ReadOnlySpan<ulong> sorted, in RngKey key, int vocab)
     {
         float best = float.NegativeInfinity;
         int bestId = -1, bestPos = -1;
@@ -207,7 +232,7 @@ internal static class RowMath
             float s = ScoreOf(k);
             if (s < best - GumbelNoise.UpperBound)
                 break;
-            float v = DeviceFloat.Add(s, GumbelNoise.Sample(key, id));
+            float v = DeviceFloat.Add(s, GumbelNoise.Sample(key, id, vocab));
             if (v > best || (v == best && id < bestId))
             {
                 best = v;
@@ -419,8 +444,8 @@ internal static class RowMath
             for (; i <= n - 8; i += 8)
             {
                 var (lo, hi) = Vector256.Widen(Vector256.LoadUnsafe(ref r, (nuint)i));
-                a0 += Vector256.Exp(lo - mv);
-                a1 += Vector256.Exp(hi - mv);
+                a0 += VectorMath.Exp(lo - mv);
+                a1 += VectorMath.Exp(hi - mv);
             }
             sum = Vector256.Sum(a0 + a1);
         }
@@ -455,7 +480,7 @@ internal static class RowMath
                 var (slo, shi) = Vector256.Widen(sd);
                 var (xlo, xhi) = Vector256.Widen(xd);
                 var (mlo, mhi) = Vector256.Widen(live.AsInt32());
-                Vector256<double> wlo = Vector256.Exp(slo - mv) & mlo.AsDouble(), whi = Vector256.Exp(shi - mv) & mhi.AsDouble();
+                Vector256<double> wlo = VectorMath.Exp(slo - mv) & mlo.AsDouble(), whi = VectorMath.Exp(shi - mv) & mhi.AsDouble();
                 z0 += wlo;
                 z1 += whi;
                 a0 += wlo * (slo - xlo);
@@ -489,8 +514,8 @@ internal static class RowMath
     /// <summary>Rejects NaN and +inf in a row of values (-inf is allowed: it masks the candidate).</summary>
     public static void CheckValues(ReadOnlySpan<float> v, int row, string name)
     {
-        float m = TensorPrimitives.Max(v);
-        if (float.IsNaN(m))
+        float m = VectorMath.MaxAndNaN(v, out bool hasNaN);
+        if (hasNaN)
             throw new ArgumentException($"{name} row {row} contains NaN (at index {IndexOfNaN(v)}).", name);
         if (float.IsPositiveInfinity(m))
             throw new ArgumentException($"{name} row {row} contains +infinity (at index {v.IndexOf(float.PositiveInfinity)}).", name);

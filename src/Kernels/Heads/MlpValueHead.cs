@@ -63,7 +63,7 @@ public sealed class MlpValueHead : ValueHead
         float z = Math.Abs(x) * 0.70710678118654752f;
         float t = 1f / (1f + 0.3275911f * z);
         float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
-        float erf = 1f - poly * MathF.Exp(-z * z);
+        float erf = 1f - poly * (float)DeviceFloat.Exp(-z * z);
         return 0.5f * x * (1f + (x < 0f ? -erf : erf));
     }
 

@@ -255,6 +255,17 @@ internal sealed class IlgpuStepKernels : IStepKernels
         public MemoryBuffer1D<float, Stride1D.Dense>? W2 { get; }
     }
 
+    /// <summary>Diagnostics: the device's Gumbel noise for every column of a row of output.Length tokens.</summary>
+    internal void Noise(RngKey key, Span<float> output)
+    {
+        var kernel = _accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, RowSettings, int>(NoiseKernel.Run);
+        using var buffer = _accelerator.Allocate1D<float>(output.Length);
+        var settings = new RowSettings { SeedLo = (uint)key.Seed, SeedHi = (uint)(key.Seed >> 32), Request = key.Request, Step = key.Step, Row = key.Row };
+        kernel(_stream, output.Length, buffer.View, settings, output.Length);
+        _stream.Synchronize();
+        buffer.View.CopyToCPU(_stream, ref MemoryMarshal.GetReference(output), output.Length);
+    }
+
     private static void ThrowIfRejected(int row, RowOutput o, bool dense)
     {
         switch (o.Status)

@@ -33,6 +33,10 @@ internal static class StepKernel
         var sharedU = SharedMemory.Allocate<ulong>(MaxGroupSize);
         var sharedI = SharedMemory.Allocate<int>(MaxGroupSize);
         var sharedD2 = SharedMemory.Allocate<double>(MaxGroupSize);
+        var histI = SharedMemory.Allocate<int>(256);
+        var histD = SharedMemory.Allocate<double>(256);
+        var pick = SharedMemory.Allocate<int>(2);
+        var pickMass = SharedMemory.Allocate<double>(1);
         ref float sharedTokenScore = ref SharedMemory.Allocate<float>();
 
         int row = Grid.IdxX;
@@ -72,7 +76,7 @@ internal static class StepKernel
         }
         double sum = 0;
         for (int i = tid; i < vocab; i += threads)
-            sum += Math.Exp((double)logits[xBase + i] - m);
+            sum += DeviceFloat.Exp((double)logits[xBase + i] - m);
         double logZ = m + Math.Log(GroupSum(sum, sharedD));
 
         // 2. Values: NaN / +inf rejected (-inf masks a candidate).
@@ -138,7 +142,7 @@ internal static class StepKernel
         ulong limit = ulong.MaxValue;
         bool topK = rs.TopK > 0 && rs.TopK < c;
         if (topK)
-            limit = KthSmallestKey(logits, candidateIds, values, shape, xBase, cBase, t, rs.Beta, tilt, rs.TopK, sharedI);
+            limit = KthSmallestKey(logits, candidateIds, values, shape, xBase, cBase, t, rs.Beta, tilt, rs.TopK, histI, pick);
         if (rs.TopP < 1f)
         {
             double total = 0;
@@ -146,11 +150,11 @@ internal static class StepKernel
             {
                 float s = Score(logits, candidateIds, values, shape, xBase, cBase, j, t, rs.Beta, tilt, out int id);
                 if (s != float.NegativeInfinity && SortKey(s, id) <= limit)
-                    total += Math.Exp((double)s - sMax);
+                    total += DeviceFloat.Exp((double)s - sMax);
             }
             total = GroupSum(total, sharedD);
             ulong nucleus = NucleusKey(logits, candidateIds, values, shape, xBase, cBase, t, rs.Beta, tilt, limit, sMax,
-                rs.TopP * total, sharedD);
+                rs.TopP * total, histD, pick, pickMass);
             limit = Math.Min(limit, nucleus);
         }
 
@@ -161,11 +165,9 @@ internal static class StepKernel
             float s = Score(logits, candidateIds, values, shape, xBase, cBase, j, t, rs.Beta, tilt, out int id);
             if (s == float.NegativeInfinity || SortKey(s, id) > limit)
                 continue;
-            Philox.Block(Philox.Counter0(id), rs.Row, rs.Step, rs.Request, rs.SeedLo, rs.SeedHi,
-                out uint r0, out uint r1, out uint r2, out uint r3);
-            int w = Philox.Word(id);
-            uint bits = w == 0 ? r0 : w == 1 ? r1 : w == 2 ? r2 : r3;
-            float v = DeviceFloat.Add(s, GumbelNoise.FromBits(bits));
+            GumbelNoise.BlockDraw(rs.Row, rs.Step, rs.Request, rs.SeedLo, rs.SeedHi, id / GumbelNoise.BlockSize, vocab,
+                out float first, out int firstOffset);
+            float v = DeviceFloat.Add(s, GumbelNoise.FromBlock(rs.Row, rs.Step, rs.Request, rs.SeedLo, rs.SeedHi, id, first, firstOffset));
             winner = Math.Max(winner, ((ulong)Ordered(v) << 32) | (uint)~id);
         }
         winner = GroupMaxU(winner, sharedU);
@@ -180,7 +182,7 @@ internal static class StepKernel
                 continue;
             if (id == tok)
                 sharedTokenScore = s;
-            double wgt = Math.Exp((double)s - sMax);
+            double wgt = DeviceFloat.Exp((double)s - sMax);
             z += wgt;
             a += wgt * ((double)s - logits[xBase + id]);
         }
@@ -210,68 +212,132 @@ internal static class StepKernel
         return s;
     }
 
-    /// <summary>The k-th smallest sort key among the finite candidates (k &lt; candidates), or all-ones if fewer.</summary>
-    private static ulong KthSmallestKey(ArrayView<float> logits, ArrayView<int> candidateIds, ArrayView<float> values, StepShape shape,
-        long xBase, long cBase, float t, float beta, bool tilt, int k, ArrayView<int> shared)
+    // Digit positions of the 64-bit sort key, most significant first: four bytes of the (complemented, ordered) score,
+    // then the bytes of the token id that can be non-zero.
+    private static int DigitShift(int level, int idBits, out bool skip)
     {
-        int tid = Group.IdxX, threads = Group.DimX, c = shape.Candidates;
-        ulong prefix = 0;
-        int below = 0;
-        for (int b = 63; b >= 0; b--)
-        {
-            if (b < 32 && b >= shape.IdBits)
-                continue; // no id has these bits: they stay 0
-            int count = 0;
-            for (int j = tid; j < c; j += threads)
-            {
-                float s = Score(logits, candidateIds, values, shape, xBase, cBase, j, t, beta, tilt, out int id);
-                if (s == float.NegativeInfinity)
-                    continue;
-                ulong key = SortKey(s, id);
-                if ((key >> b) == (prefix >> b)) // same bits above b, and bit b = 0
-                    count++;
-            }
-            count = GroupSumI(count, shared);
-            if (below + count < k)
-            {
-                below += count;
-                prefix |= 1UL << b;
-            }
-        }
-        return below < k && prefix == AllOnes(shape.IdBits) ? ulong.MaxValue : prefix;
+        int shift = 56 - 8 * level;
+        skip = shift < 32 && shift >= idBits;
+        return shift;
     }
 
-    private static ulong AllOnes(int idBits) => 0xFFFF_FFFF_0000_0000UL | ((1UL << idBits) - 1);
-
-    /// <summary>The smallest sort key whose cumulative weight (over finite keys &lt;= limit) reaches target.</summary>
-    private static ulong NucleusKey(ArrayView<float> logits, ArrayView<int> candidateIds, ArrayView<float> values, StepShape shape,
-        long xBase, long cBase, float t, float beta, bool tilt, ulong limit, float sMax, double target, ArrayView<double> shared)
+    /// <summary>
+    /// The k-th smallest sort key among the finite candidates (1 &lt;= k &lt; candidates), or all-ones when there are
+    /// fewer: a radix select, one 256-bin histogram pass per byte of the key (at most 7 passes).
+    /// </summary>
+    private static ulong KthSmallestKey(ArrayView<float> logits, ArrayView<int> candidateIds, ArrayView<float> values, StepShape shape,
+        long xBase, long cBase, float t, float beta, bool tilt, int k, ArrayView<int> hist, ArrayView<int> pick)
     {
         int tid = Group.IdxX, threads = Group.DimX, c = shape.Candidates;
-        ulong prefix = 0;
-        double below = 0;
-        for (int b = 63; b >= 0; b--)
+        ulong prefix = 0, mask = 0;
+        int below = 0;
+        for (int level = 0; level < 8; level++)
         {
-            if (b < 32 && b >= shape.IdBits)
+            int shift = DigitShift(level, shape.IdBits, out bool skip);
+            if (skip)
                 continue;
-            double mass = 0;
+            for (int b = tid; b < 256; b += threads)
+                hist[b] = 0;
+            Group.Barrier();
             for (int j = tid; j < c; j += threads)
             {
                 float s = Score(logits, candidateIds, values, shape, xBase, cBase, j, t, beta, tilt, out int id);
                 if (s == float.NegativeInfinity)
                     continue;
                 ulong key = SortKey(s, id);
-                if (key <= limit && (key >> b) == (prefix >> b))
-                    mass += Math.Exp((double)s - sMax);
+                if ((key & mask) == prefix)
+                    Atomic.Add(ref hist[(int)((key >> shift) & 255)], 1);
             }
-            mass = GroupSum(mass, shared);
-            if (below + mass < target)
+            Group.Barrier();
+            if (tid == 0)
             {
-                below += mass;
-                prefix |= 1UL << b;
+                int cum = below, bin = 0;
+                for (; bin < 255; bin++)
+                {
+                    if (cum + hist[bin] >= k)
+                        break;
+                    cum += hist[bin];
+                }
+                if (cum + hist[bin] < k)
+                    bin = 256; // fewer than k finite candidates
+                pick[0] = bin;
+                pick[1] = cum;
             }
+            Group.Barrier();
+            int chosen = pick[0];
+            below = pick[1];
+            Group.Barrier();
+            if (chosen == 256)
+                return ulong.MaxValue;
+            prefix |= (ulong)chosen << shift;
+            mask |= 255UL << shift;
         }
-        return prefix == AllOnes(shape.IdBits) ? ulong.MaxValue : prefix;
+        return prefix;
+    }
+
+    /// <summary>
+    /// The smallest sort key whose cumulative weight exp(s - sMax) over finite keys &lt;= limit reaches target, by the
+    /// same radix descent with float64 mass histograms; all-ones (take everything) when the total falls short.
+    /// </summary>
+    private static ulong NucleusKey(ArrayView<float> logits, ArrayView<int> candidateIds, ArrayView<float> values, StepShape shape,
+        long xBase, long cBase, float t, float beta, bool tilt, ulong limit, float sMax, double target,
+        ArrayView<double> hist, ArrayView<int> pick, ArrayView<double> pickMass)
+    {
+        int tid = Group.IdxX, threads = Group.DimX, c = shape.Candidates;
+        ulong prefix = 0, mask = 0;
+        double below = 0;
+        for (int level = 0; level < 8; level++)
+        {
+            int shift = DigitShift(level, shape.IdBits, out bool skip);
+            if (skip)
+                continue;
+            for (int b = tid; b < 256; b += threads)
+                hist[b] = 0;
+            Group.Barrier();
+            for (int j = tid; j < c; j += threads)
+            {
+                float s = Score(logits, candidateIds, values, shape, xBase, cBase, j, t, beta, tilt, out int id);
+                if (s == float.NegativeInfinity)
+                    continue;
+                ulong key = SortKey(s, id);
+                if (key <= limit && (key & mask) == prefix)
+                    Atomic.Add(ref hist[(int)((key >> shift) & 255)], DeviceFloat.Exp((double)s - sMax));
+            }
+            Group.Barrier();
+            if (tid == 0)
+            {
+                double cum = below;
+                int bin = 0, last = -1;
+                for (; bin < 256; bin++)
+                {
+                    if (hist[bin] > 0)
+                        last = bin;
+                    if (cum + hist[bin] >= target)
+                        break;
+                    cum += hist[bin];
+                }
+                if (bin == 256)
+                {
+                    // Short of the target: at the top level the whole row is (take everything); below it, only
+                    // rounding between two summation orders of the same bin is, so its last non-empty sub-bin closes it.
+                    bin = level == 0 ? 256 : last;
+                    cum = below;
+                    for (int b = 0; b < last && level > 0; b++)
+                        cum += hist[b];
+                }
+                pick[0] = bin;
+                pickMass[0] = cum;
+            }
+            Group.Barrier();
+            int chosen = pick[0];
+            below = pickMass[0];
+            Group.Barrier();
+            if (chosen == 256 || chosen < 0)
+                return ulong.MaxValue;
+            prefix |= (ulong)chosen << shift;
+            mask |= 255UL << shift;
+        }
+        return prefix;
     }
 
     /// <summary>Order-preserving map of a float onto uint (-0 folded onto +0).</summary>

@@ -1,0 +1,227 @@
+using Tilt.Engine.Models;
+using Tilt.Engine.Rewards;
+using Tilt.Engine.Sampling;
+using Tilt.Engine.Strategies;
+using Tilt.Kernels;
+
+namespace Tilt.Engine.Training;
+
+/// <summary>What <see cref="RolloutCollector"/> samples.</summary>
+public sealed record RolloutOptions
+{
+    /// <summary>Largest number of rollouts one collection may ask for.</summary>
+    public const int MaxRollouts = 10_000_000;
+
+    /// <summary>Continuations to sample, spread evenly over the prompts (1..10^7). Defaults to 2000.</summary>
+    public int Rollouts
+    {
+        get;
+        init => field = value is >= 1 and <= MaxRollouts ? value : throw new ArgumentOutOfRangeException(nameof(Rollouts), value, $"rollouts must be between 1 and {MaxRollouts}, got {value}");
+    } = 2000;
+
+    /// <summary>Generated tokens per rollout at most (stop token included); use the limit the head will decode with. Defaults to 128.</summary>
+    public int MaxTokens
+    {
+        get;
+        init => field = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(MaxTokens), value, $"max tokens must be at least 1, got {value}");
+    } = 128;
+
+    /// <summary>Rollouts of one prompt decoded as one batch (forks of the prompt's KV cache). 1..256. Defaults to 128.</summary>
+    public int BatchSize
+    {
+        get;
+        init => field = value is >= 1 and <= SessionOptions.MaxSupportedSequences
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(BatchSize), value, $"the batch size must be between 1 and {SessionOptions.MaxSupportedSequences}, got {value}");
+    } = 128;
+
+    /// <summary>
+    /// Record the hidden state after every Stride-th prefix (0, s, 2s, ...); 0 records none (rewards only, e.g. for
+    /// preference data). Memory: rollouts x (MaxTokens / s + 1) x d floats. Defaults to 1.
+    /// </summary>
+    public int PositionStride
+    {
+        get;
+        init => field = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(PositionStride), value, $"the position stride must be >= 0, got {value}");
+    } = 1;
+
+    /// <summary>Seed of the counter-based RNG; rollout i draws from RNG row i. Defaults to 0.</summary>
+    public ulong Seed { get; init; }
+
+    /// <summary>Request id mixed into the RNG key. Defaults to 0.</summary>
+    public uint RequestId { get; init; }
+
+    /// <summary>How tokens are drawn. Defaults to p itself (T = 1): values are expectations under p [M13].</summary>
+    public SamplingParameters Sampling
+    {
+        get;
+        init
+        {
+            value.Validate();
+            field = value;
+        }
+    } = new();
+
+    /// <summary>CPU threads for llama.cpp; null lets it choose. Defaults to null.</summary>
+    public int? Threads { get; init; }
+
+    /// <summary>KV cache element type. Defaults to F16.</summary>
+    public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
+}
+
+/// <summary>
+/// Samples continuations of a prompt set from the base model and records what value training needs (issue step 1):
+/// for every rollout the final hidden state after each prefix and the reward of the finished text. Rollouts of one
+/// prompt are decoded as batches of forks of the prompt's KV cache (prefill once, one decode call per step over the
+/// whole batch), through the same loop as base sampling, so rollout i is the same text whatever the batch size.
+/// </summary>
+public sealed class RolloutCollector
+{
+    private readonly ILanguageModel _model;
+    private readonly IStepKernels _kernels;
+    private readonly IReward _reward;
+
+    public RolloutCollector(ILanguageModel model, IStepKernels kernels, IReward reward)
+    {
+        _model = model ?? throw new ArgumentNullException(nameof(model));
+        _kernels = kernels ?? throw new ArgumentNullException(nameof(kernels));
+        _reward = reward ?? throw new ArgumentNullException(nameof(reward));
+    }
+
+    /// <summary>
+    /// Samples <see cref="RolloutOptions.Rollouts"/> continuations spread evenly over the prompts (the first
+    /// Rollouts % prompts get one more), decoded in batches of forks per prompt.
+    /// </summary>
+    public RolloutSet Collect(IReadOnlyList<string> prompts, RolloutOptions options, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        ArgumentNullException.ThrowIfNull(options);
+        if (prompts.Count == 0) throw new ArgumentException("at least one prompt is needed", nameof(prompts));
+        var info = _model.Info;
+        int d = info.HiddenSize;
+        var promptTokens = prompts.Select(p => _model.Tokenize(p ?? throw new ArgumentException("prompts must not be null", nameof(prompts)))).ToArray();
+        foreach (var tokens in promptTokens) PromptLimits.Check(info, tokens.Length, options.MaxTokens);
+
+        int n = options.Rollouts, stride = options.PositionStride;
+        int capacity = stride == 0 ? 0 : options.MaxTokens / stride + 1; // rows per rollout at most
+        long floats = (long)n * capacity * d;
+        if (floats > 4L * int.MaxValue)
+            throw new TiltException($"{n} rollouts x {capacity} prefixes x d={d} would need {floats * 4 / (1 << 30)} GiB of features; raise the position stride or lower the rollouts");
+
+        int k = Math.Min(options.BatchSize, n);
+        if ((long)k * capacity * d > Array.MaxLength)
+            throw new TiltException($"a batch of {k} rollouts x {capacity} prefixes x d={d} does not fit one array; raise the position stride or lower the batch size");
+        using var session = _model.CreateSession(new SessionOptions
+        {
+            MaxSequences = k,
+            MaxSequenceLength = promptTokens.Max(t => t.Length) + options.MaxTokens + 1,
+            Threads = options.Threads,
+            KvCacheType = options.KvCacheType,
+        });
+        var loop = new CandidateRollout(session, _kernels, info);
+        var rollouts = new Rollout[n];
+        var sequences = Enumerable.Range(0, k).ToArray();
+        progress?.Report(new TrainingProgress("rollouts", 0, n));
+
+        int done = 0;
+        foreach (var (prompt, first, count) in Batches(prompts.Count, n, k))
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            for (int s = 0; s < k; s++) session.RemoveSequence(s);
+            var (startLogits, startHidden) = PromptFork.PrefillAndFork(session, promptTokens[prompt], count);
+
+            // [count, capacity, d] features of this batch; each rollout's rows are a slice of it.
+            var features = new float[(long)count * capacity * d];
+            var recorded = new int[count];
+            var positions = new List<int>[count];
+            for (int c = 0; c < count; c++)
+            {
+                positions[c] = new List<int>(capacity);
+                if (capacity > 0) Record(c, 0, startHidden.AsSpan(c * d, d));
+            }
+
+            var settings = new CandidateRollout.Settings
+            {
+                Candidates = count,
+                Sequences = sequences,
+                Rows = Enumerable.Range(first, count).Select(i => (uint)i).ToArray(),
+                MaxTokens = options.MaxTokens,
+                Sampling = options.Sampling,
+                Seed = options.Seed,
+                Request = options.RequestId,
+                // A rollout cut by the limit has its last token decoded, so its last prefix has a hidden state too.
+                DecodeLastToken = true,
+            };
+            foreach (int _ in loop.Run(settings, startLogits, startHidden))
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                if (capacity == 0) continue;
+                foreach (int c in loop.StepCandidates)
+                {
+                    if (loop.Stopped[c]) continue; // the stop token is not decoded: no new prefix state
+                    int length = loop.Tokens[c].Count;
+                    if (length % stride == 0) Record(c, length, loop.FinalHidden.AsSpan(c * d, d));
+                }
+            }
+
+            var inputs = new RewardInput[count];
+            for (int c = 0; c < count; c++)
+            {
+                var tokens = loop.Tokens[c].ToArray();
+                bool finished = loop.Stopped[c];
+                inputs[c] = new RewardInput
+                {
+                    Prompt = prompts[prompt],
+                    Text = _model.Detokenize(finished ? tokens.AsSpan(0, tokens.Length - 1) : tokens),
+                    Tokens = tokens,
+                    IsFinished = finished,
+                    FinalHidden = _reward.NeedsHiddenState ? loop.FinalHidden.AsSpan(c * d, d).ToArray() : ReadOnlyMemory<float>.Empty,
+                };
+            }
+            var rewards = new double[count];
+            _reward.ScoreChecked(inputs, rewards);
+            for (int c = 0; c < count; c++)
+            {
+                rollouts[first + c] = new Rollout
+                {
+                    PromptIndex = prompt,
+                    Tokens = (int[])inputs[c].Tokens,
+                    Text = inputs[c].Text,
+                    Finished = inputs[c].IsFinished,
+                    Reward = rewards[c],
+                    Positions = positions[c].ToArray(),
+                    Features = features.AsMemory((int)((long)c * capacity * d), recorded[c] * d),
+                };
+            }
+            done += count;
+            progress?.Report(new TrainingProgress("rollouts", done, n));
+
+            void Record(int c, int position, ReadOnlySpan<float> hidden)
+            {
+                hidden.CopyTo(features.AsSpan((int)(((long)c * capacity + recorded[c]) * d), d));
+                recorded[c]++;
+                positions[c].Add(position);
+            }
+        }
+        return new RolloutSet(info.Fingerprint, d, prompts.ToArray(), promptTokens, rollouts, options.MaxTokens, _reward.Description);
+    }
+
+    /// <summary>
+    /// Splits n rollouts over the prompts (the first n % prompts get one more) into batches of at most k per prompt:
+    /// (prompt, first rollout index, count).
+    /// </summary>
+    internal static IEnumerable<(int Prompt, int First, int Count)> Batches(int prompts, int n, int k)
+    {
+        int first = 0;
+        for (int p = 0; p < prompts; p++)
+        {
+            int share = n / prompts + (p < n % prompts ? 1 : 0);
+            for (int start = 0; start < share; start += k)
+            {
+                int count = Math.Min(k, share - start);
+                yield return (p, first, count);
+                first += count;
+            }
+        }
+    }
+}

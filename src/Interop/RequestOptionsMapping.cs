@@ -1,0 +1,120 @@
+using Tilt.Engine.Sampling;
+using Tilt.Engine.Strategies;
+using Tilt.Kernels;
+
+namespace Tilt.Interop;
+
+/// <summary>
+/// tilt_request_options -> the engine's option records. The engine's init accessors do the validation; their
+/// messages are re-labelled with the C field name. Only the fields the chosen strategy reads are checked.
+/// </summary>
+internal static class RequestOptionsMapping
+{
+    private static readonly Dictionary<string, string> CFieldNames = new(StringComparer.Ordinal)
+    {
+        ["Samples"] = "samples",
+        ["MaxTokens"] = "max_tokens",
+        ["N"] = "n",
+        ["K"] = "k",
+        ["BlockSize"] = "block_size",
+        ["Candidates"] = "tokenwise_top_k",
+        ["Beta"] = "beta",
+        ["Temperature"] = "temperature",
+        ["TopK"] = "top_k",
+        ["TopP"] = "top_p",
+        ["Deadline"] = "deadline_ms",
+    };
+
+    public static Strategy ReadStrategy(in TiltRequestOptions o) =>
+        o.Strategy is >= (int)Strategy.Sample and <= (int)Strategy.Blockwise
+            ? (Strategy)o.Strategy
+            : throw StatusException.InvalidArgument($"tilt_request_options.strategy must be a tilt_strategy (0..3), got {o.Strategy}");
+
+    /// <summary>Options of an aligned strategy (best-of-n, token-wise, blockwise).</summary>
+    public static AlignOptions ToAligned(TiltRequestOptions o, Strategy strategy)
+    {
+        int? threads = ReadThreads(o);
+        if (o.DeadlineMs < 0)
+            throw StatusException.InvalidArgument($"tilt_request_options.deadline_ms must be >= 0 (0 = none), got {o.DeadlineMs}");
+        return Relabel(() =>
+        {
+            AlignOptions options = strategy switch
+            {
+                Strategy.BestOfN => new BestOfNOptions { N = o.N },
+                Strategy.Tokenwise => new TokenwiseOptions { Candidates = o.TokenwiseTopK, Beta = o.Beta },
+                Strategy.Blockwise => new BlockwiseOptions
+                {
+                    K = o.K,
+                    BlockSize = o.BlockSize,
+                    Selection = o.Selection switch
+                    {
+                        0 => BlockSelectionMode.Argmax,
+                        1 => BlockSelectionMode.Sample,
+                        _ => throw StatusException.InvalidArgument(
+                            $"tilt_request_options.selection must be a tilt_selection (0 or 1), got {o.Selection}"),
+                    },
+                    Beta = o.Beta,
+                },
+                _ => throw new ArgumentOutOfRangeException(nameof(strategy), strategy, "not an aligned strategy"),
+            };
+            return options with
+            {
+                Samples = o.Samples,
+                MaxTokens = o.MaxTokens,
+                Seed = o.Seed,
+                RequestId = o.RequestId,
+                Sampling = new SamplingParameters(o.Temperature, o.TopK, o.TopP),
+                Deadline = o.DeadlineMs > 0 ? TimeSpan.FromMilliseconds(o.DeadlineMs) : null,
+                Threads = threads,
+            };
+        });
+    }
+
+    /// <summary>Options of plain sampling.</summary>
+    public static GenerationOptions ToGeneration(TiltRequestOptions o)
+    {
+        int? threads = ReadThreads(o);
+        if (o.DeadlineMs != 0)
+            throw StatusException.InvalidArgument(
+                $"tilt_request_options.deadline_ms must be 0 for TILT_STRATEGY_SAMPLE (deadlines belong to the aligned strategies), got {o.DeadlineMs}");
+        return Relabel(() => new GenerationOptions
+        {
+            Samples = o.Samples,
+            MaxTokens = o.MaxTokens,
+            Seed = o.Seed,
+            RequestId = o.RequestId,
+            Sampling = new SamplingParameters(o.Temperature, o.TopK, o.TopP),
+            Threads = threads,
+        });
+    }
+
+    private static int? ReadThreads(in TiltRequestOptions o) => o.Threads switch
+    {
+        0 => null,
+        > 0 => o.Threads,
+        _ => throw StatusException.InvalidArgument($"tilt_request_options.threads must be >= 0 (0 = llama.cpp's choice), got {o.Threads}"),
+    };
+
+    private static T Relabel<T>(Func<T> build)
+    {
+        try
+        {
+            return build();
+        }
+        catch (ArgumentException e)
+        {
+            string field = e.ParamName is { } name && CFieldNames.TryGetValue(name, out var c) ? c : e.ParamName ?? "?";
+            throw StatusException.InvalidArgument($"tilt_request_options.{field}: {Headline(e)}");
+        }
+    }
+
+    /// <summary>The message without the " (Parameter 'X')" and "Actual value was" lines the runtime appends.</summary>
+    private static string Headline(ArgumentException e)
+    {
+        string message = e.Message;
+        int cut = message.IndexOf(" (Parameter '", StringComparison.Ordinal);
+        if (cut >= 0) message = message[..cut];
+        int line = message.IndexOfAny(['\r', '\n']);
+        return line >= 0 ? message[..line] : message;
+    }
+}

@@ -1,0 +1,184 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Text;
+using Tilt.Tests;
+
+namespace Tilt.Interop.Tests;
+
+/// <summary>
+/// The exports called in-process through unmanaged function pointers, as the shim calls them, on the tabular example
+/// model (no llama.cpp): statuses, messages, buffers and a best-of-n run steered by an unmanaged reward callback.
+/// The same paths through the real shim and stories260K are covered by native/tests and native/python.
+/// </summary>
+[Collection(nameof(ExportsTests))] // the error sink and the handle count are process-wide
+public sealed unsafe class ExportsTests
+{
+    [ThreadStatic] private static string? _lastError;
+    [ThreadStatic] private static List<(string Text, double Reward)>? _rewardCalls;
+
+    public ExportsTests() => ErrorSink.Attach(&CaptureError);
+
+    [Fact]
+    public void Initialize_checks_version_layout_and_defaults()
+    {
+        uint[] layout = AbiCheck.ManagedLayout();
+        var model = new TiltModelOptions { StructSize = 16 };
+        var request = MappingTests.HeaderDefaults();
+        fixed (uint* l = layout)
+        {
+            var abi = new TiltHostAbi
+            {
+                StructSize = (uint)sizeof(TiltHostAbi),
+                ApiVersion = Exports.ApiVersion,
+                SetError = &CaptureError,
+                Layout = l,
+                LayoutLength = (uint)layout.Length,
+                ModelDefaults = &model,
+                RequestDefaults = &request,
+            };
+            var initialize = (delegate* unmanaged[Cdecl]<TiltHostAbi*, int>)&Exports.Initialize;
+            Assert.Equal(TiltStatus.Ok, initialize(&abi));
+
+            abi.ApiVersion = 2u << 16;
+            Assert.Equal(TiltStatus.Runtime, initialize(&abi));
+            Assert.Contains("API 2.0", _lastError);
+            abi.ApiVersion = Exports.ApiVersion;
+
+            l[0] += 8;
+            Assert.Equal(TiltStatus.Runtime, initialize(&abi));
+            Assert.Contains("sizeof(tilt_model_options)", _lastError);
+            l[0] -= 8;
+
+            request.N = 5;
+            Assert.Equal(TiltStatus.Runtime, initialize(&abi));
+            Assert.Contains("tilt_request_options.n", _lastError);
+        }
+    }
+
+    [Fact]
+    public void Best_of_n_on_the_tabular_model_returns_the_callbacks_best_candidate()
+    {
+        nint model = LoadTabular();
+        var ping = (delegate* unmanaged[Cdecl]<int>)&Exports.Ping;
+        Assert.Equal(TiltStatus.Ok, ping());
+
+        nint reward;
+        var createReward = (delegate* unmanaged[Cdecl]<delegate* unmanaged[Cdecl]<void*, byte*, byte*, int, double*, int>, void*, byte*, nint*, int>)
+            &Exports.RewardCreateCallback;
+        fixed (byte* name = "length"u8)
+            Assert.Equal(TiltStatus.Ok, createReward(&TextLength, null, name, &reward));
+
+        var options = MappingTests.HeaderDefaults() with { Strategy = (int)Strategy.BestOfN, N = 16, MaxTokens = 12, Seed = 3 };
+        nint request = Create(model, "", options, reward);
+        _rewardCalls = [];
+        var run = (delegate* unmanaged[Cdecl]<nint, delegate* unmanaged[Cdecl]<void*, TiltEvent*, int>, void*, int>)&Exports.RequestRun;
+        Assert.Equal(TiltStatus.Ok, run(request, null, null));
+
+        var info = new TiltOutputInfo { StructSize = (uint)sizeof(TiltOutputInfo) };
+        var outputInfo = (delegate* unmanaged[Cdecl]<nint, int, TiltOutputInfo*, int>)&Exports.RequestOutputInfo;
+        Assert.Equal(TiltStatus.Ok, outputInfo(request, 0, &info));
+        Assert.Equal(16, _rewardCalls.Count);
+        Assert.Equal(_rewardCalls.Max(c => c.Reward), info.Reward);
+        Assert.Equal(Text(request).Length, info.Reward);
+        Assert.Equal((int)NativeKlMethod.BonEstimate, info.KlMethod);
+
+        Assert.Equal(TiltStatus.BadState, run(request, null, null));
+        Assert.Contains("ran already", _lastError);
+        Free(&Exports.RequestFree, request);
+        Free(&Exports.RewardFree, reward);
+        Free(&Exports.ModelFree, model);
+        Assert.Equal(TiltStatus.InvalidHandle, ((delegate* unmanaged[Cdecl]<nint, int>)&Exports.ModelFree)(model));
+    }
+
+    [Fact]
+    public void Buffers_report_the_size_they_need()
+    {
+        nint model = LoadTabular();
+        nint request = Create(model, "", MappingTests.HeaderDefaults() with { Strategy = (int)Strategy.Sample, MaxTokens = 6 }, 0);
+        var run = (delegate* unmanaged[Cdecl]<nint, delegate* unmanaged[Cdecl]<void*, TiltEvent*, int>, void*, int>)&Exports.RequestRun;
+        Assert.Equal(TiltStatus.Ok, run(request, null, null));
+        var text = (delegate* unmanaged[Cdecl]<nint, int, byte*, nuint, nuint*, int>)&Exports.RequestOutputText;
+        nuint need;
+        Assert.Equal(TiltStatus.BufferTooSmall, text(request, 0, null, 0, &need));
+        Assert.Contains("needed", _lastError);
+        byte* small = stackalloc byte[1];
+        small[0] = 42;
+        nuint again;
+        Assert.Equal(TiltStatus.BufferTooSmall, text(request, 0, small, need - 1, &again));
+        Assert.Equal(need, again);
+        Assert.Equal(42, small[0]);
+        Assert.Equal(TiltStatus.InvalidArgument, text(request, 0, null, 5, &again));
+        Assert.Equal(TiltStatus.InvalidArgument, text(request, 3, null, 0, &again));
+        Assert.Contains("out of range", _lastError);
+        Free(&Exports.RequestFree, request);
+        Free(&Exports.ModelFree, model);
+    }
+
+    [Fact]
+    public void Invalid_utf8_and_bad_struct_sizes_are_invalid_arguments()
+    {
+        nint model = LoadTabular();
+        nint reward;
+        var spec = (delegate* unmanaged[Cdecl]<nint, byte*, nint*, int>)&Exports.RewardCreateSpec;
+        fixed (byte* s = "length:3\0"u8)
+            Assert.Equal(TiltStatus.Ok, spec(0, s, &reward));
+        fixed (byte* s = "bogus:1\0"u8)
+            Assert.Equal(TiltStatus.Engine, spec(0, s, &reward));
+        var create = (delegate* unmanaged[Cdecl]<nint, byte*, TiltRequestOptions*, nint, nint, nint*, int>)&Exports.RequestCreate;
+        var options = MappingTests.HeaderDefaults();
+        nint request;
+        fixed (byte* bad = new byte[] { (byte)'t', (byte)'h', (byte)'e', (byte)' ', 0xC3, 0x28, 0 })
+            Assert.Equal(TiltStatus.InvalidArgument, create(model, bad, &options, reward, 0, &request));
+        Assert.Contains("prompt is not valid UTF-8", _lastError);
+        options.StructSize = 72;
+        fixed (byte* p = "the\0"u8)
+            Assert.Equal(TiltStatus.InvalidArgument, create(model, p, &options, reward, 0, &request));
+        Assert.Contains("struct_size is 72", _lastError);
+        Free(&Exports.RewardFree, reward);
+        Free(&Exports.ModelFree, model);
+    }
+
+    private static nint LoadTabular()
+    {
+        var load = (delegate* unmanaged[Cdecl]<byte*, TiltModelOptions*, nint*, int>)&Exports.ModelLoad;
+        var options = new TiltModelOptions { StructSize = (uint)sizeof(TiltModelOptions), Backend = 1 };
+        nint model;
+        fixed (byte* path = Encoding.UTF8.GetBytes(TestPaths.TabularExample + "\0"))
+            Assert.True(load(path, &options, &model) == TiltStatus.Ok, _lastError);
+        return model;
+    }
+
+    private static nint Create(nint model, string prompt, TiltRequestOptions options, nint reward)
+    {
+        var create = (delegate* unmanaged[Cdecl]<nint, byte*, TiltRequestOptions*, nint, nint, nint*, int>)&Exports.RequestCreate;
+        nint request;
+        fixed (byte* p = Encoding.UTF8.GetBytes(prompt + "\0"))
+            Assert.True(create(model, p, &options, reward, 0, &request) == TiltStatus.Ok, _lastError);
+        return request;
+    }
+
+    private static string Text(nint request)
+    {
+        var text = (delegate* unmanaged[Cdecl]<nint, int, byte*, nuint, nuint*, int>)&Exports.RequestOutputText;
+        nuint need;
+        Assert.Equal(TiltStatus.BufferTooSmall, text(request, 0, null, 0, &need));
+        var buffer = new byte[(int)need];
+        fixed (byte* b = buffer)
+            Assert.Equal(TiltStatus.Ok, text(request, 0, b, need, &need));
+        return Encoding.UTF8.GetString(buffer, 0, buffer.Length - 1);
+    }
+
+    private static void Free(delegate* unmanaged[Cdecl]<nint, int> free, nint handle) => Assert.Equal(TiltStatus.Ok, free(handle));
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void CaptureError(byte* message) => _lastError = Marshal.PtrToStringUTF8((nint)message);
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static int TextLength(void* userData, byte* prompt, byte* text, int finished, double* reward)
+    {
+        string s = Marshal.PtrToStringUTF8((nint)text)!;
+        *reward = s.Length;
+        (_rewardCalls ??= []).Add((s, s.Length));
+        return 0;
+    }
+}
