@@ -334,8 +334,8 @@ typedef int32_t (*tilt_stream_fn)(void * user_data, const tilt_event * event);
  * or on_event returned non-zero: the outputs completed before stay readable); TILT_ERR_CALLBACK (a reward
  * callback failed or gave a non-finite reward); TILT_ERR_ENGINE (the prompt does not fit the context, a reward
  * file failed); TILT_ERR_BAD_STATE (the request is running or ran already, or this thread is inside a callback
- * of a run on the same model); TILT_ERR_INVALID_HANDLE; TILT_ERR_NOT_INITIALIZED. After a failure other than
- * TILT_ERR_BAD_STATE and TILT_ERR_INVALID_HANDLE the request has run: its completed outputs are readable. */
+ * of a run on the same model); TILT_ERR_INVALID_HANDLE; TILT_ERR_NOT_INITIALIZED. After any other failure the
+ * request has run: its completed outputs are readable, and it cannot run again. */
 TILT_API tilt_status tilt_request_run(tilt_request * request, tilt_stream_fn on_event, void * user_data);
 
 /* Asks a request to stop, from any thread: a running request stops at its next step (token or block) and its

@@ -137,7 +137,6 @@ typedef struct host_abi {
     const tilt_request_options * request_defaults;
 } host_abi;
 
-typedef void * handle_t; /* every handle crosses as the id the managed table issued */
 
 typedef struct exports {
     int32_t (*initialize)(const host_abi *);

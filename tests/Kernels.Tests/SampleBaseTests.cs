@@ -213,6 +213,15 @@ public class SampleBaseTests
     }
 
     [Fact]
+    public void TemperatureSoSmallThatScoresOverflowIsRejected()
+    {
+        using var k = Backends.Create(Backends.Cpu);
+        float[] logits = [100f, 50f, 1f];
+        var e = Assert.Throws<ArgumentException>(() => Run(k, logits, 1, 3, [new SamplingParameters(1e-37f)], [default]));
+        Assert.Contains("overflowed", e.Message);
+    }
+
+    [Fact]
     public void ShapeMismatchesAreRejected()
     {
         using var k = Backends.Create(Backends.Cpu);

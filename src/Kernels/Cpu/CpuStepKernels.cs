@@ -180,6 +180,8 @@ internal sealed unsafe class CpuStepKernels : IStepKernels
             s = x;
             divisor = t;
             sMax = DeviceFloat.Div(m, t);
+            if (float.IsPositiveInfinity(sMax))
+                throw new ArgumentException($"Row {row}: a tilted score overflowed to +infinity (logits / T + values / beta); raise T or beta.", "values");
         }
         else
         {

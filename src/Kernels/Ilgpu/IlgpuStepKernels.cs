@@ -23,6 +23,7 @@ internal sealed class IlgpuStepKernels : IStepKernels
     private readonly Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>,
         ArrayView<RowSettings>, ArrayView<RowOutput>, StepShape> _step;
     private readonly WorkerScratch _hostScratch = new();
+    private Action<AcceleratorStream, Index1D, ArrayView<float>, RowSettings, int>? _noise; // diagnostics, loaded on first use
     private readonly Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, HeadShape> _linearHead;
     private readonly Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
         ArrayView<float>, HeadShape> _mlpHead;
@@ -258,7 +259,7 @@ internal sealed class IlgpuStepKernels : IStepKernels
     /// <summary>Diagnostics: the device's Gumbel noise for every column of a row of output.Length tokens.</summary>
     internal void Noise(RngKey key, Span<float> output)
     {
-        var kernel = _accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, RowSettings, int>(NoiseKernel.Run);
+        var kernel = _noise ??= _accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, RowSettings, int>(NoiseKernel.Run);
         using var buffer = _accelerator.Allocate1D<float>(output.Length);
         var settings = new RowSettings { SeedLo = (uint)key.Seed, SeedHi = (uint)(key.Seed >> 32), Request = key.Request, Step = key.Step, Row = key.Row };
         kernel(_stream, output.Length, buffer.View, settings, output.Length);
