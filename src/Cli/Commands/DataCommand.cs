@@ -91,7 +91,7 @@ internal static class DataCommand
                 int flipped = data.Count(p => p.ChosenReward < p.RejectedReward);
                 await console.Out.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
                     $"wrote {data.Count} pairs to {outPath}: mean reward chosen {data.Average(p => p.ChosenReward):F3}, rejected {data.Average(p => p.RejectedReward):F3}; " +
-                    $"{flipped} ({(double)flipped / data.Count:P1}) chosen with the lower reward"));
+                    $"{flipped} ({100.0 * flipped / data.Count:F1}%) chosen with the lower reward"));
             }
             else
             {
@@ -99,7 +99,7 @@ internal static class DataCommand
                 PreferenceData.WriteLines(outPath, data);
                 int positive = data.Count(x => x.Label);
                 await console.Out.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                    $"wrote {data.Count} labeled texts to {outPath}: {positive} ({(double)positive / data.Count:P1}) positive, mean reward {data.Average(x => x.Reward):F3}"));
+                    $"wrote {data.Count} labeled texts to {outPath}: {positive} ({100.0 * positive / data.Count:F1}%) positive, mean reward {data.Average(x => x.Reward):F3}"));
             }
             return 0;
         }));

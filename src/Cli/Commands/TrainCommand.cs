@@ -165,9 +165,9 @@ internal static class TrainCommand
                     await o.WriteLineAsync($"    {q.Iteration,9}   {Num(q.ValidationMse),14}   {Num(q.BellmanResidual),16}");
             }
             await o.WriteLineAsync("  held-out R^2 of V(prefix) against the realized reward, by prefix length:");
-            await o.WriteLineAsync("    tokens     prefixes       R^2        MSE   mean reward");
+            await o.WriteLineAsync("    tokens     prefixes       R^2        MSE");
             foreach (var b in r.HeldOut.ByPrefixLength)
-                await o.WriteLineAsync($"    {(b.From == b.To ? b.From.ToString(CultureInfo.InvariantCulture) : $"{b.From}-{b.To}"),-8} {b.Rows,10:N0} {Num(b.RSquared),9} {Num(b.MeanSquaredError),10} {Num(b.MeanReward),13}");
+                await o.WriteLineAsync($"    {(b.From == b.To ? b.From.ToString(CultureInfo.InvariantCulture) : $"{b.From}-{b.To}"),-8} {b.Rows,10:N0} {Num(b.RSquared),9} {Num(b.MeanSquaredError),10}");
             await o.WriteLineAsync($"    {"all",-8} {r.HeldOut.Rows,10:N0} {Num(r.HeldOut.RSquared),9} {Num(r.HeldOut.MeanSquaredError),10}");
             await o.WriteLineAsync($"  time: rollouts {rolloutTime.TotalSeconds:F1} s, training {trainTime.TotalSeconds:F1} s");
             return 0;
@@ -305,7 +305,7 @@ internal sealed class ProgressPrinter(TextWriter writer) : IProgress<TrainingPro
         double elapsed = _clock.Elapsed.TotalSeconds;
         string eta = value.Fraction is > 0 and < 1 ? $", eta {elapsed / value.Fraction * (1 - value.Fraction):F0} s" : "";
         writer.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"  {value.Phase,-16} {value.Fraction,4:P0} [{new string('#', decile).PadRight(10, '.')}] {value.Done:N0}/{value.Total:N0}  {elapsed:F1} s{eta}"));
+            $"  {value.Phase,-16} {value.Fraction * 100,3:F0}% [{new string('#', decile).PadRight(10, '.')}] {value.Done:N0}/{value.Total:N0}  {elapsed:F1} s{eta}"));
     }
 
     public void Finish() => _phase = null;

@@ -105,7 +105,7 @@ internal sealed class BellmanExpansion
     /// time (one decode call per token), 13.0 s with groups of 16; per-sequence 3.6 s with groups of 16.
     /// </para>
     /// </summary>
-    /// <param name="rollouts">[prefixes] rollout of each selected prefix (grouped by rollout, rows ascending).</param>
+    /// <param name="rollouts">[prefixes] rollout of each selected prefix.</param>
     /// <param name="rows">[prefixes] row of each selected prefix.</param>
     public static BellmanExpansion Build(ILanguageModel model, IReward reward, RolloutSet set, int[] rollouts, int[] rows, int topK,
         int? threads, KvCacheType kvCacheType, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
@@ -130,6 +130,8 @@ internal sealed class BellmanExpansion
             if (!byRollout.TryGetValue(rollouts[j], out var list)) byRollout[rollouts[j]] = list = [];
             list.Add(j);
         }
+        foreach (var (r, list) in byRollout)
+            list.Sort((a, b) => set.Rollouts[r].Positions[rows[a]].CompareTo(set.Rollouts[r].Positions[rows[b]]));
         var walk = byRollout.Keys.ToArray();
         int longestPrompt = set.PromptTokens.Max(t => t.Length);
         using var session = model.CreateSession(new SessionOptions
@@ -178,9 +180,14 @@ internal sealed class BellmanExpansion
                     {
                         int prefix = m.Prefixes[m.Next++];
                         if (t >= set.MaxTokens)
+                        {
                             fixedPart[prefix] = m.Rollout.Reward; // at the limit the text is final: the target is its reward
+                            expanded++;
+                        }
                         else
+                        {
                             expansions.Add((b, prefix));
+                        }
                     }
                     if (t < m.Last) advancing.Add(b);
                 }

@@ -41,10 +41,13 @@ public sealed record PairOptions
     /// <summary>How tokens are drawn. Defaults to p itself (T = 1).</summary>
     public SamplingParameters Sampling { get; init; } = new();
 
-    /// <summary>Texts of one prompt decoded as one batch. Defaults to 128.</summary>
+    /// <summary>Texts of one prompt decoded as one batch (clamped to 1..256). Defaults to 128.</summary>
     public int BatchSize { get; init; } = 128;
 
+    /// <summary>CPU threads for llama.cpp. Defaults to null (its choice).</summary>
     public int? Threads { get; init; }
+
+    /// <summary>KV cache element type. Defaults to F16.</summary>
     public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
 }
 
@@ -87,7 +90,8 @@ public sealed class PairGenerator
             // Oversample after a round with ties, by the tie rate seen so far.
             double keep = drawn > 0 ? Math.Max(0.05, 1.0 - (double)ties / drawn) : 1.0;
             int draw = Math.Min(RolloutOptions.MaxRollouts / 2, (int)Math.Ceiling(wanted / keep));
-            foreach (var (prompt, a, b) in SamplePairs(prompts, draw, round, options, progress, cancellationToken))
+            progress?.Report(new TrainingProgress("pairs", pairs.Count, options.Count));
+            foreach (var (prompt, a, b) in SamplePairs(prompts, draw, round, options, cancellationToken))
             {
                 if (pairs.Count >= options.Count) break;
                 drawn++;
@@ -103,8 +107,10 @@ public sealed class PairGenerator
                 }
                 var (c, r) = firstChosen ? (a, b) : (b, a);
                 pairs.Add(new GeneratedPair(prompt, c.Text, r.Text, c.Reward, r.Reward));
+                if (pairs.Count % 50 == 0) progress?.Report(new TrainingProgress("pairs", pairs.Count, options.Count));
             }
         }
+        progress?.Report(new TrainingProgress("pairs", pairs.Count, options.Count));
         if (pairs.Count < options.Count)
             throw new TiltException($"the reward '{_reward.Description}' tied on {ties} of {drawn} sampled pairs, so only {pairs.Count} of {options.Count} pairs could be labeled; use Bradley-Terry noise (--noise bt) or a reward that separates texts more finely");
         return pairs;
@@ -142,13 +148,13 @@ public sealed class PairGenerator
     /// per prompt, with its own RNG request id (round x prompts + prompt) so prompts and rounds draw distinct noise.
     /// </summary>
     private IEnumerable<(string Prompt, Rollout A, Rollout B)> SamplePairs(IReadOnlyList<string> prompts, int pairs, int round, PairOptions options,
-        IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+        CancellationToken cancellationToken)
     {
         for (int p = 0; p < prompts.Count; p++)
         {
             int share = pairs / prompts.Count + (p < pairs % prompts.Count ? 1 : 0);
             if (share == 0) continue;
-            var set = Sample([prompts[p]], 2 * share, (uint)(round * prompts.Count + p), options, progress, cancellationToken);
+            var set = Sample([prompts[p]], 2 * share, (uint)(round * prompts.Count + p), options, null, cancellationToken);
             for (int i = 0; i + 1 < set.Rollouts.Count; i += 2) yield return (prompts[p], set.Rollouts[i], set.Rollouts[i + 1]);
         }
     }

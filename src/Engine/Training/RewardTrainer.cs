@@ -39,8 +39,14 @@ public sealed record RewardTrainingOptions
     /// <summary>Seed of the split. Defaults to 0.</summary>
     public ulong Seed { get; init; }
 
-    /// <summary>Texts decoded together when computing features. Defaults to 64.</summary>
-    public int BatchSize { get; init; } = 64;
+    /// <summary>Texts decoded together when computing features (1..256). Defaults to 128.</summary>
+    public int BatchSize
+    {
+        get;
+        init => field = value is >= 1 and <= SessionOptions.MaxSupportedSequences
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(BatchSize), value, $"the batch size must be between 1 and {SessionOptions.MaxSupportedSequences}, got {value}");
+    } = 128;
 
     /// <summary>CPU threads for llama.cpp. Defaults to null (its choice).</summary>
     public int? Threads { get; init; }
@@ -272,7 +278,7 @@ public sealed class RewardTrainer
     private static double[] Ones(int n) => Enumerable.Repeat(1.0, n).ToArray();
 
     private TextFeaturizer Featurizer(RewardTrainingOptions options) =>
-        new(_model, options.Feature, Math.Clamp(options.BatchSize, 1, SessionOptions.MaxSupportedSequences), options.Threads, options.KvCacheType);
+        new(_model, options.Feature, options.BatchSize, options.Threads, options.KvCacheType);
 
     private HeadFile ToFile(TrainedHead head, RewardTrainingReport report, string? source, int examples)
     {

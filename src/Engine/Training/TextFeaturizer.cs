@@ -34,7 +34,7 @@ public sealed class TextFeaturizer
     private readonly KvCacheType _kvCacheType;
 
     /// <param name="batchSize">Texts decoded together (1..256).</param>
-    public TextFeaturizer(ILanguageModel model, TextFeature feature = TextFeature.Last, int batchSize = 64, int? threads = null, KvCacheType kvCacheType = KvCacheType.F16)
+    public TextFeaturizer(ILanguageModel model, TextFeature feature = TextFeature.Last, int batchSize = 128, int? threads = null, KvCacheType kvCacheType = KvCacheType.F16)
     {
         _model = model ?? throw new ArgumentNullException(nameof(model));
         if (batchSize is < 1 or > SessionOptions.MaxSupportedSequences)

@@ -166,8 +166,6 @@ internal sealed unsafe class CpuStepKernels : IStepKernels
         if (!ids.IsEmpty)
             scratch.CheckCandidates(ids, _vocab, row);
         bool tilt = !v.IsEmpty && beta != float.PositiveInfinity;
-        if (tilt)
-            RowMath.CheckValues(v, row, "values");
 
         // Scores s = x/T + V/beta over the candidates (T = 1 for greedy rows). They are materialized unless they are
         // the raw logits themselves, or an unfiltered dense row whose division by T can be done on the fly.
@@ -192,7 +190,11 @@ internal sealed unsafe class CpuStepKernels : IStepKernels
                 buf[j] = tilt ? DeviceFloat.Add(sj, DeviceFloat.Div(v[j], beta)) : sj;
             }
             s = buf;
-            sMax = VectorMath.MaxAndNaN(s, out _);
+            sMax = VectorMath.MaxAndNaN(s, out bool sNaN);
+            // The logits are already checked, so a NaN or +inf score comes from the values (or an overflow): only then
+            // is the values row scanned, to name the index.
+            if (tilt && (sNaN || float.IsPositiveInfinity(sMax)))
+                RowMath.CheckValues(v, row, "values");
             if (float.IsNegativeInfinity(sMax))
                 throw new ArgumentException($"Row {row} has no candidate with a finite score: every candidate is masked by -infinity in logits or values.", ids.IsEmpty ? "values" : "candidateIds");
             if (float.IsPositiveInfinity(sMax))

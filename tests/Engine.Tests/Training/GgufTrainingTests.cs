@@ -94,7 +94,7 @@ public sealed class GgufTrainingTests(SharedModel shared) : IDisposable
             int count = 0;
             foreach (string prompt in PromptSet.StoryOpenings.Take(4))
             {
-                var outputs = await decoder.GenerateAsync(prompt, new BlockwiseOptions { K = 8, BlockSize = 8, MaxTokens = MaxTokens, Samples = 8, Seed = 11 });
+                var outputs = await decoder.GenerateAsync(prompt, new BlockwiseOptions { K = 8, BlockSize = 8, MaxTokens = MaxTokens, Samples = 6, Seed = 11 });
                 sum += outputs.Sum(o => o.Reward);
                 count += outputs.Count;
             }
@@ -134,30 +134,19 @@ public sealed class GgufTrainingTests(SharedModel shared) : IDisposable
     public void BradleyTerryLearnsTheLexiconsPreferenceFromGeneratedPairs()
     {
         var pairs = new PairGenerator(shared.Model, _kernels, Sentiment).GeneratePairs(PromptSet.StoryOpenings,
-            new PairOptions { Count = 400, MaxTokens = MaxTokens, Seed = 3 });
-        Assert.Equal(400, pairs.Count);
+            new PairOptions { Count = 300, MaxTokens = MaxTokens, Seed = 3 });
+        Assert.Equal(300, pairs.Count);
         Assert.All(pairs, p => Assert.True(p.ChosenReward > p.RejectedReward));
         var result = new RewardTrainer(shared.Model).TrainBradleyTerry(
-            pairs.Select(p => new PreferencePair(p.Prompt, p.Chosen, p.Rejected)).ToArray(), new RewardTrainingOptions { Seed = 1 });
-        // Chance is 0.5; the sentiment of a text is largely visible in the state after it.
-        Assert.True(result.Report.HeldOut.Accuracy > 0.6, $"held-out pairwise accuracy {result.Report.HeldOut.Accuracy:F3}");
-        Assert.Equal(80, result.Report.HeldOut.Examples);
+            pairs.Select(p => new PreferencePair(p.Prompt, p.Chosen, p.Rejected)).ToArray(), new RewardTrainingOptions { Seed = 1, Feature = TextFeature.Mean });
+        // Chance is 0.5. A lexicon counts words anywhere in the text, which the mean of the states over the text sees
+        // (measured 0.77 on 1000 pairs of 64 tokens) far better than the last state does (0.55).
+        Assert.True(result.Report.HeldOut.Accuracy > 0.62, $"held-out pairwise accuracy {result.Report.HeldOut.Accuracy:F3}");
+        Assert.Equal(60, result.Report.HeldOut.Examples);
+        Assert.Equal("mean", result.File!.Header.Feature);
 
-        // The file is a reward the strategies load through head:FILE.
-        string path = Path.Combine(Path.GetTempPath(), $"tilt-bt-{Environment.ProcessId}.head");
-        try
-        {
-            result.File!.Write(path);
-            var reward = HeadReward.Load(path, shared.Model.Info);
-            var scratch = new float[result.Head.ScratchSize];
-            var h = new float[shared.Model.Info.HiddenSize];
-            h[0] = 1f;
-            double viaFile = reward.Score(new RewardInput { Prompt = "", Text = "", Tokens = [], IsFinished = true, FinalHidden = h });
-            Assert.Equal(result.Head.Predict(h, scratch), viaFile, 1e-4);
-        }
-        finally
-        {
-            File.Delete(path);
-        }
+        // A mean-pooled head cannot score candidates while decoding: loading it as a reward says so.
+        var e = Assert.Throws<TiltException>(() => new HeadReward(result.File!, shared.Model.Info, "bt.head"));
+        Assert.Contains("'mean'", e.Message);
     }
 }

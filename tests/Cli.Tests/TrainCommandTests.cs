@@ -1,0 +1,156 @@
+using System.Text.Json;
+using Tilt.Engine.Heads;
+using Tilt.Engine.Models;
+
+namespace Tilt.Cli.Tests;
+
+public sealed class TrainCommandTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("tilt-train-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private string PathOf(string name) => Path.Combine(_dir, name);
+
+    [Fact]
+    public async Task TrainValueOnTheTabularModelWritesAHeadAndAHeldOutReport()
+    {
+        string head = PathOf("story.head");
+        var run = await CliRunner.RunAsync("train", "value", "--model", CliRunner.TabularExample(), "--reward", "lexicon:sentiment",
+            "--rollouts", "400", "--max-tokens", "8", "--out", head, "--json");
+        Assert.True(run.ExitCode == 0, run.Error);
+        var o = JsonDocument.Parse(run.Out).RootElement;
+        Assert.Equal("cd-fudge", o.GetProperty("method").GetString());
+        Assert.Equal(400, o.GetProperty("rollouts").GetInt32());
+        Assert.Equal(80, o.GetProperty("heldOut").GetProperty("rollouts").GetInt32());
+        var buckets = o.GetProperty("heldOut").GetProperty("byPrefixLength").EnumerateArray().ToArray();
+        Assert.Equal(0, buckets[0].GetProperty("from").GetInt32());
+        Assert.True(o.GetProperty("heldOut").GetProperty("rSquared").GetDouble() > 0);
+        Assert.Contains("rollouts", run.Error);
+        Assert.Contains("100%", run.Error);
+
+        var file = HeadFile.Read(head);
+        using var model = LanguageModel.Load(CliRunner.TabularExample());
+        Assert.Equal(HeadRole.Value, file.Header.Role);
+        Assert.Equal(model.Info.Fingerprint, file.Header.ModelFingerprint);
+        Assert.True(file.Header.Normalized);
+        Assert.Equal("last", file.Header.Feature);
+        Assert.Equal("cd-fudge", file.Header.Training!["method"].GetString());
+    }
+
+    [Fact]
+    public async Task CdQWithATwoLayerHeadReportsItsIterations()
+    {
+        string head = PathOf("q.head");
+        var run = await CliRunner.RunAsync("train", "value", "--model", CliRunner.TabularExample(), "--reward", "lexicon:sentiment",
+            "--method", "q", "--head", "mlp", "--units", "8", "--epochs", "3", "--iterations", "2", "--top-k", "10",
+            "--rollouts", "200", "--max-tokens", "8", "--out", head);
+        Assert.True(run.ExitCode == 0, run.Error);
+        Assert.Contains("CD-Q mlp value head", run.Out);
+        Assert.Contains("iteration 0 is the CD-FUDGE start", run.Out);
+        Assert.Contains("held-out R^2", run.Out);
+        Assert.Equal(HeadKind.Mlp, HeadFile.Read(head).Header.Kind);
+    }
+
+    [Fact]
+    public async Task FromARewardToAValueHeadToBlockwiseCdOnTheDefaultModel()
+    {
+        string head = PathOf("sentiment.head");
+        var train = await CliRunner.RunAsync("train", "value", "--model", CliRunner.ModelPath, "--reward", "lexicon:sentiment",
+            "--rollouts", "48", "--max-tokens", "12", "--out", head);
+        Assert.True(train.ExitCode == 0, train.Error);
+        Assert.Contains("held-out R^2 of V(prefix) against the realized reward", train.Out);
+        Assert.Matches(@"\n    0 +\d", train.Out);
+
+        var align = await CliRunner.RunAsync("align", "--model", CliRunner.ModelPath, "--strategy", "blockwise", "--reward", "lexicon:sentiment",
+            "--value-head", head, "--max-tokens", "16", "--json");
+        Assert.True(align.ExitCode == 0, align.Error);
+        Assert.StartsWith("head:", JsonDocument.Parse(align.Out).RootElement.GetProperty("value").GetString());
+    }
+
+    [Fact]
+    public async Task PairsFromTheBaseModelTrainABradleyTerryRewardThatAlignLoads()
+    {
+        string pairs = PathOf("pairs.jsonl"), head = PathOf("bt.head");
+        var data = await CliRunner.RunAsync("data", "pairs", "--model", CliRunner.ModelPath, "--reward", "length:8", "--n", "30",
+            "--max-tokens", "12", "--noise", "bt", "--scale", "0.5", "--out", pairs);
+        Assert.True(data.ExitCode == 0, data.Error);
+        Assert.Contains("wrote 30 pairs", data.Out);
+        var lines = File.ReadAllLines(pairs);
+        Assert.Equal(30, lines.Length);
+        foreach (string line in lines)
+        {
+            var o = JsonDocument.Parse(line).RootElement;
+            foreach (string field in new[] { "prompt", "chosen", "rejected" }) Assert.Equal(JsonValueKind.String, o.GetProperty(field).ValueKind);
+            Assert.True(double.IsFinite(o.GetProperty("chosenReward").GetDouble()));
+        }
+
+        var train = await CliRunner.RunAsync("train", "reward", "--model", CliRunner.ModelPath, "--pairs", pairs, "--out", head, "--json");
+        Assert.True(train.ExitCode == 0, train.Error);
+        var report = JsonDocument.Parse(train.Out).RootElement;
+        Assert.Equal("bradley-terry", report.GetProperty("method").GetString());
+        Assert.Equal(6, report.GetProperty("heldOut").GetProperty("examples").GetInt32());
+        Assert.InRange(report.GetProperty("heldOut").GetProperty("accuracy").GetDouble(), 0, 1);
+        Assert.Equal(HeadRole.Reward, HeadFile.Read(head).Header.Role);
+
+        var bon = await CliRunner.RunAsync("align", "--model", CliRunner.ModelPath, "--strategy", "bon", "--n", "4", "--reward", $"head:{head}", "--max-tokens", "12", "--json");
+        Assert.True(bon.ExitCode == 0, bon.Error);
+    }
+
+    [Fact]
+    public async Task LabeledTextsTrainAClassifier()
+    {
+        string labels = PathOf("labels.jsonl"), head = PathOf("cls.head");
+        var data = await CliRunner.RunAsync("data", "labels", "--model", CliRunner.TabularExample(), "--reward", "lexicon:sentiment",
+            "--n", "200", "--max-tokens", "8", "--threshold", "0", "--out", labels);
+        Assert.True(data.ExitCode == 0, data.Error);
+        Assert.Contains("wrote 200 labeled texts", data.Out);
+        var first = JsonDocument.Parse(File.ReadLines(labels).First()).RootElement;
+        Assert.True(first.GetProperty("label").ValueKind is JsonValueKind.True or JsonValueKind.False);
+        Assert.Equal(JsonValueKind.Number, first.GetProperty("reward").ValueKind);
+
+        var train = await CliRunner.RunAsync("train", "reward", "--model", CliRunner.TabularExample(), "--labels", labels, "--out", head);
+        Assert.True(train.ExitCode == 0, train.Error);
+        Assert.Contains("classifier reward head", train.Out);
+        Assert.Contains("majority guess", train.Out);
+    }
+
+    [Theory]
+    [InlineData(new[] { "train", "value", "--reward", "lexicon:sentiment", "--method", "sarsa" }, "--method must be fudge or q")]
+    [InlineData(new[] { "train", "value", "--reward", "lexicon:sentiment", "--head", "tree" }, "--head must be linear or mlp")]
+    [InlineData(new[] { "train", "value", "--reward", "lexicon:sentiment", "--rollouts", "0" }, "rollouts must be between 1")]
+    [InlineData(new[] { "train", "value", "--reward", "lexicon:sentiment", "--held-out", "0.95" }, "HeldOutFraction must be between 0 and 0.9")]
+    [InlineData(new[] { "train", "value", "--reward", "nonsense" }, "nonsense")]
+    [InlineData(new[] { "train", "reward" }, "give exactly one of --pairs FILE or --labels FILE")]
+    [InlineData(new[] { "train", "reward", "--pairs", "/nonexistent/pairs.jsonl" }, "/nonexistent/pairs.jsonl: file not found")]
+    [InlineData(new[] { "train", "reward", "--pairs", "x.jsonl", "--feature", "max" }, "--feature must be last or mean")]
+    [InlineData(new[] { "data", "pairs", "--reward", "length:5", "--noise", "gaussian" }, "--noise must be none or bt")]
+    [InlineData(new[] { "data", "pairs", "--reward", "length:5", "--scale", "0" }, "the noise scale must be finite and > 0")]
+    public async Task BadInputIsAOneLineErrorWithExitCode2(string[] args, string expected)
+    {
+        var run = await CliRunner.RunAsync([.. args, "--model", CliRunner.TabularExample(), "--out", PathOf("out")]);
+        Assert.Equal(2, run.ExitCode);
+        Assert.StartsWith("error: ", run.Error);
+        Assert.Contains(expected, run.Error);
+        Assert.DoesNotContain("   at ", run.Error);
+    }
+
+    [Fact]
+    public async Task ABadLineInAPairFileIsNamedByFileAndLine()
+    {
+        string pairs = PathOf("bad.jsonl");
+        File.WriteAllLines(pairs, ["{\"prompt\": \"a\", \"chosen\": \"b\", \"rejected\": \"c\"}", "{\"prompt\": \"a\", \"chosen\": 3, \"rejected\": \"c\"}"]);
+        var run = await CliRunner.RunAsync("train", "reward", "--model", CliRunner.TabularExample(), "--pairs", pairs, "--out", PathOf("x.head"));
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains($"{pairs}:2: field \"chosen\" must be a string", run.Error);
+    }
+
+    [Fact]
+    public async Task AnOutputFolderThatDoesNotExistFailsBeforeAnyWork()
+    {
+        var run = await CliRunner.RunAsync("train", "value", "--model", CliRunner.TabularExample(), "--reward", "lexicon:sentiment", "--out", "/nonexistent/dir/v.head");
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains("does not exist", run.Error);
+        Assert.DoesNotContain("rollouts", run.Error.Replace("error:", ""), StringComparison.Ordinal);
+    }
+}

@@ -1,0 +1,128 @@
+using System.Buffers.Binary;
+using System.Text;
+using System.Text.Json;
+using Tilt.Engine.Heads;
+using Tilt.Engine.Models;
+using Tilt.Engine.Training;
+using Tilt.Kernels;
+
+namespace Tilt.Engine.Tests.Training;
+
+/// <summary>Trained heads through the head file format (docs/head-file.md): round trip, corruption, mismatch.</summary>
+public sealed class HeadFileTests : IDisposable
+{
+    private const int D = 12;
+    private readonly string _dir = Directory.CreateTempSubdirectory("tilt-headfile-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static FeatureScaling Scaling(Random random) =>
+        new(Enumerable.Range(0, D).Select(_ => (float)random.NextDouble()).ToArray(), Enumerable.Range(0, D).Select(_ => (float)(0.5 + random.NextDouble())).ToArray());
+
+    private static TrainedHead Linear(int seed)
+    {
+        var random = new Random(seed);
+        return TrainedHead.Linear(Scaling(random), Enumerable.Range(0, D).Select(_ => random.NextDouble() - 0.5).ToArray(), 0.3);
+    }
+
+    private static TrainedHead Mlp(int seed, HeadActivation activation)
+    {
+        var random = new Random(seed);
+        const int units = 5;
+        float R() => (float)(random.NextDouble() - 0.5);
+        return TrainedHead.Mlp(Scaling(random), Enumerable.Range(0, units * D).Select(_ => R()).ToArray(), Enumerable.Range(0, units).Select(_ => R()).ToArray(),
+            Enumerable.Range(0, units).Select(_ => R()).ToArray(), -0.2, activation);
+    }
+
+    private static ModelInfo Model(string fingerprint = "sha256:abc", int d = D) => new()
+    {
+        Kind = ModelKind.Tabular,
+        Path = "/models/m.json",
+        VocabularySize = 4,
+        BosToken = null,
+        EosToken = 0,
+        HiddenSize = d,
+        TrainedContextSize = 100,
+        Fingerprint = fingerprint,
+        Description = "test",
+    };
+
+    private string Write(TrainedHead head, string name = "h.head")
+    {
+        string path = Path.Combine(_dir, name);
+        var training = new Dictionary<string, JsonElement> { ["method"] = JsonSerializer.SerializeToElement("cd-fudge") };
+        head.ToHeadFile(HeadRole.Value, "sha256:abc", "last", "a test head", training).Write(path);
+        return path;
+    }
+
+    public static TheoryData<string> Kinds => new() { "linear", "relu", "gelu" };
+
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public void AWrittenHeadScoresLikeTheTrainedOneThroughTheKernelHead(string kind)
+    {
+        var head = kind == "linear" ? Linear(1) : Mlp(2, kind == "relu" ? HeadActivation.Relu : HeadActivation.Gelu);
+        var file = HeadFile.Read(Write(head));
+        Assert.Equal(HeadRole.Value, file.Header.Role);
+        Assert.Equal("cd-fudge", file.Header.Training!["method"].GetString());
+        Assert.True(file.Header.Normalized);
+        var kernel = file.ToKernelHead();
+        var back = TrainedHead.FromHeadFile(file);
+        var random = new Random(3);
+        const int rows = 9;
+        var hidden = Enumerable.Range(0, rows * D).Select(_ => (float)(random.NextDouble() * 4 - 2)).ToArray();
+        var scores = new float[rows];
+        kernel.Score(hidden, rows, scores);
+        var scratch = new float[head.ScratchSize];
+        for (int i = 0; i < rows; i++)
+        {
+            double expected = head.Predict(hidden.AsSpan(i * D, D), scratch);
+            // The kernel folds the normalization into float32 weights: a few ulps of the terms' magnitude.
+            Assert.Equal(expected, scores[i], 2e-5 * (1 + Math.Abs(expected)) * D);
+            Assert.Equal(expected, back.Predict(hidden.AsSpan(i * D, D), scratch), 1e-6); // the file stores the bias in float32
+        }
+        var value = new HeadValue(file, Model(), "h.head");
+        var values = new double[rows];
+        value.Evaluate(null, hidden, rows, values);
+        for (int i = 0; i < rows; i++) Assert.Equal(scores[i], values[i], 1e-6);
+    }
+
+    [Fact]
+    public void CorruptFilesAreClearErrors()
+    {
+        string path = Write(Linear(4));
+        byte[] good = File.ReadAllBytes(path);
+        int headerLength = BinaryPrimitives.ReadInt32LittleEndian(good.AsSpan(8, 4));
+
+        void Expect(byte[] bytes, string message)
+        {
+            string bad = Path.Combine(_dir, "bad.head");
+            File.WriteAllBytes(bad, bytes);
+            var e = Assert.Throws<TiltException>(() => HeadFile.Read(bad));
+            Assert.Contains(message, e.Message);
+            Assert.Contains("bad.head", e.Message);
+        }
+
+        Expect([.. "NOTAHEAD"u8, .. good[8..]], "not a Tilt head file");
+        Expect(good[..^4], "truncated or corrupt head file");
+        var flipped = (byte[])good.Clone();
+        flipped[^3] ^= 0x40;
+        Expect(flipped, "do not match their sha256");
+        var header = (byte[])good.Clone();
+        header[12] = (byte)'[';
+        Expect(header, "corrupt head header");
+        string json = Encoding.UTF8.GetString(good, 12, headerLength).Replace("tilt-head/1", "tilt-head/9");
+        Expect([.. good[..12], .. Encoding.UTF8.GetBytes(json), .. good[(12 + headerLength)..]], "head format 'tilt-head/9' is not supported");
+        var length = (byte[])good.Clone();
+        BinaryPrimitives.WriteInt32LittleEndian(length.AsSpan(8, 4), good.Length);
+        Expect(length, "header length");
+    }
+
+    [Fact]
+    public void AHeadForAnotherModelIsRefused()
+    {
+        var file = HeadFile.Read(Write(Linear(5)));
+        Assert.Contains("trained on model sha256:abc", Assert.Throws<TiltException>(() => new HeadValue(file, Model("sha256:other"), "h.head")).Message);
+        Assert.Contains("hidden states of size 12", Assert.Throws<TiltException>(() => new HeadValue(file, Model(d: 64), "h.head")).Message);
+    }
+}
