@@ -10,6 +10,7 @@ using Tilt.Engine.Models;
 using Tilt.Engine.Models.Tabular;
 using Tilt.Engine.Rewards;
 using Tilt.Engine.Statistics;
+using Tilt.Engine.Training;
 using Tilt.Engine.Values;
 
 namespace Tilt.Cli.Commands;
@@ -106,12 +107,12 @@ internal static class EvaluateCommand
     {
         if (model is TabularModel)
             return spec is null ? [""] : File.Exists(spec) ? PromptSet.Load(spec) : throw new ArgumentException($"--prompts for a tabular model must be a file, got '{spec}'");
-        if (spec is null) return PromptSet.DefaultStoryPrompts.Take(quick ? 2 : 4).ToArray();
+        if (spec is null) return PromptSet.StoryOpenings.Take(quick ? 2 : 4).ToArray();
         if (int.TryParse(spec, NumberStyles.Integer, CultureInfo.InvariantCulture, out int n))
         {
-            if (n < 1 || n > PromptSet.DefaultStoryPrompts.Count)
-                throw new ArgumentException($"--prompts N must be between 1 and {PromptSet.DefaultStoryPrompts.Count} (the built-in openings), got {n}");
-            return PromptSet.DefaultStoryPrompts.Take(n).ToArray();
+            if (n < 1 || n > PromptSet.StoryOpenings.Count)
+                throw new ArgumentException($"--prompts N must be between 1 and {PromptSet.StoryOpenings.Count} (the built-in openings), got {n}");
+            return PromptSet.StoryOpenings.Take(n).ToArray();
         }
         return PromptSet.Load(spec);
     }
