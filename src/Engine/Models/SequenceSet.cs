@@ -1,6 +1,6 @@
 namespace Tilt.Engine.Models;
 
-/// <summary>Validation shared by the session implementations.</summary>
+/// <summary>Argument checks shared by the session implementations.</summary>
 internal static class SequenceSet
 {
     /// <summary>Throws unless every id is in 0..maxSequences-1 and none repeats. Allocates nothing (K &lt;= 256).</summary>
@@ -17,5 +17,18 @@ internal static class SequenceSet
                 throw new ArgumentException($"sequence {s} appears twice in one step", nameof(sequences));
             seen[s >> 6] |= bit;
         }
+    }
+
+    public static void CheckSequence(int sequence, int maxSequences)
+    {
+        if ((uint)sequence >= (uint)maxSequences)
+            throw new ArgumentOutOfRangeException(nameof(sequence), sequence, $"sequence ids are 0..{maxSequences - 1}");
+    }
+
+    public static void CheckTokens(ReadOnlySpan<int> tokens, int vocabularySize)
+    {
+        foreach (int t in tokens)
+            if ((uint)t >= (uint)vocabularySize)
+                throw new ArgumentOutOfRangeException(nameof(tokens), t, $"token id outside the vocabulary (0..{vocabularySize - 1})");
     }
 }

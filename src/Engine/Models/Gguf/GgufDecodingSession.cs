@@ -219,16 +219,7 @@ internal sealed unsafe class GgufDecodingSession : IDecodingSession
         OutputRows = outputs;
     }
 
-    private void CheckSequence(int sequence)
-    {
-        if ((uint)sequence >= (uint)MaxSequences)
-            throw new ArgumentOutOfRangeException(nameof(sequence), sequence, $"sequence ids are 0..{MaxSequences - 1}");
-    }
+    private void CheckSequence(int sequence) => SequenceSet.CheckSequence(sequence, MaxSequences);
 
-    private void CheckTokens(ReadOnlySpan<int> tokens)
-    {
-        foreach (int t in tokens)
-            if ((uint)t >= (uint)VocabularySize)
-                throw new ArgumentOutOfRangeException(nameof(tokens), t, $"token id outside the vocabulary (0..{VocabularySize - 1})");
-    }
+    private void CheckTokens(ReadOnlySpan<int> tokens) => SequenceSet.CheckTokens(tokens, VocabularySize);
 }

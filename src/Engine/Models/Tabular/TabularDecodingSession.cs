@@ -119,16 +119,7 @@ internal sealed class TabularDecodingSession : IDecodingSession
         hidden[state] = 1f;
     }
 
-    private void Check(int sequence)
-    {
-        if ((uint)sequence >= (uint)MaxSequences)
-            throw new ArgumentOutOfRangeException(nameof(sequence), sequence, $"sequence ids are 0..{MaxSequences - 1}");
-    }
+    private void Check(int sequence) => SequenceSet.CheckSequence(sequence, MaxSequences);
 
-    private void CheckTokens(ReadOnlySpan<int> tokens)
-    {
-        foreach (int t in tokens)
-            if ((uint)t >= (uint)VocabularySize)
-                throw new ArgumentOutOfRangeException(nameof(tokens), t, $"token id outside the vocabulary (0..{VocabularySize - 1})");
-    }
+    private void CheckTokens(ReadOnlySpan<int> tokens) => SequenceSet.CheckTokens(tokens, VocabularySize);
 }
