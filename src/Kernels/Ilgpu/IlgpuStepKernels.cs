@@ -92,6 +92,21 @@ internal sealed class IlgpuStepKernels : IStepKernels
         }
     }
 
+    /// <summary>Whether a CUDA device is visible, in words (for the backend choice's log line); never throws.</summary>
+    public static string DescribeCuda()
+    {
+        try
+        {
+            using var context = Context.Create(builder => builder.Cuda());
+            var devices = context.GetCudaDevices();
+            return devices.Count == 0 ? "no CUDA device found" : $"CUDA device 0 of {devices.Count}: {devices[0].Name}";
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            return $"CUDA initialisation failed ({e.GetType().Name}: {e.Message})";
+        }
+    }
+
     /// <summary>ILGPU's CPU accelerator: the same kernels, simulated with threads. Tests only.</summary>
     public static IStepKernels CreateCpuSimulator()
     {
