@@ -1,10 +1,10 @@
 using Tilt.Engine.Models;
-using Tilt.Kernels;
+using Tilt.Engine.Sampling;
 
 namespace Tilt.Engine.Strategies;
 
 /// <summary>Options every aligned-decoding strategy shares.</summary>
-public abstract record AlignOptions
+public abstract record AlignOptions : DecodingOptions
 {
     /// <summary>Largest number of independent outputs one request may ask for.</summary>
     public const int MaxSamples = 100_000;
@@ -18,33 +18,6 @@ public abstract record AlignOptions
             : throw new ArgumentOutOfRangeException(nameof(Samples), value, $"samples must be between 1 and {MaxSamples}, got {value}");
     } = 1;
 
-    /// <summary>Generated tokens per output at most (stop token included). Defaults to 128.</summary>
-    public int MaxTokens
-    {
-        get;
-        init => field = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(MaxTokens), value, $"max tokens must be at least 1, got {value}");
-    } = 128;
-
-    /// <summary>Seed of the counter-based RNG. Defaults to 0.</summary>
-    public ulong Seed { get; init; }
-
-    /// <summary>Request id mixed into the RNG key. Defaults to 0.</summary>
-    public uint RequestId { get; init; }
-
-    /// <summary>
-    /// How the base model proposes tokens (temperature, top-k, top-p of p). Defaults to p itself (T = 1),
-    /// which is what the KL figures assume.
-    /// </summary>
-    public SamplingParameters Sampling
-    {
-        get;
-        init
-        {
-            value.Validate();
-            field = value;
-        }
-    } = new();
-
     /// <summary>
     /// Wall-clock budget of the whole request. When it passes, the output in progress is returned as it
     /// stands, marked <see cref="AlignFinish.Deadline"/>, and no further outputs are started. Defaults to none.
@@ -56,12 +29,6 @@ public abstract record AlignOptions
             ? value
             : throw new ArgumentOutOfRangeException(nameof(Deadline), value, $"the deadline must be positive, got {value}");
     }
-
-    /// <summary>CPU threads for llama.cpp; null lets it choose. Defaults to null.</summary>
-    public int? Threads { get; init; }
-
-    /// <summary>KV cache element type. Defaults to F16.</summary>
-    public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
 
     internal static double CheckBeta(double value, string name) =>
         double.IsFinite(value) && value > 0

@@ -7,7 +7,7 @@ using Tilt.Kernels;
 namespace Tilt.Engine.Training;
 
 /// <summary>What <see cref="RolloutCollector"/> samples.</summary>
-public sealed record RolloutOptions
+public sealed record RolloutOptions : DecodingOptions
 {
     /// <summary>Largest number of rollouts one collection may ask for.</summary>
     public const int MaxRollouts = 10_000_000;
@@ -18,13 +18,6 @@ public sealed record RolloutOptions
         get;
         init => field = value is >= 1 and <= MaxRollouts ? value : throw new ArgumentOutOfRangeException(nameof(Rollouts), value, $"rollouts must be between 1 and {MaxRollouts}, got {value}");
     } = 2000;
-
-    /// <summary>Generated tokens per rollout at most (stop token included); use the limit the head will decode with. Defaults to 128.</summary>
-    public int MaxTokens
-    {
-        get;
-        init => field = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(MaxTokens), value, $"max tokens must be at least 1, got {value}");
-    } = 128;
 
     /// <summary>Rollouts of one prompt decoded as one batch (forks of the prompt's KV cache). 1..256. Defaults to 128.</summary>
     public int BatchSize
@@ -44,29 +37,6 @@ public sealed record RolloutOptions
         get;
         init => field = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(PositionStride), value, $"the position stride must be >= 0, got {value}");
     } = 1;
-
-    /// <summary>Seed of the counter-based RNG; rollout i draws from RNG row i. Defaults to 0.</summary>
-    public ulong Seed { get; init; }
-
-    /// <summary>Request id mixed into the RNG key. Defaults to 0.</summary>
-    public uint RequestId { get; init; }
-
-    /// <summary>How tokens are drawn. Defaults to p itself (T = 1): values are expectations under p [M13].</summary>
-    public SamplingParameters Sampling
-    {
-        get;
-        init
-        {
-            value.Validate();
-            field = value;
-        }
-    } = new();
-
-    /// <summary>CPU threads for llama.cpp; null lets it choose. Defaults to null.</summary>
-    public int? Threads { get; init; }
-
-    /// <summary>KV cache element type. Defaults to F16.</summary>
-    public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
 }
 
 /// <summary>

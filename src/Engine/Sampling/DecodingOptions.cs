@@ -1,0 +1,41 @@
+using Tilt.Engine.Models;
+using Tilt.Kernels;
+
+namespace Tilt.Engine.Sampling;
+
+/// <summary>What every request that decodes from the base model shares: length, randomness, proposals, resources.</summary>
+public abstract record DecodingOptions
+{
+    /// <summary>Generated tokens per sequence at most (stop token included). Defaults to 128.</summary>
+    public int MaxTokens
+    {
+        get;
+        init => field = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(MaxTokens), value, $"max tokens must be at least 1, got {value}");
+    } = 128;
+
+    /// <summary>Seed of the counter-based RNG; the same seed gives the same tokens. Defaults to 0.</summary>
+    public ulong Seed { get; init; }
+
+    /// <summary>Request id mixed into the RNG key, so requests sharing a seed can differ. Defaults to 0.</summary>
+    public uint RequestId { get; init; }
+
+    /// <summary>
+    /// How the base model proposes tokens (temperature, top-k, top-p of p). Defaults to p itself (T = 1), which is what
+    /// log-probabilities, values [M13] and KL figures assume.
+    /// </summary>
+    public SamplingParameters Sampling
+    {
+        get;
+        init
+        {
+            value.Validate();
+            field = value;
+        }
+    } = new();
+
+    /// <summary>CPU threads for llama.cpp; null lets it choose. Defaults to null.</summary>
+    public int? Threads { get; init; }
+
+    /// <summary>KV cache element type of the session. Defaults to F16.</summary>
+    public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
+}
