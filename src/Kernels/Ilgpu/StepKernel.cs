@@ -358,8 +358,11 @@ internal static class StepKernel
     }
 
     // Tree reductions over the group in shared memory. Every thread gets the result; the trailing barrier lets the
-    // next reduction reuse the same shared array.
-    private static float GroupMax(float v, ArrayView<float> sh)
+    // next reduction reuse the same shared array. One definition, specialized per operator struct; the fixed tree
+    // order keeps sums bit-identical from run to run.
+    private static T GroupReduce<T, TOp>(T v, ArrayView<T> sh)
+        where T : unmanaged
+        where TOp : struct, IGroupOp<T>
     {
         int tid = Group.IdxX;
         sh[tid] = v;
@@ -367,91 +370,28 @@ internal static class StepKernel
         for (int s = Group.DimX >> 1; s > 0; s >>= 1)
         {
             if (tid < s)
-                sh[tid] = Math.Max(sh[tid], sh[tid + s]);
+                sh[tid] = default(TOp).Apply(sh[tid], sh[tid + s]);
             Group.Barrier();
         }
-        float r = sh[0];
+        T r = sh[0];
         Group.Barrier();
         return r;
     }
 
-    private static int GroupMin(int v, ArrayView<int> sh)
+    private static float GroupMax(float v, ArrayView<float> sh) => GroupReduce<float, MaxF>(v, sh);
+    private static int GroupMin(int v, ArrayView<int> sh) => GroupReduce<int, MinI>(v, sh);
+    private static double GroupSum(double v, ArrayView<double> sh) => GroupReduce<double, SumD>(v, sh);
+    private static ulong GroupMinU(ulong v, ArrayView<ulong> sh) => GroupReduce<ulong, MinU>(v, sh);
+    private static ulong GroupMaxU(ulong v, ArrayView<ulong> sh) => GroupReduce<ulong, MaxU>(v, sh);
+
+    private interface IGroupOp<T>
     {
-        int tid = Group.IdxX;
-        sh[tid] = v;
-        Group.Barrier();
-        for (int s = Group.DimX >> 1; s > 0; s >>= 1)
-        {
-            if (tid < s)
-                sh[tid] = Math.Min(sh[tid], sh[tid + s]);
-            Group.Barrier();
-        }
-        int r = sh[0];
-        Group.Barrier();
-        return r;
+        T Apply(T a, T b);
     }
 
-    private static int GroupSumI(int v, ArrayView<int> sh)
-    {
-        int tid = Group.IdxX;
-        sh[tid] = v;
-        Group.Barrier();
-        for (int s = Group.DimX >> 1; s > 0; s >>= 1)
-        {
-            if (tid < s)
-                sh[tid] += sh[tid + s];
-            Group.Barrier();
-        }
-        int r = sh[0];
-        Group.Barrier();
-        return r;
-    }
-
-    private static double GroupSum(double v, ArrayView<double> sh)
-    {
-        int tid = Group.IdxX;
-        sh[tid] = v;
-        Group.Barrier();
-        for (int s = Group.DimX >> 1; s > 0; s >>= 1)
-        {
-            if (tid < s)
-                sh[tid] += sh[tid + s];
-            Group.Barrier();
-        }
-        double r = sh[0];
-        Group.Barrier();
-        return r;
-    }
-
-    private static ulong GroupMinU(ulong v, ArrayView<ulong> sh)
-    {
-        int tid = Group.IdxX;
-        sh[tid] = v;
-        Group.Barrier();
-        for (int s = Group.DimX >> 1; s > 0; s >>= 1)
-        {
-            if (tid < s)
-                sh[tid] = Math.Min(sh[tid], sh[tid + s]);
-            Group.Barrier();
-        }
-        ulong r = sh[0];
-        Group.Barrier();
-        return r;
-    }
-
-    private static ulong GroupMaxU(ulong v, ArrayView<ulong> sh)
-    {
-        int tid = Group.IdxX;
-        sh[tid] = v;
-        Group.Barrier();
-        for (int s = Group.DimX >> 1; s > 0; s >>= 1)
-        {
-            if (tid < s)
-                sh[tid] = Math.Max(sh[tid], sh[tid + s]);
-            Group.Barrier();
-        }
-        ulong r = sh[0];
-        Group.Barrier();
-        return r;
-    }
+    private readonly struct MaxF : IGroupOp<float> { public float Apply(float a, float b) => Math.Max(a, b); }
+    private readonly struct MinI : IGroupOp<int> { public int Apply(int a, int b) => Math.Min(a, b); }
+    private readonly struct SumD : IGroupOp<double> { public double Apply(double a, double b) => a + b; }
+    private readonly struct MinU : IGroupOp<ulong> { public ulong Apply(ulong a, ulong b) => Math.Min(a, b); }
+    private readonly struct MaxU : IGroupOp<ulong> { public ulong Apply(ulong a, ulong b) => Math.Max(a, b); }
 }
