@@ -32,6 +32,12 @@ public enum KlMethod
 
     /// <summary>Sum over blocks of the per-block estimator with eps = p(block | prefix) [M19], [M9].</summary>
     BlockEstimate,
+
+    /// <summary>
+    /// Plain sampling: log q(y) - log p(y) of the returned sample, an unbiased one-sample estimate of KL(q || p) for the
+    /// sampler q (0 at temperature 1 without top-k/top-p, where q = p).
+    /// </summary>
+    SamplerLogRatio,
 }
 
 /// <summary>A KL(pi || p) figure with its provenance and the budget band it falls in [M26].</summary>

@@ -1,0 +1,68 @@
+using Tilt.Engine.Rewards;
+using Tilt.Engine.Sampling;
+using Tilt.Engine.Strategies;
+using Tilt.Engine.Values;
+
+namespace Tilt.Engine.Decoding;
+
+/// <summary>
+/// One request to a <see cref="DecodingEngine"/>: a prompt, the strategy's options and the reward/value it steers by.
+/// The options' type selects the strategy: <see cref="GenerationOptions"/> (plain sampling from p, K samples in one
+/// batch), <see cref="BestOfNOptions"/>, <see cref="TokenwiseOptions"/> or <see cref="BlockwiseOptions"/>.
+/// </summary>
+public sealed record DecodingRequest
+{
+    /// <summary>The prompt text (tokenized by the engine's model, BOS added when the model wants one).</summary>
+    public required string Prompt { get; init; }
+
+    /// <summary>What to run; its type is the strategy.</summary>
+    public required DecodingOptions Options { get; init; }
+
+    /// <summary>
+    /// The reward r(x, y). Required by the aligned strategies; optional for plain generation, where it only scores the
+    /// outputs (their <see cref="AlignedSample.Reward"/> is NaN without one).
+    /// </summary>
+    public IReward? Reward { get; init; }
+
+    /// <summary>
+    /// V(x, y^t) for token-wise and blockwise CD. Defaults to the reward applied to the unfinished prefix
+    /// (<see cref="PrefixRewardValue"/>).
+    /// </summary>
+    public IValueFunction? Value { get; init; }
+
+    /// <summary>The strategy the options select.</summary>
+    public DecodingStrategy Strategy => Options switch
+    {
+        GenerationOptions => DecodingStrategy.Generate,
+        BestOfNOptions => DecodingStrategy.BestOfN,
+        TokenwiseOptions => DecodingStrategy.Tokenwise,
+        BlockwiseOptions => DecodingStrategy.Blockwise,
+        _ => throw new ArgumentException($"unsupported options type {Options.GetType().Name}", nameof(Options)),
+    };
+
+    /// <summary>Checks the request before it is queued; throws <see cref="ArgumentException"/> naming the field.</summary>
+    internal void Validate()
+    {
+        ArgumentNullException.ThrowIfNull(Prompt, nameof(Prompt));
+        ArgumentNullException.ThrowIfNull(Options, nameof(Options));
+        var strategy = Strategy;
+        if (strategy != DecodingStrategy.Generate && Reward is null)
+            throw new ArgumentException($"the {strategy} strategy needs a reward (only plain generation runs without one)", nameof(Reward));
+    }
+}
+
+/// <summary>The decoding strategies of the engine.</summary>
+public enum DecodingStrategy
+{
+    /// <summary>Plain sampling from the base model (K samples in one batch).</summary>
+    Generate,
+
+    /// <summary>Best-of-n [M4].</summary>
+    BestOfN,
+
+    /// <summary>Token-wise controlled decoding [M14].</summary>
+    Tokenwise,
+
+    /// <summary>Blockwise controlled decoding [M18].</summary>
+    Blockwise,
+}

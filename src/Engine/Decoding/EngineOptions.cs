@@ -1,0 +1,85 @@
+using Tilt.Engine.Models;
+
+namespace Tilt.Engine.Decoding;
+
+/// <summary>Capacity and admission settings of a <see cref="DecodingEngine"/> (one per loaded model).</summary>
+public sealed record EngineOptions
+{
+    /// <summary>Sequences the engine's one llama context holds at once, over all requests. 1..256. Defaults to 64.</summary>
+    public int MaxSequences
+    {
+        get;
+        init => field = value is >= 1 and <= SessionOptions.MaxSupportedSequences
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(MaxSequences), value,
+                $"max sequences must be between 1 and {SessionOptions.MaxSupportedSequences} (llama.cpp's limit per context), got {value}");
+    } = 64;
+
+    /// <summary>
+    /// Tokens one sequence may hold (prompt + generated + one spare). A request whose prompt plus max tokens does not fit
+    /// is refused with an error naming this limit. Defaults to 512.
+    /// </summary>
+    public int MaxSequenceLength
+    {
+        get;
+        init => field = value is >= 2 and <= 1 << 20
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(MaxSequenceLength), value, $"max sequence length must be between 2 and {1 << 20}, got {value}");
+    } = 512;
+
+    /// <summary>
+    /// Requests that may wait for capacity. A request arriving when the queue is full is refused at once with
+    /// <see cref="EngineBusyException"/>. 0..100000. Defaults to 256.
+    /// </summary>
+    public int MaxQueuedRequests
+    {
+        get;
+        init => field = value is >= 0 and <= 100_000
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(MaxQueuedRequests), value, $"the queue limit must be between 0 and 100000, got {value}");
+    } = 256;
+
+    /// <summary>Prompt tokens decoded per scheduler iteration for newly admitted requests. 1..4096. Defaults to 512.</summary>
+    public int PrefillChunk
+    {
+        get;
+        init => field = value is >= 1 and <= 4096
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(PrefillChunk), value, $"the prefill chunk must be between 1 and 4096 tokens, got {value}");
+    } = 512;
+
+    /// <summary>KV cache element type (F32 makes outputs independent of the batch's composition to float rounding). Defaults to F16.</summary>
+    public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
+
+    /// <summary>CPU threads for llama.cpp; null = the engine's default (every physical core). Defaults to null.</summary>
+    public int? Threads
+    {
+        get;
+        init => field = value is null or >= 1
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(Threads), value, $"threads must be at least 1, got {value}");
+    }
+}
+
+/// <summary>The engine's queue is full: retry later (HTTP 429/503, C API TILT_ERR_BUSY).</summary>
+public sealed class EngineBusyException : TiltException
+{
+    public EngineBusyException(int queued, int limit)
+        : base($"the engine is busy: {queued} requests are already waiting (the queue holds at most {limit}); retry later")
+    {
+        Queued = queued;
+        Limit = limit;
+    }
+
+    public int Queued { get; }
+    public int Limit { get; }
+}
+
+/// <summary>A snapshot of a <see cref="DecodingEngine"/>'s load.</summary>
+/// <param name="QueuedRequests">Requests waiting for capacity.</param>
+/// <param name="RunningRequests">Admitted requests.</param>
+/// <param name="LiveSequences">Sequences in use over all admitted requests.</param>
+/// <param name="MaxSequences">The engine's capacity in sequences.</param>
+/// <param name="Iterations">Scheduler iterations so far (one batched decode each).</param>
+/// <param name="TokensDecoded">Tokens decoded so far (prompt tokens included).</param>
+public sealed record EngineStatus(int QueuedRequests, int RunningRequests, int LiveSequences, int MaxSequences, long Iterations, long TokensDecoded);
