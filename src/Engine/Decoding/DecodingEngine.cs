@@ -1,40 +1,43 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Tilt.Engine.Models;
-using Tilt.Engine.Rewards;
 using Tilt.Engine.Sampling;
-using Tilt.Engine.Statistics;
 using Tilt.Engine.Strategies;
-using Tilt.Engine.Values;
 using Tilt.Kernels;
 
 namespace Tilt.Engine.Decoding;
 
 /// <summary>
 /// One decoding engine per loaded model: every front-end (the CLI, the evaluator, the C API, the HTTP server, a .NET
-/// service) sends its requests here. Requests wait in a bounded FIFO queue until they are admitted; a full queue is
-/// refused at once with <see cref="EngineBusyException"/>. Thread-safe: any number of threads may submit requests.
+/// service) sends its requests here, and a scheduler steps every admitted request's sequences in one batched decode and
+/// one sampling kernel call per iteration (continuous batching across requests; docs/architecture.md). Requests wait in a
+/// bounded FIFO queue until their sequences are free; a full queue is refused at once with <see cref="EngineBusyException"/>,
+/// a request that can never fit with <see cref="RequestException"/> naming the limit. Thread-safe: any number of threads may
+/// submit requests; cancelling one request (or abandoning its stream) frees its sequences at the next iteration without
+/// disturbing the others.
 /// </summary>
 /// <remarks>
-/// Every output of the engine, whatever the strategy, is an <see cref="AlignedSample"/> streamed as
-/// <see cref="AlignEvent"/>s: plain generation reports each token as <see cref="TextAccepted"/> and each finished
-/// sample as <see cref="SampleCompleted"/> (reward NaN without a reward; KL the sampler's log-ratio log q(y) - log p(y),
-/// 0 at temperature 1 without filtering).
+/// Every output, whatever the strategy, is an <see cref="AlignedSample"/> streamed as <see cref="AlignEvent"/>s: plain
+/// generation reports each token as <see cref="TextAccepted"/> and each finished sample as <see cref="SampleCompleted"/>
+/// (reward NaN without a reward; KL the sampler's log-ratio log q(y) - log p(y), 0 at temperature 1 without filtering).
+/// A request's output for a seed does not depend on what else shares the batch: noise is keyed by the request's own
+/// seed, request id and candidate row. Logits are bit-identical across batch compositions with the F32 KV cache
+/// (<see cref="EngineOptions.KvCacheType"/>) and on tabular models; with llama.cpp's default F16 cache, rounding of cached
+/// keys makes logits differ by up to ~1e-3 between compositions, which can flip a sampled token where two are that close.
 /// </remarks>
 public sealed class DecodingEngine : IAsyncDisposable, IDisposable
 {
     private readonly ILanguageModel _model;
-    private readonly IStepKernels _kernels;
-    private readonly SemaphoreSlim _turn = new(1, 1);
-    private readonly CancellationTokenSource _stopping = new();
-    private int _queued;
-    private int _running;
-    private bool _disposed;
+    private readonly Scheduler _scheduler;
+    private int _disposed;
 
+    /// <summary>Creates the engine and its one decoding session (a llama context sized by <paramref name="options"/>).</summary>
     public DecodingEngine(ILanguageModel model, IStepKernels kernels, EngineOptions? options = null)
     {
         _model = model ?? throw new ArgumentNullException(nameof(model));
-        _kernels = kernels ?? throw new ArgumentNullException(nameof(kernels));
+        ArgumentNullException.ThrowIfNull(kernels);
         Options = options ?? new EngineOptions();
+        _scheduler = new Scheduler(model, kernels, Options);
     }
 
     /// <summary>The model this engine decodes.</summary>
@@ -42,8 +45,9 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
 
     public EngineOptions Options { get; }
 
-    /// <summary>Current load (queue depth, running requests, live sequences).</summary>
-    public EngineStatus Status => new(Volatile.Read(ref _queued), Volatile.Read(ref _running), 0, Options.MaxSequences, 0, 0);
+    /// <summary>Current load (queue depth, running requests, live sequences, iterations, tokens decoded).</summary>
+    public EngineStatus Status => new(_scheduler.QueuedRequests, _scheduler.RunningRequests, _scheduler.LiveSequences, Options.MaxSequences,
+        _scheduler.Iterations, _scheduler.TokensDecoded, _scheduler.CachedPromptTokens);
 
     /// <summary>All outputs of a request, in sample order; built on <see cref="StreamAsync"/>.</summary>
     public async Task<IReadOnlyList<AlignedSample>> RunAsync(DecodingRequest request, CancellationToken cancellationToken = default)
@@ -56,107 +60,92 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
     }
 
     /// <summary>
-    /// Streams a request's events. Throws <see cref="EngineBusyException"/> when the queue is full, <see cref="RequestException"/>
-    /// when the request can never fit, <see cref="OperationCanceledException"/> when cancelled.
+    /// Streams a request's events. The request is checked and queued when enumeration starts: <see cref="ArgumentException"/>
+    /// for invalid fields, <see cref="RequestException"/> when it can never fit, <see cref="EngineBusyException"/> when the
+    /// queue is full, <see cref="EngineStoppingException"/> after <see cref="StopAsync"/>. Cancelling the token, or leaving
+    /// the enumeration early, cancels the request; it then throws <see cref="OperationCanceledException"/>.
     /// </summary>
     public async IAsyncEnumerable<AlignEvent> StreamAsync(DecodingRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(request);
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        request.Validate();
-        if (Interlocked.Increment(ref _queued) > Options.MaxQueuedRequests + 1 && _turn.CurrentCount == 0)
+        var run = Submit(request, cancellationToken, out var cancel);
+        using (cancel)
         {
-            int now = Interlocked.Decrement(ref _queued);
-            throw new EngineBusyException(now, Options.MaxQueuedRequests);
-        }
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
-        try
-        {
-            await _turn.WaitAsync(linked.Token).ConfigureAwait(false);
-        }
-        finally
-        {
-            Interlocked.Decrement(ref _queued);
-        }
-        Interlocked.Increment(ref _running);
-        try
-        {
-            await foreach (var e in Dispatch(request, linked.Token).ConfigureAwait(false))
-                yield return e;
-        }
-        finally
-        {
-            Interlocked.Decrement(ref _running);
-            _turn.Release();
-        }
-    }
-
-    private IAsyncEnumerable<AlignEvent> Dispatch(DecodingRequest request, CancellationToken token)
-    {
-        var reward = request.Reward;
-        IValueFunction Value() => request.Value ?? new PrefixRewardValue(reward!);
-        return request.Options switch
-        {
-            GenerationOptions g => GenerateAsync(request.Prompt, g, reward, token),
-            BestOfNOptions b => new BestOfNSampler(_model, _kernels, reward!).StreamAsync(request.Prompt, b, token),
-            TokenwiseOptions t => new TokenwiseDecoder(_model, _kernels, Value(), reward!).StreamAsync(request.Prompt, t, token),
-            BlockwiseOptions b => new BlockwiseDecoder(_model, _kernels, Value(), reward!).StreamAsync(request.Prompt, b, token),
-            _ => throw new ArgumentException($"unsupported options type {request.Options.GetType().Name}"),
-        };
-    }
-
-    private async IAsyncEnumerable<AlignEvent> GenerateAsync(string prompt, GenerationOptions options, IReward? reward,
-        [EnumeratorCancellation] CancellationToken token)
-    {
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        var first = new TimeSpan?[options.Samples];
-        await foreach (var e in new BaseSampler(_model, _kernels).StreamAsync(prompt, options, token).ConfigureAwait(false))
-        {
-            switch (e)
+            try
             {
-                case TokenGenerated t:
-                    first[t.Sample] ??= clock.Elapsed;
-                    yield return new TextAccepted(t.Sample, [t.Token], t.TextDelta, 0);
-                    break;
-                case SampleFinished f:
-                    var s = f.Sample;
-                    double r = double.NaN;
-                    if (reward is not null)
-                    {
-                        var scores = new double[1];
-                        reward.ScoreChecked([new RewardInput { Prompt = prompt, Text = s.Text, Tokens = s.Tokens, IsFinished = s.Finish == FinishReason.Eos }], scores);
-                        r = scores[0];
-                    }
-                    var kl = new KlReport(s.SamplerLogProb - s.LogProb, KlMethod.SamplerLogRatio);
-                    yield return new SampleCompleted(new AlignedSample(s.Index, s.Text, s.Tokens, r, s.LogProb, kl, null,
-                        s.Finish == FinishReason.Eos ? AlignFinish.Eos : AlignFinish.Length, s.Tokens.Count,
-                        new AlignTimings(TimeSpan.Zero, first[s.Index] ?? clock.Elapsed, clock.Elapsed, s.Tokens.Count), []));
-                    break;
+                // Events may be buffered ahead of the reader: a cancelled caller sees none of them.
+                await foreach (var e in run.Events.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    yield return e;
+                }
+            }
+            finally
+            {
+                // Abandoned or finished: either way the scheduler must not keep the request's sequences.
+                cancel.Cancel();
             }
         }
     }
 
     /// <summary>
-    /// Stops admitting requests; lets running ones finish within <paramref name="drain"/>, then cancels the rest.
+    /// Stops admitting requests (new ones get <see cref="EngineStoppingException"/>); lets running and queued ones finish
+    /// within <paramref name="drain"/>, then cancels what is left. Completes when nothing runs any more.
     /// </summary>
     public async Task StopAsync(TimeSpan drain)
     {
-        var until = DateTime.UtcNow + drain;
-        while ((Volatile.Read(ref _running) > 0 || Volatile.Read(ref _queued) > 0) && DateTime.UtcNow < until)
-            await Task.Delay(10).ConfigureAwait(false);
-        await _stopping.CancelAsync().ConfigureAwait(false);
+        var idle = _scheduler.StopAdmitting();
+        if (await Task.WhenAny(idle, Task.Delay(drain)).ConfigureAwait(false) != idle)
+        {
+            _scheduler.CancelAll();
+            await idle.ConfigureAwait(false);
+        }
     }
 
     public void Dispose()
     {
-        if (_disposed) return;
-        _disposed = true;
-        _stopping.Cancel();
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        _scheduler.Dispose();
     }
 
     public ValueTask DisposeAsync()
     {
         Dispose();
         return ValueTask.CompletedTask;
+    }
+
+    private RequestRun Submit(DecodingRequest request, CancellationToken cancellationToken, out CancellationTokenSource cancel)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        request.Validate();
+        var clock = Stopwatch.StartNew();
+        int[] prompt = _model.Tokenize(request.Prompt);
+        int maxTokens = request.Options.MaxTokens;
+        PromptLimits.Check(_model.Info, prompt.Length, maxTokens);
+        // One spare cell: blockwise CD and best-of-n with hidden-state rewards decode the token that reaches the limit.
+        long needed = (long)prompt.Length + maxTokens + 1;
+        if (needed > Options.MaxSequenceLength)
+            throw new RequestException($"the prompt ({prompt.Length} tokens) plus max tokens ({maxTokens}) needs {needed} cells per sequence, " +
+                                       $"more than the engine's max sequence length of {Options.MaxSequenceLength} (EngineOptions.MaxSequenceLength); " +
+                                       "shorten the prompt or lower max tokens");
+        cancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        try
+        {
+            RequestRun run = request.Options switch
+            {
+                GenerationOptions => new GenerationRun(request, prompt, clock, cancel.Token),
+                BestOfNOptions => new BestOfNRun(request, prompt, clock, cancel.Token),
+                TokenwiseOptions => new TokenwiseRun(request, prompt, clock, cancel.Token, _model.Info.VocabularySize, Options.MaxSequences),
+                BlockwiseOptions => new BlockwiseRun(request, prompt, clock, cancel.Token),
+                _ => throw new ArgumentException($"unsupported options type {request.Options.GetType().Name}", nameof(request)),
+            };
+            _scheduler.Submit(run);
+            return run;
+        }
+        catch
+        {
+            cancel.Dispose();
+            throw;
+        }
     }
 }

@@ -48,6 +48,25 @@ public sealed record EngineOptions
             : throw new ArgumentOutOfRangeException(nameof(PrefillChunk), value, $"the prefill chunk must be between 1 and 4096 tokens, got {value}");
     } = 512;
 
+    /// <summary>
+    /// Prompts whose KV the engine keeps in otherwise free sequences, so a request with a prompt seen before copies it
+    /// instead of prefilling. 0..256. Defaults to 8.
+    /// </summary>
+    public int PromptCacheEntries
+    {
+        get;
+        init => field = value is >= 0 and <= SessionOptions.MaxSupportedSequences
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(PromptCacheEntries), value, $"prompt cache entries must be between 0 and {SessionOptions.MaxSupportedSequences}, got {value}");
+    } = 8;
+
+    /// <summary>
+    /// How the engine's sequences share the KV pool. <see cref="KvLayout.PerSequence"/> (the default) gives each sequence its
+    /// own cells, so a query scans only its own sequence whatever else runs (see docs/performance.md for the measurement);
+    /// <see cref="KvLayout.Shared"/> makes forks free but every query scans the whole pool.
+    /// </summary>
+    public KvLayout KvLayout { get; init; } = KvLayout.PerSequence;
+
     /// <summary>KV cache element type (F32 makes outputs independent of the batch's composition to float rounding). Defaults to F16.</summary>
     public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
 
@@ -75,11 +94,19 @@ public sealed class EngineBusyException : TiltException
     public int Limit { get; }
 }
 
+/// <summary>The engine is stopping (or stopped) and admits no new request (HTTP 503, C API TILT_ERR_BUSY).</summary>
+public sealed class EngineStoppingException : TiltException
+{
+    public EngineStoppingException() : base("the engine is shutting down and admits no new requests") { }
+}
+
 /// <summary>A snapshot of a <see cref="DecodingEngine"/>'s load.</summary>
 /// <param name="QueuedRequests">Requests waiting for capacity.</param>
 /// <param name="RunningRequests">Admitted requests.</param>
 /// <param name="LiveSequences">Sequences in use over all admitted requests.</param>
 /// <param name="MaxSequences">The engine's capacity in sequences.</param>
 /// <param name="Iterations">Scheduler iterations so far (one batched decode each).</param>
-/// <param name="TokensDecoded">Tokens decoded so far (prompt tokens included).</param>
-public sealed record EngineStatus(int QueuedRequests, int RunningRequests, int LiveSequences, int MaxSequences, long Iterations, long TokensDecoded);
+/// <param name="TokensDecoded">Tokens decoded by the scheduler's batched steps so far (prefills not included).</param>
+/// <param name="CachedPromptTokens">Prompt tokens served from the prompt cache instead of a prefill.</param>
+public sealed record EngineStatus(int QueuedRequests, int RunningRequests, int LiveSequences, int MaxSequences, long Iterations, long TokensDecoded,
+    long CachedPromptTokens);

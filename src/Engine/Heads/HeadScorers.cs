@@ -27,6 +27,9 @@ public sealed class HeadValue : IValueFunction
     public string Description { get; }
     public bool NeedsInputs => false;
 
+    /// <summary>The kernel head, so the scheduler can score every request's rows with one batched call per head.</summary>
+    internal ValueHead Head => _head;
+
     public void Evaluate(IReadOnlyList<ValueInput>? inputs, ReadOnlySpan<float> hidden, int count, Span<double> values)
     {
         if (_scratch.Length < count) _scratch = new float[count];

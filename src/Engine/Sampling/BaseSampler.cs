@@ -1,16 +1,16 @@
-using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using Tilt.Engine.Decoding;
 using Tilt.Engine.Models;
 using Tilt.Engine.Strategies;
-using Tilt.Engine.Text;
 using Tilt.Kernels;
 
 namespace Tilt.Engine.Sampling;
 
 /// <summary>
-/// Samples K continuations of a prompt from the base model in one batch: prefill once, fork the KV cache
-/// to K sequences, then one decode call and one batched sampling call per step. Sample i draws its noise
-/// from the RNG row i, so it is the same text whatever K, the thread count or the backend.
+/// Samples K continuations of a prompt from the base model in one batch: prefill once, fork the KV cache to K sequences,
+/// then one decode call and one batched sampling call per step. Sample i draws its noise from the RNG row i, so it is the
+/// same text whatever K, the thread count or the backend. Each call runs on an engine of its own; a service shares one
+/// <see cref="DecodingEngine"/> per model (plain generation is <see cref="GenerationOptions"/> in a <see cref="DecodingRequest"/>).
 /// </summary>
 public sealed class BaseSampler
 {
@@ -45,67 +45,29 @@ public sealed class BaseSampler
     {
         ArgumentNullException.ThrowIfNull(prompt);
         ArgumentNullException.ThrowIfNull(options);
-        await Task.Yield(); // never run the decode loop inside the caller's synchronous call
-        var clock = Stopwatch.StartNew();
-
-        int[] promptTokens = _model.Tokenize(prompt);
-        int k = options.Samples;
-        PromptLimits.Check(_model.Info, promptTokens.Length, options.MaxTokens);
-
-        using var session = _model.CreateSession(new SessionOptions
+        var request = new DecodingRequest { Prompt = prompt, Options = options };
+        int generated = 0, steps = 0, promptTokens = 0;
+        TimeSpan prefill = TimeSpan.Zero, total = TimeSpan.Zero, model = TimeSpan.Zero;
+        await foreach (var e in SingleRequest.StreamAsync(_model, _kernels, request, cancellationToken).ConfigureAwait(false))
         {
-            MaxSequences = k,
-            MaxSequenceLength = promptTokens.Length + options.MaxTokens,
-            Threads = options.Threads,
-            KvCacheType = options.KvCacheType,
-        });
-        var (startLogits, startHidden) = PromptFork.PrefillAndFork(session, promptTokens, k);
-        var prefillTime = clock.Elapsed;
-
-        var rollout = new CandidateRollout(session, _kernels, _model.Info);
-        var settings = new CandidateRollout.Settings
-        {
-            Candidates = k,
-            Sequences = Enumerable.Range(0, k).ToArray(),
-            Rows = Enumerable.Range(0, k).Select(i => (uint)i).ToArray(),
-            MaxTokens = options.MaxTokens,
-            Sampling = options.Sampling,
-            Seed = options.Seed,
-            Request = options.RequestId,
-        };
-        var decoders = new ITextDecoder[k];
-        var texts = new System.Text.StringBuilder[k];
-        for (int i = 0; i < k; i++)
-        {
-            decoders[i] = _model.CreateTextDecoder();
-            texts[i] = new System.Text.StringBuilder();
-        }
-
-        int generated = 0;
-        var events = new List<GenerationEvent>(2 * k);
-        foreach (int _ in rollout.Run(settings, startLogits, startHidden))
-        {
-            events.Clear();
-            foreach (int c in rollout.StepCandidates)
+            switch (e)
             {
-                var tokens = rollout.Tokens[c];
-                int token = tokens[^1];
-                string delta = decoders[c].Push(token);
-                texts[c].Append(delta);
-                generated++;
-                events.Add(new TokenGenerated(c, token, delta, rollout.LastTokenLogProb[c]));
-                if (rollout.Stopped[c] || tokens.Count >= options.MaxTokens)
-                {
-                    texts[c].Append(decoders[c].Flush());
-                    events.Add(new SampleFinished(new GeneratedSample(c, tokens.ToArray(), texts[c].ToString(),
-                        rollout.LogProb[c], rollout.SamplerLogProb[c], rollout.Stopped[c] ? FinishReason.Eos : FinishReason.Length)));
-                }
+                case TextAccepted t:
+                    generated++;
+                    yield return new TokenGenerated(t.Sample, t.Tokens[0], t.TextDelta, (float)t.LogProb);
+                    break;
+                case SampleCompleted { Result: var s }:
+                    prefill = s.Timings.Prefill;
+                    total = s.Timings.Total > total ? s.Timings.Total : total;
+                    model = s.Timings.ModelTime;
+                    promptTokens = s.PromptTokens;
+                    steps = Math.Max(steps, s.Tokens.Count);
+                    yield return new SampleFinished(new GeneratedSample(s.Index, s.Tokens, s.Text, s.LogProb, s.SamplerLogProb,
+                        s.Finish == AlignFinish.Eos ? FinishReason.Eos : FinishReason.Length));
+                    break;
             }
-            foreach (var e in events) yield return e;
-            cancellationToken.ThrowIfCancellationRequested();
         }
-
-        yield return new GenerationCompleted(new GenerationTimings(promptTokens.Length, prefillTime, clock.Elapsed - prefillTime,
-            rollout.DecodeCalls, generated) { ModelTime = rollout.DecodeTime });
+        // Decode calls after the prefill: one per step but the first (which samples from the prompt's logits).
+        yield return new GenerationCompleted(new GenerationTimings(promptTokens, prefill, total - prefill, Math.Max(0, steps - 1), generated) { ModelTime = model });
     }
 }

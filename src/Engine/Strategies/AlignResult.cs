@@ -102,6 +102,15 @@ public sealed record AlignedSample(
 
     /// <summary>Best-of-n: fraction of the other candidates whose reward the winner beats (ties count 1/2) [M10]; else null.</summary>
     public double? WinRateVsCandidates { get; init; }
+
+    /// <summary>Plain generation: log q(y | x) under the tempered/filtered sampler (0 for greedy); NaN for aligned strategies.</summary>
+    public double SamplerLogProb { get; init; } = double.NaN;
+
+    /// <summary>Tokens in the prompt (BOS included when the model adds one).</summary>
+    public int PromptTokens { get; init; }
+
+    /// <summary>Prompt tokens whose KV came from the engine's prompt cache instead of a prefill.</summary>
+    public int CachedPromptTokens { get; init; }
 }
 
 /// <summary>Something that happened during an aligned generation.</summary>
@@ -111,7 +120,11 @@ public abstract record AlignEvent(int Sample);
 /// <param name="Tokens">The accepted tokens.</param>
 /// <param name="TextDelta">Text they complete.</param>
 /// <param name="RunningKl">KL of the sample so far, by the strategy's method.</param>
-public sealed record TextAccepted(int Sample, IReadOnlyList<int> Tokens, string TextDelta, double RunningKl) : AlignEvent(Sample);
+public sealed record TextAccepted(int Sample, IReadOnlyList<int> Tokens, string TextDelta, double RunningKl) : AlignEvent(Sample)
+{
+    /// <summary>log p of the accepted tokens under the base model (T = 1, full vocabulary), summed; NaN where not reported.</summary>
+    public double LogProb { get; init; } = double.NaN;
+}
 
 /// <summary>Candidates were scored at a decision point.</summary>
 /// <param name="Step">Token position (token-wise) or block number (blockwise); 0 for best-of-n.</param>

@@ -239,6 +239,20 @@ public sealed class TabularModel : ILanguageModel
         }
 
         public string Flush() => string.Empty;
+
+        public string Preview(ReadOnlySpan<int> tokens)
+        {
+            var text = new System.Text.StringBuilder();
+            bool any = _any;
+            foreach (int t in tokens)
+            {
+                if (t == model.Info.EosToken) continue;
+                if (any) text.Append(' ');
+                text.Append(model.TokenText(t));
+                any = true;
+            }
+            return text.ToString();
+        }
     }
 }
 

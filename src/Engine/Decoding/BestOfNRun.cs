@@ -1,0 +1,153 @@
+using System.Diagnostics;
+using Tilt.Engine.Rewards;
+using Tilt.Engine.Statistics;
+using Tilt.Engine.Strategies;
+using Tilt.Kernels;
+
+namespace Tilt.Engine.Decoding;
+
+/// <summary>
+/// Best-of-n [M4] as a step function: n candidates from p decoded in the engine's batch (sharing the prompt's KV), scored
+/// by the reward in one call when all are finished, the highest kept (ties uniformly at random from the request's RNG, so
+/// the output follows the exact best-of-n law [M5]). KL: the estimate KLhat(eps = p(winner | x)) [M9] and the bound
+/// log n - (n-1)/n [M7]. Independent outputs (<see cref="AlignOptions.Samples"/>) run one after another on the same
+/// sequences; the deadline returns the output in progress as it stands and starts no other.
+/// </summary>
+internal sealed class BestOfNRun : RequestRun
+{
+    private readonly BestOfNOptions _options;
+    private readonly IReward _reward;
+    private Rollout? _rollout;
+    private int _sample;
+    private int _step;
+    private bool _needPrompt = true;
+    private TimeSpan _sampleStart;
+    private TimeSpan _prefill;
+    private int _cachedPrompt;
+
+    public BestOfNRun(DecodingRequest request, int[] promptTokens, Stopwatch clock, CancellationToken cancellation)
+        : base(request, promptTokens, clock, cancellation)
+    {
+        _options = (BestOfNOptions)request.Options;
+        _reward = request.Reward!;
+    }
+
+    public override int SequencesNeeded => _options.N;
+
+    public override int LiveSequences => IsDone ? 0 : _rollout?.Live ?? Sequences.Length;
+
+    public override void Prepare(StepContext context)
+    {
+        if (!_needPrompt) return;
+        _needPrompt = false;
+        _sampleStart = Clock.Elapsed;
+        int n = _options.N;
+        if (_sample > 0)
+            foreach (int s in Sequences) context.Session.RemoveSequence(s);
+        var prompt = context.Prompts.Load(Sequences[0], PromptTokens, context.SpareSequence);
+        _cachedPrompt = prompt.CachedTokens;
+        for (int i = 1; i < n; i++) context.Session.CopySequence(Sequences[0], Sequences[i]);
+        _prefill = Clock.Elapsed - _sampleStart;
+        _rollout ??= new Rollout(context.Model, n);
+        _rollout.Start(new Rollout.Settings
+        {
+            Candidates = n,
+            Sequences = Sequences,
+            Rows = Enumerable.Range(0, n).Select(i => (uint)(_sample * n + i)).ToArray(),
+            MaxTokens = _options.MaxTokens,
+            Sampling = _options.Sampling,
+            Seed = _options.Seed,
+            Request = _options.RequestId,
+            DecodeLastToken = _reward.NeedsHiddenState,
+        }, prompt.Logits, prompt.Hidden);
+        _step = 0;
+    }
+
+    public override void Plan(StepContext context) => _rollout?.Plan(context.Batch);
+
+    public override void Score(StepContext context) => _rollout?.Collect(context);
+
+    public override void Propose(StepContext context) => _rollout?.Propose(context);
+
+    public override void Advance(StepContext context)
+    {
+        var rollout = _rollout!;
+        rollout.Advance(context.Batch);
+        Emit(new StepCompleted(_sample, _step++, rollout.Live));
+        bool deadline = false;
+        if (!rollout.IsFinished && PastDeadline)
+        {
+            rollout.Stop();
+            deadline = true;
+        }
+        if (!rollout.IsFinished) return;
+
+        FinishSample(rollout, context.Info.HiddenSize, deadline);
+        _sample++;
+        if (deadline || _sample == _options.Samples || PastDeadline) IsDone = true;
+        else _needPrompt = true;
+    }
+
+    private void FinishSample(Rollout rollout, int d, bool deadline)
+    {
+        int n = _options.N;
+        var inputs = new RewardInput[n];
+        for (int i = 0; i < n; i++)
+        {
+            inputs[i] = new RewardInput
+            {
+                Prompt = Request.Prompt,
+                Text = rollout.FinishText(i),
+                Tokens = rollout.Tokens[i].ToArray(),
+                IsFinished = rollout.Stopped[i],
+                FinalHidden = rollout.FinalHidden.AsMemory(i * d, d).ToArray(),
+            };
+        }
+        var rewards = new double[n];
+        _reward.ScoreChecked(inputs, rewards);
+        int winner = PickWinner(rewards, _options, _sample);
+        Emit(new CandidatesScored(_sample, 0, rewards.ToArray(), winner));
+
+        var accepted = Clock.Elapsed - _sampleStart;
+        var winnerInput = inputs[winner];
+        double logProb = rollout.LogProb[winner];
+        var estimate = new KlReport(KlEstimators.KlHatFromLogProbability(logProb, n), KlMethod.BestOfNEstimate);
+        Emit(new TextAccepted(_sample, winnerInput.Tokens, winnerInput.Text, estimate.Value));
+
+        var candidates = _options.ReturnCandidates
+            ? inputs.Select((c, i) => new ScoredCandidate(i, c.Text, c.Tokens, rewards[i], rollout.LogProb[i], c.IsFinished)).ToArray()
+            : [];
+        var finish = deadline ? AlignFinish.Deadline : rollout.Stopped[winner] ? AlignFinish.Eos : AlignFinish.Length;
+        Emit(new SampleCompleted(new AlignedSample(_sample, winnerInput.Text, winnerInput.Tokens, rewards[winner], logProb,
+            estimate, new KlReport(Math.Log(n) - (n - 1.0) / n, KlMethod.BestOfNBound), finish, rollout.TokensDecoded,
+            new AlignTimings(_prefill, accepted, Clock.Elapsed - _sampleStart, rollout.DecodeCalls) { ModelTime = rollout.ModelTime }, candidates)
+        {
+            WinRateVsCandidates = n > 1 ? WinRateAgainstOthers(rewards, winner) : null,
+            PromptTokens = PromptTokens.Length,
+            CachedPromptTokens = _cachedPrompt,
+        }));
+    }
+
+    /// <summary>Highest reward; ties broken uniformly by the request's RNG ([M4]: uniform among the tied draws).</summary>
+    internal static int PickWinner(double[] rewards, BestOfNOptions options, int sample)
+    {
+        double best = rewards.Max();
+        int ties = rewards.Count(r => r == best);
+        int pick = ties == 1 ? 0 : (int)(Philox.Bits(new RngKey(options.Seed, options.RequestId, uint.MaxValue, (uint)sample), 0) % (uint)ties);
+        for (int i = 0; i < rewards.Length; i++)
+            if (rewards[i] == best && pick-- == 0) return i;
+        throw new UnreachableException();
+    }
+
+    /// <summary>Fraction of the other candidates the winner beats, ties counting 1/2 [M10].</summary>
+    private static double WinRateAgainstOthers(double[] rewards, int winner)
+    {
+        double wins = 0;
+        for (int i = 0; i < rewards.Length; i++)
+        {
+            if (i == winner) continue;
+            wins += rewards[winner] > rewards[i] ? 1 : rewards[winner] == rewards[i] ? 0.5 : 0;
+        }
+        return wins / (rewards.Length - 1);
+    }
+}

@@ -1,0 +1,251 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using Tilt.Engine.Rewards;
+using Tilt.Engine.Statistics;
+using Tilt.Engine.Strategies;
+using Tilt.Engine.Text;
+using Tilt.Engine.Values;
+using Tilt.Kernels;
+
+namespace Tilt.Engine.Decoding;
+
+/// <summary>
+/// Blockwise controlled decoding [M18] as a step function: from the current prefix, K candidate blocks of M tokens are
+/// drawn from p in the engine's batch, each block is scored by the value of its last hidden state (batched with every
+/// other request's values) or by the reward when it finished the text, the best block is kept (or one is sampled
+/// ∝ exp(V/beta)), streamed, and its sequence becomes the prefix the next K blocks fork from. With M at least the whole
+/// response and argmax selection this is exactly best-of-K with the value as reward [M18]. KL per block is bounded by
+/// log K - (K-1)/K and estimated by KLhat with eps = p(block | prefix) [M19].
+/// </summary>
+internal sealed class BlockwiseRun : RequestRun
+{
+    private readonly BlockwiseOptions _options;
+    private readonly IReward _reward;
+    private readonly IValueFunction _value;
+    private readonly int _k;
+    private Rollout? _rollout;
+    private int[] _order = [];      // [K] sequence of each candidate: _order[0] holds the prefix
+    private int _sample;
+    private bool _needPrompt = true;
+    private bool _scoring;           // the values of a finished set of blocks are queued this iteration
+
+    // The output in progress.
+    private float[] _prefixLogits = [];
+    private float[] _prefixHidden = [];
+    private readonly List<int> _tokens = [];
+    private readonly List<double> _blockLogProbs = [];
+    private readonly System.Text.StringBuilder _text = new();
+    private ITextDecoder _decoder = null!;
+    private double _logProb;
+    private long _evaluated;
+    private int _decodeCalls, _block, _cachedPrompt;
+    private TimeSpan _sampleStart, _prefill, _modelTime;
+    private TimeSpan? _firstBlock;
+    private double[] _scores = [];
+
+    public BlockwiseRun(DecodingRequest request, int[] promptTokens, Stopwatch clock, CancellationToken cancellation)
+        : base(request, promptTokens, clock, cancellation)
+    {
+        _options = (BlockwiseOptions)request.Options;
+        _reward = request.Reward!;
+        _value = request.Value ?? new PrefixRewardValue(_reward);
+        _k = _options.K;
+    }
+
+    public override int SequencesNeeded => _k;
+
+    public override void Prepare(StepContext context)
+    {
+        if (!_needPrompt) return;
+        _needPrompt = false;
+        _sampleStart = Clock.Elapsed;
+        if (_sample > 0)
+            foreach (int s in Sequences) context.Session.RemoveSequence(s);
+        _order = Sequences.ToArray();
+        var prompt = context.Prompts.Load(_order[0], PromptTokens, context.SpareSequence);
+        _cachedPrompt = prompt.CachedTokens;
+        _prefixLogits = prompt.Logits.ToArray();
+        _prefixHidden = prompt.Hidden.ToArray();
+        _prefill = Clock.Elapsed - _sampleStart;
+        _tokens.Clear();
+        _blockLogProbs.Clear();
+        _text.Clear();
+        _decoder = context.Model.CreateTextDecoder();
+        _logProb = 0;
+        _evaluated = 0;
+        _decodeCalls = 0;
+        _block = 0;
+        _modelTime = TimeSpan.Zero;
+        _firstBlock = null;
+        _rollout ??= new Rollout(context.Model, _k);
+        _scores = new double[_k];
+        if (PastDeadline) Finish(context, AlignFinish.Deadline);
+        else StartBlock(context);
+    }
+
+    public override void Plan(StepContext context)
+    {
+        if (!_scoring) _rollout?.Plan(context.Batch);
+    }
+
+    public override void Score(StepContext context)
+    {
+        var rollout = _rollout;
+        if (rollout is null || IsDone || _needPrompt) return;
+        rollout.Collect(context);
+        if (!rollout.IsFinished) return;
+
+        // Every block is complete: queue their values (batched with the other requests' values).
+        _scoring = true;
+        IReadOnlyList<ValueInput>? inputs = null;
+        if (_value.NeedsInputs)
+        {
+            var list = new ValueInput[_k];
+            for (int i = 0; i < _k; i++)
+            {
+                var block = rollout.TokenSpan(i);
+                list[i] = new ValueInput
+                {
+                    Prompt = Request.Prompt,
+                    PromptTokens = PromptTokens,
+                    Tokens = [.. _tokens, .. block],
+                    Text = _text + _decoder.Preview(block),
+                    IsFinished = rollout.Stopped[i],
+                };
+            }
+            inputs = list;
+        }
+        context.Batch.AddValues(this, _value, inputs, rollout.FinalHidden.AsSpan(0, _k * context.Hidden), _k, _scores);
+    }
+
+    public override void Propose(StepContext context)
+    {
+        if (IsDone || _needPrompt) return;
+        if (_scoring)
+        {
+            _scoring = false;
+            AcceptBlock(context);
+            if (IsDone || _needPrompt) return;
+        }
+        _rollout!.Propose(context);
+    }
+
+    public override void Advance(StepContext context)
+    {
+        if (IsDone || _needPrompt) return;
+        _rollout!.Advance(context.Batch);
+    }
+
+    private void StartBlock(StepContext context)
+    {
+        // Candidate 0 continues on the prefix's own sequence; the others fork it.
+        for (int i = 1; i < _k; i++) context.Session.CopySequence(_order[0], _order[i]);
+        int m = Math.Min(_options.BlockSize, _options.MaxTokens - _tokens.Count);
+        _rollout!.Start(new Rollout.Settings
+        {
+            Candidates = _k,
+            Sequences = _order,
+            Rows = Enumerable.Range(0, _k).Select(i => (uint)(_sample * _k + i)).ToArray(),
+            MaxTokens = m,
+            Sampling = _options.Sampling,
+            Seed = _options.Seed,
+            Request = _options.RequestId,
+            StepOffset = _tokens.Count,
+            // The winner's next block starts from its logits after its last token.
+            DecodeLastToken = true,
+            TrackText = false,
+        }, _prefixLogits, _prefixHidden);
+    }
+
+    /// <summary>Scores finished blocks by the reward, picks the winner, streams it and starts the next block or finishes.</summary>
+    private void AcceptBlock(StepContext context)
+    {
+        var rollout = _rollout!;
+        int d = context.Hidden, vocab = context.Vocab;
+        _evaluated += rollout.TokensDecoded;
+        _decodeCalls += rollout.DecodeCalls;
+        _modelTime += rollout.ModelTime;
+
+        var finished = Enumerable.Range(0, _k).Where(i => rollout.Stopped[i]).ToArray();
+        if (finished.Length > 0)
+        {
+            var candidates = finished.Select(i => new RewardInput
+            {
+                Prompt = Request.Prompt,
+                Text = _text + _decoder.Preview(rollout.TokenSpan(i)),
+                Tokens = [.. _tokens, .. rollout.TokenSpan(i)],
+                IsFinished = true,
+                FinalHidden = rollout.FinalHidden.AsMemory(i * d, d).ToArray(),
+            }).ToArray();
+            var rewards = new double[finished.Length];
+            _reward.ScoreChecked(candidates, rewards);
+            for (int j = 0; j < finished.Length; j++) _scores[finished[j]] = rewards[j];
+        }
+        for (int i = 0; i < _k; i++)
+            if (!double.IsFinite(_scores[i]))
+                throw new TiltException($"value {_value.Description} returned {_scores[i]} for candidate block {i}");
+
+        int winner = SelectBlock(_scores, _options, _sample, _block);
+        var blockTokens = rollout.Tokens[winner];
+        _tokens.AddRange(blockTokens);
+        _logProb += rollout.LogProb[winner];
+        _blockLogProbs.Add(rollout.LogProb[winner]);
+        var delta = new System.Text.StringBuilder();
+        foreach (int t in blockTokens) delta.Append(_decoder.Push(t));
+        _text.Append(delta);
+        _firstBlock ??= Clock.Elapsed - _sampleStart;
+        Emit(new CandidatesScored(_sample, _block, _scores.ToArray(), winner));
+        Emit(new TextAccepted(_sample, blockTokens.ToArray(), delta.ToString(), BlockwiseKl.Estimate(CollectionsMarshal.AsSpan(_blockLogProbs), _k)));
+        _block++;
+
+        // The winner's sequence becomes the prefix.
+        (_order[0], _order[winner]) = (_order[winner], _order[0]);
+        rollout.FinalLogits.AsSpan(winner * vocab, vocab).CopyTo(_prefixLogits);
+        rollout.FinalHidden.AsSpan(winner * d, d).CopyTo(_prefixHidden);
+
+        if (rollout.Stopped[winner]) Finish(context, AlignFinish.Eos);
+        else if (_tokens.Count >= _options.MaxTokens) Finish(context, AlignFinish.Length);
+        else if (PastDeadline) Finish(context, AlignFinish.Deadline);
+        else StartBlock(context);
+    }
+
+    private void Finish(StepContext context, AlignFinish finish)
+    {
+        _text.Append(_decoder.Flush());
+        string text = _text.ToString();
+        int[] tokens = _tokens.ToArray();
+        var reward = new double[1];
+        _reward.ScoreChecked([new RewardInput { Prompt = Request.Prompt, Text = text, Tokens = tokens, IsFinished = finish == AlignFinish.Eos, FinalHidden = _prefixHidden.ToArray() }], reward);
+        var perBlock = Enumerable.Repeat(_k, _block).ToArray();
+        Emit(new SampleCompleted(new AlignedSample(_sample, text, tokens, reward[0], _logProb,
+            new KlReport(BlockwiseKl.Estimate(CollectionsMarshal.AsSpan(_blockLogProbs), _k), KlMethod.BlockEstimate),
+            new KlReport(BlockwiseKl.Bound(perBlock), KlMethod.BlockBound), finish, _evaluated,
+            new AlignTimings(_prefill, _firstBlock ?? Clock.Elapsed - _sampleStart, Clock.Elapsed - _sampleStart, _decodeCalls) { ModelTime = _modelTime }, [])
+        {
+            PromptTokens = PromptTokens.Length,
+            CachedPromptTokens = _cachedPrompt,
+        }));
+        _sample++;
+        if (finish == AlignFinish.Deadline || _sample == _options.Samples || PastDeadline) IsDone = true;
+        else _needPrompt = true;
+    }
+
+    /// <summary>
+    /// Argmax with ties broken uniformly at random ([M4]: uniform among tied draws, so one block of M >= length is exactly
+    /// best-of-K), or a draw ∝ exp(V/beta); both from the step kernels' block selection with noise keyed by the block, so
+    /// the choice is reproducible.
+    /// </summary>
+    private static int SelectBlock(double[] scores, BlockwiseOptions options, int sample, int block)
+    {
+        var key = new RngKey(options.Seed, options.RequestId, uint.MaxValue - (uint)block, (uint)sample);
+        var values = new float[scores.Length];
+        if (options.Selection == BlockSelectionMode.Sample)
+        {
+            for (int i = 0; i < scores.Length; i++) values[i] = (float)scores[i];
+            return BlockSelection.Sample(values, (float)options.Beta, key, out _);
+        }
+        double best = scores.Max();
+        for (int i = 0; i < scores.Length; i++) values[i] = scores[i] == best ? 0f : float.NegativeInfinity;
+        return BlockSelection.Sample(values, float.PositiveInfinity, key, out _);
+    }
+}

@@ -1,0 +1,100 @@
+using System.Diagnostics;
+using Tilt.Engine.Rewards;
+using Tilt.Engine.Sampling;
+using Tilt.Engine.Statistics;
+using Tilt.Engine.Strategies;
+
+namespace Tilt.Engine.Decoding;
+
+/// <summary>
+/// Plain sampling from p: K samples that share the prompt's KV, each streamed token by token. Sample i draws from RNG row
+/// i, so its text does not depend on K. Finished samples release nothing early (they share one run); the reward, when the
+/// request has one, only scores the outputs.
+/// </summary>
+internal sealed class GenerationRun : RequestRun
+{
+    private readonly GenerationOptions _options;
+    private Rollout? _rollout;
+    private PromptState? _prompt;
+    private readonly bool[] _reported;
+    private TimeSpan _prefill;
+    private readonly TimeSpan?[] _first;
+
+    public GenerationRun(DecodingRequest request, int[] promptTokens, Stopwatch clock, CancellationToken cancellation)
+        : base(request, promptTokens, clock, cancellation)
+    {
+        _options = (GenerationOptions)request.Options;
+        _reported = new bool[_options.Samples];
+        _first = new TimeSpan?[_options.Samples];
+    }
+
+    public override int SequencesNeeded => _options.Samples;
+
+    public override void Prepare(StepContext context)
+    {
+        if (_prompt is not null) return;
+        _prompt = context.Prompts.Load(Sequences[0], PromptTokens, context.SpareSequence);
+        for (int i = 1; i < Sequences.Length; i++) context.Session.CopySequence(Sequences[0], Sequences[i]);
+        _prefill = Clock.Elapsed;
+        _rollout = new Rollout(context.Model, _options.Samples);
+        _rollout.Start(new Rollout.Settings
+        {
+            Candidates = _options.Samples,
+            Sequences = Sequences,
+            Rows = Enumerable.Range(0, _options.Samples).Select(i => (uint)i).ToArray(),
+            MaxTokens = _options.MaxTokens,
+            Sampling = _options.Sampling,
+            Seed = _options.Seed,
+            Request = _options.RequestId,
+        }, _prompt.Logits, _prompt.Hidden);
+    }
+
+    public override void Plan(StepContext context) => _rollout?.Plan(context.Batch);
+
+    public override void Score(StepContext context) => _rollout?.Collect(context);
+
+    public override void Propose(StepContext context) => _rollout?.Propose(context);
+
+    public override void Advance(StepContext context)
+    {
+        var rollout = _rollout!;
+        rollout.Advance(context.Batch);
+        for (int i = 0; i < _options.Samples; i++)
+        {
+            if (!rollout.Stepped[i]) continue;
+            _first[i] ??= Clock.Elapsed;
+            Emit(new TextAccepted(i, [rollout.Tokens[i][^1]], rollout.LastDelta[i], 0) { LogProb = rollout.LastTokenLogProb[i] });
+        }
+        // A sample is complete once it stopped or reached the limit (its last token needs no decode here).
+        for (int i = 0; i < _options.Samples; i++)
+        {
+            if (_reported[i] || !(rollout.Stopped[i] || rollout.Tokens[i].Count >= _options.MaxTokens)) continue;
+            _reported[i] = true;
+            Emit(new SampleCompleted(Result(i, rollout)));
+        }
+        if (rollout.IsFinished) IsDone = true;
+    }
+
+    private AlignedSample Result(int i, Rollout rollout)
+    {
+        string text = rollout.FinishText(i);
+        int[] tokens = rollout.Tokens[i].ToArray();
+        bool eos = rollout.Stopped[i];
+        double reward = double.NaN;
+        if (Request.Reward is { } r)
+        {
+            var scores = new double[1];
+            r.ScoreChecked([new RewardInput { Prompt = Request.Prompt, Text = text, Tokens = tokens, IsFinished = eos }], scores);
+            reward = scores[0];
+        }
+        double logq = rollout.SamplerLogProb[i], logp = rollout.LogProb[i];
+        return new AlignedSample(i, text, tokens, reward, logp, new KlReport(logq - logp, KlMethod.SamplerLogRatio), null,
+            eos ? AlignFinish.Eos : AlignFinish.Length, tokens.Length,
+            new AlignTimings(_prefill, _first[i] ?? Clock.Elapsed, Clock.Elapsed, tokens.Length) { ModelTime = rollout.ModelTime }, [])
+        {
+            SamplerLogProb = logq,
+            PromptTokens = PromptTokens.Length,
+            CachedPromptTokens = _prompt!.CachedTokens,
+        };
+    }
+}

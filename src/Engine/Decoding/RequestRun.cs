@@ -1,0 +1,107 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+using Tilt.Engine.Models;
+using Tilt.Engine.Strategies;
+using Tilt.Kernels;
+
+namespace Tilt.Engine.Decoding;
+
+/// <summary>
+/// What a request's step function sees in every hook: the engine's one session (KV moves), this iteration's batch, the
+/// model (tokenizer, detokenizer), the kernels and the scheduler's prompt loading (prompt cache).
+/// </summary>
+internal sealed class StepContext
+{
+    public required IDecodingSession Session { get; init; }
+    public required StepBatch Batch { get; init; }
+    public required ILanguageModel Model { get; init; }
+    public required IStepKernels Kernels { get; init; }
+    public required PromptCache Prompts { get; init; }
+
+    public ModelInfo Info => Model.Info;
+    public int Vocab => Model.Info.VocabularySize;
+    public int Hidden => Model.Info.HiddenSize;
+
+    /// <summary>Wall-clock time of this iteration's decode call (zero when there was none).</summary>
+    public TimeSpan LastDecode { get; set; }
+
+    /// <summary>Hands over a free sequence for the prompt cache, or null when none is spare.</summary>
+    public required Func<int?> SpareSequence { get; init; }
+}
+
+/// <summary>
+/// One admitted request: the skeleton every strategy shares (prompt, sequences, events, deadline, cancellation) with the
+/// strategy as its step function. The scheduler calls, on its loop thread, once per iteration and in this order:
+/// <see cref="Prepare"/> (prompt loading and KV moves; the only hook that may prefill), <see cref="Plan"/> (tokens to
+/// decode), then after the one decode <see cref="Score"/> (values to evaluate), <see cref="Propose"/> (rows to sample) and
+/// <see cref="Advance"/> (consume the sampled tokens, emit events, move KV). A run that sets <see cref="IsDone"/> has its
+/// sequences released at the end of the iteration.
+/// </summary>
+internal abstract class RequestRun
+{
+    private readonly Channel<AlignEvent> _events = Channel.CreateUnbounded<AlignEvent>(new UnboundedChannelOptions
+    {
+        SingleReader = true,
+        SingleWriter = true,
+        AllowSynchronousContinuations = false,
+    });
+
+    protected RequestRun(DecodingRequest request, int[] promptTokens, Stopwatch clock, CancellationToken cancellation)
+    {
+        Request = request;
+        PromptTokens = promptTokens;
+        Clock = clock;
+        Cancellation = cancellation;
+    }
+
+    public DecodingRequest Request { get; }
+
+    /// <summary>The prompt's tokens (BOS first when the model adds one).</summary>
+    public int[] PromptTokens { get; }
+
+    /// <summary>Started when the request was submitted: deadlines and timings count queueing too.</summary>
+    public Stopwatch Clock { get; }
+
+    public CancellationToken Cancellation { get; }
+
+    /// <summary>Sequences this run needs at once; admitted only when that many are free.</summary>
+    public abstract int SequencesNeeded { get; }
+
+    /// <summary>The engine sequences this run owns (set at admission).</summary>
+    public int[] Sequences { get; private set; } = [];
+
+    /// <summary>Arrival order, for FIFO admission.</summary>
+    public long Ticket { get; set; }
+
+    /// <summary>True when every output is complete (or the deadline ended the request).</summary>
+    public bool IsDone { get; protected set; }
+
+    /// <summary>The events of this request, read by its <see cref="DecodingEngine.StreamAsync"/> caller.</summary>
+    public ChannelReader<AlignEvent> Events => _events.Reader;
+
+    /// <summary>Live sequences this iteration (for the engine's status).</summary>
+    public virtual int LiveSequences => IsDone ? 0 : Sequences.Length;
+
+    public void Admit(int[] sequences) => Sequences = sequences;
+
+    public abstract void Prepare(StepContext context);
+
+    public abstract void Plan(StepContext context);
+
+    public virtual void Score(StepContext context)
+    {
+    }
+
+    public abstract void Propose(StepContext context);
+
+    public abstract void Advance(StepContext context);
+
+    /// <summary>Ends the event stream (with the failure, cancellation or null on success).</summary>
+    public void Complete(Exception? error = null) => _events.Writer.TryComplete(error);
+
+    protected void Emit(AlignEvent e) => _events.Writer.TryWrite(e);
+
+    /// <summary>True when the request's deadline (measured from submission) has passed.</summary>
+    protected bool PastDeadline =>
+        Request.Options is AlignOptions { Deadline: { } limit } && Clock.Elapsed >= limit;
+}

@@ -1,0 +1,312 @@
+using System.Runtime.InteropServices;
+using Tilt.Engine.Models;
+using Tilt.Engine.Text;
+using Tilt.Kernels;
+
+namespace Tilt.Engine.Decoding;
+
+/// <summary>
+/// K candidates that each hold a prefix in the engine's session, extended by up to <see cref="Settings.MaxTokens"/> tokens
+/// sampled from the base model, driven one scheduler iteration at a time (the step function shared by plain generation,
+/// best-of-n and blockwise CD). In an iteration a candidate whose newest token is pending is decoded (its row joins the
+/// engine's one decode), then sampled (its row joins the engine's one sampling call).
+/// <para>
+/// Per candidate it records tokens, log p (T = 1, full vocabulary), the sampler's log-probability, whether a stop token
+/// ended it, its text (detokenized incrementally, UTF-8 safe) and the hidden state after its last text token (the stop token
+/// is not text). With <see cref="Settings.DecodeLastToken"/> a candidate cut by the token limit also has its last token
+/// decoded, so its hidden state is current and its next-token logits are available (blockwise CD continues from them;
+/// trained reward heads read that hidden state).
+/// </para>
+/// Noise for candidate i at response position t comes from RNG row Rows[i] and step StepOffset + t, so a candidate's text
+/// depends neither on K, nor on which other candidates are alive, nor on what other requests share the batch.
+/// </summary>
+internal sealed class Rollout
+{
+    private readonly ModelInfo _info;
+    private readonly ILanguageModel _model;
+    private readonly int _vocab;
+    private readonly int _hidden;
+    private readonly Phase[] _phase;
+    private readonly int[] _handle;       // [K] sampling handle (Sample phase) or decode row (Decode phases)
+    private readonly bool[] _fromStart;   // [K] the next sample reads the start logits (no decode yet)
+    private readonly float[] _startLogits;   // [vocab] shared start row (all candidates start from one prefix)
+    private Settings _settings = null!;
+    private int _remaining; // candidates not Done
+
+    public Rollout(ILanguageModel model, int capacity)
+    {
+        _model = model;
+        _info = model.Info;
+        _vocab = _info.VocabularySize;
+        _hidden = _info.HiddenSize;
+        _phase = new Phase[capacity];
+        _handle = new int[capacity];
+        _fromStart = new bool[capacity];
+        _startLogits = new float[_vocab];
+        Tokens = new List<int>[capacity];
+        Decoders = new ITextDecoder[capacity];
+        Texts = new System.Text.StringBuilder[capacity];
+        for (int i = 0; i < capacity; i++)
+        {
+            Tokens[i] = [];
+            Texts[i] = new System.Text.StringBuilder();
+        }
+        LogProb = new double[capacity];
+        LastTokenLogProb = new float[capacity];
+        LastDelta = new string[capacity];
+        SamplerLogProb = new double[capacity];
+        Stopped = new bool[capacity];
+        HiddenIsCurrent = new bool[capacity];
+        FinalHidden = new float[capacity * _hidden];
+        FinalLogits = new float[capacity * _vocab];
+        HasFinalLogits = new bool[capacity];
+        Stepped = new bool[capacity];
+    }
+
+    private enum Phase
+    {
+        Done,
+        Sample,     // has logits (start or this iteration's decode row), wants its next token
+        Decode,     // newest token pending; decode it, then sample
+        DecodeOnly, // newest token pending at the limit; decode it for its state only
+    }
+
+    /// <summary>What one run does.</summary>
+    public sealed record Settings
+    {
+        /// <summary>Candidates in this run (&lt;= capacity).</summary>
+        public required int Candidates { get; init; }
+
+        /// <summary>[Candidates] engine sequence of each candidate.</summary>
+        public required int[] Sequences { get; init; }
+
+        /// <summary>[Candidates] RNG row of each candidate.</summary>
+        public required uint[] Rows { get; init; }
+
+        public required int MaxTokens { get; init; }
+        public required SamplingParameters Sampling { get; init; }
+        public required ulong Seed { get; init; }
+        public required uint Request { get; init; }
+
+        /// <summary>Response position of the first token of this run (RNG step of t = 0).</summary>
+        public int StepOffset { get; init; }
+
+        public bool DecodeLastToken { get; init; }
+
+        /// <summary>Keep each candidate's text (incremental detokenization). Defaults to true.</summary>
+        public bool TrackText { get; init; } = true;
+    }
+
+    public int Candidates => _settings.Candidates;
+
+    /// <summary>[K] generated tokens of each candidate in this run (stop token included).</summary>
+    public List<int>[] Tokens { get; }
+
+    /// <summary>[K] text of each candidate's tokens so far (incomplete UTF-8 held in its decoder).</summary>
+    public System.Text.StringBuilder[] Texts { get; }
+
+    /// <summary>[K] the candidates' streaming detokenizers.</summary>
+    public ITextDecoder[] Decoders { get; }
+
+    public double[] LogProb { get; }
+    public float[] LastTokenLogProb { get; }
+
+    /// <summary>[K] text completed by the candidate's newest token.</summary>
+    public string[] LastDelta { get; }
+
+    public double[] SamplerLogProb { get; }
+    public bool[] Stopped { get; }
+    public bool[] HiddenIsCurrent { get; }
+
+    /// <summary>[K, d] hidden state after the last decoded text token of each candidate.</summary>
+    public float[] FinalHidden { get; }
+
+    /// <summary>[K, vocab] next-token logits after the candidate's last token, where <see cref="HasFinalLogits"/>.</summary>
+    public float[] FinalLogits { get; }
+
+    public bool[] HasFinalLogits { get; }
+
+    /// <summary>[K] true for candidates that received a token in the last <see cref="Advance"/>.</summary>
+    public bool[] Stepped { get; }
+
+    /// <summary>True when every candidate is finished (and its last token decoded where asked).</summary>
+    public bool IsFinished => _remaining == 0;
+
+    /// <summary>Candidates still decoding.</summary>
+    public int Live { get; private set; }
+
+    public long TokensDecoded { get; private set; }
+    public int DecodeCalls { get; private set; }
+
+    /// <summary>Wall-clock time of the decode calls this run took part in (shared with the other rows of those batches).</summary>
+    public TimeSpan ModelTime { get; private set; }
+
+    /// <summary>
+    /// Starts a run: every candidate already holds the same prefix, whose next-token logits are <paramref name="startLogits"/>
+    /// [vocab] and hidden state <paramref name="startHidden"/> [d].
+    /// </summary>
+    public void Start(Settings settings, ReadOnlySpan<float> startLogits, ReadOnlySpan<float> startHidden)
+    {
+        int n = settings.Candidates;
+        if (n < 1 || n > _phase.Length)
+            throw new ArgumentOutOfRangeException(nameof(settings), n, $"candidates must be 1..{_phase.Length}");
+        _settings = settings;
+        startLogits[.._vocab].CopyTo(_startLogits);
+        for (int i = 0; i < n; i++)
+        {
+            Tokens[i].Clear();
+            Texts[i].Clear();
+            if (settings.TrackText) Decoders[i] = _model.CreateTextDecoder();
+            LogProb[i] = 0;
+            SamplerLogProb[i] = 0;
+            Stopped[i] = false;
+            HiddenIsCurrent[i] = true;
+            HasFinalLogits[i] = false;
+            Stepped[i] = false;
+            _phase[i] = Phase.Sample;
+            _fromStart[i] = true;
+            startHidden[.._hidden].CopyTo(FinalHidden.AsSpan(i * _hidden, _hidden));
+        }
+        TokensDecoded = 0;
+        DecodeCalls = 0;
+        ModelTime = TimeSpan.Zero;
+        Live = n;
+        _remaining = n;
+    }
+
+    /// <summary>Adds the pending tokens of live candidates to the iteration's decode.</summary>
+    public void Plan(StepBatch batch)
+    {
+        if (IsFinished) return;
+        bool any = false;
+        for (int i = 0; i < _settings.Candidates; i++)
+        {
+            if (_phase[i] is not (Phase.Decode or Phase.DecodeOnly)) continue;
+            _handle[i] = batch.AddDecode(_settings.Sequences[i], Tokens[i][^1]);
+            any = true;
+        }
+        if (any)
+        {
+            DecodeCalls++;
+        }
+    }
+
+    /// <summary>After the decode: records the hidden states (and, for candidates at the limit, the logits) of decoded rows.</summary>
+    public void Collect(StepContext context)
+    {
+        if (IsFinished) return;
+        var logits = context.Session.Logits;
+        var hidden = context.Session.Hidden;
+        bool decoded = false;
+        for (int i = 0; i < _settings.Candidates; i++)
+        {
+            if (_phase[i] is not (Phase.Decode or Phase.DecodeOnly)) continue;
+            int row = _handle[i];
+            TokensDecoded++;
+            decoded = true;
+            hidden.Slice(row * _hidden, _hidden).CopyTo(FinalHidden.AsSpan(i * _hidden, _hidden));
+            if (_phase[i] == Phase.DecodeOnly)
+            {
+                logits.Slice(row * _vocab, _vocab).CopyTo(FinalLogits.AsSpan(i * _vocab, _vocab));
+                HasFinalLogits[i] = true;
+                _phase[i] = Phase.Done;
+                _remaining--;
+                continue;
+            }
+            _phase[i] = Phase.Sample;
+            _fromStart[i] = false;
+        }
+        if (decoded) ModelTime += context.LastDecode;
+    }
+
+    /// <summary>Queues every candidate that wants a token for sampling (from the start logits or its decoded row).</summary>
+    public void Propose(StepContext context)
+    {
+        if (IsFinished) return;
+        var logits = context.Session.Logits;
+        for (int i = 0; i < _settings.Candidates; i++)
+        {
+            if (_phase[i] != Phase.Sample) continue;
+            var source = _fromStart[i] ? _startLogits : logits.Slice(_handle[i] * _vocab, _vocab);
+            _handle[i] = context.Batch.AddSample(source, _settings.Sampling, Key(i));
+        }
+    }
+
+    /// <summary>Consumes the sampled tokens: appends, detokenizes, decides which candidates continue.</summary>
+    public void Advance(StepBatch batch)
+    {
+        Array.Clear(Stepped, 0, _settings.Candidates);
+        if (IsFinished) return;
+        int live = 0;
+        for (int i = 0; i < _settings.Candidates; i++)
+        {
+            if (_phase[i] != Phase.Sample) continue;
+            int h = _handle[i], token = batch.SampledToken(h);
+            float lp = batch.SampledBaseLogProb(h);
+            Tokens[i].Add(token);
+            LogProb[i] += lp;
+            LastTokenLogProb[i] = lp;
+            SamplerLogProb[i] += batch.SampledSamplerLogProb(h);
+            Stepped[i] = true;
+            if (_settings.TrackText)
+            {
+                string delta = Decoders[i].Push(token);
+                Texts[i].Append(delta);
+                LastDelta[i] = delta;
+            }
+            if (_info.IsStop(token))
+            {
+                Stopped[i] = true; // FinalHidden already holds the state after the last text token
+                _phase[i] = Phase.Done;
+                _remaining--;
+            }
+            else if (Tokens[i].Count >= _settings.MaxTokens)
+            {
+                if (_settings.DecodeLastToken)
+                {
+                    _phase[i] = Phase.DecodeOnly;
+                }
+                else
+                {
+                    HiddenIsCurrent[i] = false;
+                    _phase[i] = Phase.Done;
+                    _remaining--;
+                }
+            }
+            else
+            {
+                _phase[i] = Phase.Decode;
+                live++;
+            }
+        }
+        Live = live;
+    }
+
+    /// <summary>
+    /// Stops every candidate where it stands (deadline): pending tokens stay undecoded, so hidden states are one token behind
+    /// for those, which <see cref="HiddenIsCurrent"/> records.
+    /// </summary>
+    public void Stop()
+    {
+        if (IsFinished) return;
+        for (int i = 0; i < _settings.Candidates; i++)
+        {
+            if (_phase[i] is Phase.Decode or Phase.DecodeOnly) HiddenIsCurrent[i] = false;
+            _phase[i] = Phase.Done;
+        }
+        Live = 0;
+        _remaining = 0;
+    }
+
+    /// <summary>Flushes the candidates' detokenizers: the final texts.</summary>
+    public string FinishText(int candidate)
+    {
+        if (_settings.TrackText) Texts[candidate].Append(Decoders[candidate].Flush());
+        return Texts[candidate].ToString();
+    }
+
+    public ReadOnlySpan<int> TokenSpan(int candidate) => CollectionsMarshal.AsSpan(Tokens[candidate]);
+
+    private RngKey Key(int candidate) =>
+        new(_settings.Seed, _settings.Request, (uint)(_settings.StepOffset + Tokens[candidate].Count), _settings.Rows[candidate]);
+}

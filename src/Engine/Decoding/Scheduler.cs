@@ -1,0 +1,285 @@
+using System.Diagnostics;
+using Tilt.Engine.Models;
+using Tilt.Kernels;
+
+namespace Tilt.Engine.Decoding;
+
+/// <summary>
+/// The loop that owns a model's one decoding session (one llama context, one KV pool) and steps every admitted request's
+/// sequences together: vLLM's schedule -> execute -> update, llama-server's slots. Each iteration:
+/// admit waiting requests in arrival order while sequences are free; let each request load its prompt (prompt cache or
+/// prefill) and move KV; form ONE decode batch from every request's pending tokens; evaluate values (trained heads of every
+/// request in one kernel call per head); ONE base-sampling kernel call over every row that samples from p and one token-wise
+/// call per candidate-set size; then every request's step function advances. Requests are data the loop reads; only the
+/// loop's thread touches the session and the kernels, so all per-step .NET work runs on the thread that calls llama_decode.
+/// </summary>
+internal sealed class Scheduler : IDisposable
+{
+    private readonly ILanguageModel _model;
+    private readonly IStepKernels _kernels;
+    private readonly EngineOptions _options;
+    private readonly IDecodingSession _session;
+    private readonly StepBatch _batch;
+    private readonly PromptCache _prompts;
+    private readonly StepContext _context;
+    private readonly Stack<int> _free = new();
+    private readonly LinkedList<RequestRun> _queue = new();
+    private readonly List<RequestRun> _running = [];
+    private readonly List<(RequestRun Run, Exception Error)> _failed = [];
+    private readonly object _gate = new(); // a Monitor: the loop waits on it for work
+    private readonly Thread _thread;
+    private readonly TaskCompletionSource _idle = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private long _tickets;
+    private bool _accepting = true;
+    private bool _stopping;
+    private bool _cancelAll;
+    private volatile int _liveSequences;
+    private volatile int _runningCount;
+    private long _iterations;
+    private long _tokensDecoded;
+
+    public Scheduler(ILanguageModel model, IStepKernels kernels, EngineOptions options)
+    {
+        _model = model;
+        _kernels = kernels;
+        _options = options;
+        _session = model.CreateSession(new SessionOptions
+        {
+            MaxSequences = options.MaxSequences,
+            MaxSequenceLength = options.MaxSequenceLength,
+            KvCacheType = options.KvCacheType,
+            KvLayout = options.KvLayout,
+            SharedCellsPerSequence = options.MaxSequenceLength, // worst case: no sharing at all
+            Threads = options.Threads,
+        });
+        for (int s = options.MaxSequences - 1; s >= 0; s--) _free.Push(s);
+        _batch = new StepBatch(model.Info.VocabularySize, model.Info.HiddenSize, options.MaxSequences);
+        _prompts = new PromptCache(_session, options.PromptCacheEntries);
+        _context = new StepContext
+        {
+            Session = _session,
+            Batch = _batch,
+            Model = model,
+            Kernels = kernels,
+            Prompts = _prompts,
+            SpareSequence = SpareSequence,
+        };
+        _thread = new Thread(Loop) { IsBackground = true, Name = "tilt-scheduler" };
+        _thread.Start();
+    }
+
+    public int QueuedRequests
+    {
+        get
+        {
+            lock (_gate) return _queue.Count;
+        }
+    }
+
+    public int RunningRequests => _runningCount;
+    public int LiveSequences => _liveSequences;
+    public long Iterations => Interlocked.Read(ref _iterations);
+    public long TokensDecoded => Interlocked.Read(ref _tokensDecoded);
+    public long CachedPromptTokens => _prompts.HitTokens;
+
+    /// <summary>
+    /// Queues a run, or refuses it at once: <see cref="EngineBusyException"/> when the queue is full, <see cref="RequestException"/>
+    /// when it can never fit, <see cref="ObjectDisposedException"/> when the engine is stopping.
+    /// </summary>
+    public void Submit(RequestRun run)
+    {
+        if (run.SequencesNeeded > _options.MaxSequences)
+            throw new RequestException($"the request needs {run.SequencesNeeded} parallel sequences but the engine holds at most {_options.MaxSequences} " +
+                                       "(EngineOptions.MaxSequences); lower n / k / top-k or raise the engine's capacity");
+        lock (_gate)
+        {
+            if (!_accepting) throw new EngineStoppingException();
+            bool waits = _queue.Count > 0 || _free.Count + _prompts.Count < run.SequencesNeeded;
+            if (waits && _queue.Count >= _options.MaxQueuedRequests)
+                throw new EngineBusyException(_queue.Count, _options.MaxQueuedRequests);
+            run.Ticket = _tickets++;
+            var node = _queue.AddLast(run);
+            // A request cancelled while it waits leaves the queue at once; one already admitted is dropped by the loop.
+            run.Cancellation.Register(() =>
+            {
+                lock (_gate)
+                {
+                    if (node.List is null) return;
+                    _queue.Remove(node);
+                    Monitor.PulseAll(_gate);
+                }
+                run.Complete(new OperationCanceledException(run.Cancellation));
+            });
+            Monitor.PulseAll(_gate);
+        }
+    }
+
+    /// <summary>Stops admitting; completes when every admitted and queued request has finished.</summary>
+    public Task StopAdmitting()
+    {
+        lock (_gate)
+        {
+            _accepting = false;
+            if (_queue.Count == 0 && _running.Count == 0) _idle.TrySetResult();
+            Monitor.PulseAll(_gate);
+        }
+        return _idle.Task;
+    }
+
+    /// <summary>Cancels every queued and running request (the end of a shutdown's drain).</summary>
+    public void CancelAll()
+    {
+        List<RequestRun> queued;
+        lock (_gate)
+        {
+            queued = [.. _queue];
+            _queue.Clear();
+            _cancelAll = true;
+            if (!_accepting && _running.Count == 0) _idle.TrySetResult();
+            Monitor.PulseAll(_gate);
+        }
+        foreach (var run in queued) run.Complete(new OperationCanceledException("the engine shut down before the request was admitted"));
+    }
+
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_stopping) return;
+            _stopping = true;
+            _accepting = false;
+            Monitor.PulseAll(_gate);
+        }
+        _thread.Join();
+        var error = new ObjectDisposedException(nameof(DecodingEngine), "the engine was disposed before the request finished");
+        foreach (var run in _queue) run.Complete(error);
+        foreach (var run in _running) run.Complete(error);
+        _queue.Clear();
+        _running.Clear();
+        _session.Dispose();
+        _idle.TrySetResult();
+    }
+
+    private void Loop()
+    {
+        while (true)
+        {
+            lock (_gate)
+            {
+                while (!_stopping && _running.Count == 0 && _queue.Count == 0)
+                {
+                    if (!_accepting) _idle.TrySetResult();
+                    Monitor.Wait(_gate);
+                }
+                if (_stopping) return;
+                Admit();
+            }
+            try
+            {
+                Iterate();
+            }
+            catch (Exception e)
+            {
+                // A failure of the shared step (the decode or a kernel call) fails every request in it.
+                foreach (var run in _running.ToArray()) Release(run, e);
+            }
+            _runningCount = _running.Count;
+            int live = 0;
+            foreach (var run in _running) live += run.LiveSequences;
+            _liveSequences = live;
+        }
+    }
+
+    /// <summary>Admits waiting requests in arrival order while their sequences are free (no overtaking: no starvation).</summary>
+    private void Admit()
+    {
+        while (_queue.First is { } node)
+        {
+            var run = node.Value;
+            int needed = run.SequencesNeeded;
+            while (_free.Count < needed && _prompts.EvictOne() is { } freed) _free.Push(freed);
+            if (_free.Count < needed) return;
+            _queue.RemoveFirst();
+            var sequences = new int[needed];
+            for (int i = 0; i < needed; i++) sequences[i] = _free.Pop();
+            run.Admit(sequences);
+            _running.Add(run);
+        }
+    }
+
+    private int? SpareSequence() => _free.Count > 0 ? _free.Pop() : null;
+
+    private void Iterate()
+    {
+        bool all;
+        lock (_gate) all = _cancelAll;
+        for (int i = _running.Count - 1; i >= 0; i--)
+        {
+            var run = _running[i];
+            if (all) Release(run, new OperationCanceledException("the engine shut down before the request finished"));
+            else if (run.Cancellation.IsCancellationRequested) Release(run, new OperationCanceledException(run.Cancellation));
+        }
+        if (_running.Count == 0) return;
+
+        _batch.Clear();
+        _context.LastDecode = TimeSpan.Zero;
+        Each(static (run, c) => run.Prepare(c));
+        Each(static (run, c) => run.Plan(c));
+        if (_batch.Decodes > 0)
+        {
+            long started = Stopwatch.GetTimestamp();
+            _session.Step(_batch.DecodeSequences, _batch.DecodeTokens);
+            _context.LastDecode = Stopwatch.GetElapsedTime(started);
+            Interlocked.Add(ref _tokensDecoded, _batch.Decodes);
+        }
+        Each(static (run, c) => run.Score(c));
+        foreach (var (owner, error) in _batch.EvaluateValues(_kernels)) _failed.Add(((RequestRun)owner, error));
+        ReleaseFailed();
+        Each(static (run, c) => run.Propose(c));
+        _batch.Sample(_kernels);
+        Each(static (run, c) => run.Advance(c));
+        for (int i = _running.Count - 1; i >= 0; i--)
+            if (_running[i].IsDone) Release(_running[i], null);
+        Interlocked.Increment(ref _iterations);
+    }
+
+    /// <summary>Runs one hook of every request; a request whose hook throws fails alone and leaves the iteration.</summary>
+    private void Each(Action<RequestRun, StepContext> hook)
+    {
+        foreach (var run in _running)
+        {
+            try
+            {
+                hook(run, _context);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                _failed.Add((run, e));
+            }
+        }
+        ReleaseFailed();
+    }
+
+    private void ReleaseFailed()
+    {
+        if (_failed.Count == 0) return;
+        foreach (var (run, error) in _failed) Release(run, error);
+        _failed.Clear();
+    }
+
+    /// <summary>Frees a request's sequences (and their KV cells) and ends its event stream.</summary>
+    private void Release(RequestRun run, Exception? error)
+    {
+        if (!_running.Remove(run)) return;
+        foreach (int s in run.Sequences)
+        {
+            _session.RemoveSequence(s);
+            _free.Push(s);
+        }
+        run.Complete(error);
+        lock (_gate)
+        {
+            if (!_accepting && _queue.Count == 0 && _running.Count == 0) _idle.TrySetResult();
+        }
+    }
+}

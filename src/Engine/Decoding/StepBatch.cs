@@ -1,0 +1,252 @@
+using Tilt.Engine.Heads;
+using Tilt.Engine.Values;
+using Tilt.Kernels;
+
+namespace Tilt.Engine.Decoding;
+
+/// <summary>
+/// The rows of one scheduler iteration over every admitted request: the tokens to decode (one llama_decode), the
+/// value evaluations on the hidden states that come back, and the rows to sample (one <see cref="IStepKernels.SampleBase"/>
+/// call for every base-sampled row, one <see cref="IStepKernels.TiltedStep"/> call per candidate-set size for token-wise
+/// rows). Per-row parameters live in arrays beside the rows (vLLM's SamplingMetadata), never as branches in a kernel.
+/// Not thread-safe: the scheduler's loop thread owns it.
+/// </summary>
+internal sealed class StepBatch
+{
+    private readonly int _vocab;
+    private readonly int _hidden;
+
+    // Decode entries: [decodes] sequence and token; output row i of the decode belongs to entry i.
+    private int[] _sequences;
+    private int[] _tokens;
+
+    // Base sampling: [samples, vocab] gathered logits and per-row parameters, keys and results.
+    private float[] _sampleLogits;
+    private SamplingParameters[] _sampleParameters;
+    private RngKey[] _sampleKeys;
+    private int[] _sampledTokens;
+    private float[] _sampledBaseLogProb;
+    private float[] _sampledSamplerLogProb;
+
+    // Token-wise rows grouped by the size of their candidate set (the kernel takes one size per call).
+    private readonly Dictionary<int, TiltGroup> _tiltGroups = [];
+
+    // Value evaluations, grouped by trained head (one batched kernel call per head) or evaluated one request at a time.
+    private readonly List<ValueRequest> _values = [];
+
+    public StepBatch(int vocab, int hidden, int capacity)
+    {
+        _vocab = vocab;
+        _hidden = hidden;
+        _sequences = new int[capacity];
+        _tokens = new int[capacity];
+        _sampleLogits = new float[capacity * vocab];
+        _sampleParameters = new SamplingParameters[capacity];
+        _sampleKeys = new RngKey[capacity];
+        _sampledTokens = new int[capacity];
+        _sampledBaseLogProb = new float[capacity];
+        _sampledSamplerLogProb = new float[capacity];
+    }
+
+    /// <summary>Entries of the decode call.</summary>
+    public int Decodes { get; private set; }
+
+    /// <summary>Rows sampled from the base model this iteration.</summary>
+    public int Samples { get; private set; }
+
+    public ReadOnlySpan<int> DecodeSequences => _sequences.AsSpan(0, Decodes);
+    public ReadOnlySpan<int> DecodeTokens => _tokens.AsSpan(0, Decodes);
+
+    public void Clear()
+    {
+        Decodes = 0;
+        Samples = 0;
+        foreach (var group in _tiltGroups.Values) group.Count = 0;
+        _values.Clear();
+    }
+
+    /// <summary>Appends <paramref name="token"/> to <paramref name="sequence"/> in this iteration's decode; returns its output row.</summary>
+    public int AddDecode(int sequence, int token)
+    {
+        if (Decodes == _sequences.Length)
+        {
+            Array.Resize(ref _sequences, Decodes * 2);
+            Array.Resize(ref _tokens, Decodes * 2);
+        }
+        _sequences[Decodes] = sequence;
+        _tokens[Decodes] = token;
+        return Decodes++;
+    }
+
+    /// <summary>Queues a row for base sampling from <paramref name="logits"/> ([vocab], copied now); returns its handle.</summary>
+    public int AddSample(ReadOnlySpan<float> logits, SamplingParameters parameters, RngKey key)
+    {
+        if (Samples == _sampleParameters.Length) GrowSamples();
+        logits[.._vocab].CopyTo(_sampleLogits.AsSpan(Samples * _vocab, _vocab));
+        _sampleParameters[Samples] = parameters;
+        _sampleKeys[Samples] = key;
+        return Samples++;
+    }
+
+    public int SampledToken(int handle) => _sampledTokens[handle];
+    public float SampledBaseLogProb(int handle) => _sampledBaseLogProb[handle];
+    public float SampledSamplerLogProb(int handle) => _sampledSamplerLogProb[handle];
+
+    /// <summary>
+    /// Queues a token-wise CD row [M14]: the prefix's logits, its candidate tokens and their values V(prefix + z).
+    /// Returns a handle for <see cref="TiltResult"/>.
+    /// </summary>
+    public (int Group, int Row) AddTilted(ReadOnlySpan<float> logits, ReadOnlySpan<int> candidateIds, ReadOnlySpan<float> values,
+        float beta, SamplingParameters parameters, RngKey key)
+    {
+        int c = candidateIds.Length;
+        if (!_tiltGroups.TryGetValue(c, out var group)) _tiltGroups[c] = group = new TiltGroup(c, _vocab);
+        int row = group.Add(logits[.._vocab], candidateIds, values, beta, parameters, key);
+        return (c, row);
+    }
+
+    /// <summary>Token, log p, log pi and the exact per-step KL [M15] of a token-wise row after <see cref="Sample"/>.</summary>
+    public (int Token, float BaseLogProb, float TiltedLogProb, float Kl) TiltResult((int Group, int Row) handle)
+    {
+        var g = _tiltGroups[handle.Group];
+        return (g.Tokens[handle.Row], g.BaseLogProb[handle.Row], g.TiltedLogProb[handle.Row], g.Kl[handle.Row]);
+    }
+
+    /// <summary>
+    /// Queues values[i] = V(prefix i) for <paramref name="count"/> prefixes whose hidden states are <paramref name="hidden"/>
+    /// ([count, d], copied now). Trained heads of every request are scored together, one kernel call per head.
+    /// </summary>
+    public void AddValues(object owner, IValueFunction value, IReadOnlyList<ValueInput>? inputs, ReadOnlySpan<float> hidden, int count, double[] destination)
+    {
+        _values.Add(new ValueRequest(owner, value, inputs, hidden[..(count * _hidden)].ToArray(), count, destination));
+    }
+
+    /// <summary>
+    /// Evaluates every queued value: trained heads batched across requests through the step kernels, other value functions
+    /// one request at a time. Returns the owners whose evaluation failed, with the error (the others are unaffected).
+    /// </summary>
+    public List<(object Owner, Exception Error)> EvaluateValues(IStepKernels kernels)
+    {
+        var failures = new List<(object, Exception)>();
+        if (_values.Count == 0) return failures;
+        foreach (var byHead in _values.Where(v => v.Value is HeadValue).GroupBy(v => ((HeadValue)v.Value).Head))
+        {
+            try
+            {
+                ScoreHead(kernels, byHead.Key, byHead.ToList());
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                foreach (var v in byHead) failures.Add((v.Owner, e));
+            }
+        }
+        foreach (var v in _values)
+        {
+            if (v.Value is HeadValue) continue;
+            try
+            {
+                v.Value.Evaluate(v.Value.NeedsInputs ? v.Inputs : null, v.Hidden, v.Count, v.Destination.AsSpan(0, v.Count));
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                failures.Add((v.Owner, e));
+            }
+        }
+        return failures;
+    }
+
+    private void ScoreHead(IStepKernels kernels, ValueHead head, List<ValueRequest> group)
+    {
+        {
+            int rows = group.Sum(v => v.Count);
+            var hidden = new float[rows * _hidden];
+            int at = 0;
+            foreach (var v in group)
+            {
+                v.Hidden.CopyTo(hidden.AsSpan(at * _hidden));
+                at += v.Count;
+            }
+            var scores = new float[rows];
+            kernels.ScoreValues(head, hidden, rows, scores);
+            at = 0;
+            foreach (var v in group)
+            {
+                for (int i = 0; i < v.Count; i++) v.Destination[i] = scores[at + i];
+                at += v.Count;
+            }
+        }
+    }
+
+    /// <summary>Samples every queued row: one base-sampling call, one tilted call per candidate-set size.</summary>
+    public void Sample(IStepKernels kernels)
+    {
+        if (Samples > 0)
+        {
+            kernels.SampleBase(_sampleLogits.AsSpan(0, Samples * _vocab), Samples, _vocab, _sampleParameters.AsSpan(0, Samples),
+                _sampleKeys.AsSpan(0, Samples), _sampledTokens, _sampledBaseLogProb, _sampledSamplerLogProb);
+        }
+        foreach (var g in _tiltGroups.Values)
+        {
+            if (g.Count == 0) continue;
+            kernels.TiltedStep(g.Logits.AsSpan(0, g.Count * _vocab), g.Count, _vocab,
+                g.CandidateIds.AsSpan(0, g.Count * g.Candidates), g.Candidates, g.Values.AsSpan(0, g.Count * g.Candidates),
+                g.Beta.AsSpan(0, g.Count), g.Parameters.AsSpan(0, g.Count), g.Keys.AsSpan(0, g.Count),
+                g.Tokens, g.BaseLogProb, g.TiltedLogProb, g.Kl);
+        }
+    }
+
+    private void GrowSamples()
+    {
+        int n = _sampleParameters.Length * 2;
+        Array.Resize(ref _sampleLogits, n * _vocab);
+        Array.Resize(ref _sampleParameters, n);
+        Array.Resize(ref _sampleKeys, n);
+        Array.Resize(ref _sampledTokens, n);
+        Array.Resize(ref _sampledBaseLogProb, n);
+        Array.Resize(ref _sampledSamplerLogProb, n);
+    }
+
+    private sealed record ValueRequest(object Owner, IValueFunction Value, IReadOnlyList<ValueInput>? Inputs, float[] Hidden, int Count, double[] Destination);
+
+    /// <summary>Token-wise rows that share one candidate-set size: [rows, vocab] logits, [rows, c] ids and values.</summary>
+    private sealed class TiltGroup(int candidates, int vocab)
+    {
+        public readonly int Candidates = candidates;
+        public int Count;
+        public float[] Logits = [];
+        public int[] CandidateIds = [];
+        public float[] Values = [];
+        public float[] Beta = [];
+        public SamplingParameters[] Parameters = [];
+        public RngKey[] Keys = [];
+        public int[] Tokens = [];
+        public float[] BaseLogProb = [];
+        public float[] TiltedLogProb = [];
+        public float[] Kl = [];
+
+        public int Add(ReadOnlySpan<float> logits, ReadOnlySpan<int> ids, ReadOnlySpan<float> values, float beta, SamplingParameters parameters, RngKey key)
+        {
+            if (Count == Beta.Length)
+            {
+                int n = Math.Max(4, Count * 2);
+                Array.Resize(ref Logits, n * vocab);
+                Array.Resize(ref CandidateIds, n * Candidates);
+                Array.Resize(ref Values, n * Candidates);
+                Array.Resize(ref Beta, n);
+                Array.Resize(ref Parameters, n);
+                Array.Resize(ref Keys, n);
+                Array.Resize(ref Tokens, n);
+                Array.Resize(ref BaseLogProb, n);
+                Array.Resize(ref TiltedLogProb, n);
+                Array.Resize(ref Kl, n);
+            }
+            logits.CopyTo(Logits.AsSpan(Count * vocab, vocab));
+            ids.CopyTo(CandidateIds.AsSpan(Count * Candidates, Candidates));
+            values.CopyTo(Values.AsSpan(Count * Candidates, Candidates));
+            Beta[Count] = beta;
+            Parameters[Count] = parameters;
+            Keys[Count] = key;
+            return Count++;
+        }
+    }
+}

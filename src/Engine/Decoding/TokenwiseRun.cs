@@ -1,0 +1,303 @@
+using System.Diagnostics;
+using Tilt.Engine.Rewards;
+using Tilt.Engine.Strategies;
+using Tilt.Engine.Text;
+using Tilt.Engine.Values;
+using Tilt.Kernels;
+
+namespace Tilt.Engine.Decoding;
+
+/// <summary>
+/// Token-wise controlled decoding [M14] as a step function. Each step takes the top-k candidate tokens of p(.|prefix),
+/// decodes each as one token of a forked sequence in the engine's batch, scores every candidate's hidden state with the
+/// value (trained heads batched with every other request's rows), and tilts p by exp(V/beta) over the candidate set in the
+/// engine's one token-wise kernel call. The sampled candidate's sequence already holds the chosen token and its next
+/// logits, so it becomes the prefix and the other forks are dropped. Stop-token candidates are not decoded; their value is
+/// that of the finished text.
+/// <para>
+/// The tilt is renormalized over the k candidates (the documented approximation of [M14]); k = 0 means the whole
+/// vocabulary. When k exceeds the sequences the request holds, candidates are decoded over several iterations and the
+/// chosen token is decoded once more on the prefix. KL is the exact per-step drift KL(pi(.|s_t) || p(.|s_t)) summed [M15].
+/// </para>
+/// </summary>
+internal sealed class TokenwiseRun : RequestRun
+{
+    private readonly TokenwiseOptions _options;
+    private readonly IReward _reward;
+    private readonly IValueFunction _value;
+    private readonly int _k;          // candidates per step at most
+    private readonly int _perDecode;  // candidate forks per iteration
+    private readonly bool _chunked;
+    private readonly float _beta;
+
+    private enum State
+    {
+        NeedPrompt,
+        StartStep,      // choose candidates from the prefix's logits, then decode them
+        Decoding,       // candidate chunks in flight
+        Tilting,        // values queued this iteration; tilt and sample in Propose
+        Sampled,        // the token-wise row is queued; consume it in Advance
+        PrefixDecode,   // (chunked) the chosen token is decoded on the prefix
+        Done,
+    }
+
+    private State _state = State.NeedPrompt;
+    private int _sample, _current;
+    private int _vocab, _d;
+    private float[] _logits = [];           // [vocab] p's logits after the current prefix
+    private float[] _hidden = [];           // [d] hidden state after the current prefix
+    private int[] _candidateIds = [];       // [k] candidate tokens, most likely first
+    private float[] _candidateHidden = [];  // [k, d]
+    private int[] _candidateSequence = [];  // [k] sequence of each decoded candidate, -1 for stop tokens
+    private int[] _candidateRow = [];       // [k] output row in this iteration's decode, -1 when not decoded now
+    private double[] _values = [];          // [k]
+    private float[] _valuesF = [];          // [k]
+    private int _candidates, _nextToDecode;
+    private (int, int) _tiltHandle;
+    private int _prefixRow = -1;
+
+    // The output in progress.
+    private readonly List<int> _tokens = [];
+    private double _logProb, _klSum;
+    private long _evaluated;
+    private int _decodeCalls, _cachedPrompt;
+    private TimeSpan _sampleStart, _prefill, _modelTime;
+    private TimeSpan? _firstAccepted;
+    private ITextDecoder _decoder = null!;
+    private readonly System.Text.StringBuilder _text = new();
+
+    public TokenwiseRun(DecodingRequest request, int[] promptTokens, Stopwatch clock, CancellationToken cancellation, int vocab, int capacity)
+        : base(request, promptTokens, clock, cancellation)
+    {
+        _options = (TokenwiseOptions)request.Options;
+        _reward = request.Reward!;
+        _value = request.Value ?? new PrefixRewardValue(_reward);
+        _k = _options.Candidates == 0 ? vocab : Math.Min(_options.Candidates, vocab);
+        if (capacity < 2)
+            throw new RequestException($"token-wise CD needs at least 2 sequences (the prefix and a candidate); the engine holds {capacity}");
+        _perDecode = Math.Min(_k, capacity - 1);
+        _chunked = _k > _perDecode;
+        _beta = (float)_options.Beta;
+    }
+
+    public override int SequencesNeeded => _perDecode + 1;
+
+    public override void Prepare(StepContext context)
+    {
+        if (_state != State.NeedPrompt) return;
+        _vocab = context.Vocab;
+        _d = context.Hidden;
+        if (_candidateIds.Length == 0)
+        {
+            _logits = new float[_vocab];
+            _hidden = new float[_d];
+            _candidateIds = new int[_k];
+            _candidateHidden = new float[_k * _d];
+            _candidateSequence = new int[_k];
+            _candidateRow = new int[_k];
+            _values = new double[_k];
+            _valuesF = new float[_k];
+        }
+        _sampleStart = Clock.Elapsed;
+        if (_sample > 0)
+            foreach (int s in Sequences) context.Session.RemoveSequence(s);
+        _current = Sequences[0];
+        var prompt = context.Prompts.Load(_current, PromptTokens, context.SpareSequence);
+        _cachedPrompt = prompt.CachedTokens;
+        prompt.Logits.CopyTo(_logits, 0);
+        prompt.Hidden.CopyTo(_hidden, 0);
+        _prefill = Clock.Elapsed - _sampleStart;
+        _tokens.Clear();
+        _text.Clear();
+        _decoder = context.Model.CreateTextDecoder();
+        _logProb = 0;
+        _klSum = 0;
+        _evaluated = 0;
+        _decodeCalls = 0;
+        _modelTime = TimeSpan.Zero;
+        _firstAccepted = null;
+        _state = State.StartStep;
+    }
+
+    public override void Plan(StepContext context)
+    {
+        _prefixRow = -1;
+        if (_state == State.PrefixDecode)
+        {
+            _prefixRow = context.Batch.AddDecode(_current, _tokens[^1]);
+            return;
+        }
+        if (_state == State.StartStep)
+        {
+            if (PastDeadline)
+            {
+                Finish(AlignFinish.Deadline);
+                return;
+            }
+            BeginStep(context);
+        }
+        if (_state != State.Decoding) return;
+
+        // The next chunk of candidates, each on its own fork of the prefix.
+        Array.Fill(_candidateRow, -1, 0, _candidates);
+        int decoded = 0, next = 0;
+        while (_nextToDecode < _candidates && decoded < _perDecode)
+        {
+            int j = _nextToDecode++;
+            if (context.Info.IsStop(_candidateIds[j])) continue;
+            int sequence = Sequences[next] == _current ? Sequences[++next] : Sequences[next];
+            next++;
+            context.Session.CopySequence(_current, sequence);
+            _candidateSequence[j] = sequence;
+            _candidateRow[j] = context.Batch.AddDecode(sequence, _candidateIds[j]);
+            decoded++;
+        }
+        if (decoded > 0) _decodeCalls++;
+    }
+
+    public override void Score(StepContext context)
+    {
+        if (_prefixRow >= 0)
+        {
+            // The chosen token decoded on the prefix: its logits and state start the next step.
+            context.Session.Logits.Slice(_prefixRow * _vocab, _vocab).CopyTo(_logits);
+            context.Session.Hidden.Slice(_prefixRow * _d, _d).CopyTo(_hidden);
+            _evaluated++;
+            _decodeCalls++;
+            _modelTime += context.LastDecode;
+            _state = State.StartStep;
+            return;
+        }
+        if (_state != State.Decoding) return;
+        bool any = false;
+        for (int j = 0; j < _candidates; j++)
+        {
+            int row = _candidateRow[j];
+            if (row < 0) continue;
+            any = true;
+            _evaluated++;
+            context.Session.Hidden.Slice(row * _d, _d).CopyTo(_candidateHidden.AsSpan(j * _d, _d));
+        }
+        if (any) _modelTime += context.LastDecode;
+        if (_nextToDecode < _candidates) return;
+
+        // Every candidate is decoded: queue their values.
+        context.Batch.AddValues(this, _value, _value.NeedsInputs ? BuildInputs(context) : null, _candidateHidden.AsSpan(0, _candidates * _d), _candidates, _values);
+        _state = State.Tilting;
+    }
+
+    public override void Propose(StepContext context)
+    {
+        if (_state != State.Tilting) return;
+        int t = _tokens.Count;
+        for (int j = 0; j < _candidates; j++)
+        {
+            if (!double.IsFinite(_values[j]))
+                throw new TiltException($"value {_value.Description} returned {_values[j]} for candidate token {_candidateIds[j]} at step {t}");
+            _valuesF[j] = (float)_values[j];
+        }
+        _tiltHandle = context.Batch.AddTilted(_logits, _candidateIds.AsSpan(0, _candidates), _valuesF.AsSpan(0, _candidates), _beta,
+            _options.Sampling, new RngKey(_options.Seed, _options.RequestId, (uint)t, (uint)_sample));
+        _state = State.Sampled;
+    }
+
+    public override void Advance(StepContext context)
+    {
+        if (_state != State.Sampled) return;
+        var (token, baseLp, _, kl) = context.Batch.TiltResult(_tiltHandle);
+        int chosen = Array.IndexOf(_candidateIds, token, 0, _candidates);
+        if (chosen < 0) throw new TiltException($"the step kernel returned token {token}, which is not a candidate");
+        int t = _tokens.Count;
+        _tokens.Add(token);
+        _logProb += baseLp;
+        _klSum += kl;
+        string delta = _decoder.Push(token);
+        _text.Append(delta);
+        _firstAccepted ??= Clock.Elapsed - _sampleStart;
+        Emit(new CandidatesScored(_sample, t, _values.AsSpan(0, _candidates).ToArray(), chosen));
+        Emit(new TextAccepted(_sample, [token], delta, _klSum));
+
+        if (context.Info.IsStop(token))
+        {
+            Finish(AlignFinish.Eos);
+            return;
+        }
+        _candidateHidden.AsSpan(chosen * _d, _d).CopyTo(_hidden);
+        if (_tokens.Count >= _options.MaxTokens)
+        {
+            Finish(AlignFinish.Length);
+            return;
+        }
+        if (_chunked)
+        {
+            // Later chunks reused the chosen fork's sequence: decode the token on the prefix itself.
+            foreach (int s in Sequences) if (s != _current) context.Session.RemoveSequence(s);
+            _state = State.PrefixDecode;
+            return;
+        }
+        context.Session.Logits.Slice(_candidateRow[chosen] * _vocab, _vocab).CopyTo(_logits);
+        int keep = _candidateSequence[chosen];
+        foreach (int s in Sequences) if (s != keep) context.Session.RemoveSequence(s);
+        _current = keep;
+        _state = State.StartStep;
+    }
+
+    private void BeginStep(StepContext context)
+    {
+        _candidates = Strategies.CandidateSet.TopK(_logits, _k, _candidateIds);
+        if (_candidates == 0) throw new TiltException($"the model gives no possible next token after {_tokens.Count} tokens (all logits are -inf)");
+        for (int j = 0; j < _candidates; j++)
+        {
+            if (!context.Info.IsStop(_candidateIds[j])) continue;
+            // A stop candidate ends the text: its value reads the prefix's own state.
+            _candidateSequence[j] = -1;
+            _hidden.CopyTo(_candidateHidden.AsSpan(j * _d, _d));
+        }
+        _nextToDecode = 0;
+        _state = State.Decoding;
+    }
+
+    private List<ValueInput> BuildInputs(StepContext context)
+    {
+        var list = new List<ValueInput>(_candidates);
+        string prefix = _text.ToString();
+        for (int j = 0; j < _candidates; j++)
+        {
+            int id = _candidateIds[j];
+            list.Add(new ValueInput
+            {
+                Prompt = Request.Prompt,
+                PromptTokens = PromptTokens,
+                Tokens = [.. _tokens, id],
+                Text = prefix + _decoder.Preview([id]),
+                IsFinished = context.Info.IsStop(id),
+            });
+        }
+        return list;
+    }
+
+    private void Finish(AlignFinish finish)
+    {
+        _text.Append(_decoder.Flush());
+        string text = _text.ToString();
+        int[] tokens = _tokens.ToArray();
+        var rewards = new double[1];
+        _reward.ScoreChecked([new RewardInput { Prompt = Request.Prompt, Text = text, Tokens = tokens, IsFinished = finish == AlignFinish.Eos, FinalHidden = _hidden.ToArray() }], rewards);
+        Emit(new SampleCompleted(new AlignedSample(_sample, text, tokens, rewards[0], _logProb, new KlReport(_klSum, KlMethod.StepDriftSum), null, finish,
+            _evaluated, new AlignTimings(_prefill, _firstAccepted ?? Clock.Elapsed - _sampleStart, Clock.Elapsed - _sampleStart, _decodeCalls) { ModelTime = _modelTime }, [])
+        {
+            PromptTokens = PromptTokens.Length,
+            CachedPromptTokens = _cachedPrompt,
+        }));
+        _sample++;
+        if (finish == AlignFinish.Deadline || _sample == _options.Samples || PastDeadline)
+        {
+            _state = State.Done;
+            IsDone = true;
+        }
+        else
+        {
+            _state = State.NeedPrompt;
+        }
+    }
+}
