@@ -118,14 +118,13 @@ internal sealed class BestOfNRun : RequestRun
             ? inputs.Select((c, i) => new ScoredCandidate(i, c.Text, c.Tokens, rewards[i], rollout.LogProb[i], c.IsFinished)).ToArray()
             : [];
         var finish = deadline ? AlignFinish.Deadline : rollout.Stopped[winner] ? AlignFinish.Eos : AlignFinish.Length;
-        Emit(new SampleCompleted(new AlignedSample(_sample, winnerInput.Text, winnerInput.Tokens, rewards[winner], logProb,
+        EmitResult(new AlignedSample(_sample, winnerInput.Text, winnerInput.Tokens, rewards[winner], logProb,
             estimate, new KlReport(Math.Log(n) - (n - 1.0) / n, KlMethod.BestOfNBound), finish, rollout.TokensDecoded,
             new AlignTimings(_prefill, accepted, Clock.Elapsed - _sampleStart, rollout.DecodeCalls) { ModelTime = rollout.ModelTime }, candidates)
         {
             WinRateVsCandidates = n > 1 ? WinRateAgainstOthers(rewards, winner) : null,
-            PromptTokens = PromptTokens.Length,
             CachedPromptTokens = _cachedPrompt,
-        }));
+        });
     }
 
     /// <summary>Highest reward; ties broken uniformly by the request's RNG ([M4]: uniform among the tied draws).</summary>

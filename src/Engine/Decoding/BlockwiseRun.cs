@@ -217,14 +217,13 @@ internal sealed class BlockwiseRun : RequestRun
         var reward = new double[1];
         _reward.ScoreChecked([new RewardInput { Prompt = Request.Prompt, Text = text, Tokens = tokens, IsFinished = finish == AlignFinish.Eos, FinalHidden = _prefixHidden.ToArray() }], reward);
         var perBlock = Enumerable.Repeat(_k, _block).ToArray();
-        Emit(new SampleCompleted(new AlignedSample(_sample, text, tokens, reward[0], _logProb,
+        EmitResult(new AlignedSample(_sample, text, tokens, reward[0], _logProb,
             new KlReport(BlockwiseKl.Estimate(CollectionsMarshal.AsSpan(_blockLogProbs), _k), KlMethod.BlockEstimate),
             new KlReport(BlockwiseKl.Bound(perBlock), KlMethod.BlockBound), finish, _evaluated,
             new AlignTimings(_prefill, _firstBlock ?? Clock.Elapsed - _sampleStart, Clock.Elapsed - _sampleStart, _decodeCalls) { ModelTime = _modelTime }, [])
         {
-            PromptTokens = PromptTokens.Length,
             CachedPromptTokens = _cachedPrompt,
-        }));
+        });
         _sample++;
         if (finish == AlignFinish.Deadline || _sample == _options.Samples || PastDeadline) IsDone = true;
         else _needPrompt = true;

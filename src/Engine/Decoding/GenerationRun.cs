@@ -70,7 +70,7 @@ internal sealed class GenerationRun : RequestRun
         {
             if (_reported[i] || !(rollout.Stopped[i] || rollout.Tokens[i].Count >= _options.MaxTokens)) continue;
             _reported[i] = true;
-            Emit(new SampleCompleted(Result(i, rollout)));
+            EmitResult(Result(i, rollout));
         }
         if (rollout.IsFinished) IsDone = true;
     }
@@ -93,7 +93,6 @@ internal sealed class GenerationRun : RequestRun
             new AlignTimings(_prefill, _first[i] ?? Clock.Elapsed, Clock.Elapsed, tokens.Length) { ModelTime = rollout.ModelTime }, [])
         {
             SamplerLogProb = logq,
-            PromptTokens = PromptTokens.Length,
             CachedPromptTokens = _prompt!.CachedTokens,
         };
     }

@@ -82,7 +82,20 @@ internal abstract class RequestRun
     /// <summary>Live sequences this iteration (for the engine's status).</summary>
     public virtual int LiveSequences => IsDone ? 0 : Sequences.Length;
 
-    public void Admit(int[] sequences) => Sequences = sequences;
+    /// <summary>The scheduler's iteration count when the request was submitted, and when it was admitted.</summary>
+    public long SubmittedIteration { get; set; }
+
+    public long AdmittedIteration { get; private set; }
+
+    /// <summary>Time from submission to admission.</summary>
+    public TimeSpan AdmittedAt { get; private set; }
+
+    public void Admit(int[] sequences, long iteration)
+    {
+        Sequences = sequences;
+        AdmittedIteration = iteration;
+        AdmittedAt = Clock.Elapsed;
+    }
 
     public abstract void Prepare(StepContext context);
 
@@ -100,6 +113,14 @@ internal abstract class RequestRun
     public void Complete(Exception? error = null) => _events.Writer.TryComplete(error);
 
     protected void Emit(AlignEvent e) => _events.Writer.TryWrite(e);
+
+    /// <summary>Emits a finished output with what the skeleton knows of the request (prompt, queueing).</summary>
+    protected void EmitResult(AlignedSample sample) => Emit(new SampleCompleted(sample with
+    {
+        PromptTokens = PromptTokens.Length,
+        QueuedIterations = AdmittedIteration - SubmittedIteration,
+        Timings = sample.Timings with { Queued = AdmittedAt },
+    }));
 
     /// <summary>True when the request's deadline (measured from submission) has passed.</summary>
     protected bool PastDeadline =>

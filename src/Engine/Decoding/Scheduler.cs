@@ -98,6 +98,7 @@ internal sealed class Scheduler : IDisposable
             if (waits && _queue.Count >= _options.MaxQueuedRequests)
                 throw new EngineBusyException(_queue.Count, _options.MaxQueuedRequests);
             run.Ticket = _tickets++;
+            run.SubmittedIteration = Interlocked.Read(ref _iterations);
             var node = _queue.AddLast(run);
             // A request cancelled while it waits leaves the queue at once; one already admitted is dropped by the loop.
             run.Cancellation.Register(() =>
@@ -202,7 +203,7 @@ internal sealed class Scheduler : IDisposable
             _queue.RemoveFirst();
             var sequences = new int[needed];
             for (int i = 0; i < needed; i++) sequences[i] = _free.Pop();
-            run.Admit(sequences);
+            run.Admit(sequences, Interlocked.Read(ref _iterations));
             _running.Add(run);
         }
     }

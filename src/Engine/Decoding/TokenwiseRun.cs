@@ -283,12 +283,11 @@ internal sealed class TokenwiseRun : RequestRun
         int[] tokens = _tokens.ToArray();
         var rewards = new double[1];
         _reward.ScoreChecked([new RewardInput { Prompt = Request.Prompt, Text = text, Tokens = tokens, IsFinished = finish == AlignFinish.Eos, FinalHidden = _hidden.ToArray() }], rewards);
-        Emit(new SampleCompleted(new AlignedSample(_sample, text, tokens, rewards[0], _logProb, new KlReport(_klSum, KlMethod.StepDriftSum), null, finish,
+        EmitResult(new AlignedSample(_sample, text, tokens, rewards[0], _logProb, new KlReport(_klSum, KlMethod.StepDriftSum), null, finish,
             _evaluated, new AlignTimings(_prefill, _firstAccepted ?? Clock.Elapsed - _sampleStart, Clock.Elapsed - _sampleStart, _decodeCalls) { ModelTime = _modelTime }, [])
         {
-            PromptTokens = PromptTokens.Length,
             CachedPromptTokens = _cachedPrompt,
-        }));
+        });
         _sample++;
         if (finish == AlignFinish.Deadline || _sample == _options.Samples || PastDeadline)
         {

@@ -70,6 +70,9 @@ public sealed record AlignTimings(TimeSpan Prefill, TimeSpan FirstAccepted, Time
     /// own work (step kernels, value and reward scoring, bookkeeping).
     /// </summary>
     public TimeSpan ModelTime { get; init; }
+
+    /// <summary>Time the request waited in the engine's queue before it was admitted (counted from submission).</summary>
+    public TimeSpan Queued { get; init; }
 }
 
 /// <summary>One aligned output.</summary>
@@ -111,6 +114,9 @@ public sealed record AlignedSample(
 
     /// <summary>Prompt tokens whose KV came from the engine's prompt cache instead of a prefill.</summary>
     public int CachedPromptTokens { get; init; }
+
+    /// <summary>Scheduler iterations between the request's submission and its admission (0: admitted at the next one).</summary>
+    public long QueuedIterations { get; init; }
 }
 
 /// <summary>Something that happened during an aligned generation.</summary>
