@@ -23,13 +23,17 @@
  *     time, from any thread, before tilt_runtime_init.
  *   - tilt_last_error is per thread.
  *   - After tilt_runtime_init, every other call may be made from any thread, concurrently, with these limits:
- *       * runs on one model are serialized: a second tilt_request_run on a model whose other request is
- *         running waits until that run returns (llama.cpp serializes decodes process-wide anyway); runs on
- *         different models may overlap;
+ *       * runs on one model from several threads share batches: the model's engine decodes every running
+ *         request's sequences in one llama_decode per step (continuous batching), each request's outputs the same
+ *         as when it runs alone (noise is keyed by its own seed). A request wider than the shared engine (more
+ *         than 64 parallel sequences, more than 512 tokens per sequence, or asking for its own thread count) runs
+ *         on a context of its own instead; runs on different models may overlap;
  *       * tilt_request_cancel may be called from any thread at any time, the running thread included;
  *       * a request's results may not be read while it runs (TILT_ERR_BAD_STATE);
  *       * tilt_runtime_init and tilt_runtime_shutdown must not race with any other call.
- *   - Callbacks (reward, stream) run on the thread that called tilt_request_run, one at a time. From inside a
+ *   - Callbacks (reward, stream) run on the thread that called tilt_request_run, one at a time (the engine hands
+ *     each reward call to that thread and waits for it, so a slow reward callback slows every request sharing the
+ *     model's batches). From inside a
  *     callback you may call tilt_request_cancel and any query; tilt_request_run on the same model gives
  *     TILT_ERR_BAD_STATE (it would deadlock).
  *   - A callback must return normally: no longjmp or C++ exception may unwind through the engine.

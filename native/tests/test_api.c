@@ -701,26 +701,54 @@ static void * run_request(void * arg) {
     return NULL;
 }
 
+/* Eight requests of every strategy on one model: run one by one, then from eight threads at once (the engine decodes
+   them in shared batches). Each concurrent output equals its serial one: noise is keyed by each request's own seed. */
+#define CONCURRENT 8
+static tilt_request_options concurrent_options(int i) {
+    static const int32_t strategies[CONCURRENT] = { TILT_STRATEGY_BLOCKWISE, TILT_STRATEGY_BEST_OF_N, TILT_STRATEGY_TOKENWISE,
+                                                    TILT_STRATEGY_SAMPLE, TILT_STRATEGY_BLOCKWISE, TILT_STRATEGY_BEST_OF_N,
+                                                    TILT_STRATEGY_TOKENWISE, TILT_STRATEGY_SAMPLE };
+    tilt_request_options o = options(strategies[i], 16 + 2 * i);
+    o.seed = 100 + (uint64_t)i;
+    o.k = 2 + i % 3;
+    o.n = 2 + i % 4;
+    o.block_size = 4;
+    o.tokenwise_top_k = 4;
+    o.samples = strategies[i] == TILT_STRATEGY_SAMPLE ? 3 : 1;
+    return o;
+}
+
 static void concurrent_runs(void) {
     if (!setup()) { g_failures++; return; }
     tilt_reward * reward = NULL;
     OK(tilt_reward_create_spec(NULL, "lexicon:sentiment", &reward));
-    tilt_request_options o = options(TILT_STRATEGY_BLOCKWISE, 32);
-    runner r[3] = { 0 };
-    pthread_t t[3];
-    for (int i = 0; i < 3; i++) OK(tilt_request_create(g_model, "Once upon a time", &o, reward, NULL, &r[i].req));
-    for (int i = 0; i < 3; i++) pthread_create(&t[i], NULL, run_request, &r[i]);
-    for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
-    char * first = output_text(r[0].req, 0);
-    for (int i = 0; i < 3; i++) {
-        EXPECT(r[i].status == TILT_OK, "run %d: %s", i, tilt_status_name(r[i].status));
-        char * text = output_text(r[i].req, 0);
-        /* the same seed gives the same text, whichever thread ran it and in what order */
-        EXPECT(text && first && strcmp(text, first) == 0, "run %d differs: '%s' vs '%s'", i, text, first);
-        free(text);
-        OK(tilt_request_free(r[i].req));
+    runner serial[CONCURRENT] = { 0 }, together[CONCURRENT] = { 0 };
+    pthread_t t[CONCURRENT];
+    for (int i = 0; i < CONCURRENT; i++) {
+        tilt_request_options o = concurrent_options(i);
+        OK(tilt_request_create(g_model, "Once upon a time", &o, reward, NULL, &serial[i].req));
+        OK(tilt_request_create(g_model, "Once upon a time", &o, reward, NULL, &together[i].req));
+        run_request(&serial[i]);
     }
-    free(first);
+    for (int i = 0; i < CONCURRENT; i++) pthread_create(&t[i], NULL, run_request, &together[i]);
+    for (int i = 0; i < CONCURRENT; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < CONCURRENT; i++) {
+        EXPECT(serial[i].status == TILT_OK && together[i].status == TILT_OK, "run %d: %s / %s", i,
+               tilt_status_name(serial[i].status), tilt_status_name(together[i].status));
+        int32_t count = 0, count_serial = -1;
+        OK(tilt_request_output_count(together[i].req, &count));
+        OK(tilt_request_output_count(serial[i].req, &count_serial));
+        EXPECT(count == count_serial && count >= 1, "run %d: %d outputs vs %d serially", i, count, count_serial);
+        for (int32_t j = 0; j < count && j < count_serial; j++) {
+            char * a = output_text(serial[i].req, j);
+            char * b = output_text(together[i].req, j);
+            EXPECT(a && b && strcmp(a, b) == 0, "run %d output %d differs: '%s' serially vs '%s' concurrently", i, j, a, b);
+            free(a);
+            free(b);
+        }
+        OK(tilt_request_free(serial[i].req));
+        OK(tilt_request_free(together[i].req));
+    }
     OK(tilt_reward_free(reward));
     OK(tilt_model_free(g_model));
     expect_no_live_handles();

@@ -1,3 +1,4 @@
+using Tilt.Engine.Decoding;
 using Tilt.Engine.Models;
 using Tilt.Engine.Rewards;
 using Tilt.Engine.Values;
@@ -6,11 +7,24 @@ using Tilt.Kernels;
 namespace Tilt.Interop;
 
 /// <summary>
-/// A loaded model with its step kernels. The C handle holds one reference and every request created on the model
-/// holds one, so tilt_model_free while a request still exists only drops the handle; the last release disposes.
+/// A loaded model with its step kernels and its one decoding engine, which every request on the model shares, so runs from
+/// several threads are decoded in the same batches. The C handle holds one reference and every request created on the
+/// model holds one, so tilt_model_free while a request still exists only drops the handle; the last release disposes.
 /// </summary>
 internal sealed class ModelHandle(ILanguageModel model, IStepKernels kernels) : HandleObject
 {
+    /// <summary>Sequences of the shared engine: requests wider than this run on an engine of their own.</summary>
+    public const int EngineSequences = 64;
+
+    /// <summary>Tokens per sequence of the shared engine (prompt + output), at most the model's context.</summary>
+    public const int EngineSequenceLength = 512;
+
+    private readonly Lazy<DecodingEngine> _engine = new(() => new DecodingEngine(model, kernels, new EngineOptions
+    {
+        MaxSequences = EngineSequences,
+        MaxSequenceLength = Math.Max(2, Math.Min(EngineSequenceLength, model.Info.TrainedContextSize + 1)),
+    }), LazyThreadSafetyMode.ExecutionAndPublication);
+
     private int _references = 1;
 
     public override string KindName => "tilt_model";
@@ -19,17 +33,15 @@ internal sealed class ModelHandle(ILanguageModel model, IStepKernels kernels) : 
 
     public IStepKernels Kernels { get; } = kernels;
 
-    /// <summary>
-    /// Held for the whole of a run: the step kernels keep per-call scratch state, so runs on one model take turns
-    /// (llama.cpp serializes decodes process-wide anyway).
-    /// </summary>
-    public Lock RunGate { get; } = new();
+    /// <summary>The model's engine (its llama context is created on the first request).</summary>
+    public DecodingEngine Engine => _engine.Value;
 
     public void AddReference() => Interlocked.Increment(ref _references);
 
     public void Release()
     {
         if (Interlocked.Decrement(ref _references) != 0) return;
+        if (_engine.IsValueCreated) _engine.Value.Dispose();
         Kernels.Dispose();
         Model.Dispose();
     }

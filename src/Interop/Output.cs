@@ -1,4 +1,3 @@
-using Tilt.Engine.Sampling;
 using Tilt.Engine.Strategies;
 
 namespace Tilt.Interop;
@@ -46,30 +45,25 @@ internal sealed class Output
         TotalMs = s.Timings.Total.TotalMilliseconds,
     });
 
-    /// <summary>A plain sample; prefill time and decode calls are the batch's, filled in by <see cref="SetRequestTimings"/>.</summary>
-    public static Output FromSample(GeneratedSample s, double reward, bool hasReward, double firstTextMs, double totalMs) =>
+    /// <summary>A plain sample (KL 0: its policy is p itself at T = 1; the batch's prefill and decode calls).</summary>
+    public static Output FromSample(AlignedSample s, bool hasReward) =>
         new(s.Index, s.Text, [.. s.Tokens], new TiltOutputInfo
         {
-            Finish = s.Finish == FinishReason.Eos ? 0 : 1,
+            Finish = s.Finish == AlignFinish.Eos ? 0 : 1,
             KlMethod = (int)NativeKlMethod.None,
             KlBoundMethod = (int)NativeKlMethod.None,
+            DecodeCalls = s.Timings.DecodeCalls,
             HasReward = hasReward ? 1 : 0,
-            Reward = reward,
+            Reward = hasReward ? s.Reward : double.NaN,
             LogProb = s.LogProb,
             Kl = 0,
             KlBound = double.NaN,
             WinRate = double.NaN,
             TokensEvaluated = s.Tokens.Count,
-            PrefillMs = double.NaN,
-            FirstTextMs = firstTextMs,
-            TotalMs = totalMs,
+            PrefillMs = s.Timings.Prefill.TotalMilliseconds,
+            FirstTextMs = s.Timings.FirstAccepted.TotalMilliseconds,
+            TotalMs = s.Timings.Total.TotalMilliseconds,
         });
-
-    public void SetRequestTimings(GenerationTimings timings)
-    {
-        _info.PrefillMs = timings.Prefill.TotalMilliseconds;
-        _info.DecodeCalls = timings.Steps;
-    }
 
     private static int Finish(AlignFinish finish) => finish switch
     {

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using Tilt.Engine.Decoding;
 using Tilt.Engine.Rewards;
 using Tilt.Engine.Sampling;
 using Tilt.Engine.Strategies;
@@ -14,6 +15,9 @@ namespace Tilt.Interop;
 internal sealed class RequestHandle : HandleObject
 {
     private static int _running;
+
+    // Models with a run on this thread (nested runs of another model from a callback are allowed).
+    [ThreadStatic] private static HashSet<ModelHandle>? t_runningModels;
 
     // A 1-byte empty string for events without text (the header promises text is never NULL). Never freed.
     private static readonly unsafe byte* EmptyText = (byte*)NativeMemory.AllocZeroed(1);
@@ -102,7 +106,9 @@ internal sealed class RequestHandle : HandleObject
     /// <summary>Runs to completion on this thread; returns the status (cancellation is a status, not an exception).</summary>
     public unsafe int Run(delegate* unmanaged[Cdecl]<void*, TiltEvent*, int> onEvent, void* userData)
     {
-        if (Model.RunGate.IsHeldByCurrentThread)
+        // A callback of a run waits for this thread; a second run of the same model from it could wait for itself (its
+        // host reward is scored on this thread, which would be busy inside the nested run).
+        if (t_runningModels?.Contains(Model) == true)
             throw StatusException.BadState("tilt_request_run was called from a callback of a run on the same model; it would wait for itself");
         lock (_gate)
         {
@@ -113,13 +119,11 @@ internal sealed class RequestHandle : HandleObject
         Interlocked.Increment(ref _running);
         _onEvent = (nint)onEvent;
         _userData = (nint)userData;
+        (t_runningModels ??= []).Add(Model);
         try
         {
-            using (Model.RunGate.EnterScope())
-            {
-                _cancel.Token.ThrowIfCancellationRequested();
-                CallerThreadContext.Run(DriveAsync);
-            }
+            _cancel.Token.ThrowIfCancellationRequested();
+            CallerThreadContext.Run(DriveAsync);
             return _streamStop is { } code
                 ? ErrorSink.Fail(TiltStatus.Cancelled, $"cancelled: the stream callback returned {code} ({_outputs.Count} outputs were complete)")
                 : TiltStatus.Ok;
@@ -131,6 +135,7 @@ internal sealed class RequestHandle : HandleObject
         }
         finally
         {
+            t_runningModels.Remove(Model);
             _outputs.Sort((a, b) => a.Index.CompareTo(b.Index));
             bool release;
             lock (_gate)
@@ -169,22 +174,27 @@ internal sealed class RequestHandle : HandleObject
         }
     }
 
-    private Task DriveAsync() => _strategy == Strategy.Sample ? SampleAsync() : AlignAsync();
-
-    private async Task AlignAsync()
+    /// <summary>
+    /// Submits the request to the model's shared engine (or, when it cannot fit there, to an engine of its own) and
+    /// relays its events to the stream callback on this thread. A host reward callback is also called on this thread:
+    /// the engine's scheduler hands each scoring call over and waits for it.
+    /// </summary>
+    private async Task DriveAsync()
     {
-        var model = Model.Model;
-        var kernels = Model.Kernels;
-        var token = _cancel.Token;
-        var reward = _reward!;
-        IAsyncEnumerable<AlignEvent> events = _aligned switch
+        var caller = SynchronizationContext.Current!;
+        IReward? reward = _reward is CallbackReward ? new CallerThreadReward(_reward, caller) : _reward;
+        var request = new DecodingRequest
         {
-            BestOfNOptions b => new BestOfNSampler(model, kernels, reward).StreamAsync(_prompt, b, token),
-            TokenwiseOptions t => new TokenwiseDecoder(model, kernels, _value ?? new PrefixRewardValue(reward), reward).StreamAsync(_prompt, t, token),
-            BlockwiseOptions b => new BlockwiseDecoder(model, kernels, _value ?? new PrefixRewardValue(reward), reward).StreamAsync(_prompt, b, token),
-            _ => throw new UnreachableException(),
+            Prompt = _prompt,
+            Options = (DecodingOptions?)_aligned ?? _generation!,
+            Reward = reward,
+            Value = _value,
         };
-
+        var engine = Model.Engine;
+        var events = engine.CanServe(request, out _)
+            ? engine.StreamAsync(request, _cancel.Token)
+            : DecodingEngine.StreamOnOwnEngine(Model.Model, Model.Kernels, request, _cancel.Token);
+        bool sample = _strategy == Strategy.Sample;
         await foreach (var e in events)
         {
             bool goOn = e switch
@@ -192,39 +202,9 @@ internal sealed class RequestHandle : HandleObject
                 TextAccepted t => EmitText(t.Sample, t.Tokens, t.TextDelta, t.RunningKl),
                 CandidatesScored c => EmitScores(c),
                 StepCompleted s => EmitStep(s),
-                SampleCompleted d => Complete(Output.FromAligned(d.Result)),
+                SampleCompleted d => Complete(sample ? Output.FromSample(d.Result, _reward is not null) : Output.FromAligned(d.Result)),
                 _ => true,
             };
-            if (!goOn) return;
-        }
-    }
-
-    private async Task SampleAsync()
-    {
-        var options = _generation!;
-        var clock = Stopwatch.StartNew();
-        var firstText = new double[options.Samples];
-        Array.Fill(firstText, double.NaN);
-        var sampler = new BaseSampler(Model.Model, Model.Kernels);
-        await foreach (var e in sampler.StreamAsync(_prompt, options, _cancel.Token))
-        {
-            bool goOn = true;
-            switch (e)
-            {
-                case TokenGenerated t:
-                    if (double.IsNaN(firstText[t.Sample])) firstText[t.Sample] = clock.Elapsed.TotalMilliseconds;
-                    goOn = EmitText(t.Sample, [t.Token], t.TextDelta, 0);
-                    break;
-                case SampleFinished f:
-                    double reward = _reward is null
-                        ? double.NaN
-                        : _reward.Score(new RewardInput { Prompt = _prompt, Text = f.Sample.Text, Tokens = f.Sample.Tokens, IsFinished = f.Sample.Finish == FinishReason.Eos });
-                    goOn = Complete(Output.FromSample(f.Sample, reward, _reward is not null, firstText[f.Sample.Index], clock.Elapsed.TotalMilliseconds));
-                    break;
-                case GenerationCompleted c:
-                    foreach (var output in _outputs) output.SetRequestTimings(c.Timings);
-                    break;
-            }
             if (!goOn) return;
         }
     }

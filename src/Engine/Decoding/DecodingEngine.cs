@@ -88,6 +88,38 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
     }
 
     /// <summary>
+    /// True when this engine can run <paramref name="request"/>: its sequences and length fit, and it asks for the engine's
+    /// KV cache type and threads (those are the context's, not a request's). Otherwise <paramref name="why"/> says why, and
+    /// the request can still run on an engine of its own (<see cref="StreamOnOwnEngine"/>).
+    /// </summary>
+    public bool CanServe(DecodingRequest request, out string? why)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var o = request.Options;
+        int sequences = o switch
+        {
+            GenerationOptions g => g.Samples,
+            BestOfNOptions b => b.N,
+            BlockwiseOptions b => b.K,
+            TokenwiseOptions t => Math.Min(t.Candidates == 0 ? Model.VocabularySize : Math.Min(t.Candidates, Model.VocabularySize), Options.MaxSequences - 1) + 1,
+            _ => int.MaxValue,
+        };
+        why = sequences > Options.MaxSequences ? $"it needs {sequences} sequences, the engine holds {Options.MaxSequences}"
+            : o.MaxTokens + 2 > Options.MaxSequenceLength ? $"max tokens {o.MaxTokens} do not fit the engine's sequences of {Options.MaxSequenceLength} tokens"
+            : o.KvCacheType != Options.KvCacheType ? $"it asks for a {o.KvCacheType} KV cache, the engine has {Options.KvCacheType}"
+            : o.Threads is { } threads && threads != Options.Threads ? $"it asks for {threads} threads, the engine runs {Options.Threads?.ToString() ?? "the default"}"
+            : null;
+        return why is null;
+    }
+
+    /// <summary>
+    /// Runs one request on an engine of its own, sized exactly for it (one llama context for this request alone): for a
+    /// request a shared engine cannot serve. Sharing one engine is what batches concurrent requests.
+    /// </summary>
+    public static IAsyncEnumerable<AlignEvent> StreamOnOwnEngine(ILanguageModel model, IStepKernels kernels, DecodingRequest request,
+        CancellationToken cancellationToken = default) => SingleRequest.StreamAsync(model, kernels, request, cancellationToken);
+
+    /// <summary>
     /// Stops admitting requests (new ones get <see cref="EngineStoppingException"/>); lets running and queued ones finish
     /// within <paramref name="drain"/>, then cancels what is left. Completes when nothing runs any more.
     /// </summary>

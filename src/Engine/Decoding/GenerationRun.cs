@@ -90,7 +90,7 @@ internal sealed class GenerationRun : RequestRun
         double logq = rollout.SamplerLogProb[i], logp = rollout.LogProb[i];
         return new AlignedSample(i, text, tokens, reward, logp, new KlReport(logq - logp, KlMethod.SamplerLogRatio), null,
             eos ? AlignFinish.Eos : AlignFinish.Length, tokens.Length,
-            new AlignTimings(_prefill, _first[i] ?? Clock.Elapsed, Clock.Elapsed, tokens.Length) { ModelTime = rollout.ModelTime }, [])
+            new AlignTimings(_prefill, _first[i] ?? Clock.Elapsed, Clock.Elapsed, rollout.DecodeCalls) { ModelTime = rollout.ModelTime }, [])
         {
             SamplerLogProb = logq,
             CachedPromptTokens = _prompt!.CachedTokens,

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using Tilt.Engine.Decoding;
 using Tilt.Engine.Models;
 using Tilt.Engine.Models.Tabular;
 using Tilt.Engine.Rewards;
@@ -56,30 +57,49 @@ public sealed class Evaluator
     public async Task<double[][]> BaseRewardsAsync(CancellationToken cancellationToken = default)
     {
         if (_baseRewards is not null) return _baseRewards;
-        var sampler = new BaseSampler(_model, _kernels);
-        var all = new double[_settings.Prompts.Count][];
-        for (int p = 0; p < all.Length; p++)
+        if (_settings.Reward.NeedsHiddenState)
+            throw new TiltException($"the evaluation reward {_settings.Reward.Description} reads hidden states; evaluate with a text reward (heads can be the value instead)");
+        using var engine = CreateEngine();
+        // Every prompt's batches go to the engine at once; it decodes them together as capacity allows.
+        var jobs = new List<(int Prompt, Task<IReadOnlyList<AlignedSample>> Samples)>();
+        for (int p = 0; p < _settings.Prompts.Count; p++)
         {
-            string prompt = _settings.Prompts[p];
-            var rewards = new List<double>();
             for (int done = 0; done < _settings.BaseSamplesPerPrompt;)
             {
-                int batch = Math.Min(SessionOptions.MaxSupportedSequences, _settings.BaseSamplesPerPrompt - done);
-                var result = await sampler.GenerateAsync(prompt, new GenerationOptions
+                int batch = Math.Min(EngineCapacity, _settings.BaseSamplesPerPrompt - done);
+                jobs.Add((p, engine.RunAsync(new DecodingRequest
                 {
-                    Samples = batch, MaxTokens = _settings.MaxTokens, Seed = _settings.Seed ^ 0xBA5EUL, RequestId = (uint)(p * 1000 + done), Threads = _settings.Threads,
-                }, cancellationToken).ConfigureAwait(false);
-                var inputs = result.Samples.Select(s => new RewardInput { Prompt = prompt, Text = s.Text, Tokens = s.Tokens, IsFinished = s.Finish == FinishReason.Eos }).ToArray();
-                if (_settings.Reward.NeedsHiddenState)
-                    throw new TiltException($"the evaluation reward {_settings.Reward.Description} reads hidden states; evaluate with a text reward (heads can be the value instead)");
-                var r = new double[inputs.Length];
-                _settings.Reward.ScoreChecked(inputs, r);
-                rewards.AddRange(r);
+                    Prompt = _settings.Prompts[p],
+                    Options = new GenerationOptions
+                    {
+                        Samples = batch, MaxTokens = _settings.MaxTokens, Seed = _settings.Seed ^ 0xBA5EUL, RequestId = (uint)(p * 1000 + done), Threads = _settings.Threads,
+                    },
+                    Reward = _settings.Reward,
+                }, cancellationToken)));
                 done += batch;
             }
-            all[p] = rewards.ToArray();
         }
+        await Task.WhenAll(jobs.Select(j => j.Samples)).ConfigureAwait(false);
+        var all = new double[_settings.Prompts.Count][];
+        for (int p = 0; p < all.Length; p++)
+            all[p] = jobs.Where(j => j.Prompt == p).SelectMany(j => j.Samples.Result.Select(s => s.Reward)).ToArray();
         return _baseRewards = all;
+    }
+
+    /// <summary>Sequences of the evaluator's engine: the largest configuration of the default sweep (best-of-64).</summary>
+    private const int EngineCapacity = 64;
+
+    /// <summary>An engine for one sweep step: every prompt's requests are decoded together.</summary>
+    private DecodingEngine CreateEngine()
+    {
+        int longestPrompt = _settings.Prompts.Max(p => _model.Tokenize(p).Length);
+        return new DecodingEngine(_model, _kernels, new EngineOptions
+        {
+            MaxSequences = EngineCapacity,
+            MaxSequenceLength = longestPrompt + _settings.MaxTokens + 2,
+            MaxQueuedRequests = Math.Max(256, 4 * _settings.Prompts.Count),
+            Threads = _settings.Threads,
+        });
     }
 
     /// <summary>Runs one configuration on every prompt.</summary>
@@ -92,9 +112,11 @@ public sealed class Evaluator
         var rewards = new List<double>();
         double evaluated = 0, outputTokens = 0, latency = 0, firstText = 0;
         string klMethod = "";
+        using var engine = CreateEngine();
+        var perPrompt = await Task.WhenAll(_settings.Prompts.Select((prompt, p) => RunAsync(engine, config, prompt, (uint)p, cancellationToken))).ConfigureAwait(false);
         for (int p = 0; p < _settings.Prompts.Count; p++)
         {
-            var outputs = await RunAsync(config, _settings.Prompts[p], (uint)p, cancellationToken).ConfigureAwait(false);
+            var outputs = perPrompt[p];
             var r = outputs.Select(o => o.Reward).ToArray();
             winRates.Add(WinRate.Estimate(r, baseRewards[p]));
             rewards.AddRange(r);
@@ -139,24 +161,35 @@ public sealed class Evaluator
         };
     }
 
-    private Task<IReadOnlyList<AlignedSample>> RunAsync(EvaluationConfig config, string prompt, uint promptIndex, CancellationToken ct)
+    private Task<IReadOnlyList<AlignedSample>> RunAsync(DecodingEngine engine, EvaluationConfig config, string prompt, uint promptIndex, CancellationToken ct)
     {
         uint request = promptIndex;
-        return config.Method switch
+        var reward = _settings.Reward;
+        DecodingRequest r = config.Method switch
         {
-            EvaluationMethod.BestOfN => new BestOfNSampler(_model, _kernels, _settings.Reward).GenerateAsync(prompt, new BestOfNOptions
+            EvaluationMethod.BestOfN => new DecodingRequest
             {
-                N = config.N, Samples = _settings.OutputsPerPrompt, MaxTokens = _settings.MaxTokens, Seed = _settings.Seed, RequestId = request, Threads = _settings.Threads,
-            }, ct),
-            EvaluationMethod.Blockwise => new BlockwiseDecoder(_model, _kernels, _settings.ValueFor(1.0), _settings.Reward).GenerateAsync(prompt, new BlockwiseOptions
+                Prompt = prompt, Reward = reward, Options = new BestOfNOptions
+                {
+                    N = config.N, Samples = _settings.OutputsPerPrompt, MaxTokens = _settings.MaxTokens, Seed = _settings.Seed, RequestId = request, Threads = _settings.Threads,
+                },
+            },
+            EvaluationMethod.Blockwise => new DecodingRequest
             {
-                K = config.K, BlockSize = config.M, Samples = _settings.OutputsPerPrompt, MaxTokens = _settings.MaxTokens, Seed = _settings.Seed, RequestId = request, Threads = _settings.Threads,
-            }, ct),
-            _ => new TokenwiseDecoder(_model, _kernels, _settings.ValueFor(config.Beta), _settings.Reward).GenerateAsync(prompt, new TokenwiseOptions
+                Prompt = prompt, Reward = reward, Value = _settings.ValueFor(1.0), Options = new BlockwiseOptions
+                {
+                    K = config.K, BlockSize = config.M, Samples = _settings.OutputsPerPrompt, MaxTokens = _settings.MaxTokens, Seed = _settings.Seed, RequestId = request, Threads = _settings.Threads,
+                },
+            },
+            _ => new DecodingRequest
             {
-                Candidates = config.K, Beta = config.Beta, Samples = _settings.OutputsPerPrompt, MaxTokens = _settings.MaxTokens, Seed = _settings.Seed, RequestId = request, Threads = _settings.Threads,
-            }, ct),
+                Prompt = prompt, Reward = reward, Value = _settings.ValueFor(config.Beta), Options = new TokenwiseOptions
+                {
+                    Candidates = config.K, Beta = config.Beta, Samples = _settings.OutputsPerPrompt, MaxTokens = _settings.MaxTokens, Seed = _settings.Seed, RequestId = request, Threads = _settings.Threads,
+                },
+            },
         };
+        return engine.RunAsync(r, ct);
     }
 
     /// <summary>
