@@ -40,15 +40,33 @@ internal static class AlignCommand
         var deadline = new Option<int?>("--deadline-ms") { Description = "Wall-clock budget in milliseconds; an output cut by it is marked partial." };
         var candidates = new Option<bool>("--candidates") { Description = "Best-of-n: also print every candidate with its reward." };
         var json = new Option<bool>("--json") { Description = "One JSON object per output." };
+        var requests = new Option<string?>("--requests") { Description = "Batch mode: a JSONL file of requests (prompt, strategy, n, k, block, beta, top_k, seed, max_tokens, reward, value_head, ...); absent fields take this command's options." };
+        var output = new Option<string?>("--out", "-o") { Description = "Batch mode: the JSONL file of results (one object per output, in input order, with 'line')." };
+        var concurrency = new Option<int>("--concurrency") { Description = "Batch mode: requests running at once (0 = as many as fit; 1 = one at a time).", DefaultValueFactory = _ => 0 };
+        var maxSequences = new Option<int>("--max-sequences") { Description = "Batch mode: sequences the engine decodes together over all requests (1..256).", DefaultValueFactory = _ => 64 };
 
         var command = new Command("align", "Sample from an aligned policy: best-of-n, token-wise or blockwise controlled decoding towards a reward.");
         model.AddTo(command);
-        foreach (var o in new Option[] { strategy, prompt, reward, valueHead, value, n, k, block, selection, beta, topK, temperature, seed, maxTokens, samples, deadline, candidates, json })
+        foreach (var o in new Option[] { strategy, prompt, reward, valueHead, value, n, k, block, selection, beta, topK, temperature, seed, maxTokens, samples, deadline, candidates, json, requests, output, concurrency, maxSequences })
             command.Options.Add(o);
 
         command.SetAction((parse, cancellationToken) => console.GuardAsync(async () =>
         {
             string which = parse.GetValue(strategy)!.ToLowerInvariant();
+            if (parse.GetValue(requests) is { } requestsFile)
+            {
+                string outFile = parse.GetValue(output) ?? throw new ArgumentException("--requests needs --out FILE.jsonl for the results");
+                if (parse.GetValue(value) is not null) throw new ArgumentException("--value (exact tabular values) is not available in batch mode");
+                var defaults = new AlignBatch.Defaults(which, parse.GetValue(prompt)!, parse.GetValue(reward)!, parse.GetValue(valueHead), parse.GetValue(n),
+                    parse.GetValue(k), parse.GetValue(block), parse.GetValue(beta), parse.GetValue(topK), parse.GetValue(temperature), parse.GetValue(seed),
+                    parse.GetValue(maxTokens), parse.GetValue(samples), parse.GetValue(selection), parse.GetValue(candidates));
+                var engineOptions = new Tilt.Engine.Decoding.EngineOptions { MaxSequences = parse.GetValue(maxSequences) };
+                using var batchModel = model.LoadModel(parse, console);
+                using var batchKernels = model.CreateKernels(parse, console);
+                return await AlignBatch.RunAsync(console, batchModel, batchKernels, requestsFile, outFile, defaults, parse.GetValue(concurrency),
+                    engineOptions.MaxSequences, parse.GetValue(model.Threads), cancellationToken);
+            }
+            if (parse.GetValue(output) is not null) throw new ArgumentException("--out is for batch mode (--requests FILE.jsonl)");
             if (which is not ("bon" or "tokenwise" or "blockwise"))
                 throw new ArgumentException($"--strategy must be bon, tokenwise or blockwise, got '{which}'");
             var sampling = new SamplingParameters(parse.GetValue(temperature));

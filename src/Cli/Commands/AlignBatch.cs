@@ -1,0 +1,278 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using Tilt.Engine;
+using Tilt.Engine.Decoding;
+using Tilt.Engine.Heads;
+using Tilt.Engine.Models;
+using Tilt.Engine.Rewards;
+using Tilt.Engine.Strategies;
+using Tilt.Engine.Values;
+using Tilt.Kernels;
+
+namespace Tilt.Cli.Commands;
+
+/// <summary>
+/// <c>tilt align --requests FILE.jsonl --out FILE.jsonl</c>: the offline batch mode (vLLM's <c>LLM.generate(prompts)</c>).
+/// Every request line goes to one <see cref="DecodingEngine"/> at once, which decodes them in shared batches; results are
+/// written one JSON object per output, in input order, with the <c>align --json</c> fields plus <c>line</c>.
+/// </summary>
+internal static class AlignBatch
+{
+    /// <summary>The CLI's values: what a line's absent fields take.</summary>
+    public sealed record Defaults(string Strategy, string Prompt, string Reward, string? ValueHead, int N, int K, int Block, double Beta,
+        int TopK, float Temperature, ulong Seed, int MaxTokens, int Samples, BlockSelectionMode Selection, bool Candidates);
+
+    /// <summary>One parsed line.</summary>
+    private sealed record Line(int Number, string Strategy, DecodingRequest Request, string RewardSpec, string? ValueHead);
+
+    public static async Task<int> RunAsync(CliConsole console, ILanguageModel model, IStepKernels kernels, string requestsPath, string outPath,
+        Defaults defaults, int concurrency, int maxSequences, int? threads, CancellationToken cancellationToken)
+    {
+        if (concurrency < 0) throw new ArgumentException($"--concurrency must be >= 0 (0 = as many as fit), got {concurrency}");
+        string fullOut = Path.GetFullPath(outPath);
+        if (Directory.Exists(fullOut)) throw new TiltException($"{fullOut}: is a directory; --out takes a file");
+        string? outDir = Path.GetDirectoryName(fullOut);
+        if (outDir is not null && !Directory.Exists(outDir)) throw new TiltException($"{fullOut}: its folder does not exist");
+        if (!File.Exists(requestsPath)) throw new TiltException($"{Path.GetFullPath(requestsPath)}: not found");
+
+        var rewards = new Dictionary<string, IReward>(StringComparer.Ordinal);
+        var values = new Dictionary<string, IValueFunction>(StringComparer.Ordinal);
+        var lines = new List<Line>();
+        TiltException? badLine = null;
+        int number = 0;
+        foreach (string text in File.ReadLines(requestsPath))
+        {
+            number++;
+            if (string.IsNullOrWhiteSpace(text)) continue;
+            try
+            {
+                lines.Add(Parse(number, text, defaults, model, rewards, values, threads));
+            }
+            catch (Exception e) when (e is TiltException or ArgumentException or JsonException)
+            {
+                // The lines before a bad one still run and are written; then the error is reported.
+                badLine = new TiltException($"{Path.GetFullPath(requestsPath)}: line {number}: {CleanMessage(e)}");
+                break;
+            }
+        }
+
+        int longest = lines.Count == 0 ? 1 : lines.Max(l => model.Tokenize(l.Request.Prompt).Length + l.Request.Options.MaxTokens);
+        using var engine = new DecodingEngine(model, kernels, new EngineOptions
+        {
+            MaxSequences = maxSequences,
+            MaxSequenceLength = longest + 2,
+            MaxQueuedRequests = Math.Max(1, lines.Count),
+            Threads = threads,
+        });
+        using var gate = new SemaphoreSlim(concurrency == 0 ? lines.Count + 1 : concurrency);
+        var clock = Stopwatch.StartNew();
+        var tasks = lines.Select(async line =>
+        {
+            await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                return await engine.RunAsync(line.Request, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                gate.Release();
+            }
+        }).ToArray();
+
+        // Written in input order as soon as each line (and every line before it) is done; atomically renamed at the end.
+        string temp = Path.Combine(outDir ?? ".", $".{Path.GetFileName(fullOut)}.{Environment.ProcessId}.tmp");
+        long generated = 0, evaluated = 0;
+        TiltException? failed = null;
+        try
+        {
+            await using (var writer = new StreamWriter(temp, false, new UTF8Encoding(false)))
+            {
+                for (int i = 0; i < lines.Count; i++)
+                {
+                    IReadOnlyList<AlignedSample> outputs;
+                    try
+                    {
+                        outputs = await tasks[i].ConfigureAwait(false);
+                    }
+                    catch (Exception e) when (e is TiltException or ArgumentException)
+                    {
+                        // Keep what the lines before it produced; report this one.
+                        failed = new TiltException($"{Path.GetFullPath(requestsPath)}: line {lines[i].Number}: {CleanMessage(e)}");
+                        break;
+                    }
+                    foreach (var s in outputs)
+                    {
+                        generated += s.Tokens.Count;
+                        evaluated += s.TokensEvaluated;
+                        await writer.WriteLineAsync(JsonSerializer.Serialize(ToJson(lines[i], s), CliJson.Options)).ConfigureAwait(false);
+                    }
+                }
+            }
+            File.Move(temp, fullOut, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(temp)) File.Delete(temp);
+        }
+        double seconds = clock.Elapsed.TotalSeconds;
+        console.Error.WriteLine($"[{lines.Count} requests, {generated} tokens generated in {seconds:F2} s: {generated / Math.Max(seconds, 1e-9):F0} tokens/s " +
+                                $"({evaluated / Math.Max(seconds, 1e-9):F0} evaluated/s), concurrency {(concurrency == 0 ? "as many as fit" : concurrency)}, " +
+                                $"{engine.Status.Iterations} scheduler iterations]");
+        if ((failed ?? badLine) is { } error) throw error;
+        return 0;
+    }
+
+    private static Line Parse(int number, string text, Defaults d, ILanguageModel model, Dictionary<string, IReward> rewards,
+        Dictionary<string, IValueFunction> values, int? threads)
+    {
+        using var doc = JsonDocument.Parse(text);
+        if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new TiltException("a request line must be a JSON object");
+        string strategy = d.Strategy, prompt = d.Prompt, rewardSpec = d.Reward;
+        string? valueHead = d.ValueHead;
+        int n = d.N, k = d.K, block = d.Block, topK = d.TopK, maxTokens = d.MaxTokens, samples = d.Samples;
+        double beta = d.Beta;
+        float temperature = d.Temperature;
+        ulong seed = d.Seed;
+        uint requestId = 0;
+        var selection = d.Selection;
+        bool candidates = d.Candidates;
+        foreach (var p in doc.RootElement.EnumerateObject())
+        {
+            var v = p.Value;
+            switch (p.Name)
+            {
+                case "prompt": prompt = Str(p); break;
+                case "strategy": strategy = Str(p).ToLowerInvariant(); break;
+                case "reward": rewardSpec = Str(p); break;
+                case "value_head": valueHead = v.ValueKind == JsonValueKind.Null ? null : Str(p); break;
+                case "n": n = Int(p); break;
+                case "k": k = Int(p); break;
+                case "block": block = Int(p); break;
+                case "top_k": topK = Int(p); break;
+                case "max_tokens": maxTokens = Int(p); break;
+                case "samples": samples = Int(p); break;
+                case "beta": beta = Num(p); break;
+                case "temperature": temperature = (float)Num(p); break;
+                case "seed": seed = v.ValueKind == JsonValueKind.Number && v.TryGetUInt64(out ulong s) ? s : throw Field(p, "a non-negative integer"); break;
+                case "selection":
+                    selection = Str(p).ToLowerInvariant() switch
+                    {
+                        "argmax" => BlockSelectionMode.Argmax,
+                        "sample" => BlockSelectionMode.Sample,
+                        var other => throw new TiltException($"field 'selection': must be argmax or sample, got '{other}'"),
+                    };
+                    break;
+                case "request_id": requestId = v.ValueKind == JsonValueKind.Number && v.TryGetUInt32(out uint id) ? id : throw Field(p, "an integer 0..4294967295"); break;
+                case "return_candidates": candidates = v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : throw Field(p, "true or false"); break;
+                default: throw new TiltException($"unknown field '{p.Name}' (known: prompt, strategy, reward, value_head, n, k, block, beta, top_k, temperature, seed, request_id, max_tokens, samples, selection, return_candidates)");
+            }
+        }
+
+        var sampling = new SamplingParameters(temperature);
+        AlignOptions options;
+        try
+        {
+            options = strategy switch
+            {
+                "bon" => new BestOfNOptions { N = n, ReturnCandidates = candidates },
+                "tokenwise" => new TokenwiseOptions { Candidates = topK, Beta = beta },
+                "blockwise" => new BlockwiseOptions { K = k, BlockSize = block, Selection = selection, Beta = beta },
+                _ => throw new TiltException($"field 'strategy': must be bon, tokenwise or blockwise, got '{strategy}'"),
+            };
+            options = options with { MaxTokens = maxTokens, Samples = samples, Seed = seed, Sampling = sampling, Threads = threads, RequestId = requestId };
+        }
+        catch (ArgumentException e)
+        {
+            throw new TiltException($"field '{FieldName(e.ParamName)}': {CleanMessage(e)}");
+        }
+
+        if (!rewards.TryGetValue(rewardSpec, out var reward))
+        {
+            try
+            {
+                reward = RewardSpec.Parse(rewardSpec, new RewardSpecContext { HeadRewardFactory = path => HeadReward.Load(path, model.Info) });
+            }
+            catch (Exception e) when (e is TiltException or ArgumentException)
+            {
+                throw new TiltException($"field 'reward': {CleanMessage(e)}");
+            }
+            rewards[rewardSpec] = reward;
+        }
+        IValueFunction? value = null;
+        if (valueHead is not null && !values.TryGetValue(valueHead, out value))
+        {
+            try
+            {
+                value = HeadValue.Load(valueHead, model.Info);
+            }
+            catch (Exception e) when (e is TiltException or ArgumentException or IOException)
+            {
+                throw new TiltException($"field 'value_head': {CleanMessage(e)}");
+            }
+            values[valueHead] = value;
+        }
+        return new Line(number, strategy, new DecodingRequest { Prompt = prompt, Options = options, Reward = reward, Value = value }, rewardSpec, valueHead);
+    }
+
+    private static string Str(JsonProperty p) => p.Value.ValueKind == JsonValueKind.String ? p.Value.GetString()! : throw Field(p, "a string");
+
+    private static int Int(JsonProperty p) => p.Value.ValueKind == JsonValueKind.Number && p.Value.TryGetInt32(out int v) ? v : throw Field(p, "an integer");
+
+    private static double Num(JsonProperty p) =>
+        p.Value.ValueKind == JsonValueKind.Number && p.Value.TryGetDouble(out double v) && double.IsFinite(v) ? v : throw Field(p, "a finite number");
+
+    private static TiltException Field(JsonProperty p, string expected) =>
+        new($"field '{p.Name}': expected {expected}, got {p.Value.GetRawText()}");
+
+    private static string FieldName(string? param) => param switch
+    {
+        "N" => "n",
+        "K" => "k",
+        "BlockSize" => "block",
+        "Candidates" => "top_k",
+        "Beta" => "beta",
+        "MaxTokens" => "max_tokens",
+        "Samples" => "samples",
+        "Temperature" => "temperature",
+        _ => param ?? "?",
+    };
+
+    private static string CleanMessage(Exception e)
+    {
+        string m = e.Message;
+        int cut = m.IndexOf(" (Parameter '", StringComparison.Ordinal);
+        return (cut > 0 ? m[..cut] : m).ReplaceLineEndings(" ");
+    }
+
+    private static object ToJson(Line line, AlignedSample s) => new
+    {
+        Line = line.Number,
+        s.Index,
+        Strategy = line.Strategy,
+        line.Request.Prompt,
+        s.Text,
+        s.Tokens,
+        s.Reward,
+        RewardSpec = line.RewardSpec,
+        Value = line.Strategy == "bon" ? null : line.ValueHead is { } head ? $"head:{Path.GetFileName(head)}" : $"prefix({line.Request.Reward!.Description})",
+        Logprob = s.LogProb,
+        Kl = new { s.Kl.Value, Method = s.Kl.Method.ToString(), Band = s.Kl.Band.ToString() },
+        KlBound = s.KlBound is { } b ? new { b.Value, Method = b.Method.ToString() } : null,
+        s.WinRateVsCandidates,
+        Finish = s.Finish.ToString().ToLowerInvariant(),
+        Partial = s.IsPartial,
+        s.TokensEvaluated,
+        s.PromptTokens,
+        s.CachedPromptTokens,
+        Timings = new
+        {
+            QueuedMs = s.Timings.Queued.TotalMilliseconds,
+            PrefillMs = s.Timings.Prefill.TotalMilliseconds,
+            FirstTextMs = s.Timings.FirstAccepted.TotalMilliseconds,
+            TotalMs = s.Timings.Total.TotalMilliseconds,
+            s.Timings.DecodeCalls,
+        },
+        Candidates = s.Candidates.Count > 0 ? s.Candidates : null,
+    };
+}
