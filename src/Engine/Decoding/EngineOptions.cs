@@ -108,5 +108,8 @@ public sealed class EngineStoppingException : TiltException
 /// <param name="Iterations">Scheduler iterations so far (one batched decode each).</param>
 /// <param name="TokensDecoded">Tokens decoded by the scheduler's batched steps so far (prefills not included).</param>
 /// <param name="CachedPromptTokens">Prompt tokens served from the prompt cache instead of a prefill.</param>
+/// <param name="DecodeTime">Time inside the batched decode calls (llama_decode) so far.</param>
+/// <param name="BusyTime">Time of whole scheduler iterations so far: BusyTime - DecodeTime is the engine's own per-step work
+/// (prefills, KV moves, value scoring, sampling kernels, step functions, rewards).</param>
 public sealed record EngineStatus(int QueuedRequests, int RunningRequests, int LiveSequences, int MaxSequences, long Iterations, long TokensDecoded,
-    long CachedPromptTokens);
+    long CachedPromptTokens, TimeSpan DecodeTime, TimeSpan BusyTime);

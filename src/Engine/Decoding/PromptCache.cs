@@ -18,6 +18,7 @@ internal sealed class PromptCache
     private readonly int _capacity;
     private readonly List<Entry> _entries = [];
     private long _clock;
+    private long _prefillTicks;
 
     public PromptCache(IDecodingSession session, int capacity)
     {
@@ -27,6 +28,9 @@ internal sealed class PromptCache
 
     /// <summary>Sequences the cache holds (each can be evicted on demand).</summary>
     public int Count => _entries.Count;
+
+    /// <summary>Stopwatch ticks spent in prefill decodes so far.</summary>
+    public long PrefillTicks => Interlocked.Read(ref _prefillTicks);
 
     /// <summary>Prompt tokens served from the cache so far.</summary>
     public long HitTokens { get; private set; }
@@ -46,7 +50,9 @@ internal sealed class PromptCache
             return new PromptState(e.Logits, e.Hidden, tokens.Length);
         }
 
+        long started = System.Diagnostics.Stopwatch.GetTimestamp();
         _session.Prefill(sequence, tokens);
+        Interlocked.Add(ref _prefillTicks, System.Diagnostics.Stopwatch.GetTimestamp() - started);
         var state = new PromptState(_session.Logits[.._session.VocabularySize].ToArray(), _session.Hidden[.._session.HiddenSize].ToArray(), 0);
         if (_capacity > 0)
         {

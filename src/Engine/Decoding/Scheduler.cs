@@ -37,6 +37,8 @@ internal sealed class Scheduler : IDisposable
     private volatile int _runningCount;
     private long _iterations;
     private long _tokensDecoded;
+    private long _decodeTicks; // Stopwatch ticks inside the batched decode
+    private long _busyTicks;   // Stopwatch ticks of whole iterations
 
     public Scheduler(ILanguageModel model, IStepKernels kernels, EngineOptions options)
     {
@@ -81,6 +83,8 @@ internal sealed class Scheduler : IDisposable
     public long Iterations => Interlocked.Read(ref _iterations);
     public long TokensDecoded => Interlocked.Read(ref _tokensDecoded);
     public long CachedPromptTokens => _prompts.HitTokens;
+    public TimeSpan DecodeTime => Stopwatch.GetElapsedTime(0, Interlocked.Read(ref _decodeTicks) + _prompts.PrefillTicks);
+    public TimeSpan BusyTime => Stopwatch.GetElapsedTime(0, Interlocked.Read(ref _busyTicks));
 
     /// <summary>
     /// Queues a run, or refuses it at once: <see cref="EngineBusyException"/> when the queue is full, <see cref="RequestException"/>
@@ -175,6 +179,7 @@ internal sealed class Scheduler : IDisposable
                 if (_stopping) return;
                 Admit();
             }
+            long started = Stopwatch.GetTimestamp();
             try
             {
                 Iterate();
@@ -184,6 +189,7 @@ internal sealed class Scheduler : IDisposable
                 // A failure of the shared step (the decode or a kernel call) fails every request in it.
                 foreach (var run in _running.ToArray()) Release(run, e);
             }
+            Interlocked.Add(ref _busyTicks, Stopwatch.GetTimestamp() - started);
             _runningCount = _running.Count;
             int live = 0;
             foreach (var run in _running) live += run.LiveSequences;
@@ -230,7 +236,9 @@ internal sealed class Scheduler : IDisposable
         {
             long started = Stopwatch.GetTimestamp();
             _session.Step(_batch.DecodeSequences, _batch.DecodeTokens);
-            _context.LastDecode = Stopwatch.GetElapsedTime(started);
+            long ended = Stopwatch.GetTimestamp();
+            _context.LastDecode = Stopwatch.GetElapsedTime(started, ended);
+            Interlocked.Add(ref _decodeTicks, ended - started);
             Interlocked.Add(ref _tokensDecoded, _batch.Decodes);
         }
         Each(static (run, c) => run.Score(c));
