@@ -60,7 +60,7 @@ extern "C" {
 
 /* The API version: the major changes on any incompatible change, the minor when functions are added. */
 #define TILT_API_VERSION_MAJOR 1
-#define TILT_API_VERSION_MINOR 0
+#define TILT_API_VERSION_MINOR 1
 #define TILT_API_VERSION ((TILT_API_VERSION_MAJOR << 16) | TILT_API_VERSION_MINOR)
 
 /* ------------------------------------------------------------------------------------------------------------ */
@@ -82,6 +82,7 @@ typedef int32_t tilt_status;
 #define TILT_ERR_BAD_STATE        (-10) /* the call does not fit the object's state (running, already run, ...) */
 #define TILT_ERR_UNSUPPORTED      (-11) /* the machine cannot do it (e.g. TILT_BACKEND_CUDA without a CUDA device) */
 #define TILT_ERR_INTERNAL         (-12) /* a bug in the engine; the message names the exception */
+#define TILT_ERR_BUSY             (-13) /* the model's engine is full (its queue of waiting requests) or shutting down: retry later */
 
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Handles (opaque; ownership stated at each function)                                                          */
@@ -337,7 +338,8 @@ typedef int32_t (*tilt_stream_fn)(void * user_data, const tilt_event * event);
  * Returns TILT_OK (also when the deadline cut the output: see finish); TILT_ERR_CANCELLED (tilt_request_cancel
  * or on_event returned non-zero: the outputs completed before stay readable); TILT_ERR_CALLBACK (a reward
  * callback failed or gave a non-finite reward); TILT_ERR_ENGINE (the prompt does not fit the context, a reward
- * file failed); TILT_ERR_BAD_STATE (the request is running or ran already, or this thread is inside a callback
+ * file failed); TILT_ERR_BUSY (the model's engine already has 256 requests waiting; nothing ran, so the request may
+ * be created again and retried later); TILT_ERR_BAD_STATE (the request is running or ran already, or this thread is inside a callback
  * of a run on the same model); TILT_ERR_INVALID_HANDLE; TILT_ERR_NOT_INITIALIZED. After any other failure the
  * request has run: its completed outputs are readable, and it cannot run again. */
 TILT_API tilt_status tilt_request_run(tilt_request * request, tilt_stream_fn on_event, void * user_data);

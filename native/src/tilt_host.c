@@ -75,6 +75,7 @@ TILT_API const char * tilt_status_name(tilt_status status) {
         case TILT_ERR_BAD_STATE: return "TILT_ERR_BAD_STATE";
         case TILT_ERR_UNSUPPORTED: return "TILT_ERR_UNSUPPORTED";
         case TILT_ERR_INTERNAL: return "TILT_ERR_INTERNAL";
+        case TILT_ERR_BUSY: return "TILT_ERR_BUSY";
         default: return "TILT_UNKNOWN_STATUS";
     }
 }

@@ -73,6 +73,7 @@ internal static unsafe class ErrorSink
             ArgumentException => TiltStatus.InvalidArgument,
             ModelLoadException => TiltStatus.ModelLoad,
             RequestException => TiltStatus.Engine,
+            Tilt.Engine.Decoding.EngineBusyException or Tilt.Engine.Decoding.EngineStoppingException => TiltStatus.Busy,
             NotSupportedException => TiltStatus.Unsupported,
             TiltException => tiltFallback,
             _ => TiltStatus.Internal,

@@ -18,7 +18,7 @@ namespace Tilt.Interop;
 public static unsafe class Exports
 {
     /// <summary>TILT_API_VERSION this assembly implements: major 1, minor 0.</summary>
-    public const uint ApiVersion = (1u << 16) | 0u;
+    public const uint ApiVersion = (1u << 16) | 1u;
 
     /// <summary>Checks the shim's ABI and defaults and attaches its error sink. Called once per tilt_runtime_init.</summary>
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]

@@ -21,6 +21,7 @@ public static class TiltStatus
     public const int BadState = -10;
     public const int Unsupported = -11;
     public const int Internal = -12;
+    public const int Busy = -13;
 }
 
 /// <summary>tilt_model_options.</summary>
