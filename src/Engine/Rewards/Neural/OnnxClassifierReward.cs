@@ -16,6 +16,7 @@ public sealed class OnnxClassifierReward : IReward
     private readonly OnnxTextModel _model;
     private readonly WordPieceTextTokenizer _tokenizer;
     private readonly string _output;
+    private long _runs;
 
     private OnnxClassifierReward(OnnxTextModel model, WordPieceTextTokenizer tokenizer, string output, NeuralRewardOptions options)
     {
@@ -60,8 +61,11 @@ public sealed class OnnxClassifierReward : IReward
 
     public bool NeedsHiddenState => false;
 
-    /// <summary>Run calls of the shared session so far (for tests of batching).</summary>
-    internal long RunCount => _model.RunCount;
+    /// <summary>ONNX Runtime runs this reward has made (for tests of batching; the session is shared, so its own count is not).</summary>
+    internal long RunCount => Interlocked.Read(ref _runs);
+
+    /// <summary>The shared session (for tests of sharing).</summary>
+    internal object Session => _model;
 
     public void Score(IReadOnlyList<RewardInput> candidates, Span<double> rewards)
     {
@@ -87,6 +91,7 @@ public sealed class OnnxClassifierReward : IReward
             }
 
             int offset = start;
+            Interlocked.Increment(ref _runs);
             _model.Run(new ArraySegment<EncodedText>(rows, start, end - start), _tokenizer.PaddingId, _output, (logits, shape) =>
             {
                 long labels = shape[1]; // logits: [rows, labels]

@@ -39,7 +39,6 @@ internal sealed class OnnxTextModel
     private readonly InferenceSession _session;
     private readonly string[] _inputNames;
     private readonly ConcurrentDictionary<(string Tokenizer, int MaxLength), bool> _accepted = new();
-    private long _runs;
 
     private OnnxTextModel(string path, OnnxDevice device, InferenceSession session)
     {
@@ -58,9 +57,6 @@ internal sealed class OnnxTextModel
 
     /// <summary>True when the graph takes segment ids (BERT does; DistilBERT and RoBERTa exports do not).</summary>
     public bool HasTokenTypeIds { get; }
-
-    /// <summary>Run calls so far (tests check that a batch is one Run).</summary>
-    public long RunCount => Interlocked.Read(ref _runs);
 
     /// <summary>
     /// The model of <paramref name="path"/> on <paramref name="device"/>, loaded on first use and kept for the life of
@@ -195,7 +191,6 @@ internal sealed class OnnxTextModel
             throw new TiltException($"{Path}: ONNX Runtime failed on a batch of {batch} x {width} tokens: {e.Message}", e);
         }
 
-        Interlocked.Increment(ref _runs);
         using (results)
         {
             var value = results[0];

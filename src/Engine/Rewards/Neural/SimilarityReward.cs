@@ -19,6 +19,7 @@ public sealed class SimilarityReward : IReward
     private readonly OnnxTextModel _model;
     private readonly WordPieceTextTokenizer _tokenizer;
     private readonly string _output;
+    private long _runs;
     private readonly double[] _target; // [d], unit length
 
     private SimilarityReward(OnnxTextModel model, WordPieceTextTokenizer tokenizer, string output, string target, NeuralRewardOptions options)
@@ -74,8 +75,11 @@ public sealed class SimilarityReward : IReward
 
     public bool NeedsHiddenState => false;
 
-    /// <summary>Run calls of the shared session so far (for tests of batching).</summary>
-    internal long RunCount => _model.RunCount;
+    /// <summary>ONNX Runtime runs this reward has made (for tests of batching; the session is shared, so its own count is not).</summary>
+    internal long RunCount => Interlocked.Read(ref _runs);
+
+    /// <summary>The shared session (for tests of sharing).</summary>
+    internal object Session => _model;
 
     public void Score(IReadOnlyList<RewardInput> candidates, Span<double> rewards)
     {
@@ -122,6 +126,7 @@ public sealed class SimilarityReward : IReward
 
             var chunk = new ArraySegment<EncodedText>(rows, start, end - start);
             int offset = start;
+            Interlocked.Increment(ref _runs);
             _model.Run(chunk, _tokenizer.PaddingId, _output, (data, shape) =>
             {
                 int d = checked((int)shape[2]);
