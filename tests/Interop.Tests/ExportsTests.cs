@@ -91,6 +91,35 @@ public sealed unsafe class ExportsTests
     }
 
     [Fact]
+    public void A_similarity_spec_is_a_reward_at_the_c_api()
+    {
+        string miniLm = Path.GetFullPath(Path.Combine(TestPaths.RepositoryRoot, "..", "shared", "models", "all-MiniLM-L6-v2", "model.onnx"));
+        var spec = (delegate* unmanaged[Cdecl]<nint, byte*, nint*, int>)&Exports.RewardCreateSpec;
+        nint reward;
+        fixed (byte* s = Encoding.UTF8.GetBytes($"similarity:{miniLm}|a happy story about friends\0"))
+            Assert.True(spec(0, s, &reward) == TiltStatus.Ok, _lastError);
+
+        nint model = LoadTabular();
+        nint request = Create(model, "", MappingTests.HeaderDefaults() with { Strategy = (int)Strategy.BestOfN, N = 8, MaxTokens = 12, Seed = 3 }, reward);
+        var run = (delegate* unmanaged[Cdecl]<nint, delegate* unmanaged[Cdecl]<void*, TiltEvent*, int>, void*, int>)&Exports.RequestRun;
+        Assert.True(run(request, null, null) == TiltStatus.Ok, _lastError);
+        var info = new TiltOutputInfo { StructSize = (uint)sizeof(TiltOutputInfo) };
+        var outputInfo = (delegate* unmanaged[Cdecl]<nint, int, TiltOutputInfo*, int>)&Exports.RequestOutputInfo;
+        Assert.Equal(TiltStatus.Ok, outputInfo(request, 0, &info));
+        Assert.InRange(info.Reward, -1.0, 1.0);
+
+        string missing = Path.Combine(Path.GetTempPath(), "tilt-no-such-model.onnx");
+        nint failed;
+        fixed (byte* s = Encoding.UTF8.GetBytes($"similarity:{missing}|friends\0"))
+            Assert.Equal(TiltStatus.Engine, spec(0, s, &failed));
+        Assert.Contains(missing, _lastError);
+        Assert.Contains("ONNX model file not found", _lastError);
+        Free(&Exports.RequestFree, request);
+        Free(&Exports.RewardFree, reward);
+        Free(&Exports.ModelFree, model);
+    }
+
+    [Fact]
     public void Buffers_report_the_size_they_need()
     {
         nint model = LoadTabular();

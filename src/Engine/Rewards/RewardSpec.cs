@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Tilt.Engine.Rewards.Neural;
 
 namespace Tilt.Engine.Rewards;
 
@@ -15,7 +16,7 @@ public static partial class RewardSpec
     public const int MaxNesting = 16;
 
     /// <summary>Reward kinds, written <c>KIND:ARGUMENT</c>.</summary>
-    public static IReadOnlyList<string> Kinds { get; } = ["length", "lexicon", "regex", "head"];
+    public static IReadOnlyList<string> Kinds { get; } = ["length", "lexicon", "regex", "head", "onnx", "similarity"];
 
     /// <summary>Ensemble names, written <c>NAME(A;B;...)</c>.</summary>
     public static IReadOnlyList<string> EnsembleNames { get; } = ["mean", "min", "meanstd"];
@@ -51,6 +52,15 @@ public static partial class RewardSpec
           lexicon:sentiment       positive minus negative (+1 / -1)
           regex:PATTERN           number of non-overlapping matches of a .NET regex (case-sensitive; (?i) ignores case)
           head:FILE               a trained reward head (needs a loaded model)
+          onnx:MODEL.onnx[,OPTIONS]
+                                  logit of a sequence classifier (ONNX Runtime; label=I picks the logit, default 0;
+                                  input=prompt+response (default) or input=response)
+          similarity:MODEL.onnx[,OPTIONS]|TARGET
+                                  cosine between the response's sentence embedding (mean over tokens, L2-normalised)
+                                  and TARGET's; in TARGET write \+ \; \( \) \\ for + ; ( ) \
+          OPTIONS of onnx: and similarity: are comma-separated: max-length=N (tokens, default 512; longer texts are
+                                  truncated), tokenizer=FILE (default tokenizer.json, else vocab.txt beside the model),
+                                  device=cpu|cuda (default cpu)
         Notes:
           Relative paths resolve against the working directory. Spaces around + * ; ( ) are ignored, and
           arguments are trimmed. A '+' starts a new term only before [W*]KIND: or NAME( of a known kind or
@@ -162,7 +172,7 @@ public static partial class RewardSpec
                 }
 
                 int argumentStart = nameEnd + 1;
-                _position = ScanArgument(argumentStart, isRegex: name == "regex", inEnsemble);
+                _position = ScanArgument(argumentStart, name, inEnsemble);
                 string argument = _spec[argumentStart.._position].Trim();
                 if (argument.Length == 0)
                 {
@@ -294,6 +304,11 @@ public static partial class RewardSpec
                             : LexiconReward.Load(ResolvePath(argument));
                     case "regex":
                         return new RegexReward(argument);
+                    case "onnx":
+                        var (classifier, classifierOptions) = NeuralRewardOptions.Parse(argument, classifier: true, ResolvePath);
+                        return OnnxClassifierReward.Create(classifier, classifierOptions);
+                    case "similarity":
+                        return CreateSimilarity(argument);
                     default: // head
                         Func<string, IReward> factory = _context.HeadRewardFactory
                             ?? throw Error($"'head:{argument}' needs a loaded model: trained reward heads read the model's hidden states, and no model was given");
@@ -307,6 +322,25 @@ public static partial class RewardSpec
             }
         }
 
+        /// <summary>similarity:MODEL[,OPTIONS]|TARGET: the first '|' ends the model part; the target is unescaped.</summary>
+        private SimilarityReward CreateSimilarity(string argument)
+        {
+            int bar = argument.IndexOf('|');
+            if (bar < 0)
+            {
+                throw Error($"'similarity:{argument}' has no target text: write similarity:MODEL.onnx|TARGET TEXT");
+            }
+
+            string target = SimilarityReward.UnescapeText(argument[(bar + 1)..]).Trim();
+            if (target.Length == 0)
+            {
+                throw Error($"empty target text after '|' in 'similarity:{argument}' (write similarity:MODEL.onnx|TARGET TEXT)");
+            }
+
+            var (model, options) = NeuralRewardOptions.Parse(argument[..bar], classifier: false, ResolvePath);
+            return SimilarityReward.Create(model, target, options);
+        }
+
         private string ResolvePath(string path)
         {
             string baseDirectory = Path.GetFullPath(_context.BaseDirectory ?? Directory.GetCurrentDirectory());
@@ -316,16 +350,18 @@ public static partial class RewardSpec
         /// <summary>
         /// The end of an argument that starts at <paramref name="start"/>: the end of the spec, a '+' that starts
         /// another term, a ')' with no '(' in the argument, or (inside an ensemble) a ';', each outside parentheses.
-        /// In a regex, escaped characters and character classes hide all of these.
+        /// In a regex, escaped characters and character classes hide all of these; in a similarity target, escaped characters.
         /// </summary>
-        private int ScanArgument(int start, bool isRegex, bool inEnsemble)
+        private int ScanArgument(int start, string kind, bool inEnsemble)
         {
+            bool isRegex = kind == "regex";
+            bool escapes = isRegex || kind == "similarity";
             int depth = 0;
             int i = start;
             while (i < _spec.Length)
             {
                 char c = _spec[i];
-                if (isRegex && c == '\\')
+                if (escapes && c == '\\')
                 {
                     i += 2;
                     continue;
@@ -479,6 +515,8 @@ public static partial class RewardSpec
             "length" => "TOKENS, e.g. length:40",
             "lexicon" => "FILE or lexicon:positive / negative / sentiment",
             "regex" => "PATTERN, e.g. regex:\\bhappy\\b",
+            "onnx" => "MODEL.onnx[,label=I][,input=response], e.g. onnx:reward-model.onnx",
+            "similarity" => "MODEL.onnx|TARGET TEXT, e.g. similarity:model.onnx|a happy story about friends",
             _ => "FILE, e.g. head:reward.head",
         };
 

@@ -1,0 +1,299 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+
+namespace Tilt.Engine.Rewards.Neural;
+
+/// <summary>Where ONNX Runtime runs a neural reward's graph.</summary>
+public enum OnnxDevice
+{
+    /// <summary>ONNX Runtime's CPU execution provider (the default).</summary>
+    Cpu,
+
+    /// <summary>The CUDA execution provider, GPU 0; needs an ONNX Runtime build with CUDA (Microsoft.ML.OnnxRuntime.Gpu).</summary>
+    Cuda,
+}
+
+/// <summary>Reads a graph output of one Run: the float data (row-major) and its shape.</summary>
+internal delegate void OutputReader(ReadOnlySpan<float> data, ReadOnlySpan<long> shape);
+
+/// <summary>One tokenized text of a batch: ids and, for a pair, segment ids (null: all 0).</summary>
+internal readonly record struct EncodedText(int[] Ids, int[]? Segments);
+
+/// <summary>
+/// A BERT-style ONNX text graph (inputs <c>input_ids</c>, <c>attention_mask</c> and optionally <c>token_type_ids</c>,
+/// int64 [batch, sequence]) in one <see cref="InferenceSession"/> per file and device, loaded once per process and
+/// shared by every reward that names the file (<see cref="Load"/>). A batch runs as ONE <see cref="Run"/>: rows
+/// padded to the longest, the attention mask 0 over padding. Thread-safe: ONNX Runtime allows concurrent Run calls
+/// on one session.
+/// </summary>
+internal sealed class OnnxTextModel
+{
+    public const string InputIds = "input_ids";
+    public const string AttentionMask = "attention_mask";
+    public const string TokenTypeIds = "token_type_ids";
+
+    private static readonly ConcurrentDictionary<(string Path, OnnxDevice Device), Lazy<OnnxTextModel>> Cache = new();
+
+    private readonly InferenceSession _session;
+    private readonly string[] _inputNames;
+    private readonly ConcurrentDictionary<(string Tokenizer, int MaxLength), bool> _accepted = new();
+
+    private OnnxTextModel(string path, OnnxDevice device, InferenceSession session)
+    {
+        Path = path;
+        Device = device;
+        _session = session;
+        var inputs = session.InputMetadata;
+        HasTokenTypeIds = inputs.ContainsKey(TokenTypeIds);
+        _inputNames = HasTokenTypeIds ? [InputIds, AttentionMask, TokenTypeIds] : [InputIds, AttentionMask];
+    }
+
+    /// <summary>The .onnx file (full path).</summary>
+    public string Path { get; }
+
+    public OnnxDevice Device { get; }
+
+    /// <summary>True when the graph takes segment ids (BERT does; DistilBERT and RoBERTa exports do not).</summary>
+    public bool HasTokenTypeIds { get; }
+
+    /// <summary>
+    /// The model of <paramref name="path"/> on <paramref name="device"/>, loaded on first use and kept for the life of
+    /// the process (keyed by full path and device). A file that fails to load is not cached.
+    /// </summary>
+    /// <exception cref="TiltException">Missing file, not an ONNX graph, unexpected inputs, or an unavailable device.</exception>
+    public static OnnxTextModel Load(string path, OnnxDevice device)
+    {
+        var key = (System.IO.Path.GetFullPath(path), device);
+        var lazy = Cache.GetOrAdd(key, k => new Lazy<OnnxTextModel>(() => Open(k.Path, k.Device), LazyThreadSafetyMode.ExecutionAndPublication));
+        try
+        {
+            return lazy.Value;
+        }
+        catch
+        {
+            Cache.TryRemove(new KeyValuePair<(string, OnnxDevice), Lazy<OnnxTextModel>>(key, lazy));
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// The float output to read: the first of <paramref name="preferred"/> the graph has, else its only output when
+    /// that has rank <paramref name="rank"/>; otherwise an error listing the graph's outputs.
+    /// </summary>
+    public string FindOutput(string purpose, int rank, params string[] preferred)
+    {
+        var outputs = _session.OutputMetadata;
+        foreach (string name in preferred)
+        {
+            if (outputs.TryGetValue(name, out var meta))
+            {
+                return CheckOutput(name, meta, rank, purpose);
+            }
+        }
+
+        if (outputs.Count == 1)
+        {
+            var only = outputs.Single();
+            return CheckOutput(only.Key, only.Value, rank, purpose);
+        }
+
+        throw new TiltException(
+            $"{Path}: no output for {purpose}: expected one named {string.Join(" or ", preferred)}, rank {rank}, float; the graph's outputs are {Describe(outputs)}");
+    }
+
+    /// <summary>The static size of dimension <paramref name="axis"/> of an output, or null when symbolic.</summary>
+    public long? OutputDimension(string output, int axis)
+    {
+        int size = _session.OutputMetadata[output].Dimensions[axis];
+        return size > 0 ? size : null;
+    }
+
+    /// <summary>
+    /// Checks once per tokenizer and length that the graph accepts the tokenizer's largest id at the last of
+    /// <paramref name="maxLength"/> positions: a tokenizer of another model, or a length beyond the model's
+    /// position table, fails here with the files named instead of in the middle of a decode.
+    /// </summary>
+    /// <exception cref="TiltException">The probe run failed.</exception>
+    public void EnsureAccepts(WordPieceTextTokenizer tokenizer, int maxLength)
+    {
+        if (_accepted.ContainsKey((tokenizer.Path, maxLength)))
+        {
+            return;
+        }
+
+        var probe = new int[maxLength]; // [CLS] (V-1) ... (V-1) [SEP]
+        probe.AsSpan().Fill(tokenizer.VocabularySize - 1);
+        probe[0] = tokenizer.ClassificationId;
+        probe[^1] = tokenizer.SeparatorId;
+        try
+        {
+            Run([new EncodedText(probe, null)], tokenizer.PaddingId, _session.OutputNames[0], static (_, _) => { });
+        }
+        catch (TiltException e)
+        {
+            throw new TiltException(
+                $"{tokenizer.Path} ({tokenizer.VocabularySize} tokens) with max-length {maxLength} does not fit {Path}: " +
+                $"a run with token id {tokenizer.VocabularySize - 1} up to position {maxLength - 1} failed (is the tokenizer another model's, " +
+                $"or max-length beyond the model's positions?): {e.InnerException?.Message ?? e.Message}", e);
+        }
+
+        _accepted.TryAdd((tokenizer.Path, maxLength), true);
+    }
+
+    /// <summary>
+    /// Runs the graph once over all <paramref name="rows"/> (padded to the longest with <paramref name="paddingId"/>,
+    /// attention mask 1 over each row's tokens and 0 over padding) and hands <paramref name="output"/> to
+    /// <paramref name="read"/>, whose span is valid only during the call.
+    /// </summary>
+    public void Run(IReadOnlyList<EncodedText> rows, int paddingId, string output, OutputReader read)
+    {
+        int batch = rows.Count;
+        int width = 0;
+        for (int r = 0; r < batch; r++)
+        {
+            width = Math.Max(width, rows[r].Ids.Length);
+        }
+
+        var ids = new long[batch * width];          // [batch, width]
+        var mask = new long[batch * width];         // [batch, width]
+        var segments = HasTokenTypeIds ? new long[batch * width] : null;
+        ids.AsSpan().Fill(paddingId);
+        for (int r = 0; r < batch; r++)
+        {
+            var row = rows[r];
+            int offset = r * width;
+            for (int j = 0; j < row.Ids.Length; j++)
+            {
+                ids[offset + j] = row.Ids[j];
+                mask[offset + j] = 1;
+                if (segments is not null && row.Segments is not null)
+                {
+                    segments[offset + j] = row.Segments[j];
+                }
+            }
+        }
+
+        long[] shape = [batch, width];
+        using var idsValue = OrtValue.CreateTensorValueFromMemory(ids, shape);
+        using var maskValue = OrtValue.CreateTensorValueFromMemory(mask, shape);
+        using var segmentsValue = segments is null ? null : OrtValue.CreateTensorValueFromMemory(segments, shape);
+        OrtValue[] values = segmentsValue is null ? [idsValue, maskValue] : [idsValue, maskValue, segmentsValue];
+        IDisposableReadOnlyCollection<OrtValue> results;
+        try
+        {
+            using var options = new RunOptions();
+            results = _session.Run(options, _inputNames, values, [output]);
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw new TiltException($"{Path}: ONNX Runtime failed on a batch of {batch} x {width} tokens: {e.Message}", e);
+        }
+
+        using (results)
+        {
+            var value = results[0];
+            read(value.GetTensorDataAsSpan<float>(), value.GetTensorTypeAndShape().Shape);
+        }
+    }
+
+    private static OnnxTextModel Open(string path, OnnxDevice device)
+    {
+        if (!File.Exists(path))
+        {
+            throw new TiltException($"{path}: ONNX model file not found");
+        }
+
+        using var options = new SessionOptions();
+        if (device == OnnxDevice.Cuda)
+        {
+            string[] available = OrtEnv.Instance().GetAvailableProviders();
+            if (!available.Contains("CUDAExecutionProvider"))
+            {
+                throw new TiltException(
+                    $"{path}: device=cuda, but this ONNX Runtime build has no CUDA execution provider (it has {string.Join(", ", available)}); " +
+                    "use the Microsoft.ML.OnnxRuntime.Gpu package on a machine with a CUDA driver, or leave device at cpu");
+            }
+
+            try
+            {
+                options.AppendExecutionProvider_CUDA(0);
+            }
+            catch (OnnxRuntimeException e)
+            {
+                throw new TiltException($"{path}: device=cuda: the CUDA execution provider could not start: {e.Message}", e);
+            }
+        }
+
+        InferenceSession session;
+        try
+        {
+            session = new InferenceSession(path, options);
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw new TiltException($"{path}: not an ONNX model ONNX Runtime can load: {e.Message}", e);
+        }
+
+        try
+        {
+            CheckInputs(path, session.InputMetadata);
+            return new OnnxTextModel(path, device, session);
+        }
+        catch
+        {
+            session.Dispose();
+            throw;
+        }
+    }
+
+    private static void CheckInputs(string path, IReadOnlyDictionary<string, NodeMetadata> inputs)
+    {
+        string expected = $"a text model takes {InputIds} and {AttentionMask} (and optionally {TokenTypeIds}), int64 [batch, sequence]";
+        foreach (var (name, meta) in inputs)
+        {
+            bool known = name is InputIds or AttentionMask or TokenTypeIds;
+            if (!known || meta.ElementDataType != TensorElementType.Int64 || meta.Dimensions.Length != 2)
+            {
+                throw new TiltException($"{path}: unexpected graph input {name} {Shape(meta)}; {expected}; the graph's inputs are {Describe(inputs)}");
+            }
+        }
+
+        foreach (string name in new[] { InputIds, AttentionMask })
+        {
+            if (!inputs.ContainsKey(name))
+            {
+                throw new TiltException($"{path}: the graph has no input {name}; {expected}; the graph's inputs are {Describe(inputs)}");
+            }
+        }
+    }
+
+    private string CheckOutput(string name, NodeMetadata meta, int rank, string purpose)
+    {
+        if (meta.ElementDataType != TensorElementType.Float || meta.Dimensions.Length != rank)
+        {
+            throw new TiltException(
+                $"{Path}: output {name} {Shape(meta)} cannot be used for {purpose} (expected float with rank {rank}); the graph's outputs are {Describe(_session.OutputMetadata)}");
+        }
+
+        return name;
+    }
+
+    private static string Describe(IReadOnlyDictionary<string, NodeMetadata> nodes) =>
+        nodes.Count == 0 ? "(none)" : string.Join(", ", nodes.Select(n => $"{n.Key} {Shape(n.Value)}"));
+
+    /// <summary>"float [batch, sequence, 384]": element type and dimensions, symbolic ones by name.</summary>
+    private static string Shape(NodeMetadata meta)
+    {
+        if (!meta.IsTensor)
+        {
+            return $"({meta.OnnxValueType})";
+        }
+
+        var dims = meta.Dimensions.Select((d, i) =>
+            d > 0 ? d.ToString(CultureInfo.InvariantCulture)
+            : i < meta.SymbolicDimensions.Length && meta.SymbolicDimensions[i] is { Length: > 0 } s ? s : "?");
+        return $"{meta.ElementDataType.ToString().ToLowerInvariant()} [{string.Join(", ", dims)}]";
+    }
+}
