@@ -105,7 +105,7 @@ internal sealed class BestOfNRun : RequestRun
         }
         var rewards = new double[n];
         _reward.ScoreChecked(inputs, rewards);
-        int winner = PickWinner(rewards, _options, _sample);
+        int winner = PickWinner(rewards, _options.Seed, _options.RequestId, _sample);
         Emit(new CandidatesScored(_sample, 0, rewards.ToArray(), winner));
 
         var accepted = Clock.Elapsed - _sampleStart;
@@ -128,11 +128,11 @@ internal sealed class BestOfNRun : RequestRun
     }
 
     /// <summary>Highest reward; ties broken uniformly by the request's RNG ([M4]: uniform among the tied draws).</summary>
-    internal static int PickWinner(double[] rewards, BestOfNOptions options, int sample)
+    internal static int PickWinner(double[] rewards, ulong seed, uint requestId, int sample)
     {
         double best = rewards.Max();
         int ties = rewards.Count(r => r == best);
-        int pick = ties == 1 ? 0 : (int)(Philox.Bits(new RngKey(options.Seed, options.RequestId, uint.MaxValue, (uint)sample), 0) % (uint)ties);
+        int pick = ties == 1 ? 0 : (int)(Philox.Bits(new RngKey(seed, requestId, uint.MaxValue, (uint)sample), 0) % (uint)ties);
         for (int i = 0; i < rewards.Length; i++)
             if (rewards[i] == best && pick-- == 0) return i;
         throw new UnreachableException();

@@ -115,6 +115,15 @@ public sealed record AlignedSample(
     /// <summary>Prompt tokens whose KV came from the engine's prompt cache instead of a prefill.</summary>
     public int CachedPromptTokens { get; init; }
 
+    /// <summary>Early rejection: candidates still alive after each decision (N before the first); null for other strategies.</summary>
+    public IReadOnlyList<int>? SurvivorsPerDecision { get; init; }
+
+    /// <summary>
+    /// Early rejection: tokens the rejected candidates would still have decoded had they run to the survivors' mean length
+    /// (an estimate of the saving against full best-of-N); null for other strategies.
+    /// </summary>
+    public long? TokensSavedEstimate { get; init; }
+
     /// <summary>Scheduler iterations between the request's submission and its admission (0: admitted at the next one).</summary>
     public long QueuedIterations { get; init; }
 }
