@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using Tilt.Engine.Heads;
+using Tilt.Engine.IO;
 using Tilt.Engine.Rewards;
 using Tilt.Engine.Training;
 using Tilt.Kernels;
@@ -73,8 +74,7 @@ internal static class DataCommand
                 Threads = parse.GetValue(model.Threads),
             };
             options.Sampling.Validate();
-            string outPath = Path.GetFullPath(parse.GetValue(output)!);
-            TrainCommand.CheckWritable(outPath);
+            string outPath = AtomicFile.CheckTarget(parse.GetValue(output)!);
 
             using var lm = model.LoadModel(parse, console);
             using var kernels = model.CreateKernels(parse, console);

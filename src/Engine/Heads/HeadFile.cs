@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Tilt.Engine.IO;
 using Tilt.Engine.Models;
 using Tilt.Kernels;
 
@@ -151,13 +152,12 @@ public sealed class HeadFile
         }
     }
 
-    /// <summary>Writes the file (atomically: a temporary file renamed over the target).</summary>
-    public void Write(string path)
+    /// <summary>Writes the file through <see cref="AtomicFile"/> (a temporary file renamed over the target).</summary>
+    /// <exception cref="TiltException">The file cannot be written; nothing is left behind.</exception>
+    public void Write(string path, CancellationToken cancellationToken = default)
     {
         byte[] header = JsonSerializer.SerializeToUtf8Bytes(Header, Json);
-        string full = Path.GetFullPath(path);
-        string temp = full + ".tmp";
-        using (var stream = File.Create(temp))
+        AtomicFile.Write(path, stream =>
         {
             stream.Write(Magic);
             Span<byte> buffer = stackalloc byte[4];
@@ -169,8 +169,7 @@ public sealed class HeadFile
                 BinaryPrimitives.WriteSingleLittleEndian(buffer, w);
                 stream.Write(buffer);
             }
-        }
-        File.Move(temp, full, overwrite: true);
+        }, cancellationToken);
     }
 
     /// <summary>Refuses a model other than the one the head was trained on.</summary>

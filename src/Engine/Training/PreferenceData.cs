@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using Tilt.Engine.IO;
 
 namespace Tilt.Engine.Training;
 
@@ -35,20 +36,11 @@ public static class PreferenceData
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         ArgumentNullException.ThrowIfNull(items);
-        string full = Path.GetFullPath(path);
-        string temp = full + ".tmp";
-        try
+        AtomicFile.Write(path, stream =>
         {
-            using (var writer = new StreamWriter(temp, false, new UTF8Encoding(false)))
-            {
-                foreach (var item in items) writer.WriteLine(JsonSerializer.Serialize(item, Json));
-            }
-            File.Move(temp, full, overwrite: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new TiltException($"{full}: cannot write: {e.Message}", e);
-        }
+            using var writer = new StreamWriter(stream, new UTF8Encoding(false), 1 << 16, leaveOpen: true);
+            foreach (var item in items) writer.WriteLine(JsonSerializer.Serialize(item, Json));
+        });
     }
 
     private static IReadOnlyList<T> Read<T>(string path, Func<JsonElement, string, int, T> parse)
