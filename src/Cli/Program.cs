@@ -25,7 +25,24 @@ public static class Program
         root.Subcommands.Add(MakeModelCommand.Create(console));
 
         var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            // A value that does not parse is a user error like any other: one line naming it, exit 2 (not the
+            // parser's exit 1 with the whole help text).
+            foreach (var error in parse.Errors)
+                await stderr.WriteLineAsync($"error: {error.Message.ReplaceLineEndings(" ").Trim()}").ConfigureAwait(false);
+            await stderr.WriteLineAsync($"(see: {string.Join(' ', CommandPath(parse.CommandResult.Command, root).Prepend("tilt").Append("--help"))})").ConfigureAwait(false);
+            return CliConsole.UserErrorExitCode;
+        }
         var config = new InvocationConfiguration { Output = stdout, Error = stderr };
         return await parse.InvokeAsync(config, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static IEnumerable<string> CommandPath(Command command, RootCommand root)
+    {
+        var names = new Stack<string>();
+        for (Command? c = command; c is not null && c != root; c = c.Parents.OfType<Command>().FirstOrDefault())
+            names.Push(c.Name);
+        return names;
     }
 }
