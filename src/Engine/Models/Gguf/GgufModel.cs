@@ -68,9 +68,9 @@ public sealed class GgufModel : ILanguageModel
             string why = LlamaNative.CapturedErrors();
             throw new ModelLoadException(fullPath, $"llama.cpp could not load the model{(why.Length > 0 ? ": " + why : "")}", e);
         }
-        catch (Exception e) when (e is RuntimeError or DllNotFoundException or EntryPointNotFoundException or BadImageFormatException)
+        catch (Exception e) when (e is RuntimeError or DllNotFoundException or EntryPointNotFoundException or BadImageFormatException or TypeInitializationException)
         {
-            throw new ModelLoadException(fullPath, $"the native llama library failed: {e.Message}", e);
+            throw new ModelLoadException(fullPath, $"the native llama library failed: {(e.InnerException ?? e).Message}", e);
         }
 
         try

@@ -39,8 +39,7 @@ public static class LlamaNative
 
             if (libraryPath is not null)
             {
-                if (!File.Exists(libraryPath))
-                    throw new TiltException($"{libraryPath}: native llama library not found");
+                NativeLibraryProbe.Check(libraryPath);
                 if (NativeLibraryConfig.LLama.LibraryHasLoaded)
                     throw new TiltException($"{libraryPath}: the bundled llama library was already loaded; name the native library before loading any model");
                 NativeLibraryConfig.All.WithLibrary(libraryPath, null);
