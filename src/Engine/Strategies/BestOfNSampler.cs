@@ -100,25 +100,28 @@ public sealed class BestOfNSampler
                     FinalHidden = rollout.FinalHidden.AsMemory(i * d, d).ToArray(),
                 };
             }
-            _reward.ScoreChecked(inputs, rewards);
-            int winner = PickWinner(rewards, options, sample);
-            yield return new CandidatesScored(sample, 0, rewards.ToArray(), winner);
+            // The deadline covers scoring: past it, the output is the best of the candidates scored so far.
+            int scored = _reward.ScoreWithin(inputs, rewards, ScoringBudget.Until(options.Deadline, requestClock, cancellationToken));
+            deadline |= scored < n;
+            var pool = scored == n ? rewards : rewards[..scored];
+            int winner = PickWinner(pool, options, sample);
+            yield return new CandidatesScored(sample, 0, pool.ToArray(), winner);
 
             var accepted = clock.Elapsed;
             var winnerInput = inputs[winner];
             double logProb = rollout.LogProb[winner];
-            var estimate = new KlReport(KlEstimators.KlHatFromLogProbability(logProb, n), KlMethod.BestOfNEstimate);
+            var estimate = new KlReport(KlEstimators.KlHatFromLogProbability(logProb, scored), KlMethod.BestOfNEstimate);
             yield return new TextAccepted(sample, winnerInput.Tokens, winnerInput.Text, estimate.Value);
 
             var candidates = options.ReturnCandidates
-                ? inputs.Select((c, i) => new ScoredCandidate(i, c.Text, c.Tokens, rewards[i], rollout.LogProb[i], c.IsFinished)).ToArray()
+                ? inputs.Take(scored).Select((c, i) => new ScoredCandidate(i, c.Text, c.Tokens, rewards[i], rollout.LogProb[i], c.IsFinished)).ToArray()
                 : [];
             var finish = deadline ? AlignFinish.Deadline : rollout.Stopped[winner] ? AlignFinish.Eos : AlignFinish.Length;
             yield return new SampleCompleted(new AlignedSample(sample, winnerInput.Text, winnerInput.Tokens, rewards[winner], logProb,
-                estimate, new KlReport(BestOfNBound(n), KlMethod.BestOfNBound), finish, rollout.TokensDecoded,
+                estimate, new KlReport(BestOfNBound(scored), KlMethod.BestOfNBound), finish, rollout.TokensDecoded,
                 new AlignTimings(prefill, accepted, clock.Elapsed, rollout.DecodeCalls) { ModelTime = rollout.DecodeTime }, candidates)
             {
-                WinRateVsCandidates = n > 1 ? WinRateAgainstOthers(rewards, winner) : null,
+                WinRateVsCandidates = scored > 1 ? WinRateAgainstOthers(pool, winner) : null,
             });
             if (deadline) yield break;
         }
