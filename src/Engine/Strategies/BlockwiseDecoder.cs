@@ -59,7 +59,7 @@ public sealed class BlockwiseDecoder
             MaxSequences = k,
             MaxSequenceLength = promptTokens.Length + options.MaxTokens + 1,
             KvLayout = KvLayout.Shared,
-            SharedCellsPerSequence = options.BlockSize + 1,
+            SharedCellsPerSequence = Math.Min(options.BlockSize, options.MaxTokens) + 1,
             Threads = options.Threads,
             KvCacheType = options.KvCacheType,
         });
