@@ -208,8 +208,8 @@ public sealed class TokenwiseDecoder
             {
                 if (!double.IsFinite(_values[j]))
                     throw new TiltException($"value {_value.Description} returned {_values[j]} for candidate token {_candidateIds[j]} at step {t}");
-                _valuesF[j] = (float)_values[j];
             }
+            KernelValues.ShiftToFloat(_values.AsSpan(0, c), _valuesF.AsSpan(0, c));
 
             _keys[0] = new RngKey(_options.Seed, _options.RequestId, (uint)t, (uint)_sample);
             _kernels.TiltedStep(_logits, 1, _vocab, _candidateIds.AsSpan(0, c), c, _valuesF.AsSpan(0, c), _beta, _parameters, _keys,
