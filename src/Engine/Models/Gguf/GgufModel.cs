@@ -61,6 +61,7 @@ public sealed class GgufModel : ILanguageModel
         LlamaNative.BeginCapture();
         try
         {
+            NativeLogHook.Install(options.NativeLibraryPath);
             weights = LLamaWeights.LoadFromFile(parameters);
         }
         catch (LoadWeightsFailedException e)

@@ -67,7 +67,7 @@ public static class LlamaNative
     internal static string CapturedErrors() =>
         _recentErrors is { Count: > 0 } errors ? string.Join("; ", errors) : string.Empty;
 
-    private static void OnNativeLog(LLamaLogLevel level, string message)
+    internal static void OnNativeLog(LLamaLogLevel level, string message)
     {
         if (level is not (LLamaLogLevel.Error or LLamaLogLevel.Warning)) return;
         string line = message.TrimEnd();
