@@ -821,7 +821,7 @@ static void backend_parity(void) {
         OK(tilt_request_run(a, NULL, NULL));
         OK(tilt_request_run(b, NULL, NULL));
         char * ta = output_text(a, 0), * tb = output_text(b, 0);
-        printf("strategy %d\n  cpu:  %s\n  cuda: %s\n", strategy, ta, tb);
+        printf("strategy %d\n  cpu:  %s\n  cuda: %s\n", strategy, ta ? ta : "(null)", tb ? tb : "(null)");
         EXPECT(ta && tb && strcmp(ta, tb) == 0, "strategy %d: the backends disagree", strategy);
         free(ta);
         free(tb);
