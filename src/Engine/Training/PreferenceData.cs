@@ -3,6 +3,8 @@ using System.Text.Encodings.Web;
 using System.Text.Json;
 using Tilt.Engine.IO;
 
+using Tilt.Engine.Text;
+
 namespace Tilt.Engine.Training;
 
 /// <summary>A preference: for the prompt, <see cref="Chosen"/> was preferred over <see cref="Rejected"/> [M20].</summary>
@@ -48,15 +50,7 @@ public static class PreferenceData
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         string full = Path.GetFullPath(path);
         if (!File.Exists(full)) throw new TiltException($"{full}: file not found");
-        string[] lines;
-        try
-        {
-            lines = File.ReadAllLines(full, Encoding.UTF8);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new TiltException($"{full}: cannot read: {e.Message}", e);
-        }
+        string[] lines = TextFile.ReadLines(full, "data file");
         var items = new List<T>();
         for (int i = 0; i < lines.Length; i++)
         {
