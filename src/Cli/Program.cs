@@ -6,7 +6,19 @@ namespace Tilt.Cli;
 /// <summary>Entry point of the <c>tilt</c> command line.</summary>
 public static class Program
 {
-    public static Task<int> Main(string[] args) => RunAsync(args, Console.Out, Console.Error);
+    public static async Task<int> Main(string[] args)
+    {
+        // Ctrl+C cancels the command's token and lets it finish its own way (print what is done, remove temporary
+        // files, exit 130); a second Ctrl+C ends the process at once.
+        using var cancel = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) =>
+        {
+            if (cancel.IsCancellationRequested) return;
+            e.Cancel = true;
+            cancel.Cancel();
+        };
+        return await RunAsync(args, Console.Out, Console.Error, cancel.Token).ConfigureAwait(false);
+    }
 
     /// <summary>
     /// Runs the command line with explicit writers so tests can drive it in-process and read what a
@@ -34,7 +46,9 @@ public static class Program
             await stderr.WriteLineAsync($"(see: {string.Join(' ', CommandPath(parse.CommandResult.Command, root).Prepend("tilt").Append("--help"))})").ConfigureAwait(false);
             return CliConsole.UserErrorExitCode;
         }
-        var config = new InvocationConfiguration { Output = stdout, Error = stderr };
+        // No process-termination handling of System.CommandLine's own: it would end the process two seconds after
+        // Ctrl+C whatever the command was doing (Main cancels the token instead).
+        var config = new InvocationConfiguration { Output = stdout, Error = stderr, ProcessTerminationTimeout = null };
         return await parse.InvokeAsync(config, cancellationToken).ConfigureAwait(false);
     }
 

@@ -79,7 +79,7 @@ internal static class DataCommand
             using var lm = model.LoadModel(parse, console);
             using var kernels = model.CreateKernels(parse, console);
             var rewardFn = RewardSpec.Parse(parse.GetValue(reward)!, new RewardSpecContext { HeadRewardFactory = path => HeadReward.Load(path, lm.Info) });
-            var promptList = TrainCommand.Prompts(parse.GetValue(prompt), parse.GetValue(prompts), lm.Info);
+            var promptList = TrainCommand.Prompts(parse.GetValue(prompt)?.Select(p => console.CheckPrompt(p)).ToArray(), parse.GetValue(prompts), lm.Info);
             var generator = new PairGenerator(lm, kernels, rewardFn);
             var progress = new ProgressPrinter(console.Error);
             console.Error.WriteLine($"data {(pairs ? "pairs" : "labels")}: {options.Count} from {promptList.Count} prompts, labeled by {rewardFn.Description}" +

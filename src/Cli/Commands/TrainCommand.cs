@@ -108,7 +108,7 @@ internal static class TrainCommand
             using var lm = model.LoadModel(parse, console);
             using var kernels = model.CreateKernels(parse, console);
             var rewardFn = RewardSpec.Parse(parse.GetValue(reward)!, new RewardSpecContext { HeadRewardFactory = path => HeadReward.Load(path, lm.Info) });
-            var promptList = Prompts(parse.GetValue(prompt), parse.GetValue(prompts), lm.Info);
+            var promptList = Prompts(parse.GetValue(prompt)?.Select(p => console.CheckPrompt(p)).ToArray(), parse.GetValue(prompts), lm.Info);
             console.Error.WriteLine($"train value: {(valueMethod == ValueMethod.Fudge ? "CD-FUDGE" : "CD-Q")} {kind.ToString().ToLowerInvariant()} head for {rewardFn.Description}; " +
                                     $"{collection.Rollouts} rollouts of at most {collection.MaxTokens} tokens over {promptList.Count} prompts");
 
