@@ -143,7 +143,8 @@ TILT_API tilt_status tilt_runtime_live_handles(int64_t * out_count);
 /* ------------------------------------------------------------------------------------------------------------ */
 
 typedef enum tilt_backend {
-    TILT_BACKEND_AUTO = 0, /* CUDA through ILGPU when a usable CUDA device exists, else the SIMD CPU kernels */
+    TILT_BACKEND_AUTO = 0, /* the SIMD CPU kernels, also when a CUDA device exists (logits arrive in host
+                              memory, where they measured faster); TILT_BACKEND_CUDA forces the GPU */
     TILT_BACKEND_CPU  = 1, /* the SIMD CPU kernels */
     TILT_BACKEND_CUDA = 2, /* ILGPU kernels on the first CUDA device; TILT_ERR_UNSUPPORTED when there is none */
 } tilt_backend;
