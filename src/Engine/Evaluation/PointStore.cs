@@ -73,6 +73,15 @@ public sealed class PointStore
         return new PointStore(directory, File.Exists(points) ? ReadPoints(points) : []);
     }
 
+    /// <summary>Opens a folder an earlier run made, with the settings its settings.json records (to read or extend it).</summary>
+    /// <exception cref="TiltException">The folder has no readable settings file, or its points are corrupt.</exception>
+    public static PointStore OpenExisting(string directory)
+    {
+        string settings = Path.Combine(Path.GetFullPath(directory), EvaluationIdentity.FileName);
+        if (!File.Exists(settings)) throw new TiltException($"{settings}: not found; {directory} is not an evaluation folder");
+        return Open(directory, EvaluationIdentity.Read(settings));
+    }
+
     private static List<EvaluatedPoint> ReadPoints(string path)
     {
         List<EvaluatedPoint>? read;

@@ -28,6 +28,7 @@ public static class LlamaNative
     {
         lock (Gate)
         {
+            if (libraryPath is not null) NativeLibraryProbe.Check(libraryPath);
             if (_configured)
             {
                 if (!string.Equals(_libraryPath, libraryPath, StringComparison.Ordinal))
@@ -39,7 +40,6 @@ public static class LlamaNative
 
             if (libraryPath is not null)
             {
-                NativeLibraryProbe.Check(libraryPath);
                 if (NativeLibraryConfig.LLama.LibraryHasLoaded)
                     throw new TiltException($"{libraryPath}: the bundled llama library was already loaded; name the native library before loading any model");
                 NativeLibraryConfig.All.WithLibrary(libraryPath, null);
