@@ -50,14 +50,14 @@ public static class TextFile
         return text.ReplaceLineEndings("\n").Split('\n') is var lines && lines.Length > 0 && lines[^1].Length == 0 ? lines[..^1] : lines;
     }
 
-    /// <summary>Text for a message: control characters (and U+FFFD) as \uXXXX escapes, cut after 80 characters.</summary>
+    /// <summary>Text for a message: control characters other than TAB (and U+FFFD) as \uXXXX escapes, cut after 80 characters.</summary>
     public static string Quote(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
         var sb = new StringBuilder();
         foreach (char c in text.Length > 80 ? text[..80] : text)
         {
-            if (char.IsControl(c) || c == '\uFFFD') sb.Append(CultureInfo.InvariantCulture, $"\\u{(int)c:X4}");
+            if ((char.IsControl(c) && c != '\t') || c == '\uFFFD') sb.Append(CultureInfo.InvariantCulture, $"\\u{(int)c:X4}");
             else sb.Append(c);
         }
         if (text.Length > 80) sb.Append("...");
