@@ -449,10 +449,29 @@ static void model_load_errors(void) {
     mo.native_library = "/nonexistent/libllama.so";
     EXPECT_STATUS(tilt_model_load(NULL, &mo, &m), TILT_ERR_MODEL_LOAD);
     EXPECT(strstr(tilt_last_error(), "libllama") != NULL, "%s", tilt_last_error());
+    /* A real shared library that is not llama.cpp is refused before it is bound: the default load below still works. */
+    mo.native_library = access("/lib/x86_64-linux-gnu/libc.so.6", R_OK) == 0 ? "/lib/x86_64-linux-gnu/libc.so.6" : "/lib64/libc.so.6";
+    EXPECT_STATUS(tilt_model_load(NULL, &mo, &m), TILT_ERR_MODEL_LOAD);
+    EXPECT(m == NULL && strstr(tilt_last_error(), "is not a llama.cpp library") != NULL, "%s", tilt_last_error());
 
     if (!setup()) { g_failures++; return; }
     tilt_value * v = NULL;
     tilt_reward * r = NULL;
+    /* Every field of a head file is validated: a null one is TILT_ERR_MODEL_LOAD naming it, not TILT_ERR_INTERNAL. */
+    char head[] = "/tmp/tilt-null-sha-XXXXXX";
+    int hfd = mkstemp(head);
+    EXPECT(hfd >= 0, "mkstemp");
+    static const char json[] = "{\"format\":\"tilt-head/1\",\"kind\":\"linear\",\"role\":\"value\","
+                               "\"modelFingerprint\":\"sha256:x\",\"hiddenSize\":2,\"weightsSha256\":null}";
+    uint32_t json_length = (uint32_t)(sizeof json - 1);
+    unsigned char length[4] = { (unsigned char)json_length, (unsigned char)(json_length >> 8), 0, 0 };
+    static const float weights[3] = { 0 };
+    EXPECT(write(hfd, "TILTHEAD", 8) == 8 && write(hfd, length, 4) == 4 && write(hfd, json, json_length) == (ssize_t)json_length
+           && write(hfd, weights, sizeof weights) == (ssize_t)sizeof weights, "write");
+    close(hfd);
+    EXPECT_STATUS(tilt_value_load_head(g_model, head, &v), TILT_ERR_MODEL_LOAD);
+    EXPECT(v == NULL && strstr(tilt_last_error(), "field 'weightsSha256' is null") != NULL, "%s", tilt_last_error());
+    unlink(head);
     EXPECT_STATUS(tilt_value_load_head(g_model, "/nonexistent/v.head", &v), TILT_ERR_MODEL_LOAD);
     EXPECT_STATUS(tilt_reward_load_head(g_model, "/nonexistent/r.head", &r), TILT_ERR_MODEL_LOAD);
     EXPECT_STATUS(tilt_value_load_head(NULL, "/nonexistent/v.head", &v), TILT_ERR_INVALID_HANDLE);
@@ -849,7 +868,7 @@ static void backend_parity(void) {
         OK(tilt_request_run(a, NULL, NULL));
         OK(tilt_request_run(b, NULL, NULL));
         char * ta = output_text(a, 0), * tb = output_text(b, 0);
-        printf("strategy %d\n  cpu:  %s\n  cuda: %s\n", strategy, ta, tb);
+        printf("strategy %d\n  cpu:  %s\n  cuda: %s\n", strategy, ta ? ta : "(null)", tb ? tb : "(null)");
         EXPECT(ta && tb && strcmp(ta, tb) == 0, "strategy %d: the backends disagree", strategy);
         free(ta);
         free(tb);

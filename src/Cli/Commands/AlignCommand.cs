@@ -98,7 +98,7 @@ internal static class AlignCommand
                 HeadRewardFactory = path => HeadReward.Load(path, lm.Info),
             });
             var valueFn = CreateValue(lm, rewardFn, parse.GetValue(valueHead), parse.GetValue(value), options);
-            string text = parse.GetValue(prompt)!;
+            string text = console.CheckPrompt(parse.GetValue(prompt)!);
             bool asJson = parse.GetValue(json);
 
             IAsyncEnumerable<AlignEvent> events = options switch

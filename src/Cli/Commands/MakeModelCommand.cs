@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using Tilt.Engine;
+using Tilt.Engine.IO;
 using Tilt.Engine.Models.Gguf;
 
 namespace Tilt.Cli.Commands;
@@ -25,8 +26,9 @@ internal static class MakeModelCommand
 
         var command = new Command("make-model", "Write a random-weight llama GGUF model of a chosen shape (for benchmarks; never commit it).");
         foreach (var o in new Option[] { preset, dim, layers, heads, kvHeads, ff, vocab, vocabFrom, type, seed, output, force }) command.Options.Add(o);
-        command.SetAction(parse => console.Guard(() =>
+        command.SetAction((parse, cancellationToken) => console.GuardAsync(async () =>
         {
+            await Task.Yield();
             var baseShape = parse.GetValue(preset) is { } name
                 ? ModelShape.Presets.FirstOrDefault(p => p.Name == name.ToLowerInvariant())
                   ?? throw new ArgumentException($"--preset must be one of {string.Join(", ", ModelShape.Presets.Select(p => p.Name))}, got '{name}'")
@@ -52,8 +54,11 @@ internal static class MakeModelCommand
             var vocabulary = parse.GetValue(vocabFrom) is { } from
                 ? SentencePieceVocabulary.CopyFrom(from)
                 : SentencePieceVocabulary.Synthesize(parse.GetValue(vocab));
-            string path = parse.GetValue(output)
-                          ?? Path.Combine(SyntheticModel.CacheDirectory, $"{shape.Name}-{tensorType.ToString().ToLowerInvariant()}-v{vocabulary.Tokens.Length}-s{parse.GetValue(seed)}.gguf");
+            string? given = parse.GetValue(output);
+            if (given is not null) AtomicFile.CheckTarget(given);
+            string path = given is not null
+                ? Path.GetFullPath(given)
+                : Path.Combine(SyntheticModel.CacheDirectory, $"{shape.Name}-{tensorType.ToString().ToLowerInvariant()}-v{vocabulary.Tokens.Length}-s{parse.GetValue(seed)}.gguf");
             if (File.Exists(path) && !parse.GetValue(force))
             {
                 console.Out.WriteLine(path);
@@ -62,7 +67,7 @@ internal static class MakeModelCommand
             }
             var clock = Stopwatch.StartNew();
             long bytes = SyntheticModel.Write(path, shape, vocabulary, tensorType, parse.GetValue(seed),
-                new PercentProgress(percent => console.Error.Write($"\rwriting {percent}%")));
+                new PercentProgress(percent => console.Error.Write($"\rwriting {percent}%")), cancellationToken);
             console.Error.WriteLine();
             console.Error.WriteLine($"{shape.Name}: d={shape.Dim}, {shape.Layers} layers, {shape.Heads}/{shape.KvHeads} heads, ff={shape.FeedForward}, vocab {vocabulary.Tokens.Length}, " +
                                     $"{shape.Parameters(vocabulary.Tokens.Length):N0} parameters, {tensorType}, {bytes / 1048576.0:F1} MiB in {clock.Elapsed.TotalSeconds:F1} s");

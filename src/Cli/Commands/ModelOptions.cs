@@ -20,7 +20,7 @@ internal sealed class ModelOptions
 
     public Option<KernelBackend> Backend { get; } = new("--backend")
     {
-        Description = "Step-kernel backend: Auto (CUDA when present, else CPU SIMD), Cpu, Cuda.",
+        Description = "Step-kernel backend: Auto (CPU SIMD, also when a GPU is present: logits arrive in host memory, where it measured faster), Cpu, Cuda (forces the GPU).",
         DefaultValueFactory = _ => KernelBackend.Auto,
     };
 

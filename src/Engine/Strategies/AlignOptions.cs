@@ -30,10 +30,13 @@ public abstract record AlignOptions : DecodingOptions
             : throw new ArgumentOutOfRangeException(nameof(Deadline), value, $"the deadline must be positive, got {value}");
     }
 
+    /// <summary>Smallest beta accepted: the kernels divide float values by it, so it must stay a normal float.</summary>
+    public const double MinBeta = 1e-30;
+
     internal static double CheckBeta(double value, string name) =>
-        double.IsFinite(value) && value > 0
+        double.IsFinite(value) && value >= MinBeta
             ? value
-            : throw new ArgumentOutOfRangeException(name, value, $"beta must be a finite number > 0, got {value}");
+            : throw new ArgumentOutOfRangeException(name, value, $"beta must be a finite number >= {MinBeta:R}, got {value:R}");
 }
 
 /// <summary>Best-of-n [M4]: n candidates from p in one batch, keep the highest reward.</summary>

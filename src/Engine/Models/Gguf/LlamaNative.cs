@@ -28,6 +28,7 @@ public static class LlamaNative
     {
         lock (Gate)
         {
+            if (libraryPath is not null) NativeLibraryProbe.Check(libraryPath);
             if (_configured)
             {
                 if (!string.Equals(_libraryPath, libraryPath, StringComparison.Ordinal))
@@ -39,8 +40,6 @@ public static class LlamaNative
 
             if (libraryPath is not null)
             {
-                if (!File.Exists(libraryPath))
-                    throw new TiltException($"{libraryPath}: native llama library not found");
                 if (NativeLibraryConfig.LLama.LibraryHasLoaded)
                     throw new TiltException($"{libraryPath}: the bundled llama library was already loaded; name the native library before loading any model");
                 NativeLibraryConfig.All.WithLibrary(libraryPath, null);
@@ -68,7 +67,7 @@ public static class LlamaNative
     internal static string CapturedErrors() =>
         _recentErrors is { Count: > 0 } errors ? string.Join("; ", errors) : string.Empty;
 
-    private static void OnNativeLog(LLamaLogLevel level, string message)
+    internal static void OnNativeLog(LLamaLogLevel level, string message)
     {
         if (level is not (LLamaLogLevel.Error or LLamaLogLevel.Warning)) return;
         string line = message.TrimEnd();
