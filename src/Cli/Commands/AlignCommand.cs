@@ -70,7 +70,7 @@ internal static class AlignCommand
                 Seed = parse.GetValue(seed),
                 Sampling = sampling,
                 Deadline = budget,
-                Threads = parse.GetValue(model.Threads),
+                Threads = model.GetThreads(parse),
             };
 
             using var lm = model.LoadModel(parse, console);

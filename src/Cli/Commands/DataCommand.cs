@@ -70,7 +70,7 @@ internal static class DataCommand
                 Threshold = pairs ? 0 : parse.GetValue(threshold),
                 Seed = parse.GetValue(seed),
                 Sampling = new SamplingParameters(parse.GetValue(temperature)),
-                Threads = parse.GetValue(model.Threads),
+                Threads = model.GetThreads(parse),
             };
             options.Sampling.Validate();
             string outPath = Path.GetFullPath(parse.GetValue(output)!);
