@@ -61,9 +61,15 @@ internal static class LlamaAbi
         byte* p = (byte*)&buffer;
         T At<T>(string field) where T : unmanaged => *(T*)(p + Marshal.OffsetOf<LLamaContextParams>(field));
         // Defaults of 815a2a5 (llama-context.cpp), spread over the struct so that a shift anywhere shows.
-        if (At<uint>("n_ctx") != 512 || At<uint>("n_batch") != 2048 || At<uint>("n_ubatch") != 512 || At<uint>("n_seq_max") != 1
-            || At<float>("yarn_beta_fast") != 32f || At<int>("type_k") != (int)GGMLType.GGML_TYPE_F16 || At<int>("type_v") != (int)GGMLType.GGML_TYPE_F16)
-            return "llama_context_default_params() does not match the llama_context_params layout LLamaSharp 0.30.0 expects";
+        (string Field, double Found, double Expected)[] checks =
+        [
+            ("n_ctx", At<uint>("n_ctx"), 512), ("n_batch", At<uint>("n_batch"), 2048), ("n_ubatch", At<uint>("n_ubatch"), 512),
+            ("n_seq_max", At<uint>("n_seq_max"), 1), ("yarn_beta_fast", At<float>("yarn_beta_fast"), -1),
+            ("type_k", At<int>("type_k"), (int)GGMLType.GGML_TYPE_F16), ("type_v", At<int>("type_v"), (int)GGMLType.GGML_TYPE_F16),
+        ];
+        var wrong = checks.Where(c => c.Found != c.Expected).Select(c => $"{c.Field} = {c.Found} (expected {c.Expected})").ToArray();
+        if (wrong.Length > 0)
+            return $"llama_context_default_params() does not match the llama_context_params layout LLamaSharp 0.30.0 expects: {string.Join(", ", wrong)}";
         return null;
     }
 }
