@@ -77,6 +77,7 @@ internal static class EndToEndHarness
 
         var report = new Report(Path.GetFileName(path), model.Info.Description, CpuTopology.LogicalCpus, CpuTopology.PhysicalCores,
             options.Threads, OpenMpWaitPolicy.Describe(), Process.GetCurrentProcess().Threads.Count,
+            [GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2)],
             options.Tokens, options.Block, options.Reps, Process.GetCurrentProcess().PeakWorkingSet64, rows);
         string json = JsonSerializer.Serialize(report, new JsonSerializerOptions
         {
@@ -266,14 +267,14 @@ internal static class EndToEndHarness
     }
 
     private sealed record Report(string Model, string Description, int LogicalCpus, int PhysicalCores, int[] Threads, string OpenMp,
-        int ProcessThreads, int Tokens, int Block, int Reps, long PeakWorkingSetBytes, List<Row> Rows);
+        int ProcessThreads, int[] GcCollections, int Tokens, int Block, int Reps, long PeakWorkingSetBytes, List<Row> Rows);
 
     private static string Markdown(Report r)
     {
         var sb = new System.Text.StringBuilder();
         sb.AppendLine($"model {r.Model} ({r.Description}); {r.Tokens} tokens per output, blocks of {r.Block}, {r.Reps} reps (median [min-max], spread = (max-min)/median); " +
             $"llama.cpp threads {string.Join(", ", r.Threads)} of {r.PhysicalCores} physical cores / {r.LogicalCpus} logical CPUs; {r.OpenMp}; " +
-            $"{r.ProcessThreads} OS threads at the end; peak working set {r.PeakWorkingSetBytes / 1048576.0:F0} MiB");
+            $"{r.ProcessThreads} OS threads at the end; GC collections gen0/1/2 {string.Join("/", r.GcCollections)}; peak working set {r.PeakWorkingSetBytes / 1048576.0:F0} MiB");
         sb.AppendLine();
         sb.AppendLine("| K | threads | method | tokens/s | spread | step ms | overhead | vs raw | vs naive | first block ms | per block ms |");
         sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|");
