@@ -92,7 +92,7 @@ internal static class RequestOptionsMapping
     {
         0 => null,
         > 0 => o.Threads,
-        _ => throw StatusException.InvalidArgument($"tilt_request_options.threads must be >= 0 (0 = llama.cpp's choice), got {o.Threads}"),
+        _ => throw StatusException.InvalidArgument($"tilt_request_options.threads must be >= 0 (0 = the engine's default: one per physical core), got {o.Threads}"),
     };
 
     private static T Relabel<T>(Func<T> build)

@@ -64,7 +64,7 @@ internal static class AlignCommand
                 using var batchModel = model.LoadModel(parse, console);
                 using var batchKernels = model.CreateKernels(parse, console);
                 return await AlignBatch.RunAsync(console, batchModel, batchKernels, requestsFile, outFile, defaults, parse.GetValue(concurrency),
-                    engineOptions.MaxSequences, parse.GetValue(model.Threads), cancellationToken);
+                    engineOptions.MaxSequences, model.GetThreads(parse), cancellationToken);
             }
             if (parse.GetValue(output) is not null) throw new ArgumentException("--out is for batch mode (--requests FILE.jsonl)");
             if (which is not ("bon" or "tokenwise" or "blockwise"))
@@ -88,7 +88,7 @@ internal static class AlignCommand
                 Seed = parse.GetValue(seed),
                 Sampling = sampling,
                 Deadline = budget,
-                Threads = parse.GetValue(model.Threads),
+                Threads = model.GetThreads(parse),
             };
 
             using var lm = model.LoadModel(parse, console);

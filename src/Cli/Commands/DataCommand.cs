@@ -71,7 +71,7 @@ internal static class DataCommand
                 Threshold = pairs ? 0 : parse.GetValue(threshold),
                 Seed = parse.GetValue(seed),
                 Sampling = new SamplingParameters(parse.GetValue(temperature)),
-                Threads = parse.GetValue(model.Threads),
+                Threads = model.GetThreads(parse),
             };
             options.Sampling.Validate();
             string outPath = AtomicFile.CheckTarget(parse.GetValue(output)!);

@@ -66,7 +66,7 @@ internal static class EvaluateCommand
                 BaseSamplesPerPrompt = parse.GetValue(baseSamples),
                 MaxTokens = tokens,
                 Seed = parse.GetValue(seed),
-                Threads = parse.GetValue(model.Threads),
+                Threads = model.GetThreads(parse),
             };
             var sweep = isQuick ? EvaluationConfig.QuickSweep(candidates) : EvaluationConfig.FullSweep(candidates);
             var cdValue = valueFor(1.0);

@@ -34,7 +34,7 @@ internal static class GenerateCommand
                 MaxTokens = parse.GetValue(maxTokens),
                 Seed = parse.GetValue(seed),
                 Sampling = new SamplingParameters(parse.GetValue(temperature), parse.GetValue(topK), parse.GetValue(topP)),
-                Threads = parse.GetValue(model.Threads),
+                Threads = model.GetThreads(parse),
             };
             using var lm = model.LoadModel(parse, console);
             using var kernels = model.CreateKernels(parse, console);

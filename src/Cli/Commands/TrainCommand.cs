@@ -81,7 +81,7 @@ internal static class TrainCommand
                 PositionStride = parse.GetValue(stride) >= 1 ? parse.GetValue(stride) : throw new ArgumentException($"--stride must be at least 1, got {parse.GetValue(stride)}"),
                 Seed = parse.GetValue(seed),
                 Sampling = new SamplingParameters(parse.GetValue(temperature)),
-                Threads = parse.GetValue(model.Threads),
+                Threads = model.GetThreads(parse),
             };
             var training = new ValueTrainingOptions
             {
@@ -101,7 +101,7 @@ internal static class TrainCommand
                 QIterations = parse.GetValue(iterations),
                 QMaxPrefixes = parse.GetValue(qPrefixes),
                 Seed = parse.GetValue(seed),
-                Threads = parse.GetValue(model.Threads),
+                Threads = model.GetThreads(parse),
             };
             string outPath = AtomicFile.CheckTarget(parse.GetValue(output)!);
 
@@ -208,7 +208,7 @@ internal static class TrainCommand
                 HeldOutFraction = parse.GetValue(heldOut),
                 Lambda = parse.GetValue(lambda),
                 Seed = parse.GetValue(seed),
-                Threads = parse.GetValue(model.Threads),
+                Threads = model.GetThreads(parse),
             };
             string outPath = AtomicFile.CheckTarget(parse.GetValue(output)!);
             // Read the data before loading the model: a bad line is reported at once.

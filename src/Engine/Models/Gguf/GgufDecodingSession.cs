@@ -53,8 +53,9 @@ internal sealed unsafe class GgufDecodingSession : IDecodingSession
             KVUnified = shared,
             TypeK = options.KvCacheType == KvCacheType.F32 ? GGMLType.GGML_TYPE_F32 : GGMLType.GGML_TYPE_F16,
             TypeV = options.KvCacheType == KvCacheType.F32 ? GGMLType.GGML_TYPE_F32 : GGMLType.GGML_TYPE_F16,
-            Threads = options.Threads,
-            BatchThreads = options.Threads,
+            // Default: every physical core (CpuTopology), not LLamaSharp's half of the logical CPUs.
+            Threads = CpuTopology.Resolve(options.Threads),
+            BatchThreads = CpuTopology.Resolve(options.Threads),
         };
 
         LlamaNative.BeginCapture();
