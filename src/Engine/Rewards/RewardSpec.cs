@@ -293,7 +293,7 @@ public static partial class RewardSpec
                             ? LexiconReward.LoadBuiltIn(argument, _context.LexiconDirectory)
                             : LexiconReward.Load(ResolvePath(argument));
                     case "regex":
-                        return new RegexReward(argument);
+                        return new RegexReward(argument, _context.RegexMatchTimeout ?? RegexReward.DefaultMatchTimeout);
                     default: // head
                         Func<string, IReward> factory = _context.HeadRewardFactory
                             ?? throw Error($"'head:{argument}' needs a loaded model: trained reward heads read the model's hidden states, and no model was given");
@@ -310,7 +310,8 @@ public static partial class RewardSpec
         private string ResolvePath(string path)
         {
             string baseDirectory = Path.GetFullPath(_context.BaseDirectory ?? Directory.GetCurrentDirectory());
-            return Path.GetFullPath(path, baseDirectory);
+            string full = Path.GetFullPath(path, baseDirectory);
+            return _context.FilePolicy is { } policy ? policy(full) : full;
         }
 
         /// <summary>
