@@ -175,5 +175,7 @@ internal static class ServerJson
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
         NumberHandling = JsonNumberHandling.Strict,
         MaxDepth = 32,
+        // JSON for API clients, never embedded in HTML: quotes and apostrophes in messages stay readable.
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
 }

@@ -20,7 +20,7 @@ internal sealed class ServerMetrics
         TokensRejected = f.CreateCounter("tilt_tokens_rejected_total", "Tokens decoded for candidates that were not returned (tokens evaluated minus tokens returned).",
             new CounterConfiguration { LabelNames = ["strategy"] });
         Reward = f.CreateHistogram("tilt_reward", "Reward r(x, y) of returned outputs.",
-            new HistogramConfiguration { LabelNames = ["strategy"], Buckets = Histogram.LinearBuckets(-5, 1, 11) });
+            new HistogramConfiguration { LabelNames = ["strategy"], Buckets = [-5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5] });
         Kl = f.CreateHistogram("tilt_kl", "KL(pi || p) reported for returned outputs (nats, by the strategy's method).",
             new HistogramConfiguration { LabelNames = ["strategy"], Buckets = [0, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32] });
         StepLatency = f.CreateHistogram("tilt_step_latency_seconds", "Mean time of one batched decode step of an output (decode time after the prefill over the decode calls).",

@@ -29,6 +29,7 @@ public sealed class TiltServer : IAsyncDisposable
     private ServedModel? _model;
     private RewardCatalog? _catalog;
     private volatile bool _draining;
+    private Task? _drain;
     private int _disposed;
 
     private TiltServer(ServerOptions options, Func<CancellationToken, Task<ServedModel>> load, Action<WebApplicationBuilder>? configure)
@@ -49,12 +50,13 @@ public sealed class TiltServer : IAsyncDisposable
             else if (IPAddress.TryParse(options.Host, out var address)) k.Listen(address, options.Port);
             else throw new TiltException($"--host must be an IP address or localhost, got '{options.Host}'");
         });
-        // Stops before the web host (hosted services stop in reverse order): drains the engine while Kestrel still serves
-        // the in-flight responses, after ApplicationStopping has made new requests 503.
+        // Makes the host's stop wait for the drain (started by ApplicationStopping) to end.
         builder.Services.AddHostedService(_ => new DrainOnStop(this));
         configure?.Invoke(builder);
         App = builder.Build();
-        App.Lifetime.ApplicationStopping.Register(() => _draining = true);
+        // ApplicationStopping comes before Kestrel closes its listeners: from here new requests get 503, and the drain
+        // deadline starts, after which in-flight requests are cancelled (Kestrel waits for them to end).
+        App.Lifetime.ApplicationStopping.Register(() => Drain());
         Endpoints.Map(App, this);
     }
 
@@ -119,11 +121,18 @@ public sealed class TiltServer : IAsyncDisposable
 
     internal void OnFinished(FinishedRequest record) => RequestFinished?.Invoke(record);
 
-    internal async Task DrainAsync()
+    /// <summary>Starts draining once; later calls return the same task.</summary>
+    internal Task Drain()
     {
-        _draining = true;
-        await _loadCancel.CancelAsync().ConfigureAwait(false);
-        if (_model is { } m) await m.Engine.StopAsync(_options.DrainTimeout).ConfigureAwait(false);
+        lock (_ready)
+        {
+            _draining = true;
+            return _drain ??= Task.Run(async () =>
+            {
+                await _loadCancel.CancelAsync().ConfigureAwait(false);
+                if (_model is { } m) await m.Engine.StopAsync(_options.DrainTimeout).ConfigureAwait(false);
+            });
+        }
     }
 
     public async ValueTask DisposeAsync()
@@ -138,7 +147,7 @@ public sealed class TiltServer : IAsyncDisposable
     private sealed class DrainOnStop(TiltServer server) : IHostedService
     {
         public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-        public Task StopAsync(CancellationToken cancellationToken) => server.DrainAsync();
+        public Task StopAsync(CancellationToken cancellationToken) => server.Drain();
     }
 }
 
