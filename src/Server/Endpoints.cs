@@ -448,6 +448,8 @@ internal static class Endpoints
         {
             var api = ToApi(e);
             if (api.Status >= 500 && api.Code == "internal_error") log.LogError(e, "request failed");
+            // The unread rest of an oversized body is not drained: the connection closes after the 413.
+            if (api.Status == 413) ctx.Response.Headers.Connection = "close";
             if (api.RetryAfterSeconds is { } seconds) ctx.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
             _ = server;
             return Error(api);
