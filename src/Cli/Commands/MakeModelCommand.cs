@@ -24,11 +24,12 @@ internal static class MakeModelCommand
         var force = new Option<bool>("--force") { Description = "Overwrite an existing file." };
         var chatTemplate = new Option<string?>("--chat-template")
         {
-            Description = "Write this tokenizer.chat_template: a name llama.cpp knows (chatml, llama2, zephyr, ...) or @FILE for a Jinja template.",
+            Description = "Write this tokenizer.chat_template: a name llama.cpp knows (chatml, llama2, zephyr, ...) or a Jinja template's text.",
         };
+        var chatTemplateFile = new Option<string?>("--chat-template-file") { Description = "Write the Jinja chat template in this file as tokenizer.chat_template." };
 
         var command = new Command("make-model", "Write a random-weight llama GGUF model of a chosen shape (for benchmarks; never commit it).");
-        foreach (var o in new Option[] { preset, dim, layers, heads, kvHeads, ff, vocab, vocabFrom, type, seed, output, force, chatTemplate }) command.Options.Add(o);
+        foreach (var o in new Option[] { preset, dim, layers, heads, kvHeads, ff, vocab, vocabFrom, type, seed, output, force, chatTemplate, chatTemplateFile }) command.Options.Add(o);
         command.SetAction(parse => console.Guard(() =>
         {
             var baseShape = parse.GetValue(preset) is { } name
@@ -53,9 +54,9 @@ internal static class MakeModelCommand
                 var t => throw new ArgumentException($"--type must be f32, f16 or q8_0, got '{t}'"),
             };
             shape.Validate(tensorType);
-            string? template = parse.GetValue(chatTemplate) is { } given
-                ? given.StartsWith('@') ? ReadTemplate(given[1..]) : given
-                : null;
+            if (parse.GetValue(chatTemplate) is not null && parse.GetValue(chatTemplateFile) is not null)
+                throw new ArgumentException("give --chat-template or --chat-template-file, not both");
+            string? template = parse.GetValue(chatTemplateFile) is { } file ? ReadTemplate(file) : parse.GetValue(chatTemplate);
             if (template is { Length: 0 }) throw new ArgumentException("--chat-template is empty");
             var vocabulary = parse.GetValue(vocabFrom) is { } from
                 ? SentencePieceVocabulary.CopyFrom(from)
@@ -88,7 +89,7 @@ internal static class MakeModelCommand
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new TiltException($"--chat-template @{path}: {e.Message}", e);
+            throw new TiltException($"--chat-template-file {path}: {e.Message}", e);
         }
     }
 }
