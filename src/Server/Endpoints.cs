@@ -55,12 +55,13 @@ internal static class Endpoints
             await next(ctx);
         });
 
-        app.MapGet("/health", (HttpContext ctx) =>
+        app.MapGet("/health", () =>
         {
-            if (server.Draining) return Status(ctx, 503, "draining", null);
+            if (server.Draining) return Status(503, "draining", null);
             var ready = server.ModelReady;
-            if (ready.IsFaulted) return Status(ctx, 503, "failed", ready.Exception!.InnerException!.Message);
-            return server.Model is { } m ? Status(ctx, 200, "ok", m.Id) : Status(ctx, 503, "loading", null);
+            // No detail: /health needs no key, and a load error names server-side paths.
+            if (ready.IsFaulted) return Status(503, "failed", null);
+            return server.Model is { } m ? Status(200, "ok", m.Id) : Status(503, "loading", null);
         });
 
         app.MapGet("/metrics", async (HttpContext ctx) =>
@@ -69,20 +70,20 @@ internal static class Endpoints
             await server.Metrics.Registry.CollectAndExportAsTextAsync(ctx.Response.Body, ctx.RequestAborted);
         });
 
-        app.MapGet("/v1/models", Handler(ctx => Guard(ctx, server, log, () =>
+        app.MapGet("/v1/models", Handler(ctx => Guard(ctx, log, () =>
         {
             var m = Ready(server);
             return Task.FromResult<IResult>(TypedResults.Json(new ModelList("list", [new ModelCard(m.Id, "model", m.Created, "tilt", m.Model.Info.Description)]), ServerJson.Options));
         })));
 
-        app.MapGet("/v1/models/{id}", (HttpContext ctx, string id) => Guard(ctx, server, log, () =>
+        app.MapGet("/v1/models/{id}", (HttpContext ctx, string id) => Guard(ctx, log, () =>
         {
             var m = Ready(server);
             if (id != m.Id) throw new ApiException(404, $"the model '{id}' does not exist; this server serves '{m.Id}'", "model", "model_not_found");
             return Task.FromResult<IResult>(TypedResults.Json(new ModelCard(m.Id, "model", m.Created, "tilt", m.Model.Info.Description), ServerJson.Options));
         }));
 
-        app.MapPost("/v1/completions", Handler(ctx => Guard(ctx, server, log, async () =>
+        app.MapPost("/v1/completions", Handler(ctx => Guard(ctx, log, async () =>
         {
             var m = Admit(server);
             var body = await ReadBody<CompletionRequest>(ctx, server.Options.Limits);
@@ -93,7 +94,7 @@ internal static class Endpoints
             return await Generate(ctx, server, m, plan, chat: false);
         })));
 
-        app.MapPost("/v1/chat/completions", Handler(ctx => Guard(ctx, server, log, async () =>
+        app.MapPost("/v1/chat/completions", Handler(ctx => Guard(ctx, log, async () =>
         {
             var m = Admit(server);
             var body = await ReadBody<ChatRequest>(ctx, server.Options.Limits);
@@ -214,8 +215,8 @@ internal static class Endpoints
                         server.Metrics.Record(plan.Strategy, s);
                         var scanner = scanners[s.Index];
                         string rest = scanner.Flush();
-                        var (_, stopped) = StopScanner.Truncate(s.Text, plan.Stops);
-                        var shaped = Shape(m, plan, s, (StopScanner.Truncate(s.Text, plan.Stops).Text, stopped || scanner.Stopped));
+                        var cut = StopScanner.Truncate(s.Text, plan.Stops);
+                        var shaped = Shape(m, plan, s, (cut.Text, cut.Stopped || scanner.Stopped));
                         frame = chat
                             ? Json(new ChatResponse(id, "chat.completion.chunk", created, m.Id,
                                 [new ChatChoice(s.Index, null, new AssistantMessage(null, rest), shaped.ChatLogprobs, shaped.Finish, shaped.Alignment)], null))
@@ -433,7 +434,7 @@ internal static class Endpoints
         return Ready(server);
     }
 
-    private static async Task<IResult> Guard(HttpContext ctx, TiltServer server, ILogger log, Func<Task<IResult>> body)
+    private static async Task<IResult> Guard(HttpContext ctx, ILogger log, Func<Task<IResult>> body)
     {
         try
         {
@@ -451,7 +452,6 @@ internal static class Endpoints
             // The unread rest of an oversized body is not drained: the connection closes after the 413.
             if (api.Status == 413) ctx.Response.Headers.Connection = "close";
             if (api.RetryAfterSeconds is { } seconds) ctx.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            _ = server;
             return Error(api);
         }
     }
@@ -468,11 +468,8 @@ internal static class Endpoints
 
     private static IResult Error(ApiException e) => TypedResults.Json(e.ToBody(), ServerJson.Options, statusCode: e.Status);
 
-    private static IResult Status(HttpContext ctx, int code, string status, string? detail)
-    {
-        _ = ctx;
-        return TypedResults.Json(new { status, model = code == 200 ? detail : null, error = code != 200 ? detail : null }, ServerJson.Options, statusCode: code);
-    }
+    private static IResult Status(int code, string status, string? detail) =>
+        TypedResults.Json(new { status, model = code == 200 ? detail : null, error = code != 200 ? detail : null }, ServerJson.Options, statusCode: code);
 
     private static string Outcome(int status) => status switch
     {
