@@ -76,6 +76,20 @@ public sealed class SecurityTests : IDisposable
     }
 
     [Fact]
+    public async Task A_catastrophic_regex_from_a_request_times_out_as_a_400()
+    {
+        await using var host = await Host.StartAsync(Transport.InProcess);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        // Nested quantifiers that never match ('#' is not in stories): exponential backtracking in the text's length.
+        string body = """{"prompt": "Once upon a time", "max_tokens": 48, "seed": 1, "alignment": {"strategy": "bon", "n": 2, "reward": "regex:(\\w+\\s?)+#"}}""";
+        using var r = await host.PostAsync("/v1/completions", body);
+        string text = await r.Content.ReadAsStringAsync();
+        Assert.True((int)r.StatusCode == 400, text);
+        Assert.Contains("timed out", text);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"took {clock.Elapsed}");
+    }
+
+    [Fact]
     public void The_api_key_check_is_exact()
     {
         var hash = System.Security.Cryptography.SHA256.HashData("k3y"u8);
