@@ -51,6 +51,36 @@ public sealed class SecurityTests : IDisposable
     }
 
     [Fact]
+    public async Task Value_heads_are_named_in_the_rewards_file_or_allowed_by_directory()
+    {
+        string fingerprint;
+        int hidden;
+        using (var lm = Tilt.Engine.Models.LanguageModel.Load(Tilt.Tests.TestPaths.DefaultModel))
+            (fingerprint, hidden) = (lm.Info.Fingerprint, lm.Info.HiddenSize);
+        // A linear value head on the model's hidden states (weights arbitrary but fixed: the test is about naming, not quality).
+        var weights = Enumerable.Range(0, hidden + 1).Select(i => (float)Math.Sin(i)).ToArray();
+        new Engine.Heads.HeadFile(new Engine.Heads.HeadHeader { Kind = Engine.Heads.HeadKind.Linear, Role = Engine.Heads.HeadRole.Value, ModelFingerprint = fingerprint, HiddenSize = hidden }, weights)
+            .Write(Path.Combine(_dir, "v.head"));
+        string rewards = Path.Combine(_dir, "rewards.json");
+        File.WriteAllText(rewards, """{"value_heads": {"story-value": "v.head"}}""");
+        const string Request = """{"prompt": "Once upon a time", "max_tokens": 8, "seed": 1, "alignment": {"strategy": "blockwise", "k": 4, "block": 4, "value_head": "HEAD"}}""";
+
+        await using (var host = await Host.StartAsync(Transport.InProcess, new ServerOptions { RewardsFile = rewards }))
+        {
+            var ok = await host.PostJsonAsync("/v1/completions", Request.Replace("HEAD", "story-value"));
+            Assert.Equal("blockwise", ok.GetProperty("choices")[0].GetProperty("alignment").GetProperty("strategy").GetString());
+            using var byPath = await host.PostAsync("/v1/completions", Request.Replace("HEAD", "v.head"));
+            Assert.Equal(400, (int)byPath.StatusCode);
+        }
+        await using (var host = await Host.StartAsync(Transport.InProcess, new ServerOptions { AllowFilesDirectory = _dir }))
+        {
+            await host.PostJsonAsync("/v1/completions", Request.Replace("HEAD", "v.head"));
+            using var outside = await host.PostAsync("/v1/completions", Request.Replace("HEAD", "../v.head"));
+            Assert.Equal(400, (int)outside.StatusCode);
+        }
+    }
+
+    [Fact]
     public void A_broken_rewards_file_is_refused_at_start()
     {
         string rewards = Path.Combine(_dir, "bad.json");
