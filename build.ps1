@@ -74,6 +74,28 @@ function Invoke-NativeTest([string] $results) {
     return $LASTEXITCODE -eq 0
 }
 
+# The official OpenAI Node SDK driving a real `tilt serve` process (tests/Server.Tests/sdk); JUnit report for the
+# closing count. $true when every test passed.
+function Invoke-SdkTest([string] $results) {
+    if ($env:TILT_SKIP_SDK -eq '1') { Write-Warning 'TILT_SKIP_SDK=1: the OpenAI Node SDK tests were not run'; return $true }
+    if (-not (Get-Command node -ErrorAction SilentlyContinue)) { throw 'node not found: the OpenAI Node SDK tests (tests/Server.Tests/sdk) need Node.js 20+ and npm' }
+    $sdk = Join-Path $root 'tests/Server.Tests/sdk'
+    Write-Host '==> test OpenAI Node SDK' -ForegroundColor Cyan
+    if (-not (Test-Path (Join-Path $sdk 'node_modules/openai'))) {
+        Invoke-Step 'npm ci (openai)' { npm ci --prefix $sdk --no-audit --no-fund } | Out-Host
+    }
+    $env:TILT_CLI = Join-Path $root "src/Cli/bin/$configuration/net10.0/tilt.dll"
+    Push-Location $sdk
+    try {
+        node --test --test-reporter=spec --test-reporter-destination=stdout `
+            --test-reporter=junit "--test-reporter-destination=$(Join-Path $results 'openai-sdk.junit.xml')" sdk.test.mjs | Out-Host
+        return $LASTEXITCODE -eq 0
+    }
+    finally {
+        Pop-Location
+    }
+}
+
 function Invoke-Test {
     $results = Join-Path $root 'artifacts/test-results'
     if (Test-Path $results) { Remove-Item -Recurse -Force $results }
@@ -85,6 +107,7 @@ function Invoke-Test {
             --logger "trx;LogFileName=$($project.BaseName).trx" --results-directory $results
         if ($LASTEXITCODE -ne 0) { $failedProjects += $project.BaseName }
     }
+    if (-not (Invoke-SdkTest $results)) { $failedProjects += 'OpenAI Node SDK (tests/Server.Tests/sdk)' }
     if (-not (Invoke-NativeTest $results)) { $failedProjects += 'native (ctest)' }
 
     # One closing line over every project and the native suite, read from the TRX and JUnit files the runs wrote.
@@ -98,6 +121,15 @@ function Invoke-Test {
     }
     foreach ($junit in Get-ChildItem -Path $results -Filter '*.junit.xml' -ErrorAction SilentlyContinue) {
         [xml] $doc = Get-Content -Raw $junit.FullName
+        if ($doc.DocumentElement.Name -eq 'testsuites') {
+            # node --test's JUnit reporter: count the test cases themselves.
+            foreach ($case in $doc.SelectNodes('//testcase')) {
+                if ($case.SelectSingleNode('failure|error')) { $failed++ }
+                elseif ($case.SelectSingleNode('skipped')) { $skipped++ }
+                else { $passed++ }
+            }
+            continue
+        }
         $suite = $doc.testsuite
         $notRun = [int] $suite.skipped + [int] $suite.disabled
         $passed += [int] $suite.tests - [int] $suite.failures - $notRun

@@ -35,6 +35,7 @@ public static class Program
         root.Subcommands.Add(DataCommand.Create(console));
         root.Subcommands.Add(EvaluateCommand.Create(console));
         root.Subcommands.Add(MakeModelCommand.Create(console));
+        root.Subcommands.Add(ServeCommand.Create(console));
 
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)

@@ -97,6 +97,7 @@ public sealed class GgufModel : ILanguageModel
                 HiddenSize = weights.EmbeddingSize,
                 TrainedContextSize = weights.ContextSize,
                 Fingerprint = fingerprint,
+                ChatTemplate = header.GetString("tokenizer.chat_template") is { Length: > 0 } template ? template : null,
                 Description = $"{arch}, {weights.NativeHandle.LayerCount} layers, d={weights.EmbeddingSize}, " +
                               $"vocab {vocab.Count}, {weights.ParameterCount:N0} parameters, {header.Tensors.Count} tensors",
             };

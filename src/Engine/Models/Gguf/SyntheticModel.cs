@@ -142,9 +142,10 @@ public sealed record SentencePieceVocabulary(string[] Tokens, float[] Scores, in
 public static class SyntheticModel
 {
     /// <summary>Writes a GGUF file for the shape; returns its size in bytes.</summary>
+    /// <param name="chatTemplate">Written as tokenizer.chat_template when given (a Jinja template or a name llama.cpp knows).</param>
     /// <exception cref="TiltException">The file would not fit the free space of its disk, or cannot be written.</exception>
     public static long Write(string path, ModelShape shape, SentencePieceVocabulary vocabulary, GgufTensorType type, ulong seed = 1, IProgress<double>? progress = null,
-        CancellationToken cancellationToken = default)
+        string? chatTemplate = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(shape);
         ArgumentNullException.ThrowIfNull(vocabulary);
@@ -171,6 +172,7 @@ public static class SyntheticModel
         w.Add("tokenizer.ggml.eos_token_id", (uint)vocabulary.Eos);
         w.Add("tokenizer.ggml.unknown_token_id", (uint)vocabulary.Unknown);
         w.Add("tokenizer.ggml.add_bos_token", true);
+        if (chatTemplate is not null) w.Add("tokenizer.chat_template", chatTemplate);
 
         int d = shape.Dim, kv = shape.KvHeads * shape.HeadDim, ff = shape.FeedForward;
         int index = 0;
