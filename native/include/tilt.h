@@ -250,6 +250,8 @@ typedef enum tilt_strategy {
     TILT_STRATEGY_BEST_OF_N = 1, /* n candidates in one batch, the highest reward wins [M4] */
     TILT_STRATEGY_TOKENWISE = 2, /* token-wise controlled decoding over the top-k of p [M14] */
     TILT_STRATEGY_BLOCKWISE = 3, /* blockwise controlled decoding: K blocks of M tokens, keep the best [M18] */
+    TILT_STRATEGY_REJECTION = 4, /* early rejection: n candidates, the weakest alpha of the unfinished stopped every
+                                    `every` tokens (their sequences go to other requests), best survivor wins */
 } tilt_strategy;
 
 typedef enum tilt_selection {
@@ -281,6 +283,10 @@ typedef struct tilt_request_options {
                                  progress is returned as it stands, finish = TILT_FINISH_DEADLINE; reward
                                  scoring counts against it too. 0 = none.
                                  Must be 0 for TILT_STRATEGY_SAMPLE. Defaults to 0. */
+    double alpha;             /* rejection: fraction of the unfinished candidates stopped at each decision, in [0, 1);
+                                 0 = best-of-n. Defaults to 0.5. (API 1.1) */
+    int32_t every;            /* rejection: generated tokens between decisions (>= 1, < max_tokens). Defaults to 8. */
+    int32_t reserved;         /* must be 0 */
 } tilt_request_options;
 
 /* Defaults: as documented at each field. Pure. */

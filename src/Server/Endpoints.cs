@@ -325,7 +325,7 @@ internal static class Endpoints
         {
             bool selected = !marked && c.Tokens.SequenceEqual(s.Tokens);
             marked |= selected;
-            list.Add(new CandidateDto(c.Text, Finite(c.Reward), c.LogProb, selected));
+            list.Add(new CandidateDto(c.Text, Finite(c.Reward), c.LogProb, selected, c.Rejected ? true : null));
         }
         return list;
     }

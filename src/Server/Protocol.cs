@@ -74,7 +74,7 @@ public sealed class StreamOptionsDto
 [JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
 public sealed class AlignmentRequest
 {
-    /// <summary>bon | tokenwise | blockwise.</summary>
+    /// <summary>bon | tokenwise | blockwise | rejection.</summary>
     public string? Strategy { get; init; }
 
     /// <summary>A reward name (built-in or from --rewards) or a spec that reads no files.</summary>
@@ -101,8 +101,14 @@ public sealed class AlignmentRequest
     /// <summary>Blockwise: argmax | sample.</summary>
     public string? Selection { get; init; }
 
-    /// <summary>Best-of-n: return every candidate with its reward.</summary>
+    /// <summary>Best-of-n and rejection: return every candidate with its reward.</summary>
     public bool? ReturnCandidates { get; init; }
+
+    /// <summary>Rejection: fraction of the unfinished candidates stopped at each decision, in [0, 1).</summary>
+    public double? Alpha { get; init; }
+
+    /// <summary>Rejection: generated tokens between decisions.</summary>
+    public int? Every { get; init; }
 }
 
 // ---- responses ----
@@ -147,7 +153,8 @@ public sealed record KlDto([property: JsonIgnore(Condition = JsonIgnoreCondition
 
 public sealed record TimingsDto(double PrefillMs, double FirstTextMs, double TotalMs, int DecodeCalls, double PerStepMs);
 
-public sealed record CandidateDto(string Text, double? Reward, double Logprob, bool Selected);
+/// <param name="Rejected">Early rejection: true for a candidate stopped at a decision (its reward is then its value when stopped).</param>
+public sealed record CandidateDto(string Text, double? Reward, double Logprob, bool Selected, bool? Rejected = null);
 
 /// <summary>Per-token log-probabilities are not reported by the engine: tokens and offsets are, with the sequence's log p(y|x).</summary>
 public sealed record LogprobsDto(

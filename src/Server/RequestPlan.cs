@@ -72,9 +72,9 @@ internal static class RequestPlanner
         {
             strategy = a.Strategy?.ToLowerInvariant() switch
             {
-                null => throw ApiException.BadField("alignment.strategy", "alignment.strategy is required: bon, tokenwise or blockwise"),
-                "bon" or "tokenwise" or "blockwise" => a.Strategy.ToLowerInvariant(),
-                _ => throw new ApiException(400, $"unknown alignment.strategy '{a.Strategy}' (known: bon, tokenwise, blockwise)", "alignment.strategy", "unknown_strategy"),
+                null => throw ApiException.BadField("alignment.strategy", "alignment.strategy is required: bon, tokenwise, blockwise or rejection"),
+                "bon" or "tokenwise" or "blockwise" or "rejection" => a.Strategy.ToLowerInvariant(),
+                _ => throw new ApiException(400, $"unknown alignment.strategy '{a.Strategy}' (known: bon, tokenwise, blockwise, rejection)", "alignment.strategy", "unknown_strategy"),
             };
             if (stops.Count > 0)
                 throw ApiException.BadField("stop", "stop sequences are not supported with alignment: the reward and KL refer to the whole text the strategy chose");
@@ -93,6 +93,16 @@ internal static class RequestPlanner
                 "bon" => new BestOfNOptions
                 {
                     N = Bound("alignment.n", a.N ?? 4, 1, Math.Min(limits.MaxCandidates, served.Engine.Options.MaxSequences)),
+                    ReturnCandidates = a.ReturnCandidates ?? false,
+                    Samples = n,
+                },
+                "rejection" => new RejectionOptions
+                {
+                    N = Bound("alignment.n", a.N ?? 16, 1, Math.Min(limits.MaxCandidates, served.Engine.Options.MaxSequences)),
+                    Alpha = a.Alpha is { } alpha && double.IsFinite(alpha) && alpha >= 0 && alpha < 1
+                        ? alpha
+                        : a.Alpha is null ? 0.5 : throw ApiException.BadField("alignment.alpha", $"alignment.alpha must be in [0, 1), got {a.Alpha}"),
+                    Every = Bound("alignment.every", a.Every ?? 8, 1, Math.Max(1, maxTokens - 1)),
                     ReturnCandidates = a.ReturnCandidates ?? false,
                     Samples = n,
                 },

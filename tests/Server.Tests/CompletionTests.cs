@@ -109,6 +109,7 @@ public sealed class CompletionTests
     [InlineData("bon", """{"strategy": "bon", "n": 4, "reward": "sentiment", "return_candidates": true}""", "best_of_n_estimate")]
     [InlineData("tokenwise", """{"strategy": "tokenwise", "top_k": 4, "beta": 0.5, "reward": "positive"}""", "step_drift_sum")]
     [InlineData("blockwise", """{"strategy": "blockwise", "k": 4, "block": 4, "reward": "length:12"}""", "block_estimate")]
+    [InlineData("rejection", """{"strategy": "rejection", "n": 4, "alpha": 0.5, "every": 4, "reward": "sentiment", "return_candidates": true}""", "best_of_n_estimate")]
     public async Task Each_strategy_reports_reward_kl_and_cost(string strategy, string alignment, string klMethod)
     {
         await using var host = await Host.StartAsync();

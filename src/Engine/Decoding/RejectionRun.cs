@@ -28,6 +28,7 @@ internal sealed class RejectionRun : RequestRun
     private double[] _scores = [];
     private bool[] _rejected = [];
     private int[] _rejectedAt = [];      // tokens a rejected candidate had when it was stopped
+    private double[] _rejectedScore = []; // its value then
     private readonly List<int> _survivors = [];
     private TimeSpan _sampleStart, _prefill;
     private int _cachedPrompt;
@@ -36,7 +37,7 @@ internal sealed class RejectionRun : RequestRun
         : base(request, promptTokens, clock, cancellation)
     {
         _options = (RejectionOptions)request.Options;
-        _options.CheckSchedule();
+        _options.ValidateSchedule();
         _reward = request.Reward!;
         _value = request.Value ?? new PrefixRewardValue(_reward);
     }
@@ -64,6 +65,7 @@ internal sealed class RejectionRun : RequestRun
         _scores = new double[n];
         _rejected = new bool[n];
         _rejectedAt = new int[n];
+        _rejectedScore = new double[n];
         _survivors.Clear();
         _rollout.Start(new Rollout.Settings
         {
@@ -161,6 +163,7 @@ internal sealed class RejectionRun : RequestRun
             int c = _deciders[j];
             _rejected[c] = true;
             _rejectedAt[c] = rollout.Tokens[c].Count;
+            _rejectedScore[c] = _scores[j];
             rollout.Drop(c);
             context.ReleaseSequence(this, rollout.SequenceOf(c));
         }
@@ -185,7 +188,9 @@ internal sealed class RejectionRun : RequestRun
         var rewards = Enumerable.Repeat(double.NegativeInfinity, n).ToArray();
         for (int j = 0; j < survivors.Length; j++) rewards[survivors[j]] = survivorRewards[j];
         int winner = BestOfNRun.PickWinner(rewards, _options.Seed, _options.RequestId, _sample);
-        Emit(new CandidatesScored(_sample, 0, rewards.ToArray(), winner));
+        // Reported scores: final rewards of survivors, values at rejection of the others (finite, unlike the -inf above).
+        var reported = Enumerable.Range(0, n).Select(i => _rejected[i] ? _rejectedScore[i] : rewards[i]).ToArray();
+        Emit(new CandidatesScored(_sample, 0, reported, winner));
 
         var accepted = Clock.Elapsed - _sampleStart;
         int w = Array.IndexOf(survivors, winner);
@@ -199,7 +204,7 @@ internal sealed class RejectionRun : RequestRun
         long saved = (long)Math.Round(Enumerable.Range(0, n).Where(i => _rejected[i]).Sum(i => Math.Max(0, survivorLength - _rejectedAt[i])));
         var candidates = _options.ReturnCandidates
             ? Enumerable.Range(0, n).Select(i => new ScoredCandidate(i, _rejected[i] ? rollout.CurrentText(i) : inputs[Array.IndexOf(survivors, i)].Text,
-                rollout.Tokens[i].ToArray(), rewards[i], rollout.LogProb[i], rollout.Stopped[i])).ToArray()
+                rollout.Tokens[i].ToArray(), reported[i], rollout.LogProb[i], rollout.Stopped[i]) { Rejected = _rejected[i] }).ToArray()
             : [];
         var finish = deadline ? AlignFinish.Deadline : rollout.Stopped[winner] ? AlignFinish.Eos : AlignFinish.Length;
         EmitResult(new AlignedSample(_sample, winnerInput.Text, winnerInput.Tokens, rewards[winner], logProb,

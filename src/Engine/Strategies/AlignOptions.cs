@@ -148,7 +148,7 @@ public sealed record RejectionOptions : AlignOptions
     public bool ReturnCandidates { get; init; }
 
     /// <summary>Checks what needs the other options: a decision interval shorter than the output.</summary>
-    internal void CheckSchedule()
+    public void ValidateSchedule()
     {
         if (Every >= MaxTokens)
             throw new ArgumentException($"the decision interval ({Every} tokens) must be shorter than max tokens ({MaxTokens}): no decision would ever be made", nameof(Every));
