@@ -68,7 +68,9 @@ internal static class EvaluateCommand
                 Seed = parse.GetValue(seed),
                 Threads = model.GetThreads(parse),
             };
-            var sweep = isQuick ? EvaluationConfig.QuickSweep(candidates) : EvaluationConfig.FullSweep(candidates);
+            // Rejection decides every 8 tokens; for shorter outputs, four decisions over the output instead.
+            var sweep = (isQuick ? EvaluationConfig.QuickSweep(candidates) : EvaluationConfig.FullSweep(candidates))
+                .Select(c => c.Method == EvaluationMethod.Rejection && c.M >= tokens ? c with { M = Math.Max(1, tokens / 4) } : c).ToList();
             var cdValue = valueFor(1.0);
             var identity = EvaluationIdentity.Of(settings, lm.Info.Fingerprint, cdValue is HeadValue head ? $"{cdValue.Description}@sha256:{head.WeightsSha256}" : cdValue.Description);
             var store = PointStore.Open(folder, identity, parse.GetValue(force));
