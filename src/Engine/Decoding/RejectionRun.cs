@@ -51,7 +51,11 @@ internal sealed class RejectionRun : RequestRun
         if (!_needPrompt) return;
         int n = _options.N;
         // A later sample needs back the sequences its predecessor's rejections gave away; it waits until they are free.
-        if (Sequences.Length < n && !context.AcquireSequences(this, n - Sequences.Length)) return;
+        if (Sequences.Length < n && !context.AcquireSequences(this, n - Sequences.Length))
+        {
+            context.Requeue(this);
+            return;
+        }
         _needPrompt = false;
         _sampleStart = Clock.Elapsed;
         // Sequences given back by the last sample's rejections are needed again: a later sample asks for them anew.

@@ -36,6 +36,13 @@ internal sealed class StepContext
 
     /// <summary>Gives a run <c>count</c> more free sequences if that many are free now (true), else nothing (false).</summary>
     public required Func<RequestRun, int, bool> AcquireSequences { get; init; }
+
+    /// <summary>
+    /// Sends a run that cannot get its sequences back (others are waiting) to the end of the queue: at the end of this
+    /// iteration it gives back every sequence it holds and is admitted again, with a full set, when its turn comes. Without
+    /// this, a run holding a few sequences and a queued request needing them would wait for each other.
+    /// </summary>
+    public required Action<RequestRun> Requeue { get; init; }
 }
 
 /// <summary>
@@ -101,6 +108,9 @@ internal abstract class RequestRun
 
     /// <summary>Gives one sequence back before the run ends (the scheduler has already removed its KV).</summary>
     public void Forget(int sequence) => Sequences = Sequences.Where(s => s != sequence).ToArray();
+
+    /// <summary>True when the run asked to wait in the queue again for a full set of sequences.</summary>
+    public bool RequeueRequested { get; set; }
 
     /// <summary>Takes more sequences mid-run (their KV is empty).</summary>
     public void Adopt(IEnumerable<int> sequences) => Sequences = [.. Sequences, .. sequences];

@@ -67,6 +67,7 @@ internal sealed class Scheduler : IDisposable
             SpareSequence = SpareSequence,
             ReleaseSequence = ReleaseOne,
             AcquireSequences = Acquire,
+            Requeue = static run => run.RequeueRequested = true,
         };
         _thread = new Thread(Loop) { IsBackground = true, Name = "tilt-scheduler" };
         _thread.Start();
@@ -205,6 +206,13 @@ internal sealed class Scheduler : IDisposable
         while (_queue.First is { } node)
         {
             var run = node.Value;
+            if (run.Cancellation.IsCancellationRequested)
+            {
+                // Cancelled while waiting (a requeued run's cancellation does not remove it from the queue itself).
+                _queue.RemoveFirst();
+                run.Complete(new OperationCanceledException(run.Cancellation));
+                continue;
+            }
             int needed = run.SequencesNeeded;
             while (_free.Count < needed && _prompts.EvictOne() is { } freed) _free.Push(freed);
             if (_free.Count < needed) return;
@@ -254,6 +262,7 @@ internal sealed class Scheduler : IDisposable
         _batch.Clear();
         _context.LastDecode = TimeSpan.Zero;
         Each(static (run, c) => run.Prepare(c));
+        RequeueWaiting();
         Each(static (run, c) => run.Plan(c));
         if (_batch.Decodes > 0)
         {
@@ -273,6 +282,25 @@ internal sealed class Scheduler : IDisposable
         for (int i = _running.Count - 1; i >= 0; i--)
             if (_running[i].IsDone) Release(_running[i], null);
         Interlocked.Increment(ref _iterations);
+    }
+
+    /// <summary>Moves runs that asked for it from running to the end of the queue, freeing all their sequences.</summary>
+    private void RequeueWaiting()
+    {
+        for (int i = _running.Count - 1; i >= 0; i--)
+        {
+            var run = _running[i];
+            if (!run.RequeueRequested) continue;
+            run.RequeueRequested = false;
+            _running.RemoveAt(i);
+            foreach (int s in run.Sequences)
+            {
+                _session.RemoveSequence(s);
+                _free.Push(s);
+            }
+            run.Admit([], run.AdmittedIteration);
+            lock (_gate) _queue.AddLast(run);
+        }
     }
 
     /// <summary>Runs one hook of every request; a request whose hook throws fails alone and leaves the iteration.</summary>

@@ -115,6 +115,21 @@ public sealed class RejectionTests(SharedModel shared, ITestOutputHelper output)
         Assert.Equal(2, done.SurvivorsPerDecision![0]);
     }
 
+    [Fact]
+    public async Task ARequestWaitingForTheWholeEngineIsNotStarvedByRejectionsLaterSamples()
+    {
+        // The rejection request gives sequences back at its decisions; its next output needs all 4 again while another
+        // request waits for all 4: it goes back to the queue (behind the waiter) instead of holding the rest forever.
+        using var engine = new DecodingEngine(shared.Model, _kernels, new EngineOptions { MaxSequences = 4, MaxSequenceLength = 64 });
+        var reward = new LengthReward(10);
+        var rejection = engine.RunAsync(new DecodingRequest { Prompt = "Once upon a time", Options = new RejectionOptions { N = 4, Alpha = 0.5, Every = 2, MaxTokens = 24, Seed = 1, Samples = 3 }, Reward = reward });
+        var wide = engine.RunAsync(new DecodingRequest { Prompt = "Once upon a time", Options = new Tilt.Engine.Sampling.GenerationOptions { Samples = 4, MaxTokens = 8 } });
+        var both = Task.WhenAll(rejection, wide);
+        Assert.Same(both, await Task.WhenAny(both, Task.Delay(TimeSpan.FromMinutes(2))));
+        Assert.Equal(3, (await rejection).Count);
+        Assert.Equal(4, (await wide).Count);
+    }
+
     [Theory]
     [InlineData(-0.1)]
     [InlineData(1.0)]
