@@ -3,6 +3,7 @@ using System.Diagnostics.CodeAnalysis;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Tilt.Engine;
 using Tilt.Engine.Decoding;
 using Tilt.Engine.Models;
 using Tilt.Engine.Models.Gguf;
@@ -13,7 +14,8 @@ namespace Tilt.Hosting;
 /// <summary>
 /// The hosted service behind <c>AddTilt</c>: at start-up it loads every configured model and creates its engine (one llama
 /// context each), so the first request pays no load; at shutdown it stops admitting, drains for
-/// <see cref="TiltOptions.DrainTimeout"/>, cancels what is left and releases the models.
+/// <see cref="TiltOptions.DrainTimeout"/>, cancels what is left and releases the models. A model that cannot be loaded
+/// fails the host's start with a <see cref="TiltException"/> naming the model's setting and the file.
 /// </summary>
 internal sealed class TiltEngines : ITiltEngines, IHostedService, IAsyncDisposable
 {
@@ -136,7 +138,7 @@ internal sealed class TiltEngines : ITiltEngines, IHostedService, IAsyncDisposab
             model?.Dispose();
 
             _logger.LogError(e, "Tilt model {Model}: cannot load {Path}: {Message}", engine.Name, path, e.Message);
-            throw new InvalidOperationException($"{key}: cannot load {path}: {e.Message}", e);
+            throw new TiltException($"{key}: cannot load {path}: {e.Message}", e);
         }
 
         engine.Start(model, decoding);
