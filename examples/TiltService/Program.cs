@@ -8,6 +8,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Tilt.Engine;
 using Tilt.Engine.Decoding;
@@ -17,6 +18,8 @@ using Tilt.Engine.Strategies;
 using Tilt.Hosting;
 
 var builder = Host.CreateApplicationBuilder(args);
+// A failed start is reported below as one "error:" line; the host's own log of it would repeat it with a stack trace.
+builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
 string model;
 try
 {
