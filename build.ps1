@@ -120,7 +120,7 @@ function Invoke-Pack {
     $remote = git -C $root remote get-url origin 2>$null
     if ($LASTEXITCODE -eq 0 -and $remote) { $extra += "-p:RepositoryUrl=$remote" }
     $global:LASTEXITCODE = 0
-    Invoke-Step 'pack' { dotnet pack (Join-Path $root 'Packages.slnf') -c $configuration -o $packages -nologo @extra }
+    Invoke-Step 'pack' { dotnet pack (Join-Path $root 'src/Packages.slnf') -c $configuration -o $packages -nologo @extra }
     Get-ChildItem $packages | ForEach-Object { Write-Host ("{0,-40} {1,8:N0} KB" -f $_.Name, ($_.Length / 1KB)) }
 }
 
@@ -130,7 +130,7 @@ function Invoke-Example {
     $version = '0.1.0-local.' + (Get-Date -Format 'yyyyMMddHHmmss')
     $packages = Join-Path $root 'artifacts/packages'
     if (Test-Path $packages) { Remove-Item -Recurse -Force $packages }
-    Invoke-Step 'pack' { dotnet pack (Join-Path $root 'Packages.slnf') -c $configuration -o $packages -nologo "-p:Version=$version" }
+    Invoke-Step 'pack' { dotnet pack (Join-Path $root 'src/Packages.slnf') -c $configuration -o $packages -nologo "-p:Version=$version" }
     Invoke-Step 'example' { dotnet run --project (Join-Path $root 'examples/TiltService') -c $configuration "-p:TiltVersion=$version" }
 }
 

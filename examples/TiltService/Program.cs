@@ -61,15 +61,16 @@ internal sealed class OneRequest(ITiltEngines engines, IHostApplicationLifetime 
             // Hosted services start in registration order: AddTilt's engines are loaded by now.
             double startup = (DateTime.Now - Process.GetCurrentProcess().StartTime).TotalMilliseconds;
             var clock = Stopwatch.StartNew();
+            const string prompt = "Once upon a time";
             IReadOnlyList<AlignedSample> samples = await engines["stories"].RunAsync(new DecodingRequest
             {
-                Prompt = "Once upon a time",
+                Prompt = prompt,
                 Options = new BestOfNOptions { N = 8, MaxTokens = 48, Seed = 1 },
                 Reward = LexiconReward.LoadBuiltIn(LexiconReward.Sentiment),
             }, stoppingToken);
             double latency = clock.Elapsed.TotalMilliseconds;
             AlignedSample best = samples[0];
-            Console.WriteLine(best.Text.Trim());
+            Console.WriteLine(prompt + best.Text);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"reward {best.Reward:0.###} (lexicon:sentiment, best of 8), KL {best.Kl.Value:0.###} nats, {best.TokensEvaluated} tokens evaluated"));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

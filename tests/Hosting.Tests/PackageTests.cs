@@ -31,7 +31,7 @@ public sealed class PackageTests : IDisposable
         string example = Path.Combine(_root, "TiltService");
 
         // The libraries were built with this test project: pack them as they are.
-        Run(TestPaths.RepositoryRoot, TimeSpan.FromMinutes(3), "pack", Path.Combine(TestPaths.RepositoryRoot, "Packages.slnf"),
+        Run(TestPaths.RepositoryRoot, TimeSpan.FromMinutes(3), "pack", Path.Combine(TestPaths.RepositoryRoot, "src", "Packages.slnf"),
             "-c", configuration, "--no-build", "-o", packages, $"-p:Version={version}", "-nologo");
         foreach (string id in new[] { "Tilt.Kernels", "Tilt.Engine", "Tilt.Hosting" })
         {
@@ -62,9 +62,12 @@ public sealed class PackageTests : IDisposable
             "--model", TestPaths.DefaultModel);
         var reward = Regex.Match(output, @"^reward (?<r>-?[0-9.]+) \(lexicon:sentiment, best of 8\)", RegexOptions.Multiline, TimeSpan.FromSeconds(5));
         Assert.True(reward.Success, output);
-        // The line before the reward is the winner's text: its reward under the source tree's lexicon must match.
+        // The line before the reward is the prompt and the winner's text: the text's reward under the source tree's
+        // lexicon must be the one the packaged engine computed.
         string[] lines = output.Split('\n').Select(l => l.TrimEnd('\r')).ToArray();
-        string text = lines[Array.FindIndex(lines, l => l.StartsWith("reward ", StringComparison.Ordinal)) - 1];
+        string line = lines[Array.FindIndex(lines, l => l.StartsWith("reward ", StringComparison.Ordinal)) - 1];
+        Assert.StartsWith("Once upon a time", line);
+        string text = line["Once upon a time".Length..];
         Assert.Equal(LexiconReward.LoadBuiltIn(LexiconReward.Sentiment, Path.Combine(TestPaths.RepositoryRoot, "src", "Engine", "Rewards", "Lexicons")).ScoreText(text),
             double.Parse(reward.Groups["r"].Value, CultureInfo.InvariantCulture));
         Assert.Matches(@"start-up [0-9]+ ms .*first request [0-9]+ ms", output);
