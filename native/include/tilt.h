@@ -15,6 +15,8 @@
  *     call. Functions that fill a caller's buffer always store the size they need in *out_size and return
  *     TILT_ERR_BUFFER_TOO_SMALL (leaving the buffer untouched) when buf_size is smaller; buf may be NULL when
  *     buf_size is 0, which makes a size query.
+ *   - Any function may also return TILT_ERR_INTERNAL: a bug in the engine, never the caller's input; the
+ *     message names the exception. The lists at each declaration give every other status it returns.
  *   - Structs that cross the boundary start with struct_size, set by the *_default_options() functions (or by
  *     the caller to sizeof(the struct)); a different value gives TILT_ERR_INVALID_ARGUMENT.
  *
@@ -146,7 +148,8 @@ TILT_API tilt_status tilt_runtime_live_handles(int64_t * out_count);
 /* ------------------------------------------------------------------------------------------------------------ */
 
 typedef enum tilt_backend {
-    TILT_BACKEND_AUTO = 0, /* CUDA through ILGPU when a usable CUDA device exists, else the SIMD CPU kernels */
+    TILT_BACKEND_AUTO = 0, /* the SIMD CPU kernels, also when a CUDA device exists (logits arrive in host
+                              memory, where they measured faster); TILT_BACKEND_CUDA forces the GPU */
     TILT_BACKEND_CPU  = 1, /* the SIMD CPU kernels */
     TILT_BACKEND_CUDA = 2, /* ILGPU kernels on the first CUDA device; TILT_ERR_UNSUPPORTED when there is none */
 } tilt_backend;
@@ -167,7 +170,9 @@ TILT_API tilt_model_options tilt_model_default_options(void);
  * ../shared/models/stories260K.gguf beside the project, searched up from the working directory). options may be
  * NULL (defaults). On TILT_OK, *out_model is a new handle the caller owns: free it with tilt_model_free.
  * Returns TILT_OK; TILT_ERR_INVALID_ARGUMENT (out_model NULL, bad backend, struct_size, invalid UTF-8);
- * TILT_ERR_MODEL_LOAD (file missing or malformed, native library missing or already bound to another);
+ * TILT_ERR_MODEL_LOAD (file missing or malformed; native library missing, not a llama.cpp library of the
+ * version the engine needs (checked before it is bound, so a later call may name another or NULL), or another
+ * one already bound);
  * TILT_ERR_UNSUPPORTED (TILT_BACKEND_CUDA without a CUDA device); TILT_ERR_NOT_INITIALIZED. */
 TILT_API tilt_status tilt_model_load(const char * path, const tilt_model_options * options, tilt_model ** out_model);
 
@@ -245,6 +250,8 @@ typedef enum tilt_strategy {
     TILT_STRATEGY_BEST_OF_N = 1, /* n candidates in one batch, the highest reward wins [M4] */
     TILT_STRATEGY_TOKENWISE = 2, /* token-wise controlled decoding over the top-k of p [M14] */
     TILT_STRATEGY_BLOCKWISE = 3, /* blockwise controlled decoding: K blocks of M tokens, keep the best [M18] */
+    TILT_STRATEGY_REJECTION = 4, /* early rejection: n candidates, the weakest alpha of the unfinished stopped every
+                                    `every` tokens (their sequences go to other requests), best survivor wins */
 } tilt_strategy;
 
 typedef enum tilt_selection {
@@ -265,16 +272,21 @@ typedef struct tilt_request_options {
     int32_t tokenwise_top_k;  /* token-wise: candidate tokens per step, the top-k of p; 0 = whole vocabulary.
                                  Defaults to 16. */
     int32_t top_k;            /* proposals: keep the top_k most likely tokens; 0 = off. Defaults to 0. */
-    float temperature;        /* proposals: temperature (finite, >= 0; 0 = greedy). Defaults to 1. */
+    float temperature;        /* proposals: temperature, 0 (greedy) or finite >= 1e-4. Defaults to 1. */
     float top_p;              /* proposals: nucleus mass in (0, 1]; 1 = off. Defaults to 1. */
-    int32_t threads;          /* CPU threads for llama.cpp; 0 = its own choice. Defaults to 0. */
+    int32_t threads;          /* CPU threads for llama.cpp, 0..logical CPUs; 0 = one per physical core. Defaults to 0. */
     uint32_t request_id;      /* mixed into the RNG key with the seed. Defaults to 0. */
-    double beta;              /* tilt strength of token-wise CD and of blockwise SAMPLE selection (finite, > 0).
-                                 Defaults to 1. */
+    double beta;              /* tilt strength of token-wise CD and of blockwise SAMPLE selection (finite,
+                                 >= 1e-30). Defaults to 1. */
     uint64_t seed;            /* RNG seed: the same seed gives the same outputs. Defaults to 0. */
     int64_t deadline_ms;      /* aligned strategies: wall-clock budget of the whole request; the output in
-                                 progress is returned as it stands, finish = TILT_FINISH_DEADLINE. 0 = none.
+                                 progress is returned as it stands, finish = TILT_FINISH_DEADLINE; reward
+                                 scoring counts against it too. 0 = none.
                                  Must be 0 for TILT_STRATEGY_SAMPLE. Defaults to 0. */
+    double alpha;             /* rejection: fraction of the unfinished candidates stopped at each decision, in [0, 1);
+                                 0 = best-of-n. Defaults to 0.5. (API 1.1) */
+    int32_t every;            /* rejection: generated tokens between decisions (>= 1, < max_tokens). Defaults to 8. */
+    int32_t reserved;         /* must be 0 */
 } tilt_request_options;
 
 /* Defaults: as documented at each field. Pure. */
@@ -338,8 +350,10 @@ typedef int32_t (*tilt_stream_fn)(void * user_data, const tilt_event * event);
  * Returns TILT_OK (also when the deadline cut the output: see finish); TILT_ERR_CANCELLED (tilt_request_cancel
  * or on_event returned non-zero: the outputs completed before stay readable); TILT_ERR_CALLBACK (a reward
  * callback failed or gave a non-finite reward); TILT_ERR_ENGINE (the prompt does not fit the context, a reward
- * file failed); TILT_ERR_BUSY (the model's engine already has 256 requests waiting; nothing ran, so the request may
- * be created again and retried later); TILT_ERR_BAD_STATE (the request is running or ran already, or this thread is inside a callback
+ * file failed, the KV cache would not fit the available memory); TILT_ERR_BUSY (the model's engine already has 256
+ * requests waiting; nothing ran, so the request may be created again and retried later); TILT_ERR_INVALID_ARGUMENT
+ * (a value the step kernels refuse that only the run can see, e.g. logits / temperature overflowing float: the
+ * message names it); TILT_ERR_BAD_STATE (the request is running or ran already, or this thread is inside a callback
  * of a run on the same model); TILT_ERR_INVALID_HANDLE; TILT_ERR_NOT_INITIALIZED. After any other failure the
  * request has run: its completed outputs are readable, and it cannot run again. */
 TILT_API tilt_status tilt_request_run(tilt_request * request, tilt_stream_fn on_event, void * user_data);

@@ -10,7 +10,8 @@ def fields(ctype, names):
 class RequestOptions(C.Structure):  # tilt_request_options
     _fields_ = fields(I32, "struct_size strategy samples max_tokens n k block_size selection tokenwise_top_k top_k") + \
         [("temperature", C.c_float), ("top_p", C.c_float), ("threads", I32), ("request_id", C.c_uint32),
-         ("beta", F64), ("seed", C.c_uint64), ("deadline_ms", C.c_int64)]
+         ("beta", F64), ("seed", C.c_uint64), ("deadline_ms", C.c_int64),
+         ("alpha", F64), ("every", I32), ("reserved", I32)]
 
 class Event(C.Structure):  # the leading fields of tilt_event: enough to read a text event
     _fields_ = fields(I32, "struct_size kind sample step n_tokens n_scores chosen live_sequences") + [("text", C.c_char_p)]

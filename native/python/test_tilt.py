@@ -33,7 +33,8 @@ def fields(ctype, names):
 class RequestOptions(C.Structure):
     _fields_ = fields(I32, "struct_size strategy samples max_tokens n k block_size selection tokenwise_top_k top_k") + \
         [("temperature", F32), ("top_p", F32), ("threads", I32), ("request_id", C.c_uint32), ("beta", F64),
-         ("seed", C.c_uint64), ("deadline_ms", C.c_int64)]
+         ("seed", C.c_uint64), ("deadline_ms", C.c_int64),
+         ("alpha", F64), ("every", I32), ("reserved", I32)]
 
 
 class Event(C.Structure):

@@ -119,6 +119,9 @@ TILT_API tilt_request_options tilt_request_default_options(void) {
     o.beta = 1.0;
     o.seed = 0;
     o.deadline_ms = 0;
+    o.alpha = 0.5;
+    o.every = 8;
+    o.reserved = 0;
     return o;
 }
 
@@ -185,14 +188,15 @@ static const uint32_t abi_layout[] = {
     FIELD(tilt_model_info, struct_size), FIELD(tilt_model_info, vocab_size), FIELD(tilt_model_info, hidden_size),
     FIELD(tilt_model_info, context_size), FIELD(tilt_model_info, is_tabular), FIELD(tilt_model_info, reserved),
 
-    sizeof(tilt_request_options), 17,
+    sizeof(tilt_request_options), 20,
     FIELD(tilt_request_options, struct_size), FIELD(tilt_request_options, strategy),
     FIELD(tilt_request_options, samples), FIELD(tilt_request_options, max_tokens), FIELD(tilt_request_options, n),
     FIELD(tilt_request_options, k), FIELD(tilt_request_options, block_size), FIELD(tilt_request_options, selection),
     FIELD(tilt_request_options, tokenwise_top_k), FIELD(tilt_request_options, top_k),
     FIELD(tilt_request_options, temperature), FIELD(tilt_request_options, top_p),
     FIELD(tilt_request_options, threads), FIELD(tilt_request_options, request_id), FIELD(tilt_request_options, beta),
-    FIELD(tilt_request_options, seed), FIELD(tilt_request_options, deadline_ms),
+    FIELD(tilt_request_options, seed), FIELD(tilt_request_options, deadline_ms), FIELD(tilt_request_options, alpha),
+    FIELD(tilt_request_options, every), FIELD(tilt_request_options, reserved),
 
     sizeof(tilt_event), 17,
     FIELD(tilt_event, struct_size), FIELD(tilt_event, kind), FIELD(tilt_event, sample), FIELD(tilt_event, step),

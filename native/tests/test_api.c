@@ -334,7 +334,7 @@ static void invalid_arguments(void) {
     EXPECT_STATUS(tilt_request_create(g_model, "x", &o, NULL, NULL, &req), TILT_ERR_INVALID_ARGUMENT); /* no reward */
 
     /* each bad field is refused with a message naming it */
-    struct { const char * field; tilt_request_options o; } bad[16];
+    struct { const char * field; tilt_request_options o; } bad[24];
     int n = 0;
 #define BAD(name, stmt) do { bad[n].field = name; bad[n].o = options(TILT_STRATEGY_BLOCKWISE, 8); \
     { tilt_request_options * p = &bad[n].o; stmt; } n++; } while (0)
@@ -354,6 +354,10 @@ static void invalid_arguments(void) {
     BAD("n", (p->strategy = TILT_STRATEGY_BEST_OF_N, p->n = 0));
     BAD("tokenwise_top_k", (p->strategy = TILT_STRATEGY_TOKENWISE, p->tokenwise_top_k = -1));
     BAD("deadline_ms", (p->strategy = TILT_STRATEGY_SAMPLE, p->deadline_ms = 100));
+    BAD("alpha", (p->strategy = TILT_STRATEGY_REJECTION, p->alpha = 1.0));
+    BAD("every", (p->strategy = TILT_STRATEGY_REJECTION, p->every = 0));
+    BAD("every", (p->strategy = TILT_STRATEGY_REJECTION, p->every = 8)); /* not shorter than max_tokens */
+    BAD("reserved", p->reserved = 1);
 #undef BAD
     for (int i = 0; i < n; i++) {
         EXPECT_STATUS(tilt_request_create(g_model, "x", &bad[i].o, reward, NULL, &req), TILT_ERR_INVALID_ARGUMENT);
@@ -449,10 +453,29 @@ static void model_load_errors(void) {
     mo.native_library = "/nonexistent/libllama.so";
     EXPECT_STATUS(tilt_model_load(NULL, &mo, &m), TILT_ERR_MODEL_LOAD);
     EXPECT(strstr(tilt_last_error(), "libllama") != NULL, "%s", tilt_last_error());
+    /* A real shared library that is not llama.cpp is refused before it is bound: the default load below still works. */
+    mo.native_library = access("/lib/x86_64-linux-gnu/libc.so.6", R_OK) == 0 ? "/lib/x86_64-linux-gnu/libc.so.6" : "/lib64/libc.so.6";
+    EXPECT_STATUS(tilt_model_load(NULL, &mo, &m), TILT_ERR_MODEL_LOAD);
+    EXPECT(m == NULL && strstr(tilt_last_error(), "is not a llama.cpp library") != NULL, "%s", tilt_last_error());
 
     if (!setup()) { g_failures++; return; }
     tilt_value * v = NULL;
     tilt_reward * r = NULL;
+    /* Every field of a head file is validated: a null one is TILT_ERR_MODEL_LOAD naming it, not TILT_ERR_INTERNAL. */
+    char head[] = "/tmp/tilt-null-sha-XXXXXX";
+    int hfd = mkstemp(head);
+    EXPECT(hfd >= 0, "mkstemp");
+    static const char json[] = "{\"format\":\"tilt-head/1\",\"kind\":\"linear\",\"role\":\"value\","
+                               "\"modelFingerprint\":\"sha256:x\",\"hiddenSize\":2,\"weightsSha256\":null}";
+    uint32_t json_length = (uint32_t)(sizeof json - 1);
+    unsigned char length[4] = { (unsigned char)json_length, (unsigned char)(json_length >> 8), 0, 0 };
+    static const float weights[3] = { 0 };
+    EXPECT(write(hfd, "TILTHEAD", 8) == 8 && write(hfd, length, 4) == 4 && write(hfd, json, json_length) == (ssize_t)json_length
+           && write(hfd, weights, sizeof weights) == (ssize_t)sizeof weights, "write");
+    close(hfd);
+    EXPECT_STATUS(tilt_value_load_head(g_model, head, &v), TILT_ERR_MODEL_LOAD);
+    EXPECT(v == NULL && strstr(tilt_last_error(), "field 'weightsSha256' is null") != NULL, "%s", tilt_last_error());
+    unlink(head);
     EXPECT_STATUS(tilt_value_load_head(g_model, "/nonexistent/v.head", &v), TILT_ERR_MODEL_LOAD);
     EXPECT_STATUS(tilt_reward_load_head(g_model, "/nonexistent/r.head", &r), TILT_ERR_MODEL_LOAD);
     EXPECT_STATUS(tilt_value_load_head(NULL, "/nonexistent/v.head", &v), TILT_ERR_INVALID_HANDLE);
@@ -804,6 +827,36 @@ static void tokenwise(void) {
     expect_no_live_handles();
 }
 
+/* Early rejection: fewer tokens than best-of-n on the same candidates, the best-of-n KL figures. */
+static void rejection(void) {
+    if (!setup()) { g_failures++; return; }
+    tilt_reward * reward = NULL;
+    OK(tilt_reward_create_spec(NULL, "lexicon:sentiment", &reward));
+    tilt_request_options o = options(TILT_STRATEGY_REJECTION, 32);
+    o.n = 8;
+    o.alpha = 0.5;
+    o.every = 8;
+    tilt_request_options b = options(TILT_STRATEGY_BEST_OF_N, 32);
+    b.n = 8;
+    tilt_request * rej = NULL, * bon = NULL;
+    OK(tilt_request_create(g_model, "Once upon a time", &o, reward, NULL, &rej));
+    OK(tilt_request_create(g_model, "Once upon a time", &b, reward, NULL, &bon));
+    OK(tilt_request_run(rej, NULL, NULL));
+    OK(tilt_request_run(bon, NULL, NULL));
+    tilt_output_info ri = { .struct_size = sizeof ri }, bi = { .struct_size = sizeof bi };
+    OK(tilt_request_output_info(rej, 0, &ri));
+    OK(tilt_request_output_info(bon, 0, &bi));
+    EXPECT(ri.kl_method == TILT_KL_BON_ESTIMATE && ri.kl_bound_method == TILT_KL_BON_BOUND && ri.kl_bound == bi.kl_bound,
+           "rejection KL: method %d, bound %g vs %g", ri.kl_method, ri.kl_bound, bi.kl_bound);
+    EXPECT(ri.tokens_evaluated < bi.tokens_evaluated, "rejection decoded %lld tokens, best-of-8 %lld",
+           (long long)ri.tokens_evaluated, (long long)bi.tokens_evaluated);
+    OK(tilt_request_free(rej));
+    OK(tilt_request_free(bon));
+    OK(tilt_reward_free(reward));
+    OK(tilt_model_free(g_model));
+    expect_no_live_handles();
+}
+
 static void shutdown_frees_everything(void) {
     if (!setup()) { g_failures++; return; }
     tilt_reward * reward = NULL;
@@ -849,7 +902,7 @@ static void backend_parity(void) {
         OK(tilt_request_run(a, NULL, NULL));
         OK(tilt_request_run(b, NULL, NULL));
         char * ta = output_text(a, 0), * tb = output_text(b, 0);
-        printf("strategy %d\n  cpu:  %s\n  cuda: %s\n", strategy, ta, tb);
+        printf("strategy %d\n  cpu:  %s\n  cuda: %s\n", strategy, ta ? ta : "(null)", tb ? tb : "(null)");
         EXPECT(ta && tb && strcmp(ta, tb) == 0, "strategy %d: the backends disagree", strategy);
         free(ta);
         free(tb);
@@ -878,7 +931,7 @@ static const test_case cases[] = {
     { "unsupported_backend", unsupported_backend }, { "bad_state", bad_state },
     { "cancel_from_thread", cancel_from_thread }, { "cancel_from_stream", cancel_from_stream },
     { "cancel_before_run", cancel_before_run }, { "free_while_running", free_while_running },
-    { "deadline", deadline }, { "concurrent_runs", concurrent_runs }, { "sample_strategy", sample_strategy },
+    { "deadline", deadline }, { "concurrent_runs", concurrent_runs }, { "rejection", rejection }, { "sample_strategy", sample_strategy },
     { "tokenwise", tokenwise }, { "shutdown_frees_everything", shutdown_frees_everything },
     { "backend_parity", backend_parity },
 };

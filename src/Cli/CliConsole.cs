@@ -50,6 +50,19 @@ public sealed class CliConsole(TextWriter stdout, TextWriter stderr)
         return message.ReplaceLineEndings(" ");
     }
 
+    /// <summary>
+    /// Says so when a command-line prompt holds U+FFFD: .NET decodes the arguments as UTF-8 and replaces invalid
+    /// bytes by it, so the model would otherwise see other text than the user typed without a word.
+    /// </summary>
+    public string CheckPrompt(string text, string option = "--prompt")
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        int at = text.IndexOf('\uFFFD', StringComparison.Ordinal);
+        if (at >= 0)
+            Error.WriteLine($"warning: {option} is not valid UTF-8: invalid bytes were replaced by U+FFFD (first at character {at}); the model sees the replaced text");
+        return text;
+    }
+
     /// <summary>Synchronous form of <see cref="GuardAsync"/>.</summary>
     public int Guard(Func<int> body) => GuardAsync(() => Task.FromResult(body())).GetAwaiter().GetResult();
 }

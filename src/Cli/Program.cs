@@ -6,7 +6,19 @@ namespace Tilt.Cli;
 /// <summary>Entry point of the <c>tilt</c> command line.</summary>
 public static class Program
 {
-    public static Task<int> Main(string[] args) => RunAsync(args, Console.Out, Console.Error);
+    public static async Task<int> Main(string[] args)
+    {
+        // Ctrl+C cancels the command's token and lets it finish its own way (print what is done, remove temporary
+        // files, exit 130); a second Ctrl+C ends the process at once.
+        using var cancel = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) =>
+        {
+            if (cancel.IsCancellationRequested) return;
+            e.Cancel = true;
+            cancel.Cancel();
+        };
+        return await RunAsync(args, Console.Out, Console.Error, cancel.Token).ConfigureAwait(false);
+    }
 
     /// <summary>
     /// Runs the command line with explicit writers so tests can drive it in-process and read what a
@@ -23,9 +35,29 @@ public static class Program
         root.Subcommands.Add(DataCommand.Create(console));
         root.Subcommands.Add(EvaluateCommand.Create(console));
         root.Subcommands.Add(MakeModelCommand.Create(console));
+        root.Subcommands.Add(ServeCommand.Create(console));
 
         var parse = root.Parse(args);
-        var config = new InvocationConfiguration { Output = stdout, Error = stderr };
+        if (parse.Errors.Count > 0)
+        {
+            // A value that does not parse is a user error like any other: one line naming it, exit 2 (not the
+            // parser's exit 1 with the whole help text).
+            foreach (var error in parse.Errors)
+                await stderr.WriteLineAsync($"error: {error.Message.ReplaceLineEndings(" ").Trim()}").ConfigureAwait(false);
+            await stderr.WriteLineAsync($"(see: {string.Join(' ', CommandPath(parse.CommandResult.Command, root).Prepend("tilt").Append("--help"))})").ConfigureAwait(false);
+            return CliConsole.UserErrorExitCode;
+        }
+        // No process-termination handling of System.CommandLine's own: it would end the process two seconds after
+        // Ctrl+C whatever the command was doing (Main cancels the token instead).
+        var config = new InvocationConfiguration { Output = stdout, Error = stderr, ProcessTerminationTimeout = null };
         return await parse.InvokeAsync(config, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static IEnumerable<string> CommandPath(Command command, RootCommand root)
+    {
+        var names = new Stack<string>();
+        for (Command? c = command; c is not null && c != root; c = c.Parents.OfType<Command>().FirstOrDefault())
+            names.Push(c.Name);
+        return names;
     }
 }

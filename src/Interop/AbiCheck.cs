@@ -92,6 +92,10 @@ internal static unsafe class AbiCheck
         Expect("tilt_request_options.beta (blockwise)", request.Beta, blockwise.Beta);
         Expect("tilt_request_options.seed", request.Seed, blockwise.Seed);
         Expect("tilt_request_options.deadline_ms", request.DeadlineMs, 0L);
+        var rejection = new RejectionOptions();
+        Expect("tilt_request_options.alpha", request.Alpha, rejection.Alpha);
+        Expect("tilt_request_options.every", request.Every, rejection.Every);
+        Expect("tilt_request_options.reserved", request.Reserved, 0);
         return problems.Count == 0 ? null : string.Join("; ", problems);
     }
 

@@ -66,6 +66,9 @@ public struct TiltRequestOptions
     public double Beta;
     public ulong Seed;
     public long DeadlineMs;
+    public double Alpha;
+    public int Every;
+    public int Reserved;
 }
 
 /// <summary>tilt_event.</summary>
@@ -141,6 +144,7 @@ internal enum Strategy
     BestOfN = 1,
     Tokenwise = 2,
     Blockwise = 3,
+    Rejection = 4,
 }
 
 internal enum EventKind

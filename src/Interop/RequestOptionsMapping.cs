@@ -23,12 +23,15 @@ internal static class RequestOptionsMapping
         ["TopK"] = "top_k",
         ["TopP"] = "top_p",
         ["Deadline"] = "deadline_ms",
+        ["Alpha"] = "alpha",
+        ["Every"] = "every",
     };
 
     public static Strategy ReadStrategy(in TiltRequestOptions o) =>
-        o.Strategy is >= (int)Strategy.Sample and <= (int)Strategy.Blockwise
+        o.Reserved != 0 ? throw StatusException.InvalidArgument($"tilt_request_options.reserved must be 0, got {o.Reserved}") :
+        o.Strategy is >= (int)Strategy.Sample and <= (int)Strategy.Rejection
             ? (Strategy)o.Strategy
-            : throw StatusException.InvalidArgument($"tilt_request_options.strategy must be a tilt_strategy (0..3), got {o.Strategy}");
+            : throw StatusException.InvalidArgument($"tilt_request_options.strategy must be a tilt_strategy (0..4), got {o.Strategy}");
 
     /// <summary>Options of an aligned strategy (best-of-n, token-wise, blockwise).</summary>
     public static AlignOptions ToAligned(TiltRequestOptions o, Strategy strategy)
@@ -42,6 +45,7 @@ internal static class RequestOptionsMapping
             {
                 Strategy.BestOfN => new BestOfNOptions { N = o.N },
                 Strategy.Tokenwise => new TokenwiseOptions { Candidates = o.TokenwiseTopK, Beta = o.Beta },
+                Strategy.Rejection => new RejectionOptions { N = o.N, Alpha = o.Alpha, Every = o.Every },
                 Strategy.Blockwise => new BlockwiseOptions
                 {
                     K = o.K,
@@ -57,7 +61,7 @@ internal static class RequestOptionsMapping
                 },
                 _ => throw new ArgumentOutOfRangeException(nameof(strategy), strategy, "not an aligned strategy"),
             };
-            return options with
+            options = options with
             {
                 Samples = o.Samples,
                 MaxTokens = o.MaxTokens,
@@ -67,6 +71,8 @@ internal static class RequestOptionsMapping
                 Deadline = o.DeadlineMs > 0 ? TimeSpan.FromMilliseconds(o.DeadlineMs) : null,
                 Threads = threads,
             };
+            (options as RejectionOptions)?.ValidateSchedule();
+            return options;
         });
     }
 
@@ -92,7 +98,7 @@ internal static class RequestOptionsMapping
     {
         0 => null,
         > 0 => o.Threads,
-        _ => throw StatusException.InvalidArgument($"tilt_request_options.threads must be >= 0 (0 = llama.cpp's choice), got {o.Threads}"),
+        _ => throw StatusException.InvalidArgument($"tilt_request_options.threads must be >= 0 (0 = the engine's default: one per physical core), got {o.Threads}"),
     };
 
     private static T Relabel<T>(Func<T> build)

@@ -2,7 +2,7 @@ namespace Tilt.Kernels;
 
 /// <summary>
 /// The per-step math of every decoding strategy over a batch of rows, one call per decoding step.
-/// Implementations: "cpu-simd" (default without CUDA), "ilgpu-cuda", "ilgpu-cpu" (tests only).
+/// Implementations: "cpu-simd" (what Auto takes, with or without CUDA), "ilgpu-cuda" (forced with Cuda), "ilgpu-cpu" (tests only).
 /// All backends give the same tokens for the same inputs (see docs/kernels.md for the exact conditions).
 /// </summary>
 /// <remarks>

@@ -3,7 +3,10 @@ namespace Tilt.Kernels;
 /// <summary>Which implementation of <see cref="IStepKernels"/> to use.</summary>
 public enum KernelBackend
 {
-    /// <summary>CUDA (through ILGPU) when a usable CUDA device exists, else the SIMD CPU backend.</summary>
+    /// <summary>
+    /// The SIMD CPU backend, with or without a CUDA device: logits arrive from llama.cpp in host memory, where it
+    /// measured faster than the CUDA kernels (docs/kernels.md). <see cref="Cuda"/> forces the GPU.
+    /// </summary>
     Auto,
 
     /// <summary>The SIMD CPU backend (System.Numerics.Tensors / Vector256). Allocation-free per step.</summary>

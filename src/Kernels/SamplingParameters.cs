@@ -18,6 +18,12 @@ public readonly record struct SamplingParameters(float Temperature = 1f, int Top
     {
     }
 
+    /// <summary>
+    /// Smallest non-zero temperature: logits / T must stay finite in float. Any temperature this low is greedy in
+    /// effect; pass 0 for greedy.
+    /// </summary>
+    public const float MinTemperature = 1e-4f;
+
     /// <summary>Greedy decoding (temperature 0).</summary>
     public static SamplingParameters Greedy => new(0f);
 
@@ -27,8 +33,8 @@ public readonly record struct SamplingParameters(float Temperature = 1f, int Top
     /// <summary>Throws <see cref="ArgumentException"/> naming the field and its value when a field is out of range.</summary>
     public void Validate()
     {
-        if (float.IsNaN(Temperature) || Temperature < 0f || float.IsPositiveInfinity(Temperature))
-            throw new ArgumentException($"Temperature must be finite and >= 0 (0 = greedy), got {Temperature}.", nameof(Temperature));
+        if (!(Temperature == 0f || (Temperature >= MinTemperature && float.IsFinite(Temperature))))
+            throw new ArgumentException($"Temperature must be 0 (greedy) or a finite number >= {MinTemperature:R}, got {Temperature:R}.", nameof(Temperature));
         if (TopK < 0)
             throw new ArgumentException($"TopK must be >= 0 (0 = off), got {TopK}.", nameof(TopK));
         if (!(TopP > 0f && TopP <= 1f))

@@ -72,20 +72,96 @@ public sealed class EvaluateCommandTests : IDisposable
     [Fact]
     public async Task ARerunSkipsFinishedPoints()
     {
-        // A finished point from an earlier run, marked so that recomputing it would show.
+        var first = await CliRunner.RunAsync(TabularArgs(_dir));
+        Assert.True(first.ExitCode == 0, first.Error);
+        // Replace a finished point by a marker, so that recomputing it would show.
         var marker = new EvaluatedPoint
         {
             Id = "bon-n4", Series = "best-of-n", Method = EvaluationMethod.BestOfN, N = 4, Prompts = 1, Outputs = 1,
             WinRate = 0.123, WinRateLower = 0.1, WinRateUpper = 0.2, Kl = 0.5, KlStandardError = 0, KlMethod = "marker",
             MeanReward = 0, BaseMeanReward = 0, TokensEvaluatedPerOutputToken = 1, LatencyMsPerOutput = 1, FirstTextMs = 1, Seconds = 12345,
         };
-        PointStore.Open(_dir).Add(marker);
+        PointStore.OpenExisting(_dir).Add(marker);
         var run = await CliRunner.RunAsync(TabularArgs(_dir));
         Assert.Equal(0, run.ExitCode);
-        Assert.Contains("(1 already in", run.Error);
-        var store = PointStore.Open(_dir);
+        Assert.Contains("(7 already in", run.Error);
+        var store = PointStore.OpenExisting(_dir);
         Assert.Equal(7, store.Points.Count);
         Assert.Equal(marker, store.Points.Single(p => p.Id == "bon-n4"));
+    }
+
+    [Theory]
+    [InlineData("--reward", "length:3", "--reward: 'lexicon:sentiment' in the folder, 'length:3' in this run")]
+    [InlineData("--seed", "6", "--seed: '5' in the folder, '6' in this run")]
+    [InlineData("--max-tokens", "3", "--max-tokens: '4' in the folder, '3' in this run")]
+    [InlineData("--outputs", "1000", "--outputs: '1500' in the folder, '1000' in this run")]
+    public async Task AFolderMadeWithOtherSettingsIsRefusedUnlessForced(string option, string value, string expected)
+    {
+        var first = await CliRunner.RunAsync(TabularArgs(_dir));
+        Assert.True(first.ExitCode == 0, first.Error);
+        string before = File.ReadAllText(Path.Combine(_dir, PointStore.JsonFile));
+        string[] changed = [.. Replace(TabularArgs(_dir), option, value)];
+
+        var refused = await CliRunner.RunAsync(changed);
+        Assert.Equal(2, refused.ExitCode);
+        Assert.StartsWith("error: ", refused.Error);
+        Assert.Contains(expected, refused.Error);
+        Assert.Contains("--force", refused.Error);
+        Assert.Equal(before, File.ReadAllText(Path.Combine(_dir, PointStore.JsonFile)));
+
+        var forced = await CliRunner.RunAsync([.. changed, "--force"]);
+        Assert.True(forced.ExitCode == 0, forced.Error);
+        Assert.Contains("(0 already in", forced.Error);
+        Assert.Contains(value, File.ReadAllText(Path.Combine(_dir, EvaluationIdentity.FileName)));
+    }
+
+    [Theory]
+    [InlineData("null")]
+    [InlineData("[null]")]
+    [InlineData("{\"not\": \"a list\"}")]
+    public async Task ACorruptPointsFileIsAnErrorAndKept(string content)
+    {
+        var first = await CliRunner.RunAsync(TabularArgs(_dir));
+        Assert.True(first.ExitCode == 0, first.Error);
+        string points = Path.Combine(_dir, PointStore.JsonFile);
+        File.WriteAllText(points, content);
+        var run = await CliRunner.RunAsync(TabularArgs(_dir));
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains($"{points}: cannot resume from a corrupt points file", run.Error);
+        Assert.Equal(content, File.ReadAllText(points));
+    }
+
+    [Fact]
+    public async Task AnOutputThatIsAFileOrUnderAFileIsRefusedBeforeAnyWork()
+    {
+        string file = Path.Combine(_dir, "afile");
+        File.WriteAllText(file, "x");
+        var onFile = await CliRunner.RunAsync(TabularArgs(file));
+        Assert.Equal(2, onFile.ExitCode);
+        Assert.Contains($"error: {file}: is a file; give a folder", onFile.Error);
+        var under = await CliRunner.RunAsync(TabularArgs(Path.Combine(file, "sub")));
+        Assert.Equal(2, under.ExitCode);
+        Assert.Contains($"{file} is a file, not a folder", under.Error);
+        Assert.DoesNotContain("base samples", under.Error);
+    }
+
+    [Fact]
+    public async Task AHeadRewardIsRefusedWithTheReasonNotAsAMissingModel()
+    {
+        var run = await CliRunner.RunAsync("evaluate", "--model", CliRunner.ModelPath, "--reward", "head:" + Path.Combine(_dir, "missing.head"), "--out", _dir);
+        Assert.Equal(2, run.ExitCode);
+        Assert.DoesNotContain("no model was given", run.Error);
+        Assert.Contains("missing.head", run.Error);
+    }
+
+    private static IEnumerable<string> Replace(string[] args, string option, string value)
+    {
+        for (int i = 0; i < args.Length; i++)
+        {
+            yield return args[i];
+            if (args[i] == option) { yield return value; i++; }
+        }
+        if (!args.Contains(option)) { yield return option; yield return value; }
     }
 
     [Fact]
@@ -101,14 +177,14 @@ public sealed class EvaluateCommandTests : IDisposable
         ];
         int code = await Program.RunAsync(args, new StringWriter(), stderr, cts.Token);
         Assert.Equal(130, code);
-        var kept = PointStore.Open(_dir).Points;
+        var kept = PointStore.OpenExisting(_dir).Points;
         Assert.Single(kept);
         Assert.Equal("bon-n1", kept[0].Id);
 
         var resumed = await CliRunner.RunAsync(args);
         Assert.True(resumed.ExitCode == 0, resumed.Error);
         Assert.Contains("(1 already in", resumed.Error);
-        var all = PointStore.Open(_dir).Points;
+        var all = PointStore.OpenExisting(_dir).Points;
         Assert.Equal(7, all.Count);
         Assert.Equal(kept[0], all.Single(p => p.Id == "bon-n1"));
         Assert.True(File.Exists(Path.Combine(_dir, "report.md")));

@@ -104,6 +104,26 @@ public sealed class GenerateCommandTests : IDisposable
     public async Task TopPOutOfRange() =>
         await AssertUserError(["generate", "--model", CliRunner.ModelPath, "--top-p", "1.5"], "TopP", "1.5");
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(-2)]
+    [InlineData(int.MaxValue)]
+    public async Task ThreadCountsOutsideOneToTheLogicalCpusAreUserErrors(int threads)
+    {
+        int value = threads == int.MaxValue ? Tilt.Engine.Models.CpuTopology.LogicalCpus + 1 : threads;
+        await AssertUserError(["generate", "--model", CliRunner.ModelPath, "--threads", value.ToString()], "--threads", value.ToString());
+    }
+
+    [Fact]
+    public async Task VerboseReportsTheThreadCount()
+    {
+        var run = await CliRunner.RunAsync("generate", "--model", CliRunner.ModelPath, "--max-tokens", "2", "--threads", "1", "--verbose");
+        Assert.True(run.ExitCode == 0, run.Error);
+        Assert.Contains("llama.cpp threads: 1 (", run.Error);
+        var byDefault = await CliRunner.RunAsync("generate", "--model", CliRunner.ModelPath, "--max-tokens", "2", "--verbose");
+        Assert.Contains($"llama.cpp threads: {Tilt.Engine.Models.CpuTopology.PhysicalCores} (default, ", byDefault.Error);
+    }
+
     [Fact]
     public async Task UnparsableNumberIsAParseError()
     {

@@ -167,6 +167,52 @@ public sealed unsafe class ExportsTests
         Free(&Exports.ModelFree, model);
     }
 
+    [Fact]
+    public void A_head_file_with_a_null_field_is_a_model_load_error_naming_the_field()
+    {
+        nint model = LoadTabular();
+        string dir = Directory.CreateTempSubdirectory("tilt-interop-head-").FullName;
+        try
+        {
+            string path = Path.Combine(dir, "null-sha.head");
+            byte[] header = Encoding.UTF8.GetBytes("{\"format\":\"tilt-head/1\",\"kind\":\"linear\",\"role\":\"value\",\"modelFingerprint\":\"sha256:x\",\"hiddenSize\":2,\"weightsSha256\":null}");
+            var length = new byte[4];
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(length, header.Length);
+            File.WriteAllBytes(path, [.. "TILTHEAD"u8, .. length, .. header, .. new byte[12]]);
+            var load = (delegate* unmanaged[Cdecl]<nint, byte*, nint*, int>)&Exports.ValueLoadHead;
+            nint value = 0;
+            fixed (byte* p = Encoding.UTF8.GetBytes(path + "\0"))
+                Assert.Equal(TiltStatus.ModelLoad, load(model, p, &value));
+            Assert.Contains("field 'weightsSha256' is null", _lastError);
+            Assert.Equal(0, value);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+        Free(&Exports.ModelFree, model);
+    }
+
+    [Fact]
+    public void A_native_library_that_is_not_llama_is_refused_and_the_process_can_still_load_a_gguf_model()
+    {
+        string libc = new[] { "/lib/x86_64-linux-gnu/libc.so.6", "/lib/aarch64-linux-gnu/libc.so.6", "/lib64/libc.so.6" }.First(File.Exists);
+        var load = (delegate* unmanaged[Cdecl]<byte*, TiltModelOptions*, nint*, int>)&Exports.ModelLoad;
+        nint model = 0;
+        fixed (byte* lib = Encoding.UTF8.GetBytes(libc + "\0"))
+        fixed (byte* path = Encoding.UTF8.GetBytes(TestPaths.DefaultModel + "\0"))
+        {
+            var options = new TiltModelOptions { StructSize = (uint)sizeof(TiltModelOptions), Backend = 1, NativeLibrary = lib };
+            Assert.Equal(TiltStatus.ModelLoad, load(path, &options, &model));
+            Assert.Contains("is not a llama.cpp library", _lastError);
+            Assert.Equal(0, model);
+
+            options.NativeLibrary = null;
+            Assert.True(load(path, &options, &model) == TiltStatus.Ok, _lastError);
+        }
+        Free(&Exports.ModelFree, model);
+    }
+
     private static nint LoadTabular()
     {
         var load = (delegate* unmanaged[Cdecl]<byte*, TiltModelOptions*, nint*, int>)&Exports.ModelLoad;

@@ -38,9 +38,9 @@ public sealed class MappingTests
     {
         var o = Assert.IsType<BlockwiseOptions>(RequestOptionsMapping.ToAligned(HeaderDefaults(), Strategy.Blockwise));
         Assert.Equal(new BlockwiseOptions(), o);
-        var b = Assert.IsType<BestOfNOptions>(RequestOptionsMapping.ToAligned(HeaderDefaults() with { DeadlineMs = 250, Threads = 2 }, Strategy.BestOfN));
+        var b = Assert.IsType<BestOfNOptions>(RequestOptionsMapping.ToAligned(HeaderDefaults() with { DeadlineMs = 250, Threads = 1 }, Strategy.BestOfN));
         Assert.Equal(TimeSpan.FromMilliseconds(250), b.Deadline);
-        Assert.Equal(2, b.Threads);
+        Assert.Equal(1, b.Threads);
         Assert.Equal(new Tilt.Engine.Sampling.GenerationOptions(), RequestOptionsMapping.ToGeneration(HeaderDefaults()));
     }
 

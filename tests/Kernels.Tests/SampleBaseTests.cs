@@ -213,11 +213,21 @@ public class SampleBaseTests
     }
 
     [Fact]
-    public void TemperatureSoSmallThatScoresOverflowIsRejected()
+    public void TemperatureBelowTheMinimumIsRejectedAsATemperature()
     {
         using var k = Backends.Create(Backends.Cpu);
         float[] logits = [100f, 50f, 1f];
         var e = Assert.Throws<ArgumentException>(() => Run(k, logits, 1, 3, [new SamplingParameters(1e-37f)], [default]));
+        Assert.Contains("Temperature must be 0 (greedy) or a finite number >= 0.0001, got 1E-37", e.Message);
+        Assert.DoesNotContain("beta", e.Message);
+    }
+
+    [Fact]
+    public void ScoresThatOverflowAreRejected()
+    {
+        using var k = Backends.Create(Backends.Cpu);
+        float[] logits = [3e38f, 50f, 1f];
+        var e = Assert.Throws<ArgumentException>(() => Run(k, logits, 1, 3, [new SamplingParameters(1e-3f)], [default]));
         Assert.Contains("overflowed", e.Message);
     }
 

@@ -20,10 +20,12 @@ namespace Tilt.Bench.EndToEnd;
 /// <item>engine: base generation, best-of-n, blockwise CD and token-wise CD;</item>
 /// <item>naive: best-of-n as n sequential single-sequence generations.</item>
 /// </list>
-/// Runs are interleaved (every method once per repetition) so drift of the machine hits all alike; medians and
-/// min/max over repetitions are reported, with the ratios engine/raw and engine/naive.
-/// Usage: e2e --model FILE|15m|110m|1b [--k 1,4,16,64] [--tokens 64] [--block 8] [--reps 5] [--threads N]
-/// [--naive-max-k 16] [--out FILE.json] [--markdown FILE.md]
+/// Runs are interleaved (every method at every thread count once per repetition) so drift of the machine hits all
+/// alike; medians and min/max over repetitions are reported, with the ratios engine/raw (same K, same threads) and
+/// engine/naive.
+/// Usage: e2e --model FILE|15m|110m|1b [--k 1,4,16,64] [--tokens 64] [--block 8] [--reps 5] [--threads 1,all]
+/// [--methods raw,generate,best-of-n,naive,blockwise,tokenwise] [--naive-max-k 16] [--out FILE.json] [--markdown FILE.md]
+/// (<c>all</c> = the engine's default, one thread per physical core).
 /// </summary>
 internal static class EndToEndHarness
 {
@@ -40,33 +42,42 @@ internal static class EndToEndHarness
         var rows = new List<Row>();
         var clock = Stopwatch.StartNew();
 
+        Console.Error.WriteLine($"threads {string.Join(",", options.Threads)} ({CpuTopology.PhysicalCores} physical cores, {CpuTopology.LogicalCpus} logical CPUs); {OpenMpWaitPolicy.Describe()}");
         foreach (int k in options.Ks)
         {
-            var samples = new Dictionary<string, List<Measurement>>();
-            void Add(string method, Measurement m) => (samples.TryGetValue(method, out var l) ? l : samples[method] = []).Add(m);
+            var samples = new Dictionary<(int Threads, string Method), List<Measurement>>();
+            void Add(int threads, string method, Measurement? m)
+            {
+                if (m is not null) (samples.TryGetValue((threads, method), out var l) ? l : samples[(threads, method)] = []).Add(m);
+            }
             // The first K also warms every path up once (JIT, page cache) before anything is recorded.
             for (int rep = k == options.Ks[0] ? -1 : 0; rep < options.Reps; rep++)
             {
-                var raw = RawDecode(path, model.Info, k, options);
-                var generate = Generate(model, kernels, k, options);
-                var bon = BestOfN(model, kernels, reward, k, options);
-                // Naive best-of-n costs K sequential generations: measured up to --naive-max-k only.
-                var naive = k <= options.NaiveMaxK ? NaiveBestOfN(model, kernels, k, options) : null;
-                var blockwise = Blockwise(model, kernels, reward, k, options);
-                var tokenwise = Tokenwise(model, kernels, reward, k, options);
-                if (rep < 0) continue;
-                Add("raw", raw);
-                Add("engine generate", generate);
-                Add("engine best-of-n", bon);
-                if (naive is not null) Add("naive best-of-n", naive);
-                Add("engine blockwise", blockwise);
-                Add("engine tokenwise", tokenwise);
-                Console.Error.WriteLine($"K={k} rep {rep + 1}/{options.Reps} done at {clock.Elapsed.TotalSeconds:F0} s");
+                foreach (int threads in options.Threads)
+                {
+                    var raw = options.Runs("raw") ? RawDecode(path, k, threads, options) : null;
+                    var generate = options.Runs("generate") ? Generate(model, kernels, k, threads, options) : null;
+                    var bon = options.Runs("best-of-n") ? BestOfN(model, kernels, reward, k, threads, options) : null;
+                    // Naive best-of-n costs K sequential generations: measured up to --naive-max-k only.
+                    var naive = options.Runs("naive") && k <= options.NaiveMaxK ? NaiveBestOfN(model, kernels, k, threads, options) : null;
+                    var blockwise = options.Runs("blockwise") ? Blockwise(model, kernels, reward, k, threads, options) : null;
+                    var tokenwise = options.Runs("tokenwise") ? Tokenwise(model, kernels, reward, k, threads, options) : null;
+                    if (rep < 0) continue;
+                    Add(threads, "raw", raw);
+                    Add(threads, "engine generate", generate);
+                    Add(threads, "engine best-of-n", bon);
+                    Add(threads, "naive best-of-n", naive);
+                    Add(threads, "engine blockwise", blockwise);
+                    Add(threads, "engine tokenwise", tokenwise);
+                }
+                if (rep >= 0) Console.Error.WriteLine($"K={k} rep {rep + 1}/{options.Reps} done at {clock.Elapsed.TotalSeconds:F0} s");
             }
-            foreach (var (method, list) in samples) rows.Add(Row.From(model.Info, k, method, list));
+            foreach (var ((threads, method), list) in samples.OrderBy(x => x.Key.Threads)) rows.Add(Row.From(k, threads, method, list));
         }
 
-        var report = new Report(Path.GetFileName(path), model.Info.Description, Environment.ProcessorCount, options.Threads,
+        var report = new Report(Path.GetFileName(path), model.Info.Description, CpuTopology.LogicalCpus, CpuTopology.PhysicalCores,
+            options.Threads, OpenMpWaitPolicy.Describe(), Process.GetCurrentProcess().Threads.Count,
+            [GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2)],
             options.Tokens, options.Block, options.Reps, Process.GetCurrentProcess().PeakWorkingSet64, rows);
         string json = JsonSerializer.Serialize(report, new JsonSerializerOptions
         {
@@ -94,7 +105,7 @@ internal static class EndToEndHarness
     }
 
     /// <summary>The ceiling: LLamaSharp batch decode of K sequences with the engine's context settings, argmax tokens.</summary>
-    private static Measurement RawDecode(string path, ModelInfo info, int k, Options options)
+    private static Measurement RawDecode(string path, int k, int threads, Options options)
     {
         var parameters = new ModelParams(path)
         {
@@ -106,8 +117,8 @@ internal static class EndToEndHarness
             PoolingType = LLamaPoolingType.None,
             FlashAttention = false,
             KVUnified = false,
-            Threads = options.Threads,
-            BatchThreads = options.Threads,
+            Threads = threads,
+            BatchThreads = threads,
         };
         using var weights = LLamaWeights.LoadFromFile(parameters);
         using var context = weights.CreateContext(parameters);
@@ -130,7 +141,7 @@ internal static class EndToEndHarness
             for (int s = 0; s < k; s++) next[s] = ArgMax(handle.GetLogitsIth(s));
         }
         var total = clock.Elapsed;
-        return new Measurement(prefill, total, (long)k * options.Tokens, options.Tokens - 1, total - prefill, null);
+        return new Measurement(prefill, total, (long)k * options.Tokens, options.Tokens - 1, TimeSpan.Zero, null);
 
         static void Check(DecodeResult r)
         {
@@ -145,28 +156,28 @@ internal static class EndToEndHarness
         return best;
     }
 
-    private static Measurement Generate(GgufModel model, IStepKernels kernels, int k, Options options)
+    private static Measurement Generate(GgufModel model, IStepKernels kernels, int k, int threads, Options options)
     {
         var clock = Stopwatch.StartNew();
         var result = new BaseSampler(model, kernels).GenerateAsync(Prompt, new GenerationOptions
         {
-            Samples = k, MaxTokens = options.Tokens, Seed = 1, Threads = options.Threads,
+            Samples = k, MaxTokens = options.Tokens, Seed = 1, Threads = threads,
         }).GetAwaiter().GetResult();
         var t = result.Timings;
         return new Measurement(t.Prefill, clock.Elapsed, t.GeneratedTokens, t.Steps, t.ModelTime, null);
     }
 
-    private static Measurement BestOfN(GgufModel model, IStepKernels kernels, IReward reward, int k, Options options)
+    private static Measurement BestOfN(GgufModel model, IStepKernels kernels, IReward reward, int k, int threads, Options options)
     {
         var clock = Stopwatch.StartNew();
         var s = new BestOfNSampler(model, kernels, reward).GenerateAsync(Prompt, new BestOfNOptions
         {
-            N = k, MaxTokens = options.Tokens, Seed = 1, Threads = options.Threads,
+            N = k, MaxTokens = options.Tokens, Seed = 1, Threads = threads,
         }).GetAwaiter().GetResult()[0];
         return new Measurement(s.Timings.Prefill, clock.Elapsed, s.TokensEvaluated + k, s.Timings.DecodeCalls, s.Timings.ModelTime, null);
     }
 
-    private static Measurement NaiveBestOfN(GgufModel model, IStepKernels kernels, int k, Options options)
+    private static Measurement NaiveBestOfN(GgufModel model, IStepKernels kernels, int k, int threads, Options options)
     {
         var clock = Stopwatch.StartNew();
         var sampler = new BaseSampler(model, kernels);
@@ -175,7 +186,7 @@ internal static class EndToEndHarness
         var prefill = TimeSpan.Zero;
         for (int i = 0; i < k; i++)
         {
-            var r = sampler.GenerateAsync(Prompt, new GenerationOptions { Samples = 1, MaxTokens = options.Tokens, Seed = 1, RequestId = (uint)i, Threads = options.Threads })
+            var r = sampler.GenerateAsync(Prompt, new GenerationOptions { Samples = 1, MaxTokens = options.Tokens, Seed = 1, RequestId = (uint)i, Threads = threads })
                 .GetAwaiter().GetResult();
             tokens += r.Timings.GeneratedTokens;
             steps += r.Timings.Steps;
@@ -184,12 +195,12 @@ internal static class EndToEndHarness
         return new Measurement(prefill, clock.Elapsed, tokens, steps, TimeSpan.Zero, null);
     }
 
-    private static Measurement Blockwise(GgufModel model, IStepKernels kernels, IReward reward, int k, Options options)
+    private static Measurement Blockwise(GgufModel model, IStepKernels kernels, IReward reward, int k, int threads, Options options)
     {
         var clock = Stopwatch.StartNew();
         var events = new BlockwiseDecoder(model, kernels, new PrefixRewardValue(reward), reward).StreamAsync(Prompt, new BlockwiseOptions
         {
-            K = k, BlockSize = options.Block, MaxTokens = options.Tokens, Seed = 1, Threads = options.Threads,
+            K = k, BlockSize = options.Block, MaxTokens = options.Tokens, Seed = 1, Threads = threads,
         });
         var blockTimes = new List<TimeSpan>();
         var last = TimeSpan.Zero;
@@ -212,12 +223,12 @@ internal static class EndToEndHarness
             new BlockStats(s.Timings.FirstAccepted.TotalMilliseconds, perBlock, blockTimes.Count, s.Tokens.Count));
     }
 
-    private static Measurement Tokenwise(GgufModel model, IStepKernels kernels, IReward reward, int k, Options options)
+    private static Measurement Tokenwise(GgufModel model, IStepKernels kernels, IReward reward, int k, int threads, Options options)
     {
         var clock = Stopwatch.StartNew();
         var s = new TokenwiseDecoder(model, kernels, new PrefixRewardValue(reward), reward).GenerateAsync(Prompt, new TokenwiseOptions
         {
-            Candidates = k, MaxTokens = options.Tokens, Seed = 1, Threads = options.Threads,
+            Candidates = k, MaxTokens = options.Tokens, Seed = 1, Threads = threads,
         }).GetAwaiter().GetResult()[0];
         return new Measurement(s.Timings.Prefill, clock.Elapsed, s.TokensEvaluated, s.Timings.DecodeCalls, s.Timings.ModelTime,
             new BlockStats(s.Timings.FirstAccepted.TotalMilliseconds, (s.Timings.Total - s.Timings.Prefill).TotalMilliseconds / Math.Max(1, s.Tokens.Count), s.Tokens.Count, s.Tokens.Count));
@@ -233,11 +244,14 @@ internal static class EndToEndHarness
 
     private sealed record BlockStats(double FirstMs, double PerBlockMs, int Blocks, int Tokens);
 
-    /// <summary>Median and spread over repetitions of one method at one K.</summary>
-    private sealed record Row(int K, string Method, double TokensPerSecond, double TokensPerSecondMin, double TokensPerSecondMax,
+    /// <summary>Median and spread over repetitions of one method at one K and thread count.</summary>
+    private sealed record Row(int K, int Threads, string Method, double TokensPerSecond, double TokensPerSecondMin, double TokensPerSecondMax,
         double StepMs, double TotalMs, double PrefillMs, double OverheadShare, double? FirstBlockMs, double? PerBlockMs, int Reps)
     {
-        public static Row From(ModelInfo info, int k, string method, List<Measurement> m)
+        /// <summary>(max - min) / median of tokens/s over the repetitions.</summary>
+        public double Spread => (TokensPerSecondMax - TokensPerSecondMin) / TokensPerSecond;
+
+        public static Row From(int k, int threads, string method, List<Measurement> m)
         {
             var tps = m.Select(x => x.TokensPerSecond).Order().ToArray();
             double Median(IEnumerable<double> xs)
@@ -246,45 +260,54 @@ internal static class EndToEndHarness
                 return a.Length == 0 ? double.NaN : a.Length % 2 == 1 ? a[a.Length / 2] : (a[a.Length / 2 - 1] + a[a.Length / 2]) / 2;
             }
             var blocks = m.Where(x => x.Blocks is not null).Select(x => x.Blocks!).ToList();
-            return new Row(k, method, Median(tps), tps[0], tps[^1], Median(m.Select(x => x.StepMs)), Median(m.Select(x => x.Total.TotalMilliseconds)),
+            return new Row(k, threads, method, Median(tps), tps[0], tps[^1], Median(m.Select(x => x.StepMs)), Median(m.Select(x => x.Total.TotalMilliseconds)),
                 Median(m.Select(x => x.Prefill.TotalMilliseconds)), Median(m.Select(x => x.OverheadShare)),
                 blocks.Count > 0 ? Median(blocks.Select(b => b.FirstMs)) : null, blocks.Count > 0 ? Median(blocks.Select(b => b.PerBlockMs)) : null, m.Count);
         }
     }
 
-    private sealed record Report(string Model, string Description, int Cores, int? Threads, int Tokens, int Block, int Reps, long PeakWorkingSetBytes, List<Row> Rows);
+    private sealed record Report(string Model, string Description, int LogicalCpus, int PhysicalCores, int[] Threads, string OpenMp,
+        int ProcessThreads, int[] GcCollections, int Tokens, int Block, int Reps, long PeakWorkingSetBytes, List<Row> Rows);
 
     private static string Markdown(Report r)
     {
         var sb = new System.Text.StringBuilder();
-        sb.AppendLine($"model {r.Model} ({r.Description}); {r.Tokens} tokens per output, blocks of {r.Block}, {r.Reps} reps (median [min-max]); peak working set {r.PeakWorkingSetBytes / 1048576.0:F0} MiB");
+        sb.AppendLine($"model {r.Model} ({r.Description}); {r.Tokens} tokens per output, blocks of {r.Block}, {r.Reps} reps (median [min-max], spread = (max-min)/median); " +
+            $"llama.cpp threads {string.Join(", ", r.Threads)} of {r.PhysicalCores} physical cores / {r.LogicalCpus} logical CPUs; {r.OpenMp}; " +
+            $"{r.ProcessThreads} OS threads at the end; GC collections gen0/1/2 {string.Join("/", r.GcCollections)}; peak working set {r.PeakWorkingSetBytes / 1048576.0:F0} MiB");
         sb.AppendLine();
-        sb.AppendLine("| K | method | tokens/s | step ms | overhead | vs raw | vs naive | first block ms | per block ms |");
-        sb.AppendLine("|---|---|---|---|---|---|---|---|---|");
-        foreach (var group in r.Rows.GroupBy(x => x.K))
+        sb.AppendLine("| K | threads | method | tokens/s | spread | step ms | overhead | vs raw | vs naive | first block ms | per block ms |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|");
+        foreach (var group in r.Rows.GroupBy(x => (x.K, x.Threads)))
         {
-            var raw = group.First(x => x.Method == "raw");
+            var raw = group.FirstOrDefault(x => x.Method == "raw");
             var naive = group.FirstOrDefault(x => x.Method == "naive best-of-n");
             foreach (var x in group)
             {
-                string vsRaw = x.Method is "engine generate" or "engine best-of-n" ? $"{x.TokensPerSecond / raw.TokensPerSecond:F2}" :
+                string vsRaw = raw is null ? "" :
+                    x.Method is "engine generate" or "engine best-of-n" ? $"{x.TokensPerSecond / raw.TokensPerSecond:F2}" :
                     x.Method == "engine blockwise" && x.PerBlockMs is { } pb ? $"{pb / (raw.StepMs * r.Block):F2} (block / {r.Block} raw steps)" : "";
                 string vsNaive = x.Method == "engine best-of-n" && naive is not null ? $"{naive.TotalMs / x.TotalMs:F2}x faster" : "";
                 string overhead = double.IsNaN(x.OverheadShare) ? "" : $"{x.OverheadShare:P1}";
-                sb.AppendLine($"| {x.K} | {x.Method} | {x.TokensPerSecond:F0} [{x.TokensPerSecondMin:F0}-{x.TokensPerSecondMax:F0}] | {x.StepMs:F2} | {overhead} | {vsRaw} | {vsNaive} | {x.FirstBlockMs?.ToString("F1") ?? ""} | {x.PerBlockMs?.ToString("F1") ?? ""} |");
+                sb.AppendLine($"| {x.K} | {x.Threads} | {x.Method} | {x.TokensPerSecond:F0} [{x.TokensPerSecondMin:F0}-{x.TokensPerSecondMax:F0}] | {x.Spread:P0} | {x.StepMs:F2} | {overhead} | {vsRaw} | {vsNaive} | {x.FirstBlockMs?.ToString("F1") ?? ""} | {x.PerBlockMs?.ToString("F1") ?? ""} |");
             }
         }
         return sb.ToString();
     }
 
-    private sealed record Options(string Model, int[] Ks, int Tokens, int Block, int Reps, int? Threads, string? Out, string? Markdown, int NaiveMaxK)
+    private static readonly string[] Methods = ["raw", "generate", "best-of-n", "naive", "blockwise", "tokenwise"];
+
+    private sealed record Options(string Model, int[] Ks, int Tokens, int Block, int Reps, int[] Threads, string[] Methods, string? Out, string? Markdown, int NaiveMaxK)
     {
+        public bool Runs(string method) => Methods.Contains(method);
+
         public static Options Parse(string[] args)
         {
             string model = DefaultModel.Resolve();
             int[] ks = [1, 4, 16, 64];
             int tokens = 64, block = 8, reps = 5;
-            int? threads = null;
+            int[] threads = [1, CpuTopology.DefaultThreads];
+            string[] methods = EndToEndHarness.Methods;
             string? output = null, markdown = null;
             int naiveMaxK = 16;
             for (int i = 0; i < args.Length; i++)
@@ -297,14 +320,22 @@ internal static class EndToEndHarness
                     case "--tokens": tokens = int.Parse(Value()); break;
                     case "--block": block = int.Parse(Value()); break;
                     case "--reps": reps = int.Parse(Value()); break;
-                    case "--threads": threads = int.Parse(Value()); break;
+                    case "--threads":
+                        threads = Value().Split(',').Select(t => t == "all" ? CpuTopology.DefaultThreads : CpuTopology.CheckThreads(int.Parse(t), "--threads")!.Value)
+                            .Distinct().ToArray();
+                        break;
+                    case "--methods":
+                        methods = Value().Split(',');
+                        if (methods.FirstOrDefault(m => !EndToEndHarness.Methods.Contains(m)) is { } bad)
+                            throw new ArgumentException($"unknown method {bad} (one of {string.Join(", ", EndToEndHarness.Methods)})");
+                        break;
                     case "--out": output = Value(); break;
                     case "--markdown": markdown = Value(); break;
                     case "--naive-max-k": naiveMaxK = int.Parse(Value()); break;
                     default: throw new ArgumentException($"unknown option {args[i]}");
                 }
             }
-            return new Options(model, ks, tokens, block, reps, threads, output, markdown, naiveMaxK);
+            return new Options(model, ks, tokens, block, reps, threads.Distinct().ToArray(), methods, output, markdown, naiveMaxK);
         }
     }
 }

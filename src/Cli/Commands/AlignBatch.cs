@@ -21,7 +21,7 @@ internal static class AlignBatch
 {
     /// <summary>The CLI's values: what a line's absent fields take.</summary>
     public sealed record Defaults(string Strategy, string Prompt, string Reward, string? ValueHead, int N, int K, int Block, double Beta,
-        int TopK, float Temperature, ulong Seed, int MaxTokens, int Samples, BlockSelectionMode Selection, bool Candidates);
+        int TopK, float Temperature, ulong Seed, int MaxTokens, int Samples, BlockSelectionMode Selection, bool Candidates, double Alpha, int Every);
 
     /// <summary>One parsed line.</summary>
     private sealed record Line(int Number, string Strategy, DecodingRequest Request, string RewardSpec, string? ValueHead);
@@ -131,7 +131,8 @@ internal static class AlignBatch
         string strategy = d.Strategy, prompt = d.Prompt, rewardSpec = d.Reward;
         string? valueHead = d.ValueHead;
         int n = d.N, k = d.K, block = d.Block, topK = d.TopK, maxTokens = d.MaxTokens, samples = d.Samples;
-        double beta = d.Beta;
+        double beta = d.Beta, alpha = d.Alpha;
+        int every = d.Every;
         float temperature = d.Temperature;
         ulong seed = d.Seed;
         uint requestId = 0;
@@ -153,6 +154,8 @@ internal static class AlignBatch
                 case "max_tokens": maxTokens = Int(p); break;
                 case "samples": samples = Int(p); break;
                 case "beta": beta = Num(p); break;
+                case "alpha": alpha = Num(p); break;
+                case "every": every = Int(p); break;
                 case "temperature": temperature = (float)Num(p); break;
                 case "seed": seed = v.ValueKind == JsonValueKind.Number && v.TryGetUInt64(out ulong s) ? s : throw Field(p, "a non-negative integer"); break;
                 case "selection":
@@ -165,7 +168,7 @@ internal static class AlignBatch
                     break;
                 case "request_id": requestId = v.ValueKind == JsonValueKind.Number && v.TryGetUInt32(out uint id) ? id : throw Field(p, "an integer 0..4294967295"); break;
                 case "return_candidates": candidates = v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : throw Field(p, "true or false"); break;
-                default: throw new TiltException($"unknown field '{p.Name}' (known: prompt, strategy, reward, value_head, n, k, block, beta, top_k, temperature, seed, request_id, max_tokens, samples, selection, return_candidates)");
+                default: throw new TiltException($"unknown field '{p.Name}' (known: prompt, strategy, reward, value_head, n, k, block, beta, alpha, every, top_k, temperature, seed, request_id, max_tokens, samples, selection, return_candidates)");
             }
         }
 
@@ -178,7 +181,8 @@ internal static class AlignBatch
                 "bon" => new BestOfNOptions { N = n, ReturnCandidates = candidates },
                 "tokenwise" => new TokenwiseOptions { Candidates = topK, Beta = beta },
                 "blockwise" => new BlockwiseOptions { K = k, BlockSize = block, Selection = selection, Beta = beta },
-                _ => throw new TiltException($"field 'strategy': must be bon, tokenwise or blockwise, got '{strategy}'"),
+                "rejection" => new RejectionOptions { N = n, Alpha = alpha, Every = every, ReturnCandidates = candidates },
+                _ => throw new TiltException($"field 'strategy': must be bon, tokenwise, blockwise or rejection, got '{strategy}'"),
             };
             options = options with { MaxTokens = maxTokens, Samples = samples, Seed = seed, Sampling = sampling, Threads = threads, RequestId = requestId };
         }
@@ -235,6 +239,8 @@ internal static class AlignBatch
         "MaxTokens" => "max_tokens",
         "Samples" => "samples",
         "Temperature" => "temperature",
+        "Alpha" => "alpha",
+        "Every" => "every",
         _ => param ?? "?",
     };
 
@@ -260,6 +266,8 @@ internal static class AlignBatch
         Kl = new { s.Kl.Value, Method = s.Kl.Method.ToString(), Band = s.Kl.Band.ToString() },
         KlBound = s.KlBound is { } b ? new { b.Value, Method = b.Method.ToString() } : null,
         s.WinRateVsCandidates,
+        s.SurvivorsPerDecision,
+        s.TokensSavedEstimate,
         Finish = s.Finish.ToString().ToLowerInvariant(),
         Partial = s.IsPartial,
         s.TokensEvaluated,

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using Tilt.Engine;
+using Tilt.Engine.Decoding;
 using Tilt.Engine.Heads;
 using Tilt.Engine.Models;
 using Tilt.Engine.Models.Tabular;
@@ -18,7 +19,7 @@ internal static class AlignCommand
     public static Command Create(CliConsole console)
     {
         var model = new ModelOptions();
-        var strategy = new Option<string>("--strategy", "-s") { Description = "bon | tokenwise | blockwise.", DefaultValueFactory = _ => "blockwise" };
+        var strategy = new Option<string>("--strategy", "-s") { Description = "bon | tokenwise | blockwise | rejection.", DefaultValueFactory = _ => "blockwise" };
         var prompt = new Option<string>("--prompt", "-p") { Description = "Prompt text.", DefaultValueFactory = _ => "Once upon a time" };
         var reward = new Option<string>("--reward", "-r")
         {
@@ -38,7 +39,9 @@ internal static class AlignCommand
         var maxTokens = new Option<int>("--max-tokens") { Description = "Generated tokens per output at most.", DefaultValueFactory = _ => 128 };
         var samples = new Option<int>("--samples") { Description = "Independent aligned outputs (for statistics).", DefaultValueFactory = _ => 1 };
         var deadline = new Option<int?>("--deadline-ms") { Description = "Wall-clock budget in milliseconds; an output cut by it is marked partial." };
-        var candidates = new Option<bool>("--candidates") { Description = "Best-of-n: also print every candidate with its reward." };
+        var candidates = new Option<bool>("--candidates") { Description = "Best-of-n and rejection: also print every candidate with its reward." };
+        var alpha = new Option<double>("--alpha") { Description = "Rejection: fraction of the unfinished candidates stopped at each decision, in [0, 1).", DefaultValueFactory = _ => 0.5 };
+        var every = new Option<int>("--every") { Description = "Rejection: generated tokens between decisions.", DefaultValueFactory = _ => 8 };
         var json = new Option<bool>("--json") { Description = "One JSON object per output." };
         var requests = new Option<string?>("--requests") { Description = "Batch mode: a JSONL file of requests (prompt, strategy, n, k, block, beta, top_k, seed, max_tokens, reward, value_head, ...); absent fields take this command's options." };
         var output = new Option<string?>("--out", "-o") { Description = "Batch mode: the JSONL file of results (one object per output, in input order, with 'line')." };
@@ -47,7 +50,7 @@ internal static class AlignCommand
 
         var command = new Command("align", "Sample from an aligned policy: best-of-n, token-wise or blockwise controlled decoding towards a reward.");
         model.AddTo(command);
-        foreach (var o in new Option[] { strategy, prompt, reward, valueHead, value, n, k, block, selection, beta, topK, temperature, seed, maxTokens, samples, deadline, candidates, json, requests, output, concurrency, maxSequences })
+        foreach (var o in new Option[] { strategy, prompt, reward, valueHead, value, n, k, block, selection, beta, topK, temperature, seed, maxTokens, samples, deadline, candidates, alpha, every, json, requests, output, concurrency, maxSequences })
             command.Options.Add(o);
 
         command.SetAction((parse, cancellationToken) => console.GuardAsync(async () =>
@@ -59,16 +62,16 @@ internal static class AlignCommand
                 if (parse.GetValue(value) is not null) throw new ArgumentException("--value (exact tabular values) is not available in batch mode");
                 var defaults = new AlignBatch.Defaults(which, parse.GetValue(prompt)!, parse.GetValue(reward)!, parse.GetValue(valueHead), parse.GetValue(n),
                     parse.GetValue(k), parse.GetValue(block), parse.GetValue(beta), parse.GetValue(topK), parse.GetValue(temperature), parse.GetValue(seed),
-                    parse.GetValue(maxTokens), parse.GetValue(samples), parse.GetValue(selection), parse.GetValue(candidates));
+                    parse.GetValue(maxTokens), parse.GetValue(samples), parse.GetValue(selection), parse.GetValue(candidates), parse.GetValue(alpha), parse.GetValue(every));
                 var engineOptions = new Tilt.Engine.Decoding.EngineOptions { MaxSequences = parse.GetValue(maxSequences) };
                 using var batchModel = model.LoadModel(parse, console);
                 using var batchKernels = model.CreateKernels(parse, console);
                 return await AlignBatch.RunAsync(console, batchModel, batchKernels, requestsFile, outFile, defaults, parse.GetValue(concurrency),
-                    engineOptions.MaxSequences, parse.GetValue(model.Threads), cancellationToken);
+                    engineOptions.MaxSequences, model.GetThreads(parse), cancellationToken);
             }
             if (parse.GetValue(output) is not null) throw new ArgumentException("--out is for batch mode (--requests FILE.jsonl)");
-            if (which is not ("bon" or "tokenwise" or "blockwise"))
-                throw new ArgumentException($"--strategy must be bon, tokenwise or blockwise, got '{which}'");
+            if (which is not ("bon" or "tokenwise" or "blockwise" or "rejection"))
+                throw new ArgumentException($"--strategy must be bon, tokenwise, blockwise or rejection, got '{which}'");
             var sampling = new SamplingParameters(parse.GetValue(temperature));
             TimeSpan? budget = parse.GetValue(deadline) is { } ms
                 ? ms > 0 ? TimeSpan.FromMilliseconds(ms) : throw new ArgumentException($"--deadline-ms must be positive, got {ms}")
@@ -78,6 +81,7 @@ internal static class AlignCommand
             AlignOptions options = which switch
             {
                 "bon" => new BestOfNOptions { N = parse.GetValue(n), ReturnCandidates = parse.GetValue(candidates) },
+                "rejection" => new RejectionOptions { N = parse.GetValue(n), Alpha = parse.GetValue(alpha), Every = parse.GetValue(every), ReturnCandidates = parse.GetValue(candidates) },
                 "tokenwise" => new TokenwiseOptions { Candidates = parse.GetValue(topK), Beta = parse.GetValue(beta) },
                 _ => new BlockwiseOptions { K = parse.GetValue(k), BlockSize = parse.GetValue(block), Selection = parse.GetValue(selection), Beta = parse.GetValue(beta) },
             };
@@ -88,7 +92,7 @@ internal static class AlignCommand
                 Seed = parse.GetValue(seed),
                 Sampling = sampling,
                 Deadline = budget,
-                Threads = parse.GetValue(model.Threads),
+                Threads = model.GetThreads(parse),
             };
 
             using var lm = model.LoadModel(parse, console);
@@ -98,16 +102,12 @@ internal static class AlignCommand
                 HeadRewardFactory = path => HeadReward.Load(path, lm.Info),
             });
             var valueFn = CreateValue(lm, rewardFn, parse.GetValue(valueHead), parse.GetValue(value), options);
-            string text = parse.GetValue(prompt)!;
+            string text = console.CheckPrompt(parse.GetValue(prompt)!);
             bool asJson = parse.GetValue(json);
 
-            IAsyncEnumerable<AlignEvent> events = options switch
-            {
-                BestOfNOptions b => new BestOfNSampler(lm, kernels, rewardFn).StreamAsync(text, b, cancellationToken),
-                TokenwiseOptions t => new TokenwiseDecoder(lm, kernels, valueFn, rewardFn).StreamAsync(text, t, cancellationToken),
-                BlockwiseOptions b => new BlockwiseDecoder(lm, kernels, valueFn, rewardFn).StreamAsync(text, b, cancellationToken),
-                _ => throw new ArgumentException($"unknown strategy {which}"),
-            };
+            // One request on an engine sized for it; the options' type is the strategy.
+            var events = DecodingEngine.StreamOnOwnEngine(lm, kernels,
+                new DecodingRequest { Prompt = text, Options = options, Reward = rewardFn, Value = options is BestOfNOptions ? null : valueFn }, cancellationToken);
 
             bool streamText = !asJson && options.Samples == 1;
             if (streamText) await console.Out.WriteAsync(text);
@@ -185,6 +185,8 @@ internal static class AlignCommand
         Kl = new { s.Kl.Value, Method = s.Kl.Method.ToString(), Band = s.Kl.Band.ToString() },
         KlBound = s.KlBound is { } b ? new { b.Value, Method = b.Method.ToString() } : null,
         s.WinRateVsCandidates,
+        s.SurvivorsPerDecision,
+        s.TokensSavedEstimate,
         Finish = s.Finish.ToString().ToLowerInvariant(),
         Partial = s.IsPartial,
         s.TokensEvaluated,

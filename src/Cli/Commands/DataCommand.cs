@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using Tilt.Engine.Heads;
+using Tilt.Engine.IO;
 using Tilt.Engine.Rewards;
 using Tilt.Engine.Training;
 using Tilt.Kernels;
@@ -70,16 +71,15 @@ internal static class DataCommand
                 Threshold = pairs ? 0 : parse.GetValue(threshold),
                 Seed = parse.GetValue(seed),
                 Sampling = new SamplingParameters(parse.GetValue(temperature)),
-                Threads = parse.GetValue(model.Threads),
+                Threads = model.GetThreads(parse),
             };
             options.Sampling.Validate();
-            string outPath = Path.GetFullPath(parse.GetValue(output)!);
-            TrainCommand.CheckWritable(outPath);
+            string outPath = AtomicFile.CheckTarget(parse.GetValue(output)!);
 
             using var lm = model.LoadModel(parse, console);
             using var kernels = model.CreateKernels(parse, console);
             var rewardFn = RewardSpec.Parse(parse.GetValue(reward)!, new RewardSpecContext { HeadRewardFactory = path => HeadReward.Load(path, lm.Info) });
-            var promptList = TrainCommand.Prompts(parse.GetValue(prompt), parse.GetValue(prompts), lm.Info);
+            var promptList = TrainCommand.Prompts(parse.GetValue(prompt)?.Select(p => console.CheckPrompt(p)).ToArray(), parse.GetValue(prompts), lm.Info);
             var generator = new PairGenerator(lm, kernels, rewardFn);
             var progress = new ProgressPrinter(console.Error);
             console.Error.WriteLine($"data {(pairs ? "pairs" : "labels")}: {options.Count} from {promptList.Count} prompts, labeled by {rewardFn.Description}" +

@@ -6,6 +6,7 @@ using Tilt.Cli.Reports;
 using Tilt.Engine;
 using Tilt.Engine.Evaluation;
 using Tilt.Engine.Heads;
+using Tilt.Engine.IO;
 using Tilt.Engine.Models;
 using Tilt.Engine.Models.Tabular;
 using Tilt.Engine.Rewards;
@@ -31,16 +32,17 @@ internal static class EvaluateCommand
         var maxTokens = new Option<int?>("--max-tokens") { Description = "Tokens per output (default 48; --quick 32)." };
         var topK = new Option<int>("--top-k") { Description = "Token-wise CD candidates (0 = vocabulary).", DefaultValueFactory = _ => 16 };
         var seed = new Option<ulong>("--seed") { Description = "RNG seed.", DefaultValueFactory = _ => 0UL };
-        var output = new Option<string>("--out", "-o") { Description = "Output folder (re-running with it resumes).", Required = true };
+        var output = new Option<string>("--out", "-o") { Description = "Output folder (re-running with the same settings resumes; other settings are refused).", Required = true };
+        var force = new Option<bool>("--force") { Description = "Start afresh: remove the points of a folder made with other settings." };
 
         var command = new Command("evaluate", "Sweep best-of-n, blockwise and token-wise CD; write win-rate vs KL points (CSV, JSON), plots and a report.");
         model.AddTo(command);
-        foreach (var o in new Option[] { reward, valueHead, value, prompts, quick, outputs, baseSamples, maxTokens, topK, seed, output }) command.Options.Add(o);
+        foreach (var o in new Option[] { reward, valueHead, value, prompts, quick, outputs, baseSamples, maxTokens, topK, seed, output, force }) command.Options.Add(o);
 
         command.SetAction((parse, cancellationToken) => console.GuardAsync(async () =>
         {
             bool isQuick = parse.GetValue(quick);
-            string folder = Path.GetFullPath(parse.GetValue(output)!);
+            string folder = AtomicFile.EnsureFolder(parse.GetValue(output)!);
             int outputsPerPrompt = parse.GetValue(outputs) ?? (isQuick ? 4 : 8);
             int tokens = parse.GetValue(maxTokens) ?? (isQuick ? 32 : 48);
             if (outputsPerPrompt < 1) throw new ArgumentException($"--outputs must be at least 1, got {outputsPerPrompt}");
@@ -49,7 +51,9 @@ internal static class EvaluateCommand
 
             using var lm = model.LoadModel(parse, console);
             using var kernels = model.CreateKernels(parse, console);
-            var rewardFn = RewardSpec.Parse(parse.GetValue(reward)!);
+            var rewardFn = RewardSpec.Parse(parse.GetValue(reward)!, new RewardSpecContext { HeadRewardFactory = path => HeadReward.Load(path, lm.Info) });
+            if (rewardFn.NeedsHiddenState)
+                throw new ArgumentException($"--reward {rewardFn.Description} reads hidden states, which the evaluation cannot give base samples; evaluate with a text reward and pass the head as --value-head");
             var promptSet = ResolvePrompts(parse.GetValue(prompts), lm, isQuick);
             int candidates = parse.GetValue(topK);
             Func<double, IValueFunction> valueFor = ValueFactory(lm, rewardFn, parse.GetValue(valueHead), parse.GetValue(value), tokens);
@@ -62,10 +66,14 @@ internal static class EvaluateCommand
                 BaseSamplesPerPrompt = parse.GetValue(baseSamples),
                 MaxTokens = tokens,
                 Seed = parse.GetValue(seed),
-                Threads = parse.GetValue(model.Threads),
+                Threads = model.GetThreads(parse),
             };
-            var sweep = isQuick ? EvaluationConfig.QuickSweep(candidates) : EvaluationConfig.FullSweep(candidates);
-            var store = PointStore.Open(folder);
+            // Rejection decides every 8 tokens; for shorter outputs, four decisions over the output instead.
+            var sweep = (isQuick ? EvaluationConfig.QuickSweep(candidates) : EvaluationConfig.FullSweep(candidates))
+                .Select(c => c.Method == EvaluationMethod.Rejection && c.M >= tokens ? c with { M = Math.Max(1, tokens / 4) } : c).ToList();
+            var cdValue = valueFor(1.0);
+            var identity = EvaluationIdentity.Of(settings, lm.Info.Fingerprint, cdValue is HeadValue head ? $"{cdValue.Description}@sha256:{head.WeightsSha256}" : cdValue.Description);
+            var store = PointStore.Open(folder, identity, parse.GetValue(force));
             var evaluator = new Evaluator(lm, kernels, settings);
             var todo = sweep.Where(c => !store.Contains(c.Id)).ToList();
             console.Error.WriteLine($"evaluate: {sweep.Count} points ({sweep.Count - todo.Count} already in {folder}), {promptSet.Count} prompts x {outputsPerPrompt} outputs, {tokens} tokens");
@@ -96,7 +104,7 @@ internal static class EvaluateCommand
             var curves = evaluator.ExactCurves();
             string title = $"{Path.GetFileName(lm.Info.Path)} / {rewardFn.Description}";
             var pictures = store.Points.Count > 0 ? EvaluationPlots.Write(folder, store.Points, curves, title) : [];
-            File.WriteAllText(Path.Combine(folder, "report.md"), Report(lm, rewardFn, valueFor(1.0), settings, sweep, store.Points, curves, pictures, kernels.Name, isQuick));
+            AtomicFile.WriteAllText(Path.Combine(folder, "report.md"), Report(lm, rewardFn, cdValue, settings, sweep, store.Points, curves, pictures, kernels.Name, isQuick));
             console.Out.WriteLine(Path.Combine(folder, "report.md"));
             return cancelled ? CliConsole.CancelledExitCode : 0;
         }));

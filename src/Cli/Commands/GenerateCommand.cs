@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Text;
 using System.Text.Json;
 using Tilt.Engine.Sampling;
 using Tilt.Kernels;
@@ -33,49 +34,99 @@ internal static class GenerateCommand
                 MaxTokens = parse.GetValue(maxTokens),
                 Seed = parse.GetValue(seed),
                 Sampling = new SamplingParameters(parse.GetValue(temperature), parse.GetValue(topK), parse.GetValue(topP)),
-                Threads = parse.GetValue(model.Threads),
+                Threads = model.GetThreads(parse),
             };
             using var lm = model.LoadModel(parse, console);
             using var kernels = model.CreateKernels(parse, console);
             var sampler = new BaseSampler(lm, kernels);
-            string text = parse.GetValue(prompt)!;
+            string text = console.CheckPrompt(parse.GetValue(prompt)!);
             bool asJson = parse.GetValue(json);
 
-            if (!asJson && options.Samples == 1)
+            bool streamOne = !asJson && options.Samples == 1;
+            var finished = new GeneratedSample?[options.Samples];
+            var partial = Enumerable.Range(0, options.Samples).Select(_ => new StringBuilder()).ToArray();
+            var partialTokens = new int[options.Samples];
+            GenerationTimings? timings = null;
+            if (streamOne) await console.Out.WriteAsync(text);
+            try
             {
-                // One sample: stream it as it is written.
-                await console.Out.WriteAsync(text);
                 await foreach (var e in sampler.StreamAsync(text, options, cancellationToken))
                 {
-                    if (e is TokenGenerated tg) await console.Out.WriteAsync(tg.TextDelta);
-                    else if (e is SampleFinished f) await console.Out.WriteLineAsync($"{Environment.NewLine}[logprob {f.Sample.LogProb:F3}, {f.Sample.Tokens.Count} tokens, {f.Sample.Finish.ToString().ToLowerInvariant()}]");
-                    else if (e is GenerationCompleted c) WriteTimings(console, c.Timings);
+                    switch (e)
+                    {
+                        case TokenGenerated tg:
+                            partial[tg.Sample].Append(tg.TextDelta);
+                            partialTokens[tg.Sample]++;
+                            if (streamOne) await console.Out.WriteAsync(tg.TextDelta);
+                            break;
+                        case SampleFinished f:
+                            finished[f.Sample.Index] = f.Sample;
+                            if (streamOne) await console.Out.WriteLineAsync($"{Environment.NewLine}[logprob {f.Sample.LogProb:F3}, {f.Sample.Tokens.Count} tokens, {Finish(f.Sample)}]");
+                            break;
+                        case GenerationCompleted c:
+                            timings = c.Timings;
+                            break;
+                    }
                 }
-                return 0;
             }
-
-            var result = await sampler.GenerateAsync(text, options, cancellationToken);
-            foreach (var s in result.Samples)
+            catch (OperationCanceledException)
             {
-                if (asJson)
+                // Ctrl+C: what was decoded is the user's; print it (marked cancelled), then exit 130.
+                if (streamOne)
                 {
-                    await console.Out.WriteLineAsync(JsonSerializer.Serialize(new SampleJson(
-                        s.Index, s.Text, s.Tokens, s.LogProb, s.SamplerLogProb, s.Finish.ToString().ToLowerInvariant()), CliJson.Options));
+                    await console.Out.WriteLineAsync($"{Environment.NewLine}[cancelled after {partialTokens[0]} tokens]");
                 }
                 else
                 {
-                    await console.Out.WriteLineAsync($"--- sample {s.Index} (logprob {s.LogProb:F3}, {s.Tokens.Count} tokens, {s.Finish.ToString().ToLowerInvariant()})");
-                    await console.Out.WriteLineAsync(text + s.Text);
+                    for (int i = 0; i < options.Samples; i++)
+                    {
+                        if (finished[i] is { } done) await WriteSample(console, done, text, asJson);
+                        else await WritePartial(console, i, text + partial[i], partial[i].ToString(), partialTokens[i], asJson);
+                    }
                 }
+                await console.Out.FlushAsync(CancellationToken.None);
+                console.Error.WriteLine($"cancelled: {finished.Count(f => f is not null)} of {options.Samples} samples had finished; the others are printed as far as they got");
+                return CliConsole.CancelledExitCode;
             }
-            if (!asJson) WriteTimings(console, result.Timings);
+
+            if (!streamOne)
+            {
+                foreach (var sample in finished) await WriteSample(console, sample!, text, asJson);
+            }
+            if (!asJson && timings is not null) WriteTimings(console, timings);
             return 0;
         }));
         return command;
     }
 
+    private static string Finish(GeneratedSample s) => s.Finish.ToString().ToLowerInvariant();
+
+    private static async Task WriteSample(CliConsole console, GeneratedSample s, string prompt, bool asJson)
+    {
+        if (asJson)
+        {
+            await console.Out.WriteLineAsync(JsonSerializer.Serialize(new SampleJson(s.Index, s.Text, s.Tokens, s.LogProb, s.SamplerLogProb, Finish(s)), CliJson.Options));
+            return;
+        }
+        await console.Out.WriteLineAsync($"--- sample {s.Index} (logprob {s.LogProb:F3}, {s.Tokens.Count} tokens, {Finish(s)})");
+        await console.Out.WriteLineAsync(prompt + s.Text);
+    }
+
+    private static async Task WritePartial(CliConsole console, int index, string full, string text, int tokens, bool asJson)
+    {
+        if (asJson)
+        {
+            await console.Out.WriteLineAsync(JsonSerializer.Serialize(new PartialJson(index, text, tokens, "cancelled"), CliJson.Options));
+            return;
+        }
+        await console.Out.WriteLineAsync($"--- sample {index} ({tokens} tokens, cancelled)");
+        await console.Out.WriteLineAsync(full);
+    }
+
     private static void WriteTimings(CliConsole console, GenerationTimings t) =>
         console.Error.WriteLine($"[{t.GeneratedTokens} tokens in {t.Steps + 1} steps, prefill {t.Prefill.TotalMilliseconds:F1} ms, decode {t.Decode.TotalMilliseconds:F1} ms, {t.TokensPerSecond:F0} tokens/s]");
+
+    private sealed record PartialJson(int Index, string Text, int TokenCount, string Finish);
 
     private sealed record SampleJson(int Index, string Text, IReadOnlyList<int> Tokens, double Logprob, double SamplerLogprob, string Finish);
 }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using Tilt.Engine;
+using Tilt.Engine.IO;
 using Tilt.Engine.Models.Gguf;
 
 namespace Tilt.Cli.Commands;
@@ -22,11 +23,17 @@ internal static class MakeModelCommand
         var seed = new Option<ulong>("--seed") { Description = "Weight seed.", DefaultValueFactory = _ => 1UL };
         var output = new Option<string?>("--out", "-o") { Description = "Output file (default: $TILT_CACHE/models or ~/.cache/tilt/models)." };
         var force = new Option<bool>("--force") { Description = "Overwrite an existing file." };
+        var chatTemplate = new Option<string?>("--chat-template")
+        {
+            Description = "Write this tokenizer.chat_template: a name llama.cpp knows (chatml, llama2, zephyr, ...) or a Jinja template's text.",
+        };
+        var chatTemplateFile = new Option<string?>("--chat-template-file") { Description = "Write the Jinja chat template in this file as tokenizer.chat_template." };
 
         var command = new Command("make-model", "Write a random-weight llama GGUF model of a chosen shape (for benchmarks; never commit it).");
-        foreach (var o in new Option[] { preset, dim, layers, heads, kvHeads, ff, vocab, vocabFrom, type, seed, output, force }) command.Options.Add(o);
-        command.SetAction(parse => console.Guard(() =>
+        foreach (var o in new Option[] { preset, dim, layers, heads, kvHeads, ff, vocab, vocabFrom, type, seed, output, force, chatTemplate, chatTemplateFile }) command.Options.Add(o);
+        command.SetAction((parse, cancellationToken) => console.GuardAsync(async () =>
         {
+            await Task.Yield();
             var baseShape = parse.GetValue(preset) is { } name
                 ? ModelShape.Presets.FirstOrDefault(p => p.Name == name.ToLowerInvariant())
                   ?? throw new ArgumentException($"--preset must be one of {string.Join(", ", ModelShape.Presets.Select(p => p.Name))}, got '{name}'")
@@ -49,11 +56,18 @@ internal static class MakeModelCommand
                 var t => throw new ArgumentException($"--type must be f32, f16 or q8_0, got '{t}'"),
             };
             shape.Validate(tensorType);
+            if (parse.GetValue(chatTemplate) is not null && parse.GetValue(chatTemplateFile) is not null)
+                throw new ArgumentException("give --chat-template or --chat-template-file, not both");
+            string? template = parse.GetValue(chatTemplateFile) is { } file ? ReadTemplate(file) : parse.GetValue(chatTemplate);
+            if (template is { Length: 0 }) throw new ArgumentException("--chat-template is empty");
             var vocabulary = parse.GetValue(vocabFrom) is { } from
                 ? SentencePieceVocabulary.CopyFrom(from)
                 : SentencePieceVocabulary.Synthesize(parse.GetValue(vocab));
-            string path = parse.GetValue(output)
-                          ?? Path.Combine(SyntheticModel.CacheDirectory, $"{shape.Name}-{tensorType.ToString().ToLowerInvariant()}-v{vocabulary.Tokens.Length}-s{parse.GetValue(seed)}.gguf");
+            string? given = parse.GetValue(output);
+            if (given is not null) AtomicFile.CheckTarget(given);
+            string path = given is not null
+                ? Path.GetFullPath(given)
+                : Path.Combine(SyntheticModel.CacheDirectory, $"{shape.Name}-{tensorType.ToString().ToLowerInvariant()}-v{vocabulary.Tokens.Length}-s{parse.GetValue(seed)}.gguf");
             if (File.Exists(path) && !parse.GetValue(force))
             {
                 console.Out.WriteLine(path);
@@ -62,7 +76,7 @@ internal static class MakeModelCommand
             }
             var clock = Stopwatch.StartNew();
             long bytes = SyntheticModel.Write(path, shape, vocabulary, tensorType, parse.GetValue(seed),
-                new PercentProgress(percent => console.Error.Write($"\rwriting {percent}%")));
+                new PercentProgress(percent => console.Error.Write($"\rwriting {percent}%")), template, cancellationToken);
             console.Error.WriteLine();
             console.Error.WriteLine($"{shape.Name}: d={shape.Dim}, {shape.Layers} layers, {shape.Heads}/{shape.KvHeads} heads, ff={shape.FeedForward}, vocab {vocabulary.Tokens.Length}, " +
                                     $"{shape.Parameters(vocabulary.Tokens.Length):N0} parameters, {tensorType}, {bytes / 1048576.0:F1} MiB in {clock.Elapsed.TotalSeconds:F1} s");
@@ -70,6 +84,18 @@ internal static class MakeModelCommand
             return 0;
         }));
         return command;
+    }
+
+    private static string ReadTemplate(string path)
+    {
+        try
+        {
+            return File.ReadAllText(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new TiltException($"--chat-template-file {path}: {e.Message}", e);
+        }
     }
 }
 

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Tilt.Engine;
 using Tilt.Engine.Models;
 using Tilt.Engine.Models.Gguf;
 using Tilt.Kernels;
@@ -20,13 +21,13 @@ internal sealed class ModelOptions
 
     public Option<KernelBackend> Backend { get; } = new("--backend")
     {
-        Description = "Step-kernel backend: Auto (CUDA when present, else CPU SIMD), Cpu, Cuda.",
+        Description = "Step-kernel backend: Auto (CPU SIMD, also when a GPU is present: logits arrive in host memory, where it measured faster), Cpu, Cuda (forces the GPU).",
         DefaultValueFactory = _ => KernelBackend.Auto,
     };
 
     public Option<int?> Threads { get; } = new("--threads")
     {
-        Description = "CPU threads for llama.cpp (default: its own choice).",
+        Description = "CPU threads for llama.cpp, 1..the logical CPUs (default: one per physical core).",
     };
 
     public Option<bool> Verbose { get; } = new("--verbose", "-v")
@@ -43,11 +44,26 @@ internal sealed class ModelOptions
         command.Options.Add(Verbose);
     }
 
+    /// <summary>--threads, checked: null (the default) or 1..the logical CPUs, else a user error naming the option.</summary>
+    public int? GetThreads(ParseResult parse)
+    {
+        int? threads = parse.GetValue(Threads);
+        return threads is { } t && CpuTopology.ThreadsProblem(t) is { } problem ? throw new TiltException($"--threads: {problem}") : threads;
+    }
+
     public ILanguageModel LoadModel(ParseResult parse, CliConsole console)
     {
-        if (parse.GetValue(Verbose)) LlamaNative.Log = line => console.Error.WriteLine(line);
+        bool verbose = parse.GetValue(Verbose);
+        if (verbose) LlamaNative.Log = line => console.Error.WriteLine(line);
         string path = parse.GetValue(Model) ?? DefaultModel.Resolve();
-        return LanguageModel.Load(path, new GgufLoadOptions { NativeLibraryPath = parse.GetValue(NativeLibrary) });
+        var model = LanguageModel.Load(path, new GgufLoadOptions { NativeLibraryPath = parse.GetValue(NativeLibrary) });
+        if (verbose && model is GgufModel)
+        {
+            int? threads = GetThreads(parse);
+            console.Error.WriteLine($"llama.cpp threads: {CpuTopology.Resolve(threads)} ({(threads is null ? "default, " : "")}" +
+                $"{CpuTopology.PhysicalCores} physical cores, {CpuTopology.LogicalCpus} logical CPUs; {LlamaNative.OpenMpSettings})");
+        }
+        return model;
     }
 
     public IStepKernels CreateKernels(ParseResult parse, CliConsole console)

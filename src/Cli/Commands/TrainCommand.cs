@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Text.Json;
 using Tilt.Engine;
 using Tilt.Engine.Heads;
+using Tilt.Engine.IO;
 using Tilt.Engine.Models;
 using Tilt.Engine.Rewards;
 using Tilt.Engine.Training;
@@ -80,7 +81,7 @@ internal static class TrainCommand
                 PositionStride = parse.GetValue(stride) >= 1 ? parse.GetValue(stride) : throw new ArgumentException($"--stride must be at least 1, got {parse.GetValue(stride)}"),
                 Seed = parse.GetValue(seed),
                 Sampling = new SamplingParameters(parse.GetValue(temperature)),
-                Threads = parse.GetValue(model.Threads),
+                Threads = model.GetThreads(parse),
             };
             var training = new ValueTrainingOptions
             {
@@ -100,15 +101,14 @@ internal static class TrainCommand
                 QIterations = parse.GetValue(iterations),
                 QMaxPrefixes = parse.GetValue(qPrefixes),
                 Seed = parse.GetValue(seed),
-                Threads = parse.GetValue(model.Threads),
+                Threads = model.GetThreads(parse),
             };
-            string outPath = Path.GetFullPath(parse.GetValue(output)!);
-            CheckWritable(outPath);
+            string outPath = AtomicFile.CheckTarget(parse.GetValue(output)!);
 
             using var lm = model.LoadModel(parse, console);
             using var kernels = model.CreateKernels(parse, console);
             var rewardFn = RewardSpec.Parse(parse.GetValue(reward)!, new RewardSpecContext { HeadRewardFactory = path => HeadReward.Load(path, lm.Info) });
-            var promptList = Prompts(parse.GetValue(prompt), parse.GetValue(prompts), lm.Info);
+            var promptList = Prompts(parse.GetValue(prompt)?.Select(p => console.CheckPrompt(p)).ToArray(), parse.GetValue(prompts), lm.Info);
             console.Error.WriteLine($"train value: {(valueMethod == ValueMethod.Fudge ? "CD-FUDGE" : "CD-Q")} {kind.ToString().ToLowerInvariant()} head for {rewardFn.Description}; " +
                                     $"{collection.Rollouts} rollouts of at most {collection.MaxTokens} tokens over {promptList.Count} prompts");
 
@@ -119,7 +119,7 @@ internal static class TrainCommand
             var result = new ValueTrainer(lm, rewardFn).Train(set, training, progress, cancellationToken);
             var trainTime = clock.Elapsed - rolloutTime;
             progress.Finish();
-            result.File.Write(outPath);
+            result.File.Write(outPath, cancellationToken);
 
             var r = result.Report;
             if (parse.GetValue(json))
@@ -208,10 +208,9 @@ internal static class TrainCommand
                 HeldOutFraction = parse.GetValue(heldOut),
                 Lambda = parse.GetValue(lambda),
                 Seed = parse.GetValue(seed),
-                Threads = parse.GetValue(model.Threads),
+                Threads = model.GetThreads(parse),
             };
-            string outPath = Path.GetFullPath(parse.GetValue(output)!);
-            CheckWritable(outPath);
+            string outPath = AtomicFile.CheckTarget(parse.GetValue(output)!);
             // Read the data before loading the model: a bad line is reported at once.
             var pairData = pairsPath is null ? null : PreferenceData.ReadPairs(pairsPath);
             var labelData = labelsPath is null ? null : PreferenceData.ReadLabels(labelsPath);
@@ -225,7 +224,7 @@ internal static class TrainCommand
                 ? trainer.TrainBradleyTerry(pairData, options, source, progress, cancellationToken)
                 : trainer.TrainClassifier(labelData!, options, source, progress, cancellationToken);
             progress.Finish();
-            result.File!.Write(outPath);
+            result.File!.Write(outPath, cancellationToken);
 
             var r = result.Report;
             bool bt = r.Method == RewardMethod.BradleyTerry;
@@ -267,13 +266,6 @@ internal static class TrainCommand
         if (prompt is { Length: > 0 } && file is not null) throw new ArgumentException("give --prompt or --prompts, not both");
         if (prompt is { Length: > 0 }) return prompt;
         return file is not null ? PromptSet.Load(file) : PromptSet.Default(model);
-    }
-
-    /// <summary>Fails before hours of work when the output folder does not exist.</summary>
-    internal static void CheckWritable(string path)
-    {
-        string? folder = Path.GetDirectoryName(path);
-        if (folder is not null && !Directory.Exists(folder)) throw new TiltException($"{path}: the folder {folder} does not exist");
     }
 
     private static string Num(double x) => double.IsFinite(x) ? x.ToString("0.####", CultureInfo.InvariantCulture) : "n/a";

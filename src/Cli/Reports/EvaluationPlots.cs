@@ -1,5 +1,6 @@
 using ScottPlot;
 using Tilt.Engine.Evaluation;
+using Tilt.Engine.IO;
 using Tilt.Engine.Statistics;
 
 namespace Tilt.Cli.Reports;
@@ -22,8 +23,8 @@ internal static class EvaluationPlots
 
     private static IEnumerable<string> Save(Plot plot, string directory, string name)
     {
-        plot.SavePng(Path.Combine(directory, name + ".png"), Width, Height);
-        plot.SaveSvg(Path.Combine(directory, name + ".svg"), Width, Height);
+        AtomicFile.WriteAllBytes(Path.Combine(directory, name + ".png"), plot.GetImageBytes(Width, Height, ImageFormat.Png));
+        AtomicFile.WriteAllText(Path.Combine(directory, name + ".svg"), plot.GetSvgXml(Width, Height));
         return [name + ".png", name + ".svg"];
     }
 

@@ -82,13 +82,14 @@ internal sealed class BestOfNRun : RequestRun
         }
         if (!rollout.IsFinished) return;
 
-        FinishSample(rollout, context.Info.HiddenSize, deadline);
+        deadline = FinishSample(rollout, context.Info.HiddenSize, deadline);
         _sample++;
         if (deadline || _sample == _options.Samples || PastDeadline) IsDone = true;
         else _needPrompt = true;
     }
 
-    private void FinishSample(Rollout rollout, int d, bool deadline)
+    /// <summary>Scores, picks and emits the output; true when the deadline cut it (scoring included).</summary>
+    private bool FinishSample(Rollout rollout, int d, bool deadline)
     {
         int n = _options.N;
         var inputs = new RewardInput[n];
@@ -104,35 +105,39 @@ internal sealed class BestOfNRun : RequestRun
             };
         }
         var rewards = new double[n];
-        _reward.ScoreChecked(inputs, rewards);
-        int winner = PickWinner(rewards, _options, _sample);
-        Emit(new CandidatesScored(_sample, 0, rewards.ToArray(), winner));
+        // The deadline covers scoring: past it, the output is the best of the candidates scored so far.
+        int scored = _reward.ScoreWithin(inputs, rewards, ScoringBudget.Until(_options.Deadline, Clock, Cancellation));
+        deadline |= scored < n;
+        var pool = scored == n ? rewards : rewards[..scored];
+        int winner = PickWinner(pool, _options.Seed, _options.RequestId, _sample);
+        Emit(new CandidatesScored(_sample, 0, pool.ToArray(), winner));
 
         var accepted = Clock.Elapsed - _sampleStart;
         var winnerInput = inputs[winner];
         double logProb = rollout.LogProb[winner];
-        var estimate = new KlReport(KlEstimators.KlHatFromLogProbability(logProb, n), KlMethod.BestOfNEstimate);
+        var estimate = new KlReport(KlEstimators.KlHatFromLogProbability(logProb, scored), KlMethod.BestOfNEstimate);
         Emit(new TextAccepted(_sample, winnerInput.Tokens, winnerInput.Text, estimate.Value));
 
         var candidates = _options.ReturnCandidates
-            ? inputs.Select((c, i) => new ScoredCandidate(i, c.Text, c.Tokens, rewards[i], rollout.LogProb[i], c.IsFinished)).ToArray()
+            ? inputs.Take(scored).Select((c, i) => new ScoredCandidate(i, c.Text, c.Tokens, rewards[i], rollout.LogProb[i], c.IsFinished)).ToArray()
             : [];
         var finish = deadline ? AlignFinish.Deadline : rollout.Stopped[winner] ? AlignFinish.Eos : AlignFinish.Length;
         EmitResult(new AlignedSample(_sample, winnerInput.Text, winnerInput.Tokens, rewards[winner], logProb,
-            estimate, new KlReport(Math.Log(n) - (n - 1.0) / n, KlMethod.BestOfNBound), finish, rollout.TokensDecoded,
+            estimate, new KlReport(Math.Log(scored) - (scored - 1.0) / scored, KlMethod.BestOfNBound), finish, rollout.TokensDecoded,
             new AlignTimings(_prefill, accepted, Clock.Elapsed - _sampleStart, rollout.DecodeCalls) { ModelTime = rollout.ModelTime }, candidates)
         {
-            WinRateVsCandidates = n > 1 ? WinRateAgainstOthers(rewards, winner) : null,
+            WinRateVsCandidates = scored > 1 ? WinRateAgainstOthers(pool, winner) : null,
             CachedPromptTokens = _cachedPrompt,
         });
+        return deadline;
     }
 
     /// <summary>Highest reward; ties broken uniformly by the request's RNG ([M4]: uniform among the tied draws).</summary>
-    internal static int PickWinner(double[] rewards, BestOfNOptions options, int sample)
+    internal static int PickWinner(double[] rewards, ulong seed, uint requestId, int sample)
     {
         double best = rewards.Max();
         int ties = rewards.Count(r => r == best);
-        int pick = ties == 1 ? 0 : (int)(Philox.Bits(new RngKey(options.Seed, options.RequestId, uint.MaxValue, (uint)sample), 0) % (uint)ties);
+        int pick = ties == 1 ? 0 : (int)(Philox.Bits(new RngKey(seed, requestId, uint.MaxValue, (uint)sample), 0) % (uint)ties);
         for (int i = 0; i < rewards.Length; i++)
             if (rewards[i] == best && pick-- == 0) return i;
         throw new UnreachableException();

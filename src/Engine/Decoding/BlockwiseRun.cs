@@ -240,7 +240,7 @@ internal sealed class BlockwiseRun : RequestRun
         var values = new float[scores.Length];
         if (options.Selection == BlockSelectionMode.Sample)
         {
-            for (int i = 0; i < scores.Length; i++) values[i] = (float)scores[i];
+            KernelValues.ShiftToFloat(scores, values);
             return BlockSelection.Sample(values, (float)options.Beta, key, out _);
         }
         double best = scores.Max();

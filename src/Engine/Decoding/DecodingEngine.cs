@@ -101,6 +101,7 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
             GenerationOptions g => g.Samples,
             BestOfNOptions b => b.N,
             BlockwiseOptions b => b.K,
+            RejectionOptions r => r.N,
             TokenwiseOptions t => Math.Min(t.Candidates == 0 ? Model.VocabularySize : Math.Min(t.Candidates, Model.VocabularySize), Options.MaxSequences - 1) + 1,
             _ => int.MaxValue,
         };
@@ -169,6 +170,7 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
                 BestOfNOptions => new BestOfNRun(request, prompt, clock, cancel.Token),
                 TokenwiseOptions => new TokenwiseRun(request, prompt, clock, cancel.Token, _model.Info.VocabularySize, Options.MaxSequences),
                 BlockwiseOptions => new BlockwiseRun(request, prompt, clock, cancel.Token),
+                RejectionOptions => new RejectionRun(request, prompt, clock, cancel.Token),
                 _ => throw new ArgumentException($"unsupported options type {request.Options.GetType().Name}", nameof(request)),
             };
             _scheduler.Submit(run);

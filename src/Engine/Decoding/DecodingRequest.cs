@@ -8,7 +8,7 @@ namespace Tilt.Engine.Decoding;
 /// <summary>
 /// One request to a <see cref="DecodingEngine"/>: a prompt, the strategy's options and the reward/value it steers by.
 /// The options' type selects the strategy: <see cref="GenerationOptions"/> (plain sampling from p, K samples in one
-/// batch), <see cref="BestOfNOptions"/>, <see cref="TokenwiseOptions"/> or <see cref="BlockwiseOptions"/>.
+/// batch), <see cref="BestOfNOptions"/>, <see cref="TokenwiseOptions"/>, <see cref="BlockwiseOptions"/> or <see cref="RejectionOptions"/>.
 /// </summary>
 public sealed record DecodingRequest
 {
@@ -37,6 +37,7 @@ public sealed record DecodingRequest
         BestOfNOptions => DecodingStrategy.BestOfN,
         TokenwiseOptions => DecodingStrategy.Tokenwise,
         BlockwiseOptions => DecodingStrategy.Blockwise,
+        RejectionOptions => DecodingStrategy.Rejection,
         _ => throw new ArgumentException($"unsupported options type {Options.GetType().Name}", nameof(Options)),
     };
 
@@ -65,4 +66,7 @@ public enum DecodingStrategy
 
     /// <summary>Blockwise controlled decoding [M18].</summary>
     Blockwise,
+
+    /// <summary>Early rejection: best-of-N that stops its weakest candidates early (docs/rejection.md).</summary>
+    Rejection,
 }

@@ -70,13 +70,14 @@ public sealed record EngineOptions
     /// <summary>KV cache element type (F32 makes outputs independent of the batch's composition to float rounding). Defaults to F16.</summary>
     public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
 
-    /// <summary>CPU threads for llama.cpp; null = the engine's default (every physical core). Defaults to null.</summary>
+    /// <summary>
+    /// CPU threads for llama.cpp, 1..the logical CPUs; null = <see cref="CpuTopology.DefaultThreads"/> (every physical core).
+    /// Defaults to null.
+    /// </summary>
     public int? Threads
     {
         get;
-        init => field = value is null or >= 1
-            ? value
-            : throw new ArgumentOutOfRangeException(nameof(Threads), value, $"threads must be at least 1, got {value}");
+        init => field = CpuTopology.CheckThreads(value, nameof(Threads));
     }
 }
 

@@ -27,6 +27,15 @@ internal sealed class StepContext
 
     /// <summary>Hands over a free sequence for the prompt cache, or null when none is spare.</summary>
     public required Func<int?> SpareSequence { get; init; }
+
+    /// <summary>
+    /// Frees one of a run's sequences now (its KV cells are removed and the sequence can be admitted to another request at
+    /// the next iteration): early rejection gives back what it stops decoding.
+    /// </summary>
+    public required Action<RequestRun, int> ReleaseSequence { get; init; }
+
+    /// <summary>Gives a run <c>count</c> more free sequences if that many are free now (true), else nothing (false).</summary>
+    public required Func<RequestRun, int, bool> AcquireSequences { get; init; }
 }
 
 /// <summary>
@@ -89,6 +98,12 @@ internal abstract class RequestRun
 
     /// <summary>Time from submission to admission.</summary>
     public TimeSpan AdmittedAt { get; private set; }
+
+    /// <summary>Gives one sequence back before the run ends (the scheduler has already removed its KV).</summary>
+    public void Forget(int sequence) => Sequences = Sequences.Where(s => s != sequence).ToArray();
+
+    /// <summary>Takes more sequences mid-run (their KV is empty).</summary>
+    public void Adopt(IEnumerable<int> sequences) => Sequences = [.. Sequences, .. sequences];
 
     public void Admit(int[] sequences, long iteration)
     {

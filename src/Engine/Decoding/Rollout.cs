@@ -298,6 +298,25 @@ internal sealed class Rollout
         _remaining = 0;
     }
 
+    /// <summary>The engine sequence of a candidate in this run.</summary>
+    public int SequenceOf(int candidate) => _settings.Sequences[candidate];
+
+    /// <summary>True when the candidate will decode no more (finished, cut, or dropped).</summary>
+    public bool IsDone(int candidate) => _phase[candidate] == Phase.Done;
+
+    /// <summary>Stops one unfinished candidate where it stands (early rejection); its sequence can then be freed.</summary>
+    public void Drop(int candidate)
+    {
+        if (_phase[candidate] == Phase.Done) return;
+        if (_phase[candidate] is Phase.Decode or Phase.DecodeOnly) HiddenIsCurrent[candidate] = false;
+        if (_phase[candidate] != Phase.DecodeOnly) Live--;
+        _phase[candidate] = Phase.Done;
+        _remaining--;
+    }
+
+    /// <summary>The text a candidate reads as now (its pending incomplete UTF-8 shown as U+FFFD).</summary>
+    public string CurrentText(int candidate) => Texts[candidate] + Decoders[candidate].Preview([]);
+
     /// <summary>Flushes the candidates' detokenizers: the final texts.</summary>
     public string FinishText(int candidate)
     {

@@ -65,6 +65,8 @@ internal sealed class Scheduler : IDisposable
             Kernels = kernels,
             Prompts = _prompts,
             SpareSequence = SpareSequence,
+            ReleaseSequence = ReleaseOne,
+            AcquireSequences = Acquire,
         };
         _thread = new Thread(Loop) { IsBackground = true, Name = "tilt-scheduler" };
         _thread.Start();
@@ -215,6 +217,27 @@ internal sealed class Scheduler : IDisposable
     }
 
     private int? SpareSequence() => _free.Count > 0 ? _free.Pop() : null;
+
+    private bool Acquire(RequestRun run, int count)
+    {
+        // Waiting requests come first: a running request takes sequences back only when nobody queued needs them.
+        lock (_gate)
+            if (_queue.Count > 0) return false;
+        while (_free.Count < count && _prompts.EvictOne() is { } freed) _free.Push(freed);
+        if (_free.Count < count) return false;
+        var taken = new int[count];
+        for (int i = 0; i < count; i++) taken[i] = _free.Pop();
+        run.Adopt(taken);
+        return true;
+    }
+
+    private void ReleaseOne(RequestRun run, int sequence)
+    {
+        if (!run.Sequences.Contains(sequence)) throw new InvalidOperationException($"sequence {sequence} does not belong to the request");
+        _session.RemoveSequence(sequence);
+        run.Forget(sequence);
+        _free.Push(sequence);
+    }
 
     private void Iterate()
     {

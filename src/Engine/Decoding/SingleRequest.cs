@@ -28,6 +28,7 @@ internal static class SingleRequest
         {
             GenerationOptions g => (g.Samples, KvLayout.PerSequence),
             BestOfNOptions b => (b.N, KvLayout.PerSequence),
+            RejectionOptions r => (r.N, KvLayout.PerSequence),
             // Controlled decoding forks one prefix again and again: in a shared pool a fork only re-tags cells.
             TokenwiseOptions t => (Math.Min(t.Candidates == 0 ? vocab : Math.Min(t.Candidates, vocab), SessionOptions.MaxSupportedSequences - 1) + 1, KvLayout.Shared),
             BlockwiseOptions b => (b.K, KvLayout.Shared),

@@ -194,8 +194,10 @@ internal sealed class TokenwiseRun : RequestRun
         {
             if (!double.IsFinite(_values[j]))
                 throw new TiltException($"value {_value.Description} returned {_values[j]} for candidate token {_candidateIds[j]} at step {t}");
-            _valuesF[j] = (float)_values[j];
         }
+        // The tilt is normalized per row, so subtracting the row's largest value changes no probability and keeps finite
+        // values beyond the float range (1e300) representable in the kernel.
+        Values.KernelValues.ShiftToFloat(_values.AsSpan(0, _candidates), _valuesF);
         _tiltHandle = context.Batch.AddTilted(_logits, _candidateIds.AsSpan(0, _candidates), _valuesF.AsSpan(0, _candidates), _beta,
             _options.Sampling, new RngKey(_options.Seed, _options.RequestId, (uint)t, (uint)_sample));
         _state = State.Sampled;

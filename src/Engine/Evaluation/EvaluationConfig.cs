@@ -8,14 +8,17 @@ public enum EvaluationMethod
     BestOfN,
     Blockwise,
     Tokenwise,
+
+    /// <summary>Early rejection: N candidates, alpha (in <see cref="EvaluationConfig.Beta"/>) stopped every M tokens.</summary>
+    Rejection,
 }
 
 /// <summary>One configuration of a sweep: a strategy and its parameters.</summary>
 /// <param name="Method">The strategy.</param>
-/// <param name="N">Best-of-n: candidates.</param>
+/// <param name="N">Best-of-n and rejection: candidates.</param>
 /// <param name="K">Blockwise: candidate blocks; token-wise: candidate tokens (0 = vocabulary).</param>
-/// <param name="M">Blockwise: tokens per block.</param>
-/// <param name="Beta">Token-wise: tilt strength.</param>
+/// <param name="M">Blockwise: tokens per block; rejection: tokens between decisions.</param>
+/// <param name="Beta">Token-wise: tilt strength; rejection: alpha, the fraction stopped at each decision.</param>
 public sealed record EvaluationConfig(EvaluationMethod Method, int N = 0, int K = 0, int M = 0, double Beta = 0)
 {
     /// <summary>Stable identifier, used to resume a sweep (e.g. "bon-n8", "blockwise-k4-m8", "tokenwise-b0.5-k16").</summary>
@@ -23,6 +26,7 @@ public sealed record EvaluationConfig(EvaluationMethod Method, int N = 0, int K 
     {
         EvaluationMethod.BestOfN => $"bon-n{N}",
         EvaluationMethod.Blockwise => $"blockwise-k{K}-m{M}",
+        EvaluationMethod.Rejection => string.Create(CultureInfo.InvariantCulture, $"rejection-n{N}-a{Beta:R}-e{M}"),
         _ => string.Create(CultureInfo.InvariantCulture, $"tokenwise-b{Beta:R}-k{K}"),
     };
 
@@ -31,6 +35,7 @@ public sealed record EvaluationConfig(EvaluationMethod Method, int N = 0, int K 
     {
         EvaluationMethod.BestOfN => "best-of-n",
         EvaluationMethod.Blockwise => $"blockwise CD (M={M})",
+        EvaluationMethod.Rejection => string.Create(CultureInfo.InvariantCulture, $"rejection (alpha={Beta}, every {M})"),
         _ => "token-wise CD",
     };
 
@@ -40,6 +45,7 @@ public sealed record EvaluationConfig(EvaluationMethod Method, int N = 0, int K 
         .. new[] { 1, 2, 4, 8, 16, 32, 64 }.Select(n => new EvaluationConfig(EvaluationMethod.BestOfN, N: n)),
         .. from m in new[] { 4, 8, 16 } from k in new[] { 2, 4, 8, 16 } select new EvaluationConfig(EvaluationMethod.Blockwise, K: k, M: m),
         .. new[] { 4.0, 2.0, 1.0, 0.5, 0.25 }.Select(b => new EvaluationConfig(EvaluationMethod.Tokenwise, K: tokenwiseCandidates, Beta: b)),
+        .. new[] { 16, 32, 64 }.Select(n => new EvaluationConfig(EvaluationMethod.Rejection, N: n, M: 8, Beta: 0.5)),
     ];
 
     /// <summary>A few points per method, for smoke tests (about a minute on the default model).</summary>
@@ -48,6 +54,7 @@ public sealed record EvaluationConfig(EvaluationMethod Method, int N = 0, int K 
         .. new[] { 1, 4, 16 }.Select(n => new EvaluationConfig(EvaluationMethod.BestOfN, N: n)),
         .. new[] { 2, 8 }.Select(k => new EvaluationConfig(EvaluationMethod.Blockwise, K: k, M: 8)),
         .. new[] { 2.0, 0.5 }.Select(b => new EvaluationConfig(EvaluationMethod.Tokenwise, K: tokenwiseCandidates, Beta: b)),
+        new EvaluationConfig(EvaluationMethod.Rejection, N: 16, M: 8, Beta: 0.5),
     ];
 }
 

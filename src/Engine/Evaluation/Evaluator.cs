@@ -174,6 +174,14 @@ public sealed class Evaluator
                     N = config.N, Samples = _settings.OutputsPerPrompt, MaxTokens = _settings.MaxTokens, Seed = _settings.Seed, RequestId = request, Threads = _settings.Threads,
                 },
             },
+            EvaluationMethod.Rejection => new DecodingRequest
+            {
+                Prompt = prompt, Reward = reward, Value = _settings.ValueFor(1.0), Options = new RejectionOptions
+                {
+                    N = config.N, Alpha = config.Beta, Every = config.M, Samples = _settings.OutputsPerPrompt, MaxTokens = _settings.MaxTokens,
+                    Seed = _settings.Seed, RequestId = request, Threads = _settings.Threads,
+                },
+            },
             EvaluationMethod.Blockwise => new DecodingRequest
             {
                 Prompt = prompt, Reward = reward, Value = _settings.ValueFor(1.0), Options = new BlockwiseOptions
@@ -198,7 +206,7 @@ public sealed class Evaluator
     /// </summary>
     private (double? Kl, double? WinRate) ExactFigures(EvaluationConfig config)
     {
-        if (_model is not TabularModel tabular || config.Method == EvaluationMethod.Blockwise) return (null, null);
+        if (_model is not TabularModel tabular || config.Method is EvaluationMethod.Blockwise or EvaluationMethod.Rejection) return (null, null);
         if (config.Method == EvaluationMethod.Tokenwise && config.K != 0 && config.K < tabular.Info.VocabularySize) return (null, null);
         double kl = 0, win = 0;
         foreach (string prompt in _settings.Prompts)

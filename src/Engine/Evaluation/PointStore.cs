@@ -3,6 +3,7 @@ using System.Reflection;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Tilt.Engine.IO;
 
 namespace Tilt.Engine.Evaluation;
 
@@ -36,19 +37,82 @@ public sealed class PointStore
 
     public IReadOnlyList<EvaluatedPoint> Points => _points;
 
-    /// <summary>Opens a folder, reading the points a previous run finished (a corrupt file is an error, never overwritten).</summary>
-    public static PointStore Open(string directory)
+    /// <summary>
+    /// Opens an evaluation folder for <paramref name="identity"/>, reading the points a previous run finished with the
+    /// same settings. A folder made with other settings is refused with an error naming the first setting that
+    /// differs, unless <paramref name="startAfresh"/>, which removes its points first. A corrupt points or settings
+    /// file is an error, never overwritten.
+    /// </summary>
+    /// <exception cref="TiltException">The folder cannot be used; the message names the file and the problem.</exception>
+    public static PointStore Open(string directory, EvaluationIdentity identity, bool startAfresh = false)
     {
-        Directory.CreateDirectory(directory);
-        string path = Path.Combine(directory, JsonFile);
-        if (!File.Exists(path)) return new PointStore(directory, []);
+        ArgumentNullException.ThrowIfNull(identity);
+        directory = AtomicFile.EnsureFolder(directory);
+        string points = Path.Combine(directory, JsonFile), settings = Path.Combine(directory, EvaluationIdentity.FileName);
+        if (startAfresh)
+        {
+            foreach (string file in new[] { points, Path.Combine(directory, CsvFile), settings })
+                Delete(file);
+        }
+
+        if (File.Exists(settings))
+        {
+            var previous = EvaluationIdentity.Read(settings);
+            if (identity.FirstDifference(previous) is { } difference)
+                throw new TiltException($"{directory}: was evaluated with other settings ({difference}); use --force to start afresh, or another --out");
+        }
+        else if (File.Exists(points))
+        {
+            throw new TiltException($"{points}: has no {EvaluationIdentity.FileName} beside it, so its settings are unknown; use --force to start afresh, or another --out");
+        }
+        else
+        {
+            identity.Write(settings);
+        }
+
+        return new PointStore(directory, File.Exists(points) ? ReadPoints(points) : []);
+    }
+
+    /// <summary>Opens a folder an earlier run made, with the settings its settings.json records (to read or extend it).</summary>
+    /// <exception cref="TiltException">The folder has no readable settings file, or its points are corrupt.</exception>
+    public static PointStore OpenExisting(string directory)
+    {
+        string settings = Path.Combine(Path.GetFullPath(directory), EvaluationIdentity.FileName);
+        if (!File.Exists(settings)) throw new TiltException($"{settings}: not found; {directory} is not an evaluation folder");
+        return Open(directory, EvaluationIdentity.Read(settings));
+    }
+
+    private static List<EvaluatedPoint> ReadPoints(string path)
+    {
+        List<EvaluatedPoint>? read;
         try
         {
-            return new PointStore(directory, JsonSerializer.Deserialize<List<EvaluatedPoint>>(File.ReadAllText(path), Json) ?? []);
+            read = JsonSerializer.Deserialize<List<EvaluatedPoint>>(File.ReadAllText(path), Json);
         }
         catch (JsonException e)
         {
-            throw new TiltException($"{path}: cannot resume from a corrupt points file ({e.Message}); move it away to start over", e);
+            throw new TiltException($"{path}: cannot resume from a corrupt points file ({e.Message}); use --force to start afresh", e);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new TiltException($"{path}: cannot read: {e.Message}", e);
+        }
+        if (read is null || read.Any(p => p is null || string.IsNullOrEmpty(p.Id)))
+            throw new TiltException($"{path}: cannot resume from a corrupt points file (a null list, point or id); use --force to start afresh");
+        if (read.GroupBy(p => p.Id).FirstOrDefault(g => g.Count() > 1) is { } duplicate)
+            throw new TiltException($"{path}: cannot resume from a corrupt points file (point '{duplicate.Key}' appears twice); use --force to start afresh");
+        return read;
+    }
+
+    private static void Delete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new TiltException($"{path}: cannot remove it to start afresh: {e.Message}", e);
         }
     }
 
@@ -59,8 +123,8 @@ public sealed class PointStore
     {
         _points.RemoveAll(p => p.Id == point.Id);
         _points.Add(point);
-        WriteAtomically(Path.Combine(_directory, JsonFile), JsonSerializer.Serialize(_points, Json));
-        WriteAtomically(Path.Combine(_directory, CsvFile), ToCsv(_points));
+        AtomicFile.WriteAllText(Path.Combine(_directory, JsonFile), JsonSerializer.Serialize(_points, Json));
+        AtomicFile.WriteAllText(Path.Combine(_directory, CsvFile), ToCsv(_points));
     }
 
     public static string ToCsv(IEnumerable<EvaluatedPoint> points)
@@ -136,10 +200,4 @@ public sealed class PointStore
         return cells.ToArray();
     }
 
-    private static void WriteAtomically(string path, string text)
-    {
-        string temp = path + ".tmp";
-        File.WriteAllText(temp, text);
-        File.Move(temp, path, overwrite: true);
-    }
 }

@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Tilt.Engine.IO;
 using Tilt.Engine.Models;
 using Tilt.Kernels;
 
@@ -62,9 +63,37 @@ public sealed record HeadHeader
     /// <summary>Free-form training facts (method, data, held-out metrics).</summary>
     [JsonPropertyName("training")] public Dictionary<string, JsonElement>? Training { get; init; }
 
-    /// <summary>Float32 values the weights section must hold.</summary>
-    public int WeightCount =>
-        (Normalized ? 2 * HiddenSize : 0) + (Kind == HeadKind.Linear ? HiddenSize + 1 : HiddenUnits * HiddenSize + 2 * HiddenUnits + 1);
+    /// <summary>Largest <see cref="HiddenSize"/> a file may declare (no model has wider hidden states).</summary>
+    public const int MaxHiddenSize = 1 << 17;
+
+    /// <summary>Largest <see cref="HiddenUnits"/> an MLP head may declare.</summary>
+    public const int MaxHiddenUnits = 1 << 14;
+
+    /// <summary>Float32 values the weights section must hold (long: a corrupt header must not overflow it).</summary>
+    public long WeightCount =>
+        (Normalized ? 2L * HiddenSize : 0) + (Kind == HeadKind.Linear ? HiddenSize + 1L : (long)HiddenUnits * HiddenSize + 2L * HiddenUnits + 1);
+
+    /// <summary>
+    /// The first problem of a header read from a file, naming the field and its value; null when every field is
+    /// valid. JSON cannot enforce these (null for a string, a number for an enum, sizes out of range).
+    /// </summary>
+    public string? Problem()
+    {
+        if (Format is null) return "field 'format' is null";
+        if (Format != CurrentFormat) return $"head format '{Format}' is not supported (expected '{CurrentFormat}')";
+        if (!Enum.IsDefined(Kind)) return $"field 'kind' is {(int)Kind}; expected \"linear\" or \"mlp\"";
+        if (!Enum.IsDefined(Role)) return $"field 'role' is {(int)Role}; expected \"value\" or \"reward\"";
+        if (string.IsNullOrWhiteSpace(ModelFingerprint)) return $"field 'modelFingerprint' is {(ModelFingerprint is null ? "null" : "empty")}; expected the sha256 of the model";
+        if (HiddenSize is < 1 or > MaxHiddenSize) return $"field 'hiddenSize' is {HiddenSize}; expected 1..{MaxHiddenSize}";
+        if (Kind == HeadKind.Mlp && HiddenUnits is < 1 or > MaxHiddenUnits) return $"field 'hiddenUnits' is {HiddenUnits}; an mlp head needs 1..{MaxHiddenUnits}";
+        if (Kind == HeadKind.Linear && HiddenUnits != 0) return $"field 'hiddenUnits' is {HiddenUnits}; a linear head has 0";
+        if (!Enum.IsDefined(Activation)) return $"field 'activation' is {(int)Activation}; expected \"relu\" or \"gelu\"";
+        if (Feature is not ("last" or "mean")) return $"field 'feature' is {(Feature is null ? "null" : $"'{Feature}'")}; expected \"last\" or \"mean\"";
+        if (WeightsSha256 is null) return "field 'weightsSha256' is null; expected 64 lowercase hex digits (or \"\" for none)";
+        if (WeightsSha256.Length != 0 && (WeightsSha256.Length != 64 || !WeightsSha256.All(c => char.IsAsciiDigit(c) || c is >= 'a' and <= 'f')))
+            return $"field 'weightsSha256' is '{WeightsSha256}'; expected 64 lowercase hex digits";
+        return null;
+    }
 }
 
 /// <summary>
@@ -128,17 +157,17 @@ public sealed class HeadFile
         {
             throw new TiltException($"{full}: corrupt head header{(e.Path is { } p ? $" at {p}" : "")}: {e.Message}", e);
         }
-        if (header.Format != HeadHeader.CurrentFormat)
-            throw new TiltException($"{full}: head format '{header.Format}' is not supported (expected '{HeadHeader.CurrentFormat}')");
-        if (header.HiddenSize < 1 || (header.Kind == HeadKind.Mlp && header.HiddenUnits < 1))
-            throw new TiltException($"{full}: head header has hiddenSize {header.HiddenSize}, hiddenUnits {header.HiddenUnits}");
-        int weightBytes = bytes.Length - 12 - headerLength;
+        if (header.Problem() is { } problem)
+            throw new TiltException($"{full}: invalid head header: {problem}");
+        long weightBytes = (long)bytes.Length - 12 - headerLength;
         long expected = 4L * header.WeightCount;
         if (weightBytes != expected)
             throw new TiltException($"{full}: truncated or corrupt head file: {weightBytes} weight bytes, expected {expected} for a {header.Kind} head of d={header.HiddenSize}");
-        var weights = new float[header.WeightCount];
+        var weights = new float[checked((int)header.WeightCount)];
         for (int i = 0; i < weights.Length; i++)
             weights[i] = BinaryPrimitives.ReadSingleLittleEndian(bytes.AsSpan(12 + headerLength + 4 * i, 4));
+        if (header.Normalized && FirstBadStd(weights.AsSpan(header.HiddenSize, header.HiddenSize)) is { } bad)
+            throw new TiltException($"{full}: invalid head weights: std[{bad}] = {weights[header.HiddenSize + bad]}; every std must be finite and > 0");
         if (header.WeightsSha256.Length > 0 && header.WeightsSha256 != WeightsHash(weights))
             throw new TiltException($"{full}: corrupt head file: the weights do not match their sha256");
         try
@@ -151,13 +180,12 @@ public sealed class HeadFile
         }
     }
 
-    /// <summary>Writes the file (atomically: a temporary file renamed over the target).</summary>
-    public void Write(string path)
+    /// <summary>Writes the file through <see cref="AtomicFile"/> (a temporary file renamed over the target).</summary>
+    /// <exception cref="TiltException">The file cannot be written; nothing is left behind.</exception>
+    public void Write(string path, CancellationToken cancellationToken = default)
     {
         byte[] header = JsonSerializer.SerializeToUtf8Bytes(Header, Json);
-        string full = Path.GetFullPath(path);
-        string temp = full + ".tmp";
-        using (var stream = File.Create(temp))
+        AtomicFile.Write(path, stream =>
         {
             stream.Write(Magic);
             Span<byte> buffer = stackalloc byte[4];
@@ -169,8 +197,7 @@ public sealed class HeadFile
                 BinaryPrimitives.WriteSingleLittleEndian(buffer, w);
                 stream.Write(buffer);
             }
-        }
-        File.Move(temp, full, overwrite: true);
+        }, cancellationToken);
     }
 
     /// <summary>Refuses a model other than the one the head was trained on.</summary>
@@ -221,6 +248,13 @@ public sealed class HeadFile
             }
         }
         return bias;
+    }
+
+    private static int? FirstBadStd(ReadOnlySpan<float> std)
+    {
+        for (int i = 0; i < std.Length; i++)
+            if (!(std[i] > 0) || !float.IsFinite(std[i])) return i;
+        return null;
     }
 
     private static string WeightsHash(float[] weights)

@@ -19,7 +19,11 @@ public sealed class HeadValue : IValueFunction
             throw new TiltException($"{source}: a '{file.Header.Feature}' head cannot score prefixes while decoding (only 'last' hidden states are available)");
         _head = file.ToKernelHead();
         Description = $"head:{Path.GetFileName(source)}";
+        WeightsSha256 = file.Header.WeightsSha256;
     }
+
+    /// <summary>The head file's weight hash: what identifies this value, whatever the file is called.</summary>
+    public string WeightsSha256 { get; }
 
     /// <summary>Loads a head file and checks it against the model.</summary>
     public static HeadValue Load(string path, ModelInfo model) => new(HeadFile.Read(path), model, Path.GetFullPath(path));

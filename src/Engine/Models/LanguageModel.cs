@@ -7,25 +7,38 @@ namespace Tilt.Engine.Models;
 public static class LanguageModel
 {
     /// <summary>
-    /// Loads a GGUF file, or a tabular model when the file is JSON (its first non-blank character is '{').
+    /// Loads a GGUF file, or a tabular model when the file is JSON (its first non-blank character is '{' or '[').
     /// </summary>
     public static ILanguageModel Load(string path, GgufLoadOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         string fullPath = Path.GetFullPath(path);
+        if (Directory.Exists(fullPath)) throw new ModelLoadException(fullPath, "is a folder, not a model file (give a .gguf file or a tabular model JSON)");
         if (!File.Exists(fullPath)) throw new ModelLoadException(fullPath, "model file not found");
         return LooksLikeJson(fullPath) ? TabularModel.Load(fullPath) : GgufModel.Load(fullPath, options);
     }
 
+    /// <summary>
+    /// True when the first non-blank byte opens a JSON object or array: an array is JSON too, and the tabular
+    /// loader then says what it expected, rather than the GGUF reader calling it "not a GGUF file".
+    /// </summary>
     private static bool LooksLikeJson(string path)
     {
-        using var stream = File.OpenRead(path);
         Span<byte> head = stackalloc byte[64];
-        int n = stream.Read(head);
+        int n;
+        try
+        {
+            using var stream = File.OpenRead(path);
+            n = stream.Read(head);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ModelLoadException(path, $"cannot read the model file: {e.Message}", e);
+        }
         foreach (byte b in head[..n])
         {
             if (b is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n' or 0xEF or 0xBB or 0xBF) continue; // blanks, UTF-8 BOM
-            return b == (byte)'{';
+            return b is (byte)'{' or (byte)'[';
         }
         return false;
     }

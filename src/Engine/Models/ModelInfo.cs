@@ -59,4 +59,10 @@ public sealed record ModelInfo
 
     /// <summary>Short human-readable description (architecture, size, parameter count).</summary>
     public required string Description { get; init; }
+
+    /// <summary>
+    /// The chat template of the model's metadata (GGUF <c>tokenizer.chat_template</c>), or null when it has none.
+    /// <see cref="Text.ChatPrompt"/> applies it. Defaults to null.
+    /// </summary>
+    public string? ChatTemplate { get; init; }
 }

@@ -56,13 +56,14 @@ public sealed record SessionOptions
         init => field = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(SharedCellsPerSequence), value, "must be at least 1");
     } = 16;
 
-    /// <summary>CPU threads for decoding; null lets llama.cpp choose. Defaults to null.</summary>
+    /// <summary>
+    /// CPU threads for decoding, 1..the logical CPUs; null = <see cref="CpuTopology.DefaultThreads"/> (every physical core).
+    /// Defaults to null.
+    /// </summary>
     public int? Threads
     {
         get;
-        init => field = value is null or >= 1
-            ? value
-            : throw new ArgumentOutOfRangeException(nameof(Threads), value, $"threads must be at least 1, got {value}");
+        init => field = CpuTopology.CheckThreads(value, nameof(Threads));
     }
 }
 

@@ -1,5 +1,7 @@
 using System.Globalization;
 
+using Tilt.Engine.Text;
+
 namespace Tilt.Engine.Rewards;
 
 /// <summary>
@@ -179,19 +181,7 @@ public sealed class LexiconReward : IReward
 
     private static Dictionary<string, double> ReadFile(string path)
     {
-        string[] lines;
-        try
-        {
-            lines = File.ReadAllLines(path);
-        }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
-        {
-            throw new TiltException($"{path}: lexicon file not found", e);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException)
-        {
-            throw new TiltException($"{path}: cannot read lexicon file: {e.Message}", e);
-        }
+        string[] lines = TextFile.ReadLines(path, "lexicon file");
 
         return Parse(path, lines);
     }
@@ -215,18 +205,18 @@ public sealed class LexiconReward : IReward
             string wordPart = tab < 0 ? line : line[..tab];
             string weightPart = tab < 0 ? "" : line[(tab + 1)..].Trim();
             string word = LexiconWords.NormalizeEntry(wordPart, out string problem)
-                ?? throw new TiltException($"{path}:{lineNumber}: {problem}{(tab < 0 && wordPart.Trim().Contains(' ') ? "; separate a weight from its word with a TAB" : "")}");
+                ?? throw new TiltException($"{path}:{lineNumber}: {TextFile.Quote(problem)}{(tab < 0 && wordPart.Trim().Contains(' ') ? "; separate a weight from its word with a TAB" : "")}");
 
             double weight = 1.0;
             if (weightPart.Length > 0
                 && !(double.TryParse(weightPart, NumberStyles.Float, CultureInfo.InvariantCulture, out weight) && double.IsFinite(weight)))
             {
-                throw new TiltException($"{path}:{lineNumber}: bad weight '{weightPart}' for '{word}' (expected a finite number such as 1, -1 or 0.5)");
+                throw new TiltException($"{path}:{lineNumber}: bad weight '{TextFile.Quote(weightPart)}' for '{TextFile.Quote(word)}' (expected a finite number such as 1, -1 or 0.5)");
             }
 
             if (!firstLine.TryAdd(word, lineNumber))
             {
-                throw new TiltException($"{path}:{lineNumber}: '{word}' is already on line {firstLine[word]}");
+                throw new TiltException($"{path}:{lineNumber}: '{TextFile.Quote(word)}' is already on line {firstLine[word]}");
             }
 
             weights.Add(word, weight);

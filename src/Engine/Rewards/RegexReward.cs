@@ -62,9 +62,17 @@ public sealed class RegexReward : IReward
         ArgumentNullException.ThrowIfNull(candidates);
         for (int i = 0; i < candidates.Count; i++)
         {
+            // Under a request's deadline the per-call limit is cut to what is left of it (ScoringBudget).
+            var (timeout, byBudget) = ScoringBudget.Current.Clip(MatchTimeout);
             try
             {
-                rewards[i] = _regex.Count(candidates[i].Text);
+                rewards[i] = byBudget
+                    ? Regex.Count(candidates[i].Text, Pattern, RegexOptions.CultureInvariant, timeout)
+                    : _regex.Count(candidates[i].Text);
+            }
+            catch (RegexMatchTimeoutException e) when (byBudget)
+            {
+                throw new ScoringBudgetExceededException(e);
             }
             catch (RegexMatchTimeoutException e)
             {

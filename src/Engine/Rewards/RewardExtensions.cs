@@ -48,6 +48,47 @@ public static class RewardExtensions
         EnsureFinite(reward, rewards);
     }
 
+    /// <summary>
+    /// <see cref="ScoreChecked"/> within a request's budget: candidates are scored in order, the budget checked
+    /// between them, and the first <c>n</c> that were scored before the deadline are returned as n (the rest of
+    /// <paramref name="rewards"/> is left untouched). The first candidate is always scored, so a caller has an output
+    /// to return; a regex reward's match timeout is cut to what is left of the budget.
+    /// </summary>
+    /// <returns>How many leading candidates were scored: all of them unless the deadline passed.</returns>
+    /// <exception cref="OperationCanceledException">The budget's token was cancelled.</exception>
+    public static int ScoreWithin(this IReward reward, IReadOnlyList<RewardInput> candidates, Span<double> rewards, ScoringBudget budget)
+    {
+        budget.Cancellation.ThrowIfCancellationRequested();
+        if (!budget.HasDeadline && !budget.Cancellation.CanBeCanceled)
+        {
+            reward.ScoreChecked(candidates, rewards);
+            return candidates.Count;
+        }
+        ArgumentNullException.ThrowIfNull(candidates);
+        if (rewards.Length != candidates.Count)
+            throw new ArgumentException($"the rewards span has {rewards.Length} slots for {candidates.Count} candidates", nameof(rewards));
+
+        for (int i = 0; i < candidates.Count; i++)
+        {
+            if (i > 0)
+            {
+                budget.Cancellation.ThrowIfCancellationRequested();
+                if (budget.IsExpired) return i;
+            }
+            try
+            {
+                // The first candidate runs under the reward's own limits only: an output must exist.
+                using var scope = (i == 0 ? ScoringBudget.None : budget).Enter();
+                reward.ScoreChecked([candidates[i]], rewards.Slice(i, 1));
+            }
+            catch (ScoringBudgetExceededException)
+            {
+                return i;
+            }
+        }
+        return candidates.Count;
+    }
+
     /// <summary>Scores one candidate through <see cref="ScoreChecked"/>.</summary>
     public static double Score(this IReward reward, RewardInput candidate)
     {

@@ -303,7 +303,7 @@ public static partial class RewardSpec
                             ? LexiconReward.LoadBuiltIn(argument, _context.LexiconDirectory)
                             : LexiconReward.Load(ResolvePath(argument));
                     case "regex":
-                        return new RegexReward(argument);
+                        return new RegexReward(argument, _context.RegexMatchTimeout ?? RegexReward.DefaultMatchTimeout);
                     case "onnx":
                         var (classifier, classifierOptions) = NeuralRewardOptions.Parse(argument, classifier: true, ResolvePath);
                         return OnnxClassifierReward.Create(classifier, classifierOptions);
@@ -344,7 +344,8 @@ public static partial class RewardSpec
         private string ResolvePath(string path)
         {
             string baseDirectory = Path.GetFullPath(_context.BaseDirectory ?? Directory.GetCurrentDirectory());
-            return Path.GetFullPath(path, baseDirectory);
+            string full = Path.GetFullPath(path, baseDirectory);
+            return _context.FilePolicy is { } policy ? policy(full) : full;
         }
 
         /// <summary>

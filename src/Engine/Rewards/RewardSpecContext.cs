@@ -23,4 +23,17 @@ public sealed class RewardSpecContext
     /// Defaults to null: the lists embedded in the engine.
     /// </summary>
     public string? LexiconDirectory { get; init; }
+
+    /// <summary>
+    /// Decides whether a file a spec names (<c>lexicon:FILE</c>, <c>head:FILE</c>) may be read: called with its full
+    /// path before anything is opened, it returns the path to read or throws <see cref="TiltException"/> saying why
+    /// not. Servers set it, since their specs come from the network. Defaults to null: any file may be read.
+    /// </summary>
+    public Func<string, string>? FilePolicy { get; init; }
+
+    /// <summary>
+    /// How long one <c>regex:</c> count may run per candidate. Defaults to null:
+    /// <see cref="RegexReward.DefaultMatchTimeout"/>.
+    /// </summary>
+    public TimeSpan? RegexMatchTimeout { get; init; }
 }

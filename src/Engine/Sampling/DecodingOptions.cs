@@ -33,8 +33,15 @@ public abstract record DecodingOptions
         }
     } = new();
 
-    /// <summary>CPU threads for llama.cpp; null lets it choose. Defaults to null.</summary>
-    public int? Threads { get; init; }
+    /// <summary>
+    /// CPU threads for llama.cpp, 1..the logical CPUs; null = <see cref="CpuTopology.DefaultThreads"/> (every physical core).
+    /// Defaults to null.
+    /// </summary>
+    public int? Threads
+    {
+        get;
+        init => field = CpuTopology.CheckThreads(value, nameof(Threads));
+    }
 
     /// <summary>KV cache element type of the session. Defaults to F16.</summary>
     public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;

@@ -30,10 +30,13 @@ public abstract record AlignOptions : DecodingOptions
             : throw new ArgumentOutOfRangeException(nameof(Deadline), value, $"the deadline must be positive, got {value}");
     }
 
+    /// <summary>Smallest beta accepted: the kernels divide float values by it, so it must stay a normal float.</summary>
+    public const double MinBeta = 1e-30;
+
     internal static double CheckBeta(double value, string name) =>
-        double.IsFinite(value) && value > 0
+        double.IsFinite(value) && value >= MinBeta
             ? value
-            : throw new ArgumentOutOfRangeException(name, value, $"beta must be a finite number > 0, got {value}");
+            : throw new ArgumentOutOfRangeException(name, value, $"beta must be a finite number >= {MinBeta:R}, got {value:R}");
 }
 
 /// <summary>Best-of-n [M4]: n candidates from p in one batch, keep the highest reward.</summary>
@@ -104,4 +107,50 @@ public sealed record BlockwiseOptions : AlignOptions
 
     /// <summary>Temperature of <see cref="BlockSelectionMode.Sample"/>. Defaults to 1.</summary>
     public double Beta { get; init => field = CheckBeta(value, nameof(Beta)); } = 1.0;
+}
+
+/// <summary>
+/// Early rejection (speculative rejection, Sun et al. 2024): best-of-n that stops its weakest candidates early. N candidates
+/// from p share the prompt's KV; every <see cref="Every"/> tokens the unfinished ones are scored by the value (a trained
+/// head, or the reward of the unfinished prefix) and the lowest floor(<see cref="Alpha"/> x unfinished) are stopped, their
+/// sequences given back to the engine at once. Finished candidates are never stopped; the output is the survivor with the
+/// highest final reward (ties uniformly at random). Alpha = 0 is exactly best-of-N, on the same candidates. Its KL is at
+/// most log N - (N-1)/N like best-of-N's [M7] (docs/rejection.md).
+/// </summary>
+public sealed record RejectionOptions : AlignOptions
+{
+    /// <summary>Initial candidates (N). 1..256. Defaults to 16.</summary>
+    public int N
+    {
+        get;
+        init => field = value is >= 1 and <= SessionOptions.MaxSupportedSequences
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(N), value, $"n must be between 1 and {SessionOptions.MaxSupportedSequences}, got {value}");
+    } = 16;
+
+    /// <summary>Fraction of the unfinished candidates stopped at each decision, in [0, 1). Defaults to 0.5.</summary>
+    public double Alpha
+    {
+        get;
+        init => field = value is >= 0 and < 1 && double.IsFinite(value)
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(Alpha), value, $"alpha must be in [0, 1) (0 = best-of-n, no rejection), got {value}");
+    } = 0.5;
+
+    /// <summary>Generated tokens between decisions (M): decisions at M, 2M, ... tokens. >= 1. Defaults to 8.</summary>
+    public int Every
+    {
+        get;
+        init => field = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(Every), value, $"the decision interval must be at least 1 token, got {value}");
+    } = 8;
+
+    /// <summary>Return every candidate (survivors and rejected) with its reward or score. Defaults to false.</summary>
+    public bool ReturnCandidates { get; init; }
+
+    /// <summary>Checks what needs the other options: a decision interval shorter than the output.</summary>
+    public void ValidateSchedule()
+    {
+        if (Every >= MaxTokens)
+            throw new ArgumentException($"the decision interval ({Every} tokens) must be shorter than max tokens ({MaxTokens}): no decision would ever be made", nameof(Every));
+    }
 }

@@ -53,7 +53,14 @@ public sealed record KlReport(double Value, KlMethod Method)
 /// <param name="Reward">r(x, y).</param>
 /// <param name="LogProb">log p(y | x) under the base model.</param>
 /// <param name="Finished">True when a stop token ended it.</param>
-public sealed record ScoredCandidate(int Index, string Text, IReadOnlyList<int> Tokens, double Reward, double LogProb, bool Finished);
+public sealed record ScoredCandidate(int Index, string Text, IReadOnlyList<int> Tokens, double Reward, double LogProb, bool Finished)
+{
+    /// <summary>
+    /// Early rejection: the candidate was stopped at a decision; then <see cref="Reward"/> is its value when it was stopped
+    /// (the partial score that ranked it last), <see cref="Text"/> what it had written, and it could not win.
+    /// </summary>
+    public bool Rejected { get; init; }
+}
 
 /// <summary>Wall-clock costs of one aligned sample.</summary>
 /// <param name="Prefill">Tokenize, set up the session and prefill the prompt.</param>
@@ -114,6 +121,15 @@ public sealed record AlignedSample(
 
     /// <summary>Prompt tokens whose KV came from the engine's prompt cache instead of a prefill.</summary>
     public int CachedPromptTokens { get; init; }
+
+    /// <summary>Early rejection: candidates still alive after each decision (N before the first); null for other strategies.</summary>
+    public IReadOnlyList<int>? SurvivorsPerDecision { get; init; }
+
+    /// <summary>
+    /// Early rejection: tokens the rejected candidates would still have decoded had they run to the survivors' mean length
+    /// (an estimate of the saving against full best-of-N); null for other strategies.
+    /// </summary>
+    public long? TokensSavedEstimate { get; init; }
 
     /// <summary>Scheduler iterations between the request's submission and its admission (0: admitted at the next one).</summary>
     public long QueuedIterations { get; init; }

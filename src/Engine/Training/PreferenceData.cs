@@ -1,6 +1,9 @@
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using Tilt.Engine.IO;
+
+using Tilt.Engine.Text;
 
 namespace Tilt.Engine.Training;
 
@@ -35,20 +38,11 @@ public static class PreferenceData
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         ArgumentNullException.ThrowIfNull(items);
-        string full = Path.GetFullPath(path);
-        string temp = full + ".tmp";
-        try
+        AtomicFile.Write(path, stream =>
         {
-            using (var writer = new StreamWriter(temp, false, new UTF8Encoding(false)))
-            {
-                foreach (var item in items) writer.WriteLine(JsonSerializer.Serialize(item, Json));
-            }
-            File.Move(temp, full, overwrite: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new TiltException($"{full}: cannot write: {e.Message}", e);
-        }
+            using var writer = new StreamWriter(stream, new UTF8Encoding(false), 1 << 16, leaveOpen: true);
+            foreach (var item in items) writer.WriteLine(JsonSerializer.Serialize(item, Json));
+        });
     }
 
     private static IReadOnlyList<T> Read<T>(string path, Func<JsonElement, string, int, T> parse)
@@ -56,15 +50,7 @@ public static class PreferenceData
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         string full = Path.GetFullPath(path);
         if (!File.Exists(full)) throw new TiltException($"{full}: file not found");
-        string[] lines;
-        try
-        {
-            lines = File.ReadAllLines(full, Encoding.UTF8);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new TiltException($"{full}: cannot read: {e.Message}", e);
-        }
+        string[] lines = TextFile.ReadLines(full, "data file");
         var items = new List<T>();
         for (int i = 0; i < lines.Length; i++)
         {

@@ -2,6 +2,8 @@ using System.Text;
 using System.Text.Json;
 using Tilt.Engine.Models;
 
+using Tilt.Engine.Text;
+
 namespace Tilt.Engine.Training;
 
 /// <summary>Prompts to collect rollouts from: built-in story openings for the default model, or a user's file.</summary>
@@ -43,15 +45,7 @@ public static class PromptSet
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         string full = Path.GetFullPath(path);
-        string[] lines;
-        try
-        {
-            lines = File.ReadAllLines(full, Encoding.UTF8);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new TiltException($"{full}: cannot read the prompt file: {e.Message}", e);
-        }
+        string[] lines = TextFile.ReadLines(full, "prompt file");
         bool jsonl = full.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase)
                      || lines.FirstOrDefault(l => l.Trim().Length > 0)?.TrimStart().StartsWith('{') == true;
         var prompts = new List<string>();

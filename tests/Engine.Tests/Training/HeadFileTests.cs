@@ -118,6 +118,49 @@ public sealed class HeadFileTests : IDisposable
         Expect(length, "header length");
     }
 
+    public static TheoryData<string, string, string> BadFields => new()
+    {
+        { "weightsSha256", "null", "field 'weightsSha256' is null" },
+        { "weightsSha256", "\"xyz\"", "field 'weightsSha256' is 'xyz'" },
+        { "modelFingerprint", "null", "field 'modelFingerprint' is null" },
+        { "format", "null", "field 'format' is null" },
+        { "feature", "null", "field 'feature' is null" },
+        { "feature", "\"first\"", "field 'feature' is 'first'" },
+        { "kind", "7", "field 'kind' is 7" },
+        { "role", "9", "field 'role' is 9" },
+        { "activation", "5", "field 'activation' is 5" },
+        { "hiddenSize", "0", "field 'hiddenSize' is 0" },
+        { "hiddenSize", "2000000000", "field 'hiddenSize' is 2000000000" },
+        { "hiddenUnits", "3", "field 'hiddenUnits' is 3; a linear head has 0" },
+    };
+
+    /// <summary>Every field of the header is checked, with an error that names it (JSON alone lets null and numbers through).</summary>
+    [Theory]
+    [MemberData(nameof(BadFields))]
+    public void EveryHeaderFieldIsValidatedByName(string field, string json, string expected)
+    {
+        string path = Write(Linear(6));
+        byte[] good = File.ReadAllBytes(path);
+        int headerLength = BinaryPrimitives.ReadInt32LittleEndian(good.AsSpan(8, 4));
+        var header = System.Text.Json.Nodes.JsonNode.Parse(good.AsSpan(12, headerLength))!.AsObject();
+        header[field] = System.Text.Json.Nodes.JsonNode.Parse(json);
+        byte[] bytes = Encoding.UTF8.GetBytes(header.ToJsonString());
+        var length = new byte[4];
+        BinaryPrimitives.WriteInt32LittleEndian(length, bytes.Length);
+        string bad = Path.Combine(_dir, "bad.head");
+        File.WriteAllBytes(bad, [.. good[..8], .. length, .. bytes, .. good[(12 + headerLength)..]]);
+        var e = Assert.Throws<TiltException>(() => HeadFile.Read(bad));
+        Assert.Contains($"{bad}: invalid head header: {expected}", e.Message);
+    }
+
+    [Fact]
+    public void AWeightCountBeyondIntIsReportedWithoutOverflow()
+    {
+        var header = new HeadHeader { Kind = HeadKind.Mlp, ModelFingerprint = "sha256:abc", HiddenSize = HeadHeader.MaxHiddenSize, HiddenUnits = HeadHeader.MaxHiddenUnits, Normalized = true };
+        Assert.Equal(2L * HeadHeader.MaxHiddenSize + (long)HeadHeader.MaxHiddenUnits * HeadHeader.MaxHiddenSize + 2L * HeadHeader.MaxHiddenUnits + 1, header.WeightCount);
+        Assert.True(header.WeightCount > int.MaxValue);
+    }
+
     [Fact]
     public void AHeadForAnotherModelIsRefused()
     {

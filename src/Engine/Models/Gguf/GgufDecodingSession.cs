@@ -40,6 +40,7 @@ internal sealed unsafe class GgufDecodingSession : IDecodingSession
         long cells = shared
             ? (long)options.MaxSequenceLength + (long)options.SharedCellsPerSequence * MaxSequences
             : (long)MaxSequences * options.MaxSequenceLength;
+        CheckMemory(weights, info, options, cells, batchSize);
         var parameters = new ModelParams(info.Path)
         {
             ContextSize = checked((uint)cells),
@@ -52,8 +53,9 @@ internal sealed unsafe class GgufDecodingSession : IDecodingSession
             KVUnified = shared,
             TypeK = options.KvCacheType == KvCacheType.F32 ? GGMLType.GGML_TYPE_F32 : GGMLType.GGML_TYPE_F16,
             TypeV = options.KvCacheType == KvCacheType.F32 ? GGMLType.GGML_TYPE_F32 : GGMLType.GGML_TYPE_F16,
-            Threads = options.Threads,
-            BatchThreads = options.Threads,
+            // Default: every physical core (CpuTopology), not LLamaSharp's half of the logical CPUs.
+            Threads = CpuTopology.Resolve(options.Threads),
+            BatchThreads = CpuTopology.Resolve(options.Threads),
         };
 
         LlamaNative.BeginCapture();
@@ -91,6 +93,27 @@ internal sealed unsafe class GgufDecodingSession : IDecodingSession
 
     public int MaxSequences { get; }
     public int MaxSequenceLength { get; }
+
+    /// <summary>
+    /// Refuses, before llama.cpp tries to allocate it, a context whose KV cache and output buffers exceed the memory
+    /// this process may use (physical memory, or the container's limit): llama.cpp would otherwise try to allocate
+    /// it and fail late, or take the machine into swap.
+    /// </summary>
+    private static void CheckMemory(LLamaWeights weights, ModelInfo info, SessionOptions options, long cells, int batchSize)
+    {
+        var model = weights.NativeHandle;
+        double headDim = model.HeadCount > 0 ? (double)info.HiddenSize / model.HeadCount : info.HiddenSize;
+        double kvPerCell = 2.0 * model.LayerCount * Math.Max(1, model.KVHeadCount) * headDim * (options.KvCacheType == KvCacheType.F32 ? 4 : 2);
+        double outputs = 4.0 * batchSize * ((double)info.VocabularySize + info.HiddenSize);
+        double need = cells * kvPerCell + outputs;
+        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (cells > uint.MaxValue || (available > 0 && need > available))
+        {
+            throw new RequestException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"a context of {cells:N0} KV cells ({options.MaxSequences} sequences of up to {options.MaxSequenceLength} tokens) needs about {need / (1L << 30):F1} GiB, " +
+                $"more than the {available / (double)(1L << 30):F1} GiB of memory available; lower the samples, candidates, max tokens or block size"));
+        }
+    }
     public int VocabularySize { get; }
     public int HiddenSize { get; }
     public int OutputRows { get; private set; }

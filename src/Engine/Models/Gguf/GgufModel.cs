@@ -61,6 +61,7 @@ public sealed class GgufModel : ILanguageModel
         LlamaNative.BeginCapture();
         try
         {
+            NativeLogHook.Install(options.NativeLibraryPath);
             weights = LLamaWeights.LoadFromFile(parameters);
         }
         catch (LoadWeightsFailedException e)
@@ -68,9 +69,9 @@ public sealed class GgufModel : ILanguageModel
             string why = LlamaNative.CapturedErrors();
             throw new ModelLoadException(fullPath, $"llama.cpp could not load the model{(why.Length > 0 ? ": " + why : "")}", e);
         }
-        catch (Exception e) when (e is RuntimeError or DllNotFoundException or EntryPointNotFoundException or BadImageFormatException)
+        catch (Exception e) when (e is RuntimeError or DllNotFoundException or EntryPointNotFoundException or BadImageFormatException or TypeInitializationException)
         {
-            throw new ModelLoadException(fullPath, $"the native llama library failed: {e.Message}", e);
+            throw new ModelLoadException(fullPath, $"the native llama library failed: {(e.InnerException ?? e).Message}", e);
         }
 
         try
@@ -79,6 +80,8 @@ public sealed class GgufModel : ILanguageModel
             int? eos = vocab.EOS is { } e ? (int)e : vocab.EOT is { } eot ? (int)eot : null;
             if (eos is null)
                 throw new ModelLoadException(fullPath, "the model's vocabulary has no end-of-sequence token");
+            if (weights.ContextSize < 1)
+                throw new ModelLoadException(fullPath, $"the model's trained context length ({header.GetString("general.architecture") ?? "llama"}.context_length) is {weights.ContextSize}; it must be at least 1");
             var stops = new List<int> { eos.Value };
             if (vocab.EOT is { } eotToken && !stops.Contains((int)eotToken)) stops.Add((int)eotToken);
             if (vocab.BOS is { } bosToken && !stops.Contains((int)bosToken)) stops.Add((int)bosToken);
@@ -94,6 +97,7 @@ public sealed class GgufModel : ILanguageModel
                 HiddenSize = weights.EmbeddingSize,
                 TrainedContextSize = weights.ContextSize,
                 Fingerprint = fingerprint,
+                ChatTemplate = header.GetString("tokenizer.chat_template") is { Length: > 0 } template ? template : null,
                 Description = $"{arch}, {weights.NativeHandle.LayerCount} layers, d={weights.EmbeddingSize}, " +
                               $"vocab {vocab.Count}, {weights.ParameterCount:N0} parameters, {header.Tensors.Count} tensors",
             };

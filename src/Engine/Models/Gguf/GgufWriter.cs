@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using Tilt.Engine.IO;
 
 namespace Tilt.Engine.Models.Gguf;
 
@@ -59,11 +60,13 @@ internal sealed class GgufWriter
         _tensors.Add(tensor);
     }
 
-    /// <summary>Writes the file atomically (a temporary file renamed over the target).</summary>
-    public void Write(string path, IProgress<double>? progress = null)
+    /// <summary>
+    /// Writes the file through <see cref="AtomicFile"/> (a temporary file renamed over the target), checking
+    /// <paramref name="cancellationToken"/> between chunks so Ctrl+C stops a large write and leaves nothing behind.
+    /// </summary>
+    public void Write(string path, IProgress<double>? progress = null, CancellationToken cancellationToken = default)
     {
-        string temp = path + ".tmp";
-        using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
+        AtomicFile.Write(path, stream =>
         {
             var w = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true);
             w.Write(0x46554747u); // "GGUF"
@@ -98,6 +101,7 @@ internal sealed class GgufWriter
                 for (long start = 0; start < t.Elements; start += chunk)
                 {
                     int n = (int)Math.Min(chunk, t.Elements - start);
+                    cancellationToken.ThrowIfCancellationRequested();
                     t.Fill(values.AsSpan(0, n), start);
                     int written = Encode(values.AsSpan(0, n), t.Type, bytes);
                     stream.Write(bytes, 0, written);
@@ -106,8 +110,7 @@ internal sealed class GgufWriter
                 PadTo(stream);
                 progress?.Report((double)done / total);
             }
-        }
-        File.Move(temp, path, overwrite: true);
+        }, cancellationToken);
     }
 
     private static long Pad(long bytes) => (bytes + Alignment - 1) / Alignment * Alignment;

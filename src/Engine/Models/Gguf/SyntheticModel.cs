@@ -1,3 +1,4 @@
+using System.Globalization;
 
 namespace Tilt.Engine.Models.Gguf;
 
@@ -30,6 +31,19 @@ public sealed record ModelShape(string Name, int Dim, int Layers, int Heads, int
         long kvDim = (long)KvHeads * HeadDim;
         long perLayer = 2L * Dim + (long)Dim * Dim * 2 + 2 * Dim * kvDim + 3L * Dim * FeedForward;
         return 2L * vocab * Dim + Dim + Layers * perLayer;
+    }
+
+    /// <summary>
+    /// Bytes of the tensor data of a file of this shape (headers and padding excluded), in double so that absurd
+    /// shapes give a large number rather than an overflow.
+    /// </summary>
+    public double TensorBytes(int vocab, GgufTensorType type)
+    {
+        double kvDim = (double)KvHeads * HeadDim, d = Dim;
+        double matrices = 2.0 * vocab * d + Layers * (2.0 * d * d + 2.0 * d * kvDim + 3.0 * d * FeedForward);
+        double norms = d * (2.0 * Layers + 1);
+        double perValue = type switch { GgufTensorType.F32 => 4, GgufTensorType.F16 => 2, _ => 34.0 / 32 };
+        return matrices * perValue + norms * 4;
     }
 
     /// <summary>Throws an <see cref="ArgumentException"/> naming the field for a shape llama.cpp cannot run.</summary>
@@ -128,7 +142,10 @@ public sealed record SentencePieceVocabulary(string[] Tokens, float[] Scores, in
 public static class SyntheticModel
 {
     /// <summary>Writes a GGUF file for the shape; returns its size in bytes.</summary>
-    public static long Write(string path, ModelShape shape, SentencePieceVocabulary vocabulary, GgufTensorType type, ulong seed = 1, IProgress<double>? progress = null)
+    /// <param name="chatTemplate">Written as tokenizer.chat_template when given (a Jinja template or a name llama.cpp knows).</param>
+    /// <exception cref="TiltException">The file would not fit the free space of its disk, or cannot be written.</exception>
+    public static long Write(string path, ModelShape shape, SentencePieceVocabulary vocabulary, GgufTensorType type, ulong seed = 1, IProgress<double>? progress = null,
+        string? chatTemplate = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(shape);
         ArgumentNullException.ThrowIfNull(vocabulary);
@@ -155,6 +172,7 @@ public static class SyntheticModel
         w.Add("tokenizer.ggml.eos_token_id", (uint)vocabulary.Eos);
         w.Add("tokenizer.ggml.unknown_token_id", (uint)vocabulary.Unknown);
         w.Add("tokenizer.ggml.add_bos_token", true);
+        if (chatTemplate is not null) w.Add("tokenizer.chat_template", chatTemplate);
 
         int d = shape.Dim, kv = shape.KvHeads * shape.HeadDim, ff = shape.FeedForward;
         int index = 0;
@@ -185,11 +203,34 @@ public static class SyntheticModel
         Norm("output_norm.weight");
         Matrix("output.weight", d, vocab, type);
 
-        string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
-        if (dir is not null) Directory.CreateDirectory(dir);
-        w.Write(path, progress);
+        string full = Path.GetFullPath(path);
+        string dir = Path.GetDirectoryName(full)!;
+        Directory.CreateDirectory(dir);
+        CheckDiskSpace(full, dir, shape.TensorBytes(vocab, type) + MetadataAllowance(vocabulary));
+        w.Write(full, progress, cancellationToken);
         return new FileInfo(path).Length;
     }
+
+    /// <summary>Refuses, before writing a byte, a file larger than the free space of the disk it goes to.</summary>
+    private static void CheckDiskSpace(string path, string folder, double bytes)
+    {
+        long free;
+        try
+        {
+            free = new DriveInfo(folder).AvailableFreeSpace;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            return; // No drive information (some container file systems): the write itself still fails cleanly.
+        }
+        if (bytes > free)
+            throw new TiltException(string.Create(CultureInfo.InvariantCulture,
+                $"{path}: the model needs {bytes / (1 << 30):F1} GiB but {folder} has {free / (double)(1 << 30):F1} GiB free; choose a smaller shape or another --out"));
+    }
+
+    /// <summary>The vocabulary's strings and arrays, an upper bound on the metadata's size.</summary>
+    private static double MetadataAllowance(SentencePieceVocabulary vocabulary) =>
+        (1 << 16) + vocabulary.Tokens.Sum(t => 8.0 + 4 * t.Length) + 8.0 * vocabulary.Tokens.Length;
 
     /// <summary>Where generated models go unless told otherwise: $TILT_CACHE/models, else ~/.cache/tilt/models.</summary>
     public static string CacheDirectory =>

@@ -1,0 +1,485 @@
+using System.Diagnostics;
+using System.Net.ServerSentEvents;
+using System.Runtime.CompilerServices;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Prometheus;
+using Tilt.Engine;
+using Tilt.Engine.Decoding;
+using Tilt.Engine.Statistics;
+using Tilt.Engine.Strategies;
+using Tilt.Engine.Text;
+
+namespace Tilt.Server;
+
+/// <summary>The routes, the middleware (outcome metrics, API key) and the generation handlers.</summary>
+internal static class Endpoints
+{
+    private const string OutcomeKey = "tilt.outcome";
+
+    public static void Map(WebApplication app, TiltServer server)
+    {
+        var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Tilt.Server");
+        byte[]? keyHash = server.Options.ApiKey is { } key ? SHA256.HashData(Encoding.UTF8.GetBytes(key)) : null;
+
+        // Outcome metrics around everything, so refusals (401, 404, 413) are counted too.
+        app.Use(async (ctx, next) =>
+        {
+            try
+            {
+                await next(ctx);
+            }
+            finally
+            {
+                string route = (ctx.GetEndpoint() as RouteEndpoint)?.RoutePattern.RawText ?? "unmatched";
+                string outcome = ctx.Items[OutcomeKey] as string ?? Outcome(ctx.Response.StatusCode);
+                server.Metrics.Requests.WithLabels(route, outcome).Inc();
+            }
+        });
+
+        // Every route but /health needs the key when one is set.
+        app.Use(async (ctx, next) =>
+        {
+            if (keyHash is not null && ctx.Request.Path != "/health" && !ApiKeyCheck.Matches(ctx.Request.Headers.Authorization, keyHash))
+            {
+                ctx.Response.Headers.WWWAuthenticate = "Bearer";
+                await Error(new ApiException(401, "missing or wrong API key: send Authorization: Bearer KEY", null, "invalid_api_key")).ExecuteAsync(ctx);
+                return;
+            }
+            await next(ctx);
+        });
+
+        app.MapGet("/health", () =>
+        {
+            if (server.Draining) return Status(503, "draining", null);
+            var ready = server.ModelReady;
+            // No detail: /health needs no key, and a load error names server-side paths.
+            if (ready.IsFaulted) return Status(503, "failed", null);
+            return server.Model is { } m ? Status(200, "ok", m.Id) : Status(503, "loading", null);
+        });
+
+        app.MapGet("/metrics", async (HttpContext ctx) =>
+        {
+            ctx.Response.ContentType = PrometheusConstants.ExporterContentTypeValue.ToString();
+            await server.Metrics.Registry.CollectAndExportAsTextAsync(ctx.Response.Body, ctx.RequestAborted);
+        });
+
+        app.MapGet("/v1/models", Handler(ctx => Guard(ctx, log, () =>
+        {
+            var m = Ready(server);
+            return Task.FromResult<IResult>(TypedResults.Json(new ModelList("list", [new ModelCard(m.Id, "model", m.Created, "tilt", m.Model.Info.Description)]), ServerJson.Options));
+        })));
+
+        app.MapGet("/v1/models/{id}", (HttpContext ctx, string id) => Guard(ctx, log, () =>
+        {
+            var m = Ready(server);
+            if (id != m.Id) throw new ApiException(404, $"the model '{id}' does not exist; this server serves '{m.Id}'", "model", "model_not_found");
+            return Task.FromResult<IResult>(TypedResults.Json(new ModelCard(m.Id, "model", m.Created, "tilt", m.Model.Info.Description), ServerJson.Options));
+        }));
+
+        app.MapPost("/v1/completions", Handler(ctx => Guard(ctx, log, async () =>
+        {
+            var m = Admit(server);
+            var body = await ReadBody<CompletionRequest>(ctx, server.Options.Limits);
+            string prompt = Prompt(body.Prompt);
+            if (body.Logprobs is > 0)
+                throw ApiException.BadField("logprobs", "per-token alternatives are not available: logprobs may be 0 (tokens, offsets and the sequence's log p(y|x))");
+            var plan = RequestPlanner.Plan(body, prompt, body.MaxTokens, "max_tokens", 16, body.Logprobs is not null, body.Echo ?? false, m, server.Options, server.Catalog!);
+            return await Generate(ctx, server, m, plan, chat: false);
+        })));
+
+        app.MapPost("/v1/chat/completions", Handler(ctx => Guard(ctx, log, async () =>
+        {
+            var m = Admit(server);
+            var body = await ReadBody<ChatRequest>(ctx, server.Options.Limits);
+            var messages = Messages(body.Messages, server.Options.Limits);
+            if (body.TopLogprobs is > 0)
+                throw ApiException.BadField("top_logprobs", "per-token alternatives are not available: top_logprobs may be 0");
+            string prompt;
+            try
+            {
+                prompt = ChatPrompt.Format(m.Model.Info, messages);
+            }
+            catch (TiltException e)
+            {
+                throw ApiException.BadField("messages", e.Message);
+            }
+            var plan = RequestPlanner.Plan(body, prompt, body.MaxCompletionTokens ?? body.MaxTokens,
+                body.MaxCompletionTokens is not null ? "max_completion_tokens" : "max_tokens", 128, body.Logprobs ?? false, false, m, server.Options, server.Catalog!);
+            return await Generate(ctx, server, m, plan, chat: true);
+        })));
+
+        app.MapFallback((HttpContext ctx) =>
+            Error(new ApiException(404, $"no route {ctx.Request.Method} {ctx.Request.Path}", null, "unknown_route")));
+    }
+
+    /// <summary>A handler whose IResult is executed (a lambda over HttpContext alone would bind as a RequestDelegate and drop it).</summary>
+    private static Delegate Handler(Func<HttpContext, Task<IResult>> handler) => handler;
+
+    // ---- generation ----
+
+    private static async Task<IResult> Generate(HttpContext ctx, TiltServer server, ServedModel m, RequestPlan plan, bool chat)
+    {
+        var clock = Stopwatch.StartNew();
+        string id = (chat ? "chatcmpl-" : "cmpl-") + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
+        long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        string route = chat ? "/v1/chat/completions" : "/v1/completions";
+        if (!plan.Stream)
+        {
+            IReadOnlyList<AlignedSample> samples;
+            try
+            {
+                samples = await m.Engine.RunAsync(plan.Request, ctx.RequestAborted);
+            }
+            catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
+            {
+                server.OnFinished(new FinishedRequest(route, "cancelled", 0, DateTime.UtcNow));
+                throw;
+            }
+            var outputs = samples.Select(s => Shape(m, plan, s, StopScanner.Truncate(s.Text, plan.Stops))).ToList();
+            foreach (var s in samples) server.Metrics.Record(plan.Strategy, s);
+            if (samples.Count > 0) server.Metrics.TimeToFirstText.Observe(samples.Min(s => s.Timings.FirstAccepted.TotalSeconds));
+            server.Metrics.RequestDuration.WithLabels(route).Observe(clock.Elapsed.TotalSeconds);
+            var usage = Usage(plan, samples);
+            server.OnFinished(new FinishedRequest(route, "ok", 0, DateTime.UtcNow));
+            return chat
+                ? TypedResults.Json(new ChatResponse(id, "chat.completion", created, m.Id,
+                    outputs.Select((o, i) => new ChatChoice(i, new AssistantMessage("assistant", o.Text), null, o.ChatLogprobs, o.Finish, o.Alignment)).ToList(), usage), ServerJson.Options)
+                : TypedResults.Json(new CompletionResponse(id, "text_completion", created, m.Id,
+                    outputs.Select((o, i) => new CompletionChoice(plan.Echo ? plan.Prompt + o.Text : o.Text, i, o.Logprobs, o.Finish, o.Alignment)).ToList(), usage), ServerJson.Options);
+        }
+
+        // Streaming: the first event is awaited before the 200 goes out, so a full queue is still a 503.
+        var events = m.Engine.StreamAsync(plan.Request, ctx.RequestAborted).GetAsyncEnumerator(ctx.RequestAborted);
+        bool has;
+        try
+        {
+            has = await events.MoveNextAsync();
+        }
+        catch
+        {
+            await events.DisposeAsync();
+            throw;
+        }
+        ctx.Items[OutcomeKey] = "ok";
+        return TypedResults.ServerSentEvents(Frames(ctx, server, m, plan, chat, id, created, route, clock, events, has));
+    }
+
+    private static async IAsyncEnumerable<string> Frames(HttpContext ctx, TiltServer server, ServedModel m, RequestPlan plan, bool chat, string id, long created,
+        string route, Stopwatch clock, IAsyncEnumerator<AlignEvent> events, bool has, [EnumeratorCancellation] CancellationToken token = default)
+    {
+        var scanners = new StopScanner[plan.Choices];
+        for (int i = 0; i < scanners.Length; i++) scanners[i] = new StopScanner(plan.Stops);
+        var samples = new List<AlignedSample>();
+        int frames = 0;
+        bool firstText = true;
+        string outcome = "error";
+        ApiException? failure = null;
+        try
+        {
+            if (chat)
+            {
+                for (int i = 0; i < plan.Choices; i++)
+                {
+                    frames++;
+                    yield return Json(new ChatResponse(id, "chat.completion.chunk", created, m.Id, [new ChatChoice(i, null, new AssistantMessage("assistant", ""), null, null, null)], null));
+                }
+            }
+            else if (plan.Echo)
+            {
+                for (int i = 0; i < plan.Choices; i++)
+                {
+                    frames++;
+                    yield return Json(new CompletionResponse(id, "text_completion", created, m.Id, [new CompletionChoice(plan.Prompt, i, null, null, null)], null));
+                }
+            }
+
+            while (has)
+            {
+                string? frame = null;
+                switch (events.Current)
+                {
+                    case TextAccepted t when t.Sample < plan.Choices:
+                        string text = scanners[t.Sample].Push(t.TextDelta);
+                        if (text.Length > 0) frame = TextChunk(m, chat, id, created, t.Sample, text);
+                        break;
+                    case SampleCompleted c when c.Result.Index < plan.Choices:
+                        var s = c.Result;
+                        samples.Add(s);
+                        server.Metrics.Record(plan.Strategy, s);
+                        var scanner = scanners[s.Index];
+                        string rest = scanner.Flush();
+                        var cut = StopScanner.Truncate(s.Text, plan.Stops);
+                        var shaped = Shape(m, plan, s, (cut.Text, cut.Stopped || scanner.Stopped));
+                        frame = chat
+                            ? Json(new ChatResponse(id, "chat.completion.chunk", created, m.Id,
+                                [new ChatChoice(s.Index, null, new AssistantMessage(null, rest), shaped.ChatLogprobs, shaped.Finish, shaped.Alignment)], null))
+                            : Json(new CompletionResponse(id, "text_completion", created, m.Id,
+                                [new CompletionChoice(rest, s.Index, shaped.Logprobs, shaped.Finish, shaped.Alignment)], null));
+                        break;
+                }
+                if (frame is not null)
+                {
+                    if (firstText)
+                    {
+                        firstText = false;
+                        server.Metrics.TimeToFirstText.Observe(clock.Elapsed.TotalSeconds);
+                    }
+                    frames++;
+                    yield return frame;
+                }
+                failure = null;
+                try
+                {
+                    has = await events.MoveNextAsync();
+                }
+                catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
+                {
+                    outcome = "cancelled";
+                    yield break;
+                }
+                catch (Exception e)
+                {
+                    failure = ToApi(e);
+                    has = false;
+                }
+                if (failure is not null)
+                {
+                    outcome = Outcome(failure.Status);
+                    frames++;
+                    yield return JsonSerializer.Serialize(failure.ToBody(), ServerJson.Options);
+                    yield break;
+                }
+            }
+
+            if (plan.IncludeUsage)
+            {
+                var usage = Usage(plan, samples);
+                frames++;
+                yield return chat
+                    ? Json(new ChatResponse(id, "chat.completion.chunk", created, m.Id, [], usage))
+                    : Json(new CompletionResponse(id, "text_completion", created, m.Id, [], usage));
+            }
+            outcome = "ok";
+            frames++;
+            yield return "[DONE]";
+        }
+        finally
+        {
+            if (outcome == "error" && ctx.RequestAborted.IsCancellationRequested) outcome = "cancelled";
+            ctx.Items[OutcomeKey] = outcome;
+            await events.DisposeAsync();
+            server.Metrics.RequestDuration.WithLabels(route).Observe(clock.Elapsed.TotalSeconds);
+            server.OnFinished(new FinishedRequest(route, outcome, frames, DateTime.UtcNow));
+        }
+    }
+
+    private static string TextChunk(ServedModel m, bool chat, string id, long created, int index, string text) => chat
+        ? Json(new ChatResponse(id, "chat.completion.chunk", created, m.Id, [new ChatChoice(index, null, new AssistantMessage(null, text), null, null, null)], null))
+        : Json(new CompletionResponse(id, "text_completion", created, m.Id, [new CompletionChoice(text, index, null, null, null)], null));
+
+    private static string Json<T>(T value) => JsonSerializer.Serialize(value, ServerJson.Options);
+
+    private sealed record Shaped(string Text, string Finish, AlignmentReport Alignment, LogprobsDto? Logprobs, ChatLogprobsDto? ChatLogprobs);
+
+    private static Shaped Shape(ServedModel m, RequestPlan plan, AlignedSample s, (string Text, bool Stopped) cut)
+    {
+        string finish = cut.Stopped || s.Finish == AlignFinish.Eos ? "stop" : "length";
+        var candidates = s.Candidates.Count == 0 ? null : Candidates(s);
+        var report = new AlignmentReport(plan.Strategy, plan.RewardName, Finite(s.Reward), s.LogProb,
+            Kl(s.Kl), s.KlBound is { } b ? Kl(b) : null, s.TokensEvaluated,
+            new TimingsDto(s.Timings.Prefill.TotalMilliseconds, s.Timings.FirstAccepted.TotalMilliseconds, s.Timings.Total.TotalMilliseconds,
+                s.Timings.DecodeCalls, s.Timings.PerStep.TotalMilliseconds),
+            s.WinRateVsCandidates, candidates);
+        LogprobsDto? logprobs = null;
+        ChatLogprobsDto? chatLogprobs = null;
+        if (plan.Logprobs)
+        {
+            var tokens = new List<string>();
+            var offsets = new List<int>();
+            int offset = plan.Echo ? plan.Prompt.Length : 0;
+            foreach (int t in s.Tokens)
+            {
+                string piece = m.Model.Detokenize([t]);
+                tokens.Add(piece);
+                offsets.Add(offset);
+                offset += piece.Length;
+            }
+            logprobs = new LogprobsDto(tokens, null, null, offsets, s.LogProb);
+            chatLogprobs = new ChatLogprobsDto(null, s.LogProb);
+        }
+        return new Shaped(cut.Text, finish, report, logprobs, chatLogprobs);
+    }
+
+    private static List<CandidateDto> Candidates(AlignedSample s)
+    {
+        bool marked = false;
+        var list = new List<CandidateDto>(s.Candidates.Count);
+        foreach (var c in s.Candidates)
+        {
+            bool selected = !marked && c.Tokens.SequenceEqual(s.Tokens);
+            marked |= selected;
+            list.Add(new CandidateDto(c.Text, Finite(c.Reward), c.LogProb, selected, c.Rejected ? true : null));
+        }
+        return list;
+    }
+
+    private static KlDto Kl(KlReport k) => new(Finite(k.Value), Snake(k.Method.ToString()), Snake(k.Band.ToString()));
+
+    private static double? Finite(double x) => double.IsFinite(x) ? x : null;
+
+    private static string Snake(string pascal) => JsonNamingPolicy.SnakeCaseLower.ConvertName(pascal);
+
+    private static Usage Usage(RequestPlan plan, IReadOnlyList<AlignedSample> samples)
+    {
+        int completion = samples.Sum(s => s.Tokens.Count);
+        return new Usage(plan.PromptTokens, completion, plan.PromptTokens + completion);
+    }
+
+    // ---- input ----
+
+    private static async Task<T> ReadBody<T>(HttpContext ctx, RequestLimits limits) where T : class
+    {
+        long limit = limits.MaxBodyBytes;
+        if (ctx.Request.ContentLength > limit) throw TooLarge(limit);
+        var buffer = new MemoryStream();
+        var chunk = new byte[16384];
+        try
+        {
+            int read;
+            while ((read = await ctx.Request.Body.ReadAsync(chunk, ctx.RequestAborted)) > 0)
+            {
+                if (buffer.Length + read > limit) throw TooLarge(limit);
+                buffer.Write(chunk, 0, read);
+            }
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            throw TooLarge(limit);
+        }
+        if (buffer.Length == 0) throw new ApiException(400, "the request body is empty: send a JSON object", null, "invalid_json");
+        try
+        {
+            return JsonSerializer.Deserialize<T>(buffer.GetBuffer().AsSpan(0, (int)buffer.Length), ServerJson.Options)
+                   ?? throw new ApiException(400, "the request body must be a JSON object, got null", null, "invalid_json");
+        }
+        catch (JsonException e)
+        {
+            string? param = e.Path is { Length: > 2 } path ? path[2..] : null;
+            string what = param is null ? "the request body is not valid JSON" : $"'{param}' has the wrong type or an invalid value";
+            string where = e.LineNumber is { } line ? $" (line {line + 1}, byte {e.BytePositionInLine + 1})" : "";
+            throw new ApiException(400, what + where + (e.Message.Contains("could not be mapped", StringComparison.Ordinal) ? ": unknown field in alignment" : ""), param, "invalid_json");
+        }
+    }
+
+    private static ApiException TooLarge(long limit) => new(413, $"the request body is larger than {limit} bytes", null, "request_too_large");
+
+    private static string Prompt(JsonElement? prompt)
+    {
+        if (prompt is not { } e || e.ValueKind == JsonValueKind.Null) throw ApiException.BadField("prompt", "prompt is required");
+        if (e.ValueKind == JsonValueKind.String) return e.GetString()!;
+        if (e.ValueKind == JsonValueKind.Array && e.GetArrayLength() == 1 && e[0].ValueKind == JsonValueKind.String) return e[0].GetString()!;
+        throw ApiException.BadField("prompt", "prompt must be a string or an array of one string (token arrays and batches of prompts are not served)");
+    }
+
+    private static List<ChatMessage> Messages(List<ChatMessageDto>? messages, RequestLimits limits)
+    {
+        if (messages is null || messages.Count == 0) throw ApiException.BadField("messages", "messages must be a non-empty array");
+        if (messages.Count > limits.MaxMessages)
+            throw new ApiException(400, $"messages holds {messages.Count} messages; the limit is {limits.MaxMessages}", "messages", "out_of_range");
+        var list = new List<ChatMessage>(messages.Count);
+        for (int i = 0; i < messages.Count; i++)
+        {
+            var m = messages[i];
+            if (m is null) throw ApiException.BadField($"messages[{i}]", $"messages[{i}] must be an object");
+            if (m.Role is not ("system" or "developer" or "user" or "assistant"))
+                throw ApiException.BadField($"messages[{i}].role", $"messages[{i}].role must be system, developer, user or assistant, got '{m.Role}'");
+            list.Add(new ChatMessage(m.Role == "developer" ? "system" : m.Role, Content(m.Content, i)));
+        }
+        return list;
+    }
+
+    private static string Content(JsonElement? content, int i)
+    {
+        if (content is { ValueKind: JsonValueKind.String } s) return s.GetString()!;
+        if (content is { ValueKind: JsonValueKind.Array } parts)
+        {
+            var text = new StringBuilder();
+            foreach (var part in parts.EnumerateArray())
+            {
+                if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type) || type.GetString() != "text"
+                    || !part.TryGetProperty("text", out var t) || t.ValueKind != JsonValueKind.String)
+                    throw ApiException.BadField($"messages[{i}].content", $"messages[{i}].content parts must be {{\"type\": \"text\", \"text\": ...}} (only text is served)");
+                text.Append(t.GetString());
+            }
+            return text.ToString();
+        }
+        throw ApiException.BadField($"messages[{i}].content", $"messages[{i}].content must be a string or an array of text parts");
+    }
+
+    // ---- errors and admission ----
+
+    private static ServedModel Ready(TiltServer server) =>
+        server.Model ?? throw new ApiException(503, server.ModelReady.IsFaulted ? "the model failed to load" : "the model is still loading", null, "model_loading") { RetryAfterSeconds = 1 };
+
+    private static ServedModel Admit(TiltServer server)
+    {
+        if (server.Draining) throw new ApiException(503, "the server is shutting down", null, "shutting_down") { RetryAfterSeconds = 1 };
+        return Ready(server);
+    }
+
+    private static async Task<IResult> Guard(HttpContext ctx, ILogger log, Func<Task<IResult>> body)
+    {
+        try
+        {
+            return await body();
+        }
+        catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
+        {
+            ctx.Items[OutcomeKey] = "cancelled";
+            return TypedResults.Empty;
+        }
+        catch (Exception e)
+        {
+            var api = ToApi(e);
+            if (api.Status >= 500 && api.Code == "internal_error") log.LogError(e, "request failed");
+            // The unread rest of an oversized body is not drained: the connection closes after the 413.
+            if (api.Status == 413) ctx.Response.Headers.Connection = "close";
+            if (api.RetryAfterSeconds is { } seconds) ctx.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            return Error(api);
+        }
+    }
+
+    private static ApiException ToApi(Exception e) => e switch
+    {
+        ApiException api => api,
+        EngineBusyException busy => new ApiException(503, busy.Message, null, "engine_busy") { RetryAfterSeconds = 1 },
+        OperationCanceledException => new ApiException(503, "the server is shutting down; the request was cancelled", null, "shutting_down") { RetryAfterSeconds = 1 },
+        TiltException t => new ApiException(400, t.Message, null, "invalid_request"),
+        ArgumentException a => new ApiException(400, a.Message, a.ParamName, "invalid_value"),
+        _ => new ApiException(500, "internal server error", null, "internal_error"),
+    };
+
+    private static IResult Error(ApiException e) => TypedResults.Json(e.ToBody(), ServerJson.Options, statusCode: e.Status);
+
+    private static IResult Status(int code, string status, string? detail) =>
+        TypedResults.Json(new { status, model = code == 200 ? detail : null, error = code != 200 ? detail : null }, ServerJson.Options, statusCode: code);
+
+    private static string Outcome(int status) => status switch
+    {
+        < 400 => "ok",
+        400 => "bad_request",
+        401 => "unauthorized",
+        404 => "not_found",
+        405 => "not_found",
+        413 => "too_large",
+        429 or 503 => "busy",
+        _ => "error",
+    };
+}

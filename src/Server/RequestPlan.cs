@@ -1,0 +1,169 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using Tilt.Engine.Decoding;
+using Tilt.Engine.Rewards;
+using Tilt.Engine.Sampling;
+using Tilt.Engine.Strategies;
+using Tilt.Engine.Values;
+using Tilt.Kernels;
+
+namespace Tilt.Server;
+
+/// <summary>A validated generation request: what to send to the engine and how to shape the answer.</summary>
+internal sealed record RequestPlan(
+    string Prompt,
+    int PromptTokens,
+    DecodingRequest Request,
+    int Choices,
+    IReadOnlyList<string> Stops,
+    bool Stream,
+    bool IncludeUsage,
+    bool Logprobs,
+    string Strategy,
+    string? RewardName,
+    bool Echo);
+
+/// <summary>
+/// Turns an OpenAI-shaped request into a <see cref="DecodingRequest"/>. Every refusal is a 400 that names the field
+/// (and the limit, for bounds); the strategies themselves live in the engine.
+/// </summary>
+internal static class RequestPlanner
+{
+    public static RequestPlan Plan(GenerationRequestBase r, string prompt, int? maxTokensField, string maxTokensName, int defaultMaxTokens,
+        bool logprobs, bool echo, ServedModel served, ServerOptions options, RewardCatalog catalog)
+    {
+        var limits = options.Limits;
+        if (r.Model is { } model && model != served.Id)
+            throw new ApiException(404, $"the model '{model}' does not exist; this server serves '{served.Id}'", "model", "model_not_found");
+        if (prompt.Length > limits.MaxPromptChars)
+            throw ApiException.BadField("prompt", $"the prompt is {prompt.Length} characters; the limit is {limits.MaxPromptChars}");
+
+        int maxTokens = maxTokensField ?? defaultMaxTokens;
+        Bound(maxTokensName, maxTokens, 1, limits.MaxTokens);
+        int n = r.N ?? 1;
+        Bound("n", n, 1, limits.MaxChoices);
+        double temperature = r.Temperature ?? 1.0;
+        if (!(temperature >= 0 && temperature <= 2))
+            throw ApiException.BadField("temperature", $"temperature must be between 0 and 2 (0 = greedy), got {temperature}");
+        double topP = r.TopP ?? 1.0;
+        if (!(topP > 0 && topP <= 1))
+            throw ApiException.BadField("top_p", $"top_p must be in (0, 1], got {topP}");
+        var stops = Stops(r.Stop, limits);
+        ulong seed = r.Seed is { } s ? unchecked((ulong)s) : BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
+
+        int promptTokens = served.Model.Tokenize(prompt).Length;
+        int room = Math.Min(served.Model.Info.TrainedContextSize, served.Engine.Options.MaxSequenceLength - 1) - promptTokens;
+        if (maxTokens > room)
+            throw ApiException.BadField(maxTokensName,
+                $"the prompt is {promptTokens} tokens, so {maxTokensName} can be at most {Math.Max(0, room)} (context {served.Model.Info.TrainedContextSize} tokens, " +
+                $"{served.Engine.Options.MaxSequenceLength} per sequence); got {maxTokens}");
+
+        var sampling = new SamplingParameters((float)temperature, 0, (float)topP);
+        DecodingOptions decoding;
+        IReward? reward = null;
+        IValueFunction? value = null;
+        string strategy = "generate";
+        string? rewardName = null;
+        if (r.Alignment is not { } a)
+        {
+            decoding = new GenerationOptions { Samples = n };
+        }
+        else
+        {
+            strategy = a.Strategy?.ToLowerInvariant() switch
+            {
+                null => throw ApiException.BadField("alignment.strategy", "alignment.strategy is required: bon, tokenwise, blockwise or rejection"),
+                "bon" or "tokenwise" or "blockwise" or "rejection" => a.Strategy.ToLowerInvariant(),
+                _ => throw new ApiException(400, $"unknown alignment.strategy '{a.Strategy}' (known: bon, tokenwise, blockwise, rejection)", "alignment.strategy", "unknown_strategy"),
+            };
+            if (stops.Count > 0)
+                throw ApiException.BadField("stop", "stop sequences are not supported with alignment: the reward and KL refer to the whole text the strategy chose");
+            rewardName = a.Reward ?? RewardCatalog.DefaultReward;
+            reward = catalog.Reward(rewardName);
+            double beta = a.Beta ?? 1.0;
+            if (!double.IsFinite(beta) || beta <= 0)
+                throw ApiException.BadField("alignment.beta", $"alignment.beta must be a finite number > 0, got {beta}");
+            if (a.ValueHead is { } head)
+            {
+                if (strategy == "bon") throw ApiException.BadField("alignment.value_head", "alignment.value_head steers tokenwise and blockwise CD; best-of-n ranks by the reward");
+                value = catalog.ValueHead(head);
+            }
+            decoding = strategy switch
+            {
+                "bon" => new BestOfNOptions
+                {
+                    N = Bound("alignment.n", a.N ?? 4, 1, Math.Min(limits.MaxCandidates, served.Engine.Options.MaxSequences)),
+                    ReturnCandidates = a.ReturnCandidates ?? false,
+                    Samples = n,
+                },
+                "rejection" => new RejectionOptions
+                {
+                    N = Bound("alignment.n", a.N ?? 16, 1, Math.Min(limits.MaxCandidates, served.Engine.Options.MaxSequences)),
+                    Alpha = a.Alpha is { } alpha && double.IsFinite(alpha) && alpha >= 0 && alpha < 1
+                        ? alpha
+                        : a.Alpha is null ? 0.5 : throw ApiException.BadField("alignment.alpha", $"alignment.alpha must be in [0, 1), got {a.Alpha}"),
+                    Every = Bound("alignment.every", a.Every ?? 8, 1, Math.Max(1, maxTokens - 1)),
+                    ReturnCandidates = a.ReturnCandidates ?? false,
+                    Samples = n,
+                },
+                "tokenwise" => new TokenwiseOptions
+                {
+                    Candidates = Bound("alignment.top_k", a.TopK ?? 16, 1, Math.Min(limits.MaxCandidates, served.Engine.Options.MaxSequences)),
+                    Beta = beta,
+                    Samples = n,
+                },
+                _ => new BlockwiseOptions
+                {
+                    K = Bound("alignment.k", a.K ?? 8, 1, Math.Min(limits.MaxCandidates, served.Engine.Options.MaxSequences)),
+                    BlockSize = Bound("alignment.block", a.Block ?? 8, 1, limits.MaxBlock),
+                    Beta = beta,
+                    Selection = a.Selection?.ToLowerInvariant() switch
+                    {
+                        null or "argmax" => BlockSelectionMode.Argmax,
+                        "sample" => BlockSelectionMode.Sample,
+                        _ => throw ApiException.BadField("alignment.selection", $"alignment.selection must be argmax or sample, got '{a.Selection}'"),
+                    },
+                    Samples = n,
+                },
+            };
+        }
+
+        decoding = decoding with
+        {
+            MaxTokens = maxTokens,
+            Seed = seed,
+            Sampling = sampling,
+            KvCacheType = options.KvCacheType,
+            Threads = options.Threads,
+        };
+        var request = new DecodingRequest { Prompt = prompt, Options = decoding, Reward = reward, Value = value };
+        return new RequestPlan(prompt, promptTokens, request, n, stops, r.Stream ?? false, r.StreamOptions?.IncludeUsage ?? false,
+            logprobs, strategy, rewardName, echo);
+    }
+
+    private static int Bound(string field, int value, int min, int max) =>
+        value >= min && value <= max
+            ? value
+            : throw new ApiException(400, $"{field} must be between {min} and {max}, got {value}", field, "out_of_range");
+
+    private static IReadOnlyList<string> Stops(JsonElement? stop, RequestLimits limits)
+    {
+        if (stop is not { } e || e.ValueKind == JsonValueKind.Null) return [];
+        var list = new List<string>();
+        if (e.ValueKind == JsonValueKind.String) list.Add(e.GetString()!);
+        else if (e.ValueKind == JsonValueKind.Array)
+        {
+            foreach (var item in e.EnumerateArray())
+            {
+                if (item.ValueKind != JsonValueKind.String) throw ApiException.BadField("stop", "stop must be a string or an array of strings");
+                list.Add(item.GetString()!);
+            }
+        }
+        else throw ApiException.BadField("stop", "stop must be a string or an array of strings");
+        if (list.Count > limits.MaxStops) throw new ApiException(400, $"stop holds {list.Count} sequences; the limit is {limits.MaxStops}", "stop", "out_of_range");
+        foreach (var s in list)
+            if (s.Length == 0 || s.Length > limits.MaxStopChars)
+                throw new ApiException(400, $"each stop sequence must be 1 to {limits.MaxStopChars} characters, got {s.Length}", "stop", "out_of_range");
+        return list;
+    }
+}

@@ -1,0 +1,86 @@
+using Tilt.Engine.Models;
+
+namespace Tilt.Server;
+
+/// <summary>How <c>tilt serve</c> listens, whom it admits and what it lets requests ask for.</summary>
+public sealed record ServerOptions
+{
+    /// <summary>Address to bind. Defaults to loopback (127.0.0.1): exposing the server is an explicit choice.</summary>
+    public string Host { get; init; } = "127.0.0.1";
+
+    /// <summary>TCP port; 0 picks a free one (the bound address is printed). Defaults to 8080.</summary>
+    public int Port
+    {
+        get;
+        init => field = value is >= 0 and <= 65535 ? value : throw new ArgumentOutOfRangeException(nameof(Port), value, $"the port must be between 0 and 65535, got {value}");
+    } = 8080;
+
+    /// <summary>When set, every route except /health needs <c>Authorization: Bearer KEY</c>. Defaults to null (no key).</summary>
+    public string? ApiKey
+    {
+        get;
+        init => field = value is null || value.Length > 0 ? value : throw new ArgumentException("the API key must not be empty", nameof(ApiKey));
+    }
+
+    /// <summary>
+    /// A JSON file naming the rewards and value heads requests may use:
+    /// <c>{"rewards": {"NAME": "SPEC"}, "value_heads": {"NAME": "FILE"}}</c> (paths relative to the file). Defaults to null:
+    /// only the built-ins.
+    /// </summary>
+    public string? RewardsFile { get; init; }
+
+    /// <summary>
+    /// When set, reward specs in requests may read files (<c>lexicon:FILE</c>, <c>head:FILE</c>) and name value heads by
+    /// path, but only inside this directory after resolving symbolic links. Defaults to null: requests never name files.
+    /// </summary>
+    public string? AllowFilesDirectory { get; init; }
+
+    /// <summary>How long in-flight requests may run after a shutdown signal before they are cancelled. Defaults to 10 s.</summary>
+    public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>What one request may ask for.</summary>
+    public RequestLimits Limits { get; init; } = new();
+
+    /// <summary>KV cache type of every request (F32 makes outputs independent of what else is in the batch). Defaults to F16.</summary>
+    public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
+
+    /// <summary>CPU threads for llama.cpp; null lets it choose.</summary>
+    public int? Threads { get; init; }
+}
+
+/// <summary>Bounds on what one request may ask for; a value outside them is a 400 naming the field and the limit.</summary>
+public sealed record RequestLimits
+{
+    /// <summary>Largest request body in bytes (413 beyond). Defaults to 1 MiB.</summary>
+    public long MaxBodyBytes { get; init; } = 1 << 20;
+
+    /// <summary>Largest max_tokens. Defaults to 1024 (the model's context also bounds prompt + max_tokens).</summary>
+    public int MaxTokens { get; init; } = 1024;
+
+    /// <summary>Largest n (choices per request). Defaults to 16.</summary>
+    public int MaxChoices { get; init; } = 16;
+
+    /// <summary>Largest alignment.n (best-of-n candidates), alignment.k (blockwise candidate blocks) and alignment.top_k. Defaults to 64.</summary>
+    public int MaxCandidates { get; init; } = 64;
+
+    /// <summary>Largest alignment.block (tokens per block). Defaults to 256.</summary>
+    public int MaxBlock { get; init; } = 256;
+
+    /// <summary>Longest prompt (all messages together) in characters. Defaults to 65536.</summary>
+    public int MaxPromptChars { get; init; } = 65536;
+
+    /// <summary>Most chat messages. Defaults to 256.</summary>
+    public int MaxMessages { get; init; } = 256;
+
+    /// <summary>Most stop sequences, as OpenAI allows. Defaults to 4.</summary>
+    public int MaxStops { get; init; } = 4;
+
+    /// <summary>Longest stop sequence in characters. Defaults to 256.</summary>
+    public int MaxStopChars { get; init; } = 256;
+
+    /// <summary>Longest reward spec in a request. Defaults to 512 characters.</summary>
+    public int MaxRewardSpecChars { get; init; } = 512;
+
+    /// <summary>How long one regex count of a request's reward may run per candidate. Defaults to 100 ms.</summary>
+    public TimeSpan RegexMatchTimeout { get; init; } = TimeSpan.FromMilliseconds(100);
+}

@@ -1,0 +1,176 @@
+using System.Text.Json;
+using Tilt.Engine.Decoding;
+
+namespace Tilt.Server.Tests;
+
+public sealed class ErrorTests
+{
+    private static async Task<JsonElement> ExpectError(HttpResponseMessage response, int status, string? param)
+    {
+        string body = await response.Content.ReadAsStringAsync();
+        Assert.True((int)response.StatusCode == status, $"expected {status}, got {(int)response.StatusCode}: {body}");
+        Assert.DoesNotContain("   at ", body); // never a stack trace
+        var error = JsonDocument.Parse(body).RootElement.GetProperty("error");
+        Assert.False(string.IsNullOrWhiteSpace(error.GetProperty("message").GetString()));
+        Assert.False(string.IsNullOrWhiteSpace(error.GetProperty("type").GetString()));
+        Assert.True(error.TryGetProperty("code", out _));
+        Assert.Equal(param, error.GetProperty("param").GetString());
+        return error;
+    }
+
+    [Theory]
+    [InlineData("{\"prompt\": \"x\",", null)]                                                      // malformed JSON
+    [InlineData("[1, 2]", null)]                                                                   // not an object
+    [InlineData("{\"prompt\": \"x\", \"n\": \"two\"}", "n")]                                       // wrong type
+    [InlineData("{\"prompt\": \"x\", \"max_tokens\": 1.5}", "max_tokens")]
+    [InlineData("{\"prompt\": 42}", "prompt")]
+    [InlineData("{\"max_tokens\": 4}", "prompt")]
+    [InlineData("{\"prompt\": \"x\", \"temperature\": 3}", "temperature")]
+    [InlineData("{\"prompt\": \"x\", \"top_p\": 0}", "top_p")]
+    [InlineData("{\"prompt\": \"x\", \"max_tokens\": 100000}", "max_tokens")]
+    [InlineData("{\"prompt\": \"x\", \"n\": 17}", "n")]
+    [InlineData("{\"prompt\": \"x\", \"stop\": [\"a\", \"b\", \"c\", \"d\", \"e\"]}", "stop")]
+    [InlineData("{\"prompt\": \"x\", \"logprobs\": 5}", "logprobs")]
+    [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"beam\"}}", "alignment.strategy")]
+    [InlineData("{\"prompt\": \"x\", \"alignment\": {}}", "alignment.strategy")]
+    [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"bon\", \"beta\": NaN}}", "alignment.beta")]
+    [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"tokenwise\", \"beta\": \"NaN\"}}", "alignment.beta")]
+    [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"tokenwise\", \"beta\": 0}}", "alignment.beta")]
+    [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"bon\", \"n\": 65}}", "alignment.n")]
+    [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"blockwise\", \"k\": 0}}", "alignment.k")]
+    [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"blockwise\", \"block\": 257}}", "alignment.block")]
+    [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"tokenwise\", \"top_k\": 65}}", "alignment.top_k")]
+    [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"bon\", \"stratgy\": 1}}", "alignment.stratgy")]
+    [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"bon\", \"reward\": \"nosuchkind:1\"}}", "alignment.reward")]
+    [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"bon\", \"reward\": \"lexicon:/etc/passwd\"}}", "alignment.reward")]
+    [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"bon\", \"reward\": \"head:../../x\"}}", "alignment.reward")]
+    [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"bon\", \"reward\": \"0.5*length:3+lexicon:../../etc/shadow\"}}", "alignment.reward")]
+    [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"blockwise\", \"value_head\": \"/etc/passwd\"}}", "alignment.value_head")]
+    [InlineData("{\"prompt\": \"x\", \"stop\": \"a\", \"alignment\": {\"strategy\": \"bon\"}}", "stop")]
+    public async Task Bad_requests_are_400_naming_the_field(string body, string? param)
+    {
+        await using var host = await Host.StartAsync(Transport.InProcess);
+        using var response = await host.PostAsync("/v1/completions", body);
+        var error = await ExpectError(response, 400, param);
+        Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
+    }
+
+    [Fact]
+    public async Task Bounds_name_the_limit_and_files_are_never_read()
+    {
+        await using var host = await Host.StartAsync(Transport.InProcess);
+        using (var r = await host.PostAsync("/v1/completions", """{"prompt": "x", "alignment": {"strategy": "blockwise", "k": 100}}"""))
+            Assert.Contains("between 1 and 64, got 100", (await ExpectError(r, 400, "alignment.k")).GetProperty("message").GetString());
+        using (var r = await host.PostAsync("/v1/completions", """{"prompt": "x", "alignment": {"strategy": "bon", "reward": "lexicon:/etc/passwd"}}"""))
+            Assert.Contains("cannot make the server read files", (await ExpectError(r, 400, "alignment.reward")).GetProperty("message").GetString());
+        // The prompt plus max_tokens must fit the context; the error says how many tokens fit.
+        using (var r = await host.PostAsync("/v1/completions", """{"prompt": "x", "max_tokens": 1000}"""))
+            Assert.Contains("can be at most", (await ExpectError(r, 400, "max_tokens")).GetProperty("message").GetString());
+    }
+
+    [Theory]
+    [InlineData(Transport.Loopback)]
+    [InlineData(Transport.InProcess)]
+    public async Task Unknown_model_and_route_are_404_and_a_large_body_is_413(Transport transport)
+    {
+        await using var host = await Host.StartAsync(transport, new ServerOptions { Limits = new RequestLimits { MaxBodyBytes = 4096 } });
+        using (var r = await host.PostAsync("/v1/completions", """{"model": "gpt-5", "prompt": "x"}"""))
+            Assert.Equal("model_not_found", (await ExpectError(r, 404, "model")).GetProperty("code").GetString());
+        using (var r = await host.Client.GetAsync("/v1/nothing"))
+            await ExpectError(r, 404, null);
+        using (var r = await host.Client.GetAsync("/v1/models/gpt-5"))
+            await ExpectError(r, 404, "model");
+        string big = "{\"prompt\": \"" + new string('a', 8192) + "\"}";
+        using (var r = await host.PostAsync("/v1/completions", big))
+            Assert.Equal("request_too_large", (await ExpectError(r, 413, null)).GetProperty("code").GetString());
+        using (var r = await host.PostAsync("/v1/chat/completions", """{"messages": [{"role": "wizard", "content": "x"}]}"""))
+            await ExpectError(r, 400, "messages[0].role");
+    }
+
+    [Theory]
+    [InlineData(Transport.Loopback)]
+    [InlineData(Transport.InProcess)]
+    public async Task The_api_key_guards_every_route_but_health(Transport transport)
+    {
+        await using var host = await Host.StartAsync(transport, new ServerOptions { ApiKey = "s3cret" });
+        using (var r = await host.Client.GetAsync("/health")) Assert.Equal(200, (int)r.StatusCode);
+        using (var r = await host.PostAsync("/v1/completions", """{"prompt": "x", "max_tokens": 2}"""))
+            Assert.Equal("invalid_api_key", (await ExpectError(r, 401, null)).GetProperty("code").GetString());
+        using (var r = await host.PostAsync("/v1/completions", """{"prompt": "x", "max_tokens": 2}""", key: "s3cre"))
+            await ExpectError(r, 401, null);
+        using (var r = await host.PostAsync("/v1/completions", """{"prompt": "x", "max_tokens": 2}""", key: "s3cret!"))
+            await ExpectError(r, 401, null);
+        using (var r = await host.Client.GetAsync("/metrics")) await ExpectError(r, 401, null);
+        using (var r = await host.Client.GetAsync("/v1/models")) await ExpectError(r, 401, null);
+        using (var r = await host.Client.GetAsync("/nothing")) await ExpectError(r, 401, null); // no probing of routes either
+        using (var r = await host.PostAsync("/v1/completions", """{"prompt": "x", "max_tokens": 2}""", key: "s3cret"))
+            Assert.Equal(200, (int)r.StatusCode);
+    }
+
+    [Fact]
+    public async Task Health_is_503_until_the_model_is_loaded_and_requests_wait_with_503()
+    {
+        var gate = new TaskCompletionSource();
+        await using var host = await Host.StartAsync(Transport.Loopback, load: async _ =>
+        {
+            await gate.Task;
+            return Host.LoadModel();
+        }, waitForModel: false);
+        using (var r = await host.Client.GetAsync("/health"))
+        {
+            Assert.Equal(503, (int)r.StatusCode);
+            Assert.Contains("loading", await r.Content.ReadAsStringAsync());
+        }
+        using (var r = await host.PostAsync("/v1/completions", """{"prompt": "x", "max_tokens": 2}"""))
+        {
+            await ExpectError(r, 503, null);
+            Assert.True(r.Headers.Contains("Retry-After"));
+        }
+        gate.SetResult();
+        await host.Server.ModelReady.WaitAsync(TimeSpan.FromSeconds(60));
+        using (var r = await host.Client.GetAsync("/health")) Assert.Equal(200, (int)r.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_full_queue_is_503_with_Retry_After()
+    {
+        // Capacity 1 sequence and no waiting room: long requests fill it and the next is refused at once.
+        await using var host = await Host.StartAsync(Transport.Loopback, engine: new EngineOptions { MaxSequences = 1, MaxQueuedRequests = 0, KvCacheType = Engine.Models.KvCacheType.F32 });
+        const string Long = """{"prompt": "Once upon a time", "max_tokens": 400, "stream": true, "seed": 1}""";
+        using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        // Sent together: the ones admitted or queued hold their place, the rest are refused without waiting.
+        var pending = Enumerable.Range(0, 4).Select(_ => host.PostAsync("/v1/completions", Long, token: cancel.Token)).ToList();
+        HttpResponseMessage? refused = null;
+        var all = new List<Task<HttpResponseMessage>>(pending);
+        try
+        {
+            while (refused is null && pending.Count > 0)
+            {
+                var done = await Task.WhenAny(pending);
+                pending.Remove(done);
+                if ((int)(await done).StatusCode != 200) refused = await done;
+            }
+            Assert.NotNull(refused);
+            var error = await ExpectError(refused, 503, null);
+            Assert.Equal("engine_busy", error.GetProperty("code").GetString());
+            Assert.Equal("1", refused.Headers.GetValues("Retry-After").Single());
+        }
+        finally
+        {
+            await cancel.CancelAsync();
+            foreach (var t in all)
+            {
+                try
+                {
+                    (await t).Dispose();
+                }
+                catch (OperationCanceledException)
+                {
+                    // a request still waiting for its headers when the test ended
+                }
+            }
+        }
+        using var metrics = await host.Client.GetAsync("/metrics");
+        Assert.Matches("tilt_requests_total\\{route=\"/v1/completions\",outcome=\"busy\"\\} [1-3]", await metrics.Content.ReadAsStringAsync());
+    }
+}

@@ -1,0 +1,144 @@
+// The official OpenAI Node SDK against a real `tilt serve` process on a loopback port: completions, chat, streaming,
+// the alignment extension (passed as an extra body field, which the SDK forwards), error handling, and SIGTERM.
+// Run by build.ps1 test (JUnit report) or: cd tests/Server.Tests/sdk && npm ci && npm test
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import OpenAI from 'openai';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '../../..');
+const cli = process.env.TILT_CLI ?? path.join(root, 'src/Cli/bin/Release/net10.0/tilt.dll');
+const KEY = 'sdk-test-key';
+
+let server;
+let exited;
+let client;
+
+before(async () => {
+  server = spawn('dotnet', [cli, 'serve', '--port', '0', '--api-key', KEY, '--kv-f32', '--drain-seconds', '5'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  exited = new Promise((resolve) => server.on('exit', (code, signal) => resolve({ code, signal })));
+  let stderr = '';
+  server.stderr.on('data', (d) => { stderr += d; });
+  const baseURL = await new Promise((resolve, reject) => {
+    let out = '';
+    let url;
+    const timer = setTimeout(() => reject(new Error(`tilt serve did not get ready in 60 s: ${out} ${stderr}`)), 60_000);
+    server.stdout.on('data', (d) => {
+      out += d;
+      url ??= /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1];
+      if (url && out.includes('ready:')) { clearTimeout(timer); resolve(url); }
+    });
+    server.on('exit', (code) => { clearTimeout(timer); reject(new Error(`tilt serve exited with ${code}: ${out} ${stderr}`)); });
+  });
+  client = new OpenAI({ baseURL: `${baseURL}/v1`, apiKey: KEY, maxRetries: 0, timeout: 60_000 });
+});
+
+after(async () => {
+  if (server && server.exitCode === null) server.kill('SIGKILL');
+});
+
+test('completions: text, usage, reproducible by seed', async () => {
+  const a = await client.completions.create({ model: 'stories260K', prompt: 'Once upon a time', max_tokens: 16, seed: 3 });
+  const b = await client.completions.create({ model: 'stories260K', prompt: 'Once upon a time', max_tokens: 16, seed: 3 });
+  assert.equal(a.object, 'text_completion');
+  assert.ok(a.choices[0].text.length > 0);
+  assert.equal(a.choices[0].text, b.choices[0].text);
+  assert.ok(['stop', 'length'].includes(a.choices[0].finish_reason));
+  assert.equal(a.usage.total_tokens, a.usage.prompt_tokens + a.usage.completion_tokens);
+});
+
+test('chat completions with n = 2', async () => {
+  const r = await client.chat.completions.create({
+    model: 'stories260K', messages: [{ role: 'user', content: 'Once upon a time' }], max_tokens: 16, n: 2, seed: 1,
+  });
+  assert.equal(r.object, 'chat.completion');
+  assert.equal(r.choices.length, 2);
+  assert.deepEqual(r.choices.map((c) => c.index), [0, 1]);
+  for (const c of r.choices) {
+    assert.equal(c.message.role, 'assistant');
+    assert.ok(c.message.content.length > 0);
+  }
+});
+
+test('streaming chat equals the non-streamed answer', async () => {
+  const params = { model: 'stories260K', messages: [{ role: 'user', content: 'Lily' }], max_tokens: 20, seed: 5 };
+  const whole = await client.chat.completions.create(params);
+  const stream = await client.chat.completions.create({ ...params, stream: true, stream_options: { include_usage: true } });
+  let text = '';
+  let finish = null;
+  let usage = null;
+  let chunks = 0;
+  for await (const chunk of stream) {
+    chunks++;
+    assert.equal(chunk.object, 'chat.completion.chunk');
+    for (const c of chunk.choices) {
+      text += c.delta?.content ?? '';
+      finish = c.finish_reason ?? finish;
+    }
+    usage = chunk.usage ?? usage;
+  }
+  assert.ok(chunks > 2);
+  assert.equal(text, whole.choices[0].message.content);
+  assert.ok(finish);
+  assert.equal(usage.completion_tokens, whole.usage.completion_tokens);
+});
+
+test('alignment extension: best-of-n with candidates, blockwise streamed by block', async () => {
+  const bon = await client.completions.create({
+    model: 'stories260K', prompt: 'Once upon a time', max_tokens: 16, seed: 2,
+    alignment: { strategy: 'bon', n: 4, reward: 'sentiment', return_candidates: true },
+  });
+  const a = bon.choices[0].alignment;
+  assert.equal(a.strategy, 'bon');
+  assert.equal(typeof a.reward, 'number');
+  assert.equal(a.kl.method, 'best_of_n_estimate');
+  assert.ok(a.kl_bound.value >= a.kl.value - 1e-9);
+  assert.equal(a.candidates.length, 4);
+  assert.equal(a.candidates.filter((c) => c.selected).length, 1);
+  assert.equal(Math.max(...a.candidates.map((c) => c.reward)), a.reward);
+
+  const stream = await client.completions.create({
+    model: 'stories260K', prompt: 'Once upon a time', max_tokens: 24, seed: 2, stream: true,
+    alignment: { strategy: 'blockwise', k: 4, block: 8, reward: 'length:20' },
+  });
+  const pieces = [];
+  let last;
+  for await (const chunk of stream) {
+    for (const c of chunk.choices) {
+      if (c.text) pieces.push(c.text);
+      if (c.finish_reason) last = c;
+    }
+  }
+  assert.ok(pieces.length >= 2 && pieces.length <= 3, `blocks: ${pieces.length}`);
+  assert.equal(last.alignment.strategy, 'blockwise');
+  assert.equal(last.alignment.kl.method, 'block_estimate');
+});
+
+test('errors come back as the SDK\'s typed errors', async () => {
+  await assert.rejects(
+    client.completions.create({ model: 'stories260K', prompt: 'x', alignment: { strategy: 'beam' } }),
+    (e) => e instanceof OpenAI.BadRequestError && e.status === 400 && e.param === 'alignment.strategy');
+  await assert.rejects(
+    client.completions.create({ model: 'stories260K', prompt: 'x', alignment: { strategy: 'bon', reward: 'lexicon:/etc/passwd' } }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'alignment.reward');
+  await assert.rejects(
+    client.completions.create({ model: 'stories260K', prompt: 'x', max_tokens: 1_000_000 }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'max_tokens');
+  await assert.rejects(
+    client.completions.create({ model: 'gpt-5', prompt: 'x' }),
+    (e) => e instanceof OpenAI.NotFoundError && e.code === 'model_not_found');
+  const wrongKey = new OpenAI({ baseURL: client.baseURL, apiKey: 'wrong', maxRetries: 0 });
+  await assert.rejects(wrongKey.models.list(), (e) => e instanceof OpenAI.AuthenticationError && e.status === 401);
+  const models = await client.models.list();
+  assert.equal(models.data[0].id, 'stories260K');
+});
+
+test('SIGTERM: the server drains and exits with code 0', async () => {
+  server.kill('SIGTERM');
+  const { code, signal } = await exited;
+  assert.equal(signal, null);
+  assert.equal(code, 0);
+});
