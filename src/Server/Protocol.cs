@@ -63,6 +63,9 @@ public abstract class GenerationRequestBase
     public StreamOptionsDto? StreamOptions { get; init; }
 
     public AlignmentRequest? Alignment { get; init; }
+
+    /// <summary>Extension: text the response is forced to start with (not sampled; excluded from KL; seen by the reward).</summary>
+    public string? Prefill { get; init; }
 }
 
 public sealed class StreamOptionsDto

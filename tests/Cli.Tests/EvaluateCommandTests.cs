@@ -12,7 +12,7 @@ public sealed class EvaluateCommandTests : IDisposable
 
     private static string[] TabularArgs(string output) =>
     [
-        "evaluate", "--model", CliRunner.TabularExample(), "--value", "exact-soft", "--top-k", "0", "--quick",
+        "evaluate", "--model", CliRunner.TabularExample(), "--value", "exact-soft", "--top-k", "0", "--quick", "--methods", "bon,blockwise,tokenwise",
         "--max-tokens", "4", "--outputs", "1500", "--base-samples", "2000", "--seed", "5", "--out", output,
     ];
 
@@ -185,7 +185,7 @@ public sealed class EvaluateCommandTests : IDisposable
         Assert.True(resumed.ExitCode == 0, resumed.Error);
         Assert.Contains("(1 already in", resumed.Error);
         var all = PointStore.OpenExisting(_dir).Points;
-        Assert.Equal(7, all.Count);
+        Assert.Equal(8, all.Count); // the quick sweep: 3 best-of-n, 2 blockwise, 2 token-wise, 1 rejection
         Assert.Equal(kept[0], all.Single(p => p.Id == "bon-n1"));
         Assert.True(File.Exists(Path.Combine(_dir, "report.md")));
     }

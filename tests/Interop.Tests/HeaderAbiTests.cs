@@ -63,7 +63,7 @@ public sealed partial class HeaderAbiTests
     {
         var defines = StatusDefine().Matches(Header).ToDictionary(m => m.Groups[1].Value, m => int.Parse(m.Groups[2].Value));
         var constants = typeof(TiltStatus).GetFields().ToDictionary(f => f.Name, f => (int)f.GetRawConstantValue()!);
-        Assert.Equal(13, defines.Count);
+        Assert.Equal(14, defines.Count);
         foreach (var (name, value) in defines)
         {
             string managed = name == "OK" ? "Ok" : Pascal(name["ERR_".Length..].ToLowerInvariant());

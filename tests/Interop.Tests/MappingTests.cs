@@ -7,7 +7,7 @@ public sealed class MappingTests
     /// <summary>tilt_request_default_options() as native/src/tilt_host.c fills it.</summary>
     internal static TiltRequestOptions HeaderDefaults() => new()
     {
-        StructSize = 80,
+        StructSize = 96,
         Strategy = (int)Strategy.Blockwise,
         Samples = 1,
         MaxTokens = 128,
@@ -20,6 +20,8 @@ public sealed class MappingTests
         Temperature = 1f,
         TopP = 1f,
         Beta = 1.0,
+        Alpha = 0.5,
+        Every = 8,
     };
 
     [Fact]
@@ -92,7 +94,7 @@ public sealed class MappingTests
     {
         var e = Assert.Throws<StatusException>(() => RequestOptionsMapping.ToGeneration(HeaderDefaults() with { DeadlineMs = 5 }));
         Assert.Contains("deadline_ms must be 0 for TILT_STRATEGY_SAMPLE", e.Message);
-        e = Assert.Throws<StatusException>(() => RequestOptionsMapping.ReadStrategy(HeaderDefaults() with { Strategy = 4 }));
+        e = Assert.Throws<StatusException>(() => RequestOptionsMapping.ReadStrategy(HeaderDefaults() with { Strategy = 5 }));
         Assert.Contains("strategy", e.Message);
     }
 }

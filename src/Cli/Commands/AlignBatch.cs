@@ -136,6 +136,7 @@ internal static class AlignBatch
         float temperature = d.Temperature;
         ulong seed = d.Seed;
         uint requestId = 0;
+        string? prefill = null;
         var selection = d.Selection;
         bool candidates = d.Candidates;
         foreach (var p in doc.RootElement.EnumerateObject())
@@ -166,9 +167,10 @@ internal static class AlignBatch
                         var other => throw new TiltException($"field 'selection': must be argmax or sample, got '{other}'"),
                     };
                     break;
+                case "prefill": prefill = v.ValueKind == JsonValueKind.Null ? null : Str(p); break;
                 case "request_id": requestId = v.ValueKind == JsonValueKind.Number && v.TryGetUInt32(out uint id) ? id : throw Field(p, "an integer 0..4294967295"); break;
                 case "return_candidates": candidates = v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : throw Field(p, "true or false"); break;
-                default: throw new TiltException($"unknown field '{p.Name}' (known: prompt, strategy, reward, value_head, n, k, block, beta, alpha, every, top_k, temperature, seed, request_id, max_tokens, samples, selection, return_candidates)");
+                default: throw new TiltException($"unknown field '{p.Name}' (known: prompt, strategy, reward, value_head, n, k, block, beta, alpha, every, top_k, temperature, seed, request_id, prefill, max_tokens, samples, selection, return_candidates)");
             }
         }
 
@@ -216,7 +218,7 @@ internal static class AlignBatch
             }
             values[valueHead] = value;
         }
-        return new Line(number, strategy, new DecodingRequest { Prompt = prompt, Options = options, Reward = reward, Value = value }, rewardSpec, valueHead);
+        return new Line(number, strategy, new DecodingRequest { Prompt = prompt, Options = options, Reward = reward, Value = value, ForcedPrefix = prefill }, rewardSpec, valueHead);
     }
 
     private static string Str(JsonProperty p) => p.Value.ValueKind == JsonValueKind.String ? p.Value.GetString()! : throw Field(p, "a string");

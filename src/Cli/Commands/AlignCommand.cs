@@ -41,6 +41,7 @@ internal static class AlignCommand
         var deadline = new Option<int?>("--deadline-ms") { Description = "Wall-clock budget in milliseconds; an output cut by it is marked partial." };
         var candidates = new Option<bool>("--candidates") { Description = "Best-of-n and rejection: also print every candidate with its reward." };
         var alpha = new Option<double>("--alpha") { Description = "Rejection: fraction of the unfinished candidates stopped at each decision, in [0, 1).", DefaultValueFactory = _ => 0.5 };
+        var prefill = new Option<string?>("--prefill") { Description = "Force the response to start with this text (not sampled, excluded from KL, seen by the reward): how deep is the alignment?" };
         var every = new Option<int>("--every") { Description = "Rejection: generated tokens between decisions.", DefaultValueFactory = _ => 8 };
         var json = new Option<bool>("--json") { Description = "One JSON object per output." };
         var requests = new Option<string?>("--requests") { Description = "Batch mode: a JSONL file of requests (prompt, strategy, n, k, block, beta, top_k, seed, max_tokens, reward, value_head, ...); absent fields take this command's options." };
@@ -50,7 +51,7 @@ internal static class AlignCommand
 
         var command = new Command("align", "Sample from an aligned policy: best-of-n, token-wise or blockwise controlled decoding towards a reward.");
         model.AddTo(command);
-        foreach (var o in new Option[] { strategy, prompt, reward, valueHead, value, n, k, block, selection, beta, topK, temperature, seed, maxTokens, samples, deadline, candidates, alpha, every, json, requests, output, concurrency, maxSequences })
+        foreach (var o in new Option[] { strategy, prompt, reward, valueHead, value, n, k, block, selection, beta, topK, temperature, seed, maxTokens, samples, deadline, candidates, alpha, every, prefill, json, requests, output, concurrency, maxSequences })
             command.Options.Add(o);
 
         command.SetAction((parse, cancellationToken) => console.GuardAsync(async () =>
@@ -107,7 +108,11 @@ internal static class AlignCommand
 
             // One request on an engine sized for it; the options' type is the strategy.
             var events = DecodingEngine.StreamOnOwnEngine(lm, kernels,
-                new DecodingRequest { Prompt = text, Options = options, Reward = rewardFn, Value = options is BestOfNOptions ? null : valueFn }, cancellationToken);
+                new DecodingRequest
+                {
+                    Prompt = text, Options = options, Reward = rewardFn, Value = options is BestOfNOptions ? null : valueFn,
+                    ForcedPrefix = parse.GetValue(prefill),
+                }, cancellationToken);
 
             bool streamText = !asJson && options.Samples == 1;
             if (streamText) await console.Out.WriteAsync(text);
@@ -187,6 +192,7 @@ internal static class AlignCommand
         s.WinRateVsCandidates,
         s.SurvivorsPerDecision,
         s.TokensSavedEstimate,
+        s.ForcedTokens,
         Finish = s.Finish.ToString().ToLowerInvariant(),
         Partial = s.IsPartial,
         s.TokensEvaluated,

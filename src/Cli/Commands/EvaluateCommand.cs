@@ -33,11 +33,13 @@ internal static class EvaluateCommand
         var topK = new Option<int>("--top-k") { Description = "Token-wise CD candidates (0 = vocabulary).", DefaultValueFactory = _ => 16 };
         var seed = new Option<ulong>("--seed") { Description = "RNG seed.", DefaultValueFactory = _ => 0UL };
         var output = new Option<string>("--out", "-o") { Description = "Output folder (re-running with the same settings resumes; other settings are refused).", Required = true };
+        var prefills = new Option<string?>("--prefills") { Description = "A file of forced response openings (one per line): reward and win-rate of each strategy by opening length (prefills.md, reward_vs_prefix.png)." };
+        var methods = new Option<string?>("--methods") { Description = "Only these strategies of the sweep, comma-separated: bon, blockwise, tokenwise, rejection (default: all)." };
         var force = new Option<bool>("--force") { Description = "Start afresh: remove the points of a folder made with other settings." };
 
         var command = new Command("evaluate", "Sweep best-of-n, blockwise and token-wise CD; write win-rate vs KL points (CSV, JSON), plots and a report.");
         model.AddTo(command);
-        foreach (var o in new Option[] { reward, valueHead, value, prompts, quick, outputs, baseSamples, maxTokens, topK, seed, output, force }) command.Options.Add(o);
+        foreach (var o in new Option[] { reward, valueHead, value, prompts, quick, outputs, baseSamples, maxTokens, topK, seed, output, methods, prefills, force }) command.Options.Add(o);
 
         command.SetAction((parse, cancellationToken) => console.GuardAsync(async () =>
         {
@@ -70,7 +72,10 @@ internal static class EvaluateCommand
             };
             // Rejection decides every 8 tokens; for shorter outputs, four decisions over the output instead.
             var sweep = (isQuick ? EvaluationConfig.QuickSweep(candidates) : EvaluationConfig.FullSweep(candidates))
-                .Select(c => c.Method == EvaluationMethod.Rejection && c.M >= tokens ? c with { M = Math.Max(1, tokens / 4) } : c).ToList();
+                .Select(c => c.Method == EvaluationMethod.Rejection && c.M >= tokens ? c with { M = Math.Max(1, tokens / 4) } : c)
+                .Where(c => parse.GetValue(methods) is not { } only || MethodNames(only).Contains(c.Method)).ToList();
+            if (parse.GetValue(prefills) is { } prefillsFile)
+                return await PrefillSweep.RunAsync(console, lm, kernels, settings, sweep, prefillsFile, folder, cancellationToken);
             var cdValue = valueFor(1.0);
             var identity = EvaluationIdentity.Of(settings, lm.Info.Fingerprint, cdValue is HeadValue head ? $"{cdValue.Description}@sha256:{head.WeightsSha256}" : cdValue.Description);
             var store = PointStore.Open(folder, identity, parse.GetValue(force));
@@ -181,4 +186,16 @@ internal static class EvaluateCommand
 
         static string Fmt(double? x) => x is { } v ? v.ToString("F3", CultureInfo.InvariantCulture) : "";
     }
+
+    private static HashSet<EvaluationMethod> MethodNames(string list) =>
+    [
+        .. list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(m => m.ToLowerInvariant() switch
+        {
+            "bon" => EvaluationMethod.BestOfN,
+            "blockwise" => EvaluationMethod.Blockwise,
+            "tokenwise" => EvaluationMethod.Tokenwise,
+            "rejection" => EvaluationMethod.Rejection,
+            _ => throw new ArgumentException($"--methods: unknown strategy '{m}' (bon, blockwise, tokenwise, rejection)"),
+        }),
+    ];
 }

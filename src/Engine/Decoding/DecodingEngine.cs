@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Tilt.Engine.Models;
+using Tilt.Engine.Rewards;
+using Tilt.Engine.Values;
 using Tilt.Engine.Sampling;
 using Tilt.Engine.Strategies;
 using Tilt.Kernels;
@@ -153,6 +155,21 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
         request.Validate();
         var clock = Stopwatch.StartNew();
         int[] prompt = _model.Tokenize(request.Prompt);
+        int[] forced = [];
+        string forcedText = "";
+        if (!string.IsNullOrEmpty(request.ForcedPrefix))
+        {
+            // Decoded after the prompt like more prompt; the reward sees it in front of every candidate; the value too by default.
+            forced = _model.Tokenize(request.ForcedPrefix, addBos: false);
+            forcedText = _model.Detokenize(forced);
+            prompt = [.. prompt, .. forced];
+            var whole = request.Reward is { } r ? new ForcedPrefixReward(r, forcedText, forced) : null;
+            request = request with
+            {
+                Reward = whole,
+                Value = request.Value ?? (whole is not null && request.Options is not GenerationOptions ? new PrefixRewardValue(whole) : null),
+            };
+        }
         int maxTokens = request.Options.MaxTokens;
         PromptLimits.Check(_model.Info, prompt.Length, maxTokens);
         // One spare cell: blockwise CD and best-of-n with hidden-state rewards decode the token that reaches the limit.
@@ -166,11 +183,14 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
         {
             RequestRun run = request.Options switch
             {
-                GenerationOptions => new GenerationRun(request, prompt, clock, cancel.Token),
-                BestOfNOptions => new BestOfNRun(request, prompt, clock, cancel.Token),
-                TokenwiseOptions => new TokenwiseRun(request, prompt, clock, cancel.Token, _model.Info.VocabularySize, Options.MaxSequences),
-                BlockwiseOptions => new BlockwiseRun(request, prompt, clock, cancel.Token),
-                RejectionOptions => new RejectionRun(request, prompt, clock, cancel.Token),
+                GenerationOptions => new GenerationRun(request, prompt, clock, cancel.Token) { ForcedTokens = forced, ForcedText = forcedText },
+                BestOfNOptions => new BestOfNRun(request, prompt, clock, cancel.Token) { ForcedTokens = forced, ForcedText = forcedText },
+                TokenwiseOptions => new TokenwiseRun(request, prompt, clock, cancel.Token, _model.Info.VocabularySize, Options.MaxSequences)
+                {
+                    ForcedTokens = forced, ForcedText = forcedText,
+                },
+                BlockwiseOptions => new BlockwiseRun(request, prompt, clock, cancel.Token) { ForcedTokens = forced, ForcedText = forcedText },
+                RejectionOptions => new RejectionRun(request, prompt, clock, cancel.Token) { ForcedTokens = forced, ForcedText = forcedText },
                 _ => throw new ArgumentException($"unsupported options type {request.Options.GetType().Name}", nameof(request)),
             };
             _scheduler.Submit(run);

@@ -30,6 +30,14 @@ public sealed record DecodingRequest
     /// </summary>
     public IValueFunction? Value { get; init; }
 
+    /// <summary>
+    /// Text the response starts with, forced rather than sampled (a prefilling attack, or a fixed opening): it is decoded
+    /// after the prompt, streamed first, included in the returned text and tokens and seen by the reward, and excluded from
+    /// log p and KL (it was not sampled). It is tokenized on its own (llama-style tokenizers then start it with a space).
+    /// Values that read text see the generated part. Defaults to none.
+    /// </summary>
+    public string? ForcedPrefix { get; init; }
+
     /// <summary>The strategy the options select.</summary>
     public DecodingStrategy Strategy => Options switch
     {

@@ -105,6 +105,11 @@ internal abstract class RequestRun
     /// <summary>Takes more sequences mid-run (their KV is empty).</summary>
     public void Adopt(IEnumerable<int> sequences) => Sequences = [.. Sequences, .. sequences];
 
+    /// <summary>The forced prefix of the response (already part of <see cref="PromptTokens"/>' KV): tokens and text.</summary>
+    public int[] ForcedTokens { get; init; } = [];
+
+    public string ForcedText { get; init; } = "";
+
     public void Admit(int[] sequences, long iteration)
     {
         Sequences = sequences;
@@ -127,12 +132,28 @@ internal abstract class RequestRun
     /// <summary>Ends the event stream (with the failure, cancellation or null on success).</summary>
     public void Complete(Exception? error = null) => _events.Writer.TryComplete(error);
 
-    protected void Emit(AlignEvent e) => _events.Writer.TryWrite(e);
+    protected void Emit(AlignEvent e)
+    {
+        // A forced prefix is streamed as the first accepted text of every output.
+        if (ForcedTokens.Length > 0 && e is TextAccepted { Sample: var s } && s != _forcedSample)
+        {
+            _forcedSample = s;
+            _events.Writer.TryWrite(new TextAccepted(s, ForcedTokens, ForcedText, 0) { LogProb = 0 });
+        }
+        _events.Writer.TryWrite(e);
+    }
+
+    private int _forcedSample = -1;
 
     /// <summary>Emits a finished output with what the skeleton knows of the request (prompt, queueing).</summary>
     protected void EmitResult(AlignedSample sample) => Emit(new SampleCompleted(sample with
     {
-        PromptTokens = PromptTokens.Length,
+        Text = ForcedText + sample.Text,
+        Tokens = ForcedTokens.Length == 0 ? sample.Tokens : [.. ForcedTokens, .. sample.Tokens],
+        ForcedTokens = ForcedTokens.Length,
+        Candidates = ForcedTokens.Length == 0 ? sample.Candidates
+            : [.. sample.Candidates.Select(c => c with { Text = ForcedText + c.Text, Tokens = [.. ForcedTokens, .. c.Tokens] })],
+        PromptTokens = PromptTokens.Length - ForcedTokens.Length,
         QueuedIterations = AdmittedIteration - SubmittedIteration,
         Timings = sample.Timings with { Queued = AdmittedAt },
     }));

@@ -21,7 +21,8 @@ internal static class SingleRequest
         request.Validate();
         await Task.Yield(); // never run a request inside the caller's synchronous call
         var options = request.Options;
-        int promptTokens = model.Tokenize(request.Prompt).Length;
+        int promptTokens = model.Tokenize(request.Prompt).Length
+            + (string.IsNullOrEmpty(request.ForcedPrefix) ? 0 : model.Tokenize(request.ForcedPrefix, addBos: false).Length);
         PromptLimits.Check(model.Info, promptTokens, options.MaxTokens);
         int vocab = model.Info.VocabularySize;
         (int sequences, KvLayout layout) = options switch

@@ -39,6 +39,9 @@ public sealed record EvaluationIdentity
     public required int MaxTokens { get; init; }
     public required ulong Seed { get; init; }
 
+    /// <summary>The forced opening of every response (evaluate --prefills); empty without one.</summary>
+    public string ForcedPrefix { get; init; } = "";
+
     /// <summary>The identity of a sweep run with <paramref name="settings"/> on a model with <paramref name="modelFingerprint"/>.</summary>
     public static EvaluationIdentity Of(EvaluationSettings settings, string modelFingerprint, string valueDescription)
     {
@@ -54,6 +57,7 @@ public sealed record EvaluationIdentity
             BaseSamplesPerPrompt = settings.BaseSamplesPerPrompt,
             MaxTokens = settings.MaxTokens,
             Seed = settings.Seed,
+            ForcedPrefix = settings.ForcedPrefix ?? "",
         };
     }
 
@@ -73,6 +77,7 @@ public sealed record EvaluationIdentity
             ("--base-samples", BaseSamplesPerPrompt, other.BaseSamplesPerPrompt),
             ("--max-tokens", MaxTokens, other.MaxTokens),
             ("--seed", Seed, other.Seed),
+            ("forced prefix (--prefills)", ForcedPrefix, other.ForcedPrefix ?? ""),
         ];
         foreach (var (name, here, there) in fields)
         {

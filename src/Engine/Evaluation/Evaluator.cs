@@ -29,6 +29,12 @@ public sealed record EvaluationSettings
 
     public int MaxTokens { get; init; } = 48;
     public ulong Seed { get; init; }
+
+    /// <summary>
+    /// A forced opening of every response (base samples and aligned outputs alike): how well a strategy recovers from a
+    /// prefix that leads away from the reward. Defaults to none.
+    /// </summary>
+    public string? ForcedPrefix { get; init; }
     public int? Threads { get; init; }
 }
 
@@ -75,6 +81,7 @@ public sealed class Evaluator
                         Samples = batch, MaxTokens = _settings.MaxTokens, Seed = _settings.Seed ^ 0xBA5EUL, RequestId = (uint)(p * 1000 + done), Threads = _settings.Threads,
                     },
                     Reward = _settings.Reward,
+                    ForcedPrefix = _settings.ForcedPrefix,
                 }, cancellationToken)));
                 done += batch;
             }
@@ -92,7 +99,8 @@ public sealed class Evaluator
     /// <summary>An engine for one sweep step: every prompt's requests are decoded together.</summary>
     private DecodingEngine CreateEngine()
     {
-        int longestPrompt = _settings.Prompts.Max(p => _model.Tokenize(p).Length);
+        int longestPrompt = _settings.Prompts.Max(p => _model.Tokenize(p).Length)
+            + (string.IsNullOrEmpty(_settings.ForcedPrefix) ? 0 : _model.Tokenize(_settings.ForcedPrefix, addBos: false).Length);
         return new DecodingEngine(_model, _kernels, new EngineOptions
         {
             MaxSequences = EngineCapacity,
@@ -197,7 +205,7 @@ public sealed class Evaluator
                 },
             },
         };
-        return engine.RunAsync(r, ct);
+        return engine.RunAsync(r with { ForcedPrefix = _settings.ForcedPrefix }, ct);
     }
 
     /// <summary>

@@ -59,7 +59,9 @@ public static class RewardExtensions
     public static int ScoreWithin(this IReward reward, IReadOnlyList<RewardInput> candidates, Span<double> rewards, ScoringBudget budget)
     {
         budget.Cancellation.ThrowIfCancellationRequested();
-        if (!budget.HasDeadline && !budget.Cancellation.CanBeCanceled)
+        // Without a deadline the batch is scored in one call (neural rewards run all candidates in one pass); with one, a
+        // candidate at a time so the budget is checked between them.
+        if (!budget.HasDeadline)
         {
             reward.ScoreChecked(candidates, rewards);
             return candidates.Count;

@@ -119,6 +119,12 @@ public sealed record AlignedSample(
     /// <summary>Tokens in the prompt (BOS included when the model adds one).</summary>
     public int PromptTokens { get; init; }
 
+    /// <summary>
+    /// Tokens of a forced prefix at the start of <see cref="Tokens"/> and <see cref="Text"/> (not sampled: excluded from
+    /// <see cref="LogProb"/> and KL); 0 without one.
+    /// </summary>
+    public int ForcedTokens { get; init; }
+
     /// <summary>Prompt tokens whose KV came from the engine's prompt cache instead of a prefill.</summary>
     public int CachedPromptTokens { get; init; }
 
