@@ -10,6 +10,8 @@
     restore  restore NuGet packages and local tools
     build    build the solution (Release)
     test     build, then run every test project and print "N passed, N failed"
+    pack     pack the public libraries (Tilt.Kernels, Tilt.Engine, Tilt.Hosting; .nupkg and .snupkg) into artifacts/packages
+    example  pack, then build and run examples/TiltService against those packages (one best-of-n request)
     bench    run the benchmarks (pass BenchmarkDotNet arguments after --, e.g. -- --filter '*Sample*')
     perf     regenerate the synthetic 15M and 110M models (cached) and the end-to-end performance tables
              in docs/results/ (engine vs raw llama.cpp batch decode vs naive best-of-n, at 1 thread and at
@@ -152,6 +154,28 @@ function Invoke-Perf {
     }
 }
 
+# The packages of the public libraries, all in artifacts/packages. The repository URL comes from git when it has a remote.
+function Invoke-Pack {
+    $packages = Join-Path $root 'artifacts/packages'
+    if (Test-Path $packages) { Remove-Item -Recurse -Force $packages }
+    $extra = @()
+    $remote = git -C $root remote get-url origin 2>$null
+    if ($LASTEXITCODE -eq 0 -and $remote) { $extra += "-p:RepositoryUrl=$remote" }
+    $global:LASTEXITCODE = 0
+    Invoke-Step 'pack' { dotnet pack (Join-Path $root 'src/Packages.slnf') -c $configuration -o $packages -nologo @extra }
+    Get-ChildItem $packages | ForEach-Object { Write-Host ("{0,-40} {1,8:N0} KB" -f $_.Name, ($_.Length / 1KB)) }
+}
+
+# The example service built from the packages only, as a consumer would. A fresh prerelease version per run, so NuGet's
+# cache never serves an older pack of the same version.
+function Invoke-Example {
+    $version = '0.1.0-local.' + (Get-Date -Format 'yyyyMMddHHmmss')
+    $packages = Join-Path $root 'artifacts/packages'
+    if (Test-Path $packages) { Remove-Item -Recurse -Force $packages }
+    Invoke-Step 'pack' { dotnet pack (Join-Path $root 'src/Packages.slnf') -c $configuration -o $packages -nologo "-p:Version=$version" }
+    Invoke-Step 'example' { dotnet run --project (Join-Path $root 'examples/TiltService') -c $configuration "-p:TiltVersion=$version" }
+}
+
 # The commit LLamaSharp 0.30.0 binds: its P/Invoke signatures and struct layouts are those of this llama.cpp.
 $llamaCommit = '815a2a5'
 
@@ -203,7 +227,9 @@ foreach ($task in $Tasks) {
         'bench' { Invoke-Bench }
         'perf' { Invoke-Perf }
         'llama' { Invoke-Llama }
+        'pack' { Invoke-Pack }
+        'example' { Invoke-Example }
         'all' { Invoke-Restore; Invoke-Build; Invoke-Test }
-        default { throw "unknown task '$task' (restore, build, test, bench, perf, llama, all)" }
+        default { throw "unknown task '$task' (restore, build, test, pack, example, bench, perf, llama, all)" }
     }
 }

@@ -21,7 +21,7 @@ public static class BlockSelection
 
     /// <summary>
     /// Draws k with probability exp(values[k] / beta) / sum_j exp(values[j] / beta) by Gumbel-max, the noise of block k
-    /// being <see cref="GumbelNoise.Sample"/>(key, k, K), so the draw is reproducible. -inf values are never drawn;
+    /// being <see cref="GumbelNoise.Sample(in RngKey, int, int)"/>(key, k, K), so the draw is reproducible. -inf values are never drawn;
     /// beta = +inf draws uniformly among the others.
     /// </summary>
     /// <param name="values">[K] block values.</param>

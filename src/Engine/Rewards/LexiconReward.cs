@@ -26,11 +26,9 @@ public sealed class LexiconReward : IReward
     /// <summary>The names <c>lexicon:NAME</c> resolves without a file path.</summary>
     public static IReadOnlyList<string> BuiltInNames { get; } = [Positive, Negative, Sentiment];
 
-    /// <summary>
-    /// Where the built-in lists are installed: Rewards/Lexicons/ under the application's base directory (the engine
-    /// project copies them to its output).
-    /// </summary>
-    public static string DefaultDirectory => Path.Combine(AppContext.BaseDirectory, "Rewards", "Lexicons");
+    // The built-in lists are embedded in this assembly (Tilt.Engine.csproj), so a package consumer has them without any
+    // folder layout next to the application.
+    private const string ResourcePrefix = "Tilt.Engine.Rewards.Lexicons.";
 
     // Keys are normalized (lower case, straight apostrophes); the comparer still ignores case, so lookups of
     // text slices need no lower-casing copy.
@@ -94,19 +92,19 @@ public sealed class LexiconReward : IReward
 
     /// <summary>Loads <c>positive</c>, <c>negative</c> or <c>sentiment</c> (positive minus negative).</summary>
     /// <param name="name">One of <see cref="BuiltInNames"/>.</param>
-    /// <param name="directory">Where positive.txt and negative.txt are; defaults to <see cref="DefaultDirectory"/>.</param>
+    /// <param name="directory">A folder with positive.txt and negative.txt to read instead; defaults to null: the lists
+    /// embedded in the engine.</param>
     /// <exception cref="ArgumentException">An unknown name.</exception>
     /// <exception cref="TiltException">A list file is missing or malformed.</exception>
     public static LexiconReward LoadBuiltIn(string name, string? directory = null)
     {
-        string folder = directory ?? DefaultDirectory;
         switch (name)
         {
             case Positive or Negative:
-                return new LexiconReward(ReadBuiltIn(folder, name), "lexicon:" + name);
+                return new LexiconReward(ReadBuiltIn(directory, name), "lexicon:" + name);
             case Sentiment:
-                var weights = new Dictionary<string, double>(ReadBuiltIn(folder, Positive), StringComparer.OrdinalIgnoreCase);
-                foreach ((string word, double weight) in ReadBuiltIn(folder, Negative))
+                var weights = new Dictionary<string, double>(ReadBuiltIn(directory, Positive), StringComparer.OrdinalIgnoreCase);
+                foreach ((string word, double weight) in ReadBuiltIn(directory, Negative))
                 {
                     weights[word] = weights.GetValueOrDefault(word) - weight;
                 }
@@ -161,13 +159,21 @@ public sealed class LexiconReward : IReward
         return copy;
     }
 
-    private static Dictionary<string, double> ReadBuiltIn(string folder, string name)
+    private static Dictionary<string, double> ReadBuiltIn(string? folder, string name)
     {
+        if (folder is null)
+        {
+            string resource = ResourcePrefix + name + ".txt";
+            using Stream stream = typeof(LexiconReward).Assembly.GetManifestResourceStream(resource)
+                ?? throw new InvalidOperationException($"built-in lexicon '{name}' is missing: resource {resource} is not embedded in Tilt.Engine (a broken build)");
+            using var reader = new StreamReader(stream);
+            return Parse("lexicon:" + name, reader.ReadToEnd().ReplaceLineEndings("\n").Split('\n'));
+        }
+
         string path = Path.GetFullPath(Path.Combine(folder, name + ".txt"));
         if (!File.Exists(path))
         {
-            throw new TiltException(
-                $"built-in lexicon '{name}' is missing: {path} not found (the engine installs its word lists under Rewards/Lexicons next to the application)");
+            throw new TiltException($"built-in lexicon '{name}' is missing: {path} not found");
         }
 
         return ReadFile(path);
@@ -177,6 +183,12 @@ public sealed class LexiconReward : IReward
     {
         string[] lines = TextFile.ReadLines(path, "lexicon file");
 
+        return Parse(path, lines);
+    }
+
+    /// <summary>The word list of <paramref name="lines"/>; errors start with <paramref name="path"/> (a file or a built-in's name).</summary>
+    private static Dictionary<string, double> Parse(string path, string[] lines)
+    {
         var weights = new Dictionary<string, double>(StringComparer.OrdinalIgnoreCase);
         var firstLine = new Dictionary<string, int>(StringComparer.OrdinalIgnoreCase);
         for (int index = 0; index < lines.Length; index++)

@@ -19,8 +19,8 @@ public sealed class RewardSpecContext
     public Func<string, IReward>? HeadRewardFactory { get; init; }
 
     /// <summary>
-    /// Where <c>lexicon:positive</c>, <c>negative</c> and <c>sentiment</c> are read from. Defaults to null:
-    /// <see cref="LexiconReward.DefaultDirectory"/>.
+    /// A folder to read <c>lexicon:positive</c>, <c>negative</c> and <c>sentiment</c> from (positive.txt, negative.txt).
+    /// Defaults to null: the lists embedded in the engine.
     /// </summary>
     public string? LexiconDirectory { get; init; }
 

@@ -90,7 +90,7 @@ public sealed class TrainedHead
         return v;
     }
 
-    /// <summary>Scratch floats <see cref="Predict"/> needs.</summary>
+    /// <summary>Scratch floats <see cref="Predict(ReadOnlySpan{float}, Span{float})"/> needs.</summary>
     public int ScratchSize => Dimension + HiddenUnits;
 
     /// <summary>Scores many rows.</summary>

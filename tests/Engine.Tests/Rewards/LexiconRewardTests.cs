@@ -171,10 +171,12 @@ public sealed class LexiconRewardTests : IDisposable
     }
 
     [Fact]
-    public void Built_in_lists_are_installed_in_the_default_directory()
+    public void Built_in_lists_are_embedded_in_the_engine()
     {
-        // Needs the engine project to copy Rewards/Lexicons/*.txt to its output (and so to the test output).
-        Assert.Equal(Path.Combine(AppContext.BaseDirectory, "Rewards", "Lexicons"), LexiconReward.DefaultDirectory);
+        // Needs the engine project to embed Rewards/Lexicons/*.txt (a package consumer has no such folder).
+        Assert.Equal(
+            ["Tilt.Engine.Rewards.Lexicons.negative.txt", "Tilt.Engine.Rewards.Lexicons.positive.txt"],
+            typeof(LexiconReward).Assembly.GetManifestResourceNames().Where(n => n.Contains(".Lexicons.")).Order());
         Assert.Equal(
             LexiconReward.LoadBuiltIn("sentiment", SourceLexiconDirectory).Weights.ToDictionary(),
             LexiconReward.LoadBuiltIn("sentiment").Weights.ToDictionary());

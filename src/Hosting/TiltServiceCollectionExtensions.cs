@@ -1,0 +1,48 @@
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using Tilt.Hosting;
+
+namespace Microsoft.Extensions.DependencyInjection;
+
+/// <summary>Registration of the Tilt engine in a Generic Host (worker, ASP.NET Core, ...).</summary>
+public static class TiltServiceCollectionExtensions
+{
+    /// <summary>
+    /// Registers one decoding engine per model in <see cref="TiltOptions.Models"/>: a hosted service loads them when the
+    /// host starts (after checking the options: errors name the setting), stops them with a drain when it stops, and logs
+    /// through ILogger. Inject <see cref="ITiltEngines"/> to send requests. Calling it again adds more configuration.
+    /// </summary>
+    /// <example>
+    /// <code>
+    /// builder.Services.AddTilt(o => o.AddModel("stories", "models/stories260K.gguf"));
+    /// // later, from any injected ITiltEngines engines:
+    /// var samples = await engines["stories"].RunAsync(new DecodingRequest { Prompt = "Once", Options = new BestOfNOptions { N = 8 }, Reward = reward });
+    /// </code>
+    /// </example>
+    public static IServiceCollection AddTilt(this IServiceCollection services, Action<TiltOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(configure);
+        services.AddOptions<TiltOptions>().Configure(configure).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<TiltOptions>, TiltOptionsValidator>());
+        if (services.Any(d => d.ServiceType == typeof(TiltEngines))) return services;
+        services.AddSingleton<TiltEngines>();
+        services.AddSingleton<ITiltEngines>(s => s.GetRequiredService<TiltEngines>());
+        services.AddSingleton<IHostedService>(s => s.GetRequiredService<TiltEngines>());
+        return services;
+    }
+
+    /// <summary>
+    /// Adds the health of every Tilt engine under <paramref name="name"/>: Unhealthy (<paramref name="failureStatus"/>) while
+    /// a model is not loaded, Degraded while a queue is full, else Healthy; data per model: loaded, queued, running, live and
+    /// max sequences. Needs <see cref="AddTilt(IServiceCollection, Action{TiltOptions})"/>.
+    /// </summary>
+    public static IHealthChecksBuilder AddTilt(this IHealthChecksBuilder builder, string name = "tilt",
+        HealthStatus failureStatus = HealthStatus.Unhealthy, IEnumerable<string>? tags = null)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        return builder.Add(new HealthCheckRegistration(name, s => new TiltHealthCheck(s.GetRequiredService<ITiltEngines>()), failureStatus, tags));
+    }
+}
