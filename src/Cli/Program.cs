@@ -34,6 +34,7 @@ public static class Program
         root.Subcommands.Add(TrainCommand.Create(console));
         root.Subcommands.Add(DataCommand.Create(console));
         root.Subcommands.Add(EvaluateCommand.Create(console));
+        root.Subcommands.Add(ExportCommand.Create(console));
         root.Subcommands.Add(MakeModelCommand.Create(console));
         root.Subcommands.Add(ServeCommand.Create(console));
 

@@ -56,9 +56,17 @@ internal static class ConcurrencyHarness
             }
         }
         var report = new Report(Path.GetFileName(path), model.Info.Description, Environment.ProcessorCount, o.Threads, o.Tokens, o.Reps, rows);
-        if (o.Out is { } outPath) File.WriteAllText(outPath, JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
         string table = Markdown(report);
         if (o.Markdown is { } mdPath) File.WriteAllText(mdPath, table);
+        if (o.Out is { } outPath)
+        {
+            // Raw decode has no latency or overhead figures: NaN, written as a named literal.
+            File.WriteAllText(outPath, JsonSerializer.Serialize(report, new JsonSerializerOptions
+            {
+                WriteIndented = true,
+                NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+            }));
+        }
         Console.WriteLine(table);
         return 0;
     }

@@ -27,7 +27,7 @@ internal static class AlignCommand
             DefaultValueFactory = _ => "lexicon:sentiment",
         };
         var valueHead = new Option<string?>("--value-head") { Description = "Trained value head file (tilt-head/1) for CD; default: the reward applied to the prefix." };
-        var value = new Option<string?>("--value") { Description = "Tabular models only: exact (V* = E[r] by enumeration [M13]) or exact-soft (beta log E[exp(r/beta)])." };
+        var value = new Option<string?>("--value") { Description = "exact (V* = E[r] by enumeration [M13]) or exact-soft (beta log E[exp(r/beta)]) on tabular models; dpo:POLICY,REF[,beta=B] (token-level DPO log-ratio [M23])." };
         var n = new Option<int>("--n") { Description = "Best-of-n: candidates (1..256).", DefaultValueFactory = _ => 8 };
         var k = new Option<int>("--k") { Description = "Blockwise: candidate blocks per step (1..256).", DefaultValueFactory = _ => 8 };
         var block = new Option<int>("--block") { Description = "Blockwise: tokens per block (M).", DefaultValueFactory = _ => 8 };
@@ -146,6 +146,8 @@ internal static class AlignCommand
             throw new ArgumentException("give either --value-head or --value, not both");
         if (headPath is not null) return HeadValue.Load(headPath, model.Info);
         if (exact is null) return new PrefixRewardValue(reward);
+        if (exact.StartsWith("dpo:", StringComparison.Ordinal))
+            return new DpoValue(DpoModels.Parse(exact["dpo:".Length..], Path.GetFullPath));
         if (model is not TabularModel tabular)
             throw new ArgumentException($"--value {exact} needs a tabular model (it enumerates every continuation); use --value-head for GGUF models");
         double beta = options switch { TokenwiseOptions t => t.Beta, BlockwiseOptions b => b.Beta, _ => 1.0 };
@@ -153,7 +155,7 @@ internal static class AlignCommand
         {
             "exact" => new TabularExactValue(tabular, reward, options.MaxTokens, ExactValueKind.Expected),
             "exact-soft" => new TabularExactValue(tabular, reward, options.MaxTokens, ExactValueKind.Soft, beta),
-            _ => throw new ArgumentException($"--value must be exact or exact-soft, got '{exact}'"),
+            _ => throw new ArgumentException($"--value must be exact, exact-soft or dpo:POLICY,REF[,beta=B], got '{exact}'"),
         };
     }
 

@@ -36,14 +36,22 @@ internal static class EvaluateCommand
         var prefills = new Option<string?>("--prefills") { Description = "A file of forced response openings (one per line): reward and win-rate of each strategy by opening length (prefills.md, reward_vs_prefix.png)." };
         var methods = new Option<string?>("--methods") { Description = "Only these strategies of the sweep, comma-separated: bon, blockwise, tokenwise, rejection (default: all)." };
         var force = new Option<bool>("--force") { Description = "Start afresh: remove the points of a folder made with other settings." };
+        var shard = new Option<string?>("--shard") { Description = "I/N: run only every N-th point of the sweep, starting at point I (0 <= I < N), into this run's own --out folder." };
+        var merge = new Option<string[]>("--merge") { Description = "Combine the points of these evaluation folders (shards) into --out and write one report; folders with other settings are refused.", AllowMultipleArgumentsPerToken = true };
 
         var command = new Command("evaluate", "Sweep best-of-n, blockwise and token-wise CD; write win-rate vs KL points (CSV, JSON), plots and a report.");
         model.AddTo(command);
-        foreach (var o in new Option[] { reward, valueHead, value, prompts, quick, outputs, baseSamples, maxTokens, topK, seed, output, methods, prefills, force }) command.Options.Add(o);
+        foreach (var o in new Option[] { reward, valueHead, value, prompts, quick, outputs, baseSamples, maxTokens, topK, seed, output, methods, prefills, force, shard, merge }) command.Options.Add(o);
 
         command.SetAction((parse, cancellationToken) => console.GuardAsync(async () =>
         {
             bool isQuick = parse.GetValue(quick);
+            if (parse.GetValue(merge) is { Length: > 0 } folders)
+            {
+                if (parse.GetValue(shard) is not null) throw new ArgumentException("--merge combines finished folders; it takes no --shard");
+                return Merge(console, folders, parse.GetValue(output)!);
+            }
+            var (shardIndex, shardCount) = ParseShard(parse.GetValue(shard));
             string folder = AtomicFile.EnsureFolder(parse.GetValue(output)!);
             int outputsPerPrompt = parse.GetValue(outputs) ?? (isQuick ? 4 : 8);
             int tokens = parse.GetValue(maxTokens) ?? (isQuick ? 32 : 48);
@@ -71,9 +79,12 @@ internal static class EvaluateCommand
                 Threads = model.GetThreads(parse),
             };
             // Rejection decides every 8 tokens; for shorter outputs, four decisions over the output instead.
-            var sweep = (isQuick ? EvaluationConfig.QuickSweep(candidates) : EvaluationConfig.FullSweep(candidates))
+            var fullSweep = (isQuick ? EvaluationConfig.QuickSweep(candidates) : EvaluationConfig.FullSweep(candidates))
                 .Select(c => c.Method == EvaluationMethod.Rejection && c.M >= tokens ? c with { M = Math.Max(1, tokens / 4) } : c)
                 .Where(c => parse.GetValue(methods) is not { } only || MethodNames(only).Contains(c.Method)).ToList();
+            // Shard I of N takes points I, I + N, I + 2N, ... of the sweep: the shards cover it exactly once together.
+            var sweep = fullSweep.Where((_, j) => j % shardCount == shardIndex).ToList();
+            if (shardCount > 1) console.Error.WriteLine($"evaluate: shard {shardIndex}/{shardCount}: {sweep.Count} of the sweep's {fullSweep.Count} points");
             if (parse.GetValue(prefills) is { } prefillsFile)
                 return await PrefillSweep.RunAsync(console, lm, kernels, settings, sweep, prefillsFile, folder, cancellationToken);
             var cdValue = valueFor(1.0);
@@ -116,6 +127,62 @@ internal static class EvaluateCommand
         return command;
     }
 
+    /// <summary>"I/N" with 0 &lt;= I &lt; N; null = the whole sweep (0/1).</summary>
+    private static (int Index, int Count) ParseShard(string? text)
+    {
+        if (text is null) return (0, 1);
+        int slash = text.IndexOf('/');
+        if (slash < 0
+            || !int.TryParse(text[..slash], NumberStyles.None, CultureInfo.InvariantCulture, out int index)
+            || !int.TryParse(text[(slash + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out int count)
+            || count < 1 || index >= count)
+            throw new ArgumentException($"--shard must be I/N with 0 <= I < N (e.g. 0/4 for the first of four shards), got '{text}'");
+        return (index, count);
+    }
+
+    /// <summary>
+    /// evaluate --merge DIR... --out DIR: the points of shard folders into one folder and report. Every folder's
+    /// settings.json must equal the first's (the first difference is named); a point in two folders is taken from the first.
+    /// </summary>
+    private static int Merge(CliConsole console, IReadOnlyList<string> folders, string output)
+    {
+        var first = PointStore.OpenExisting(folders[0]);
+        var identity = EvaluationIdentity.Read(Path.Combine(Path.GetFullPath(folders[0]), EvaluationIdentity.FileName));
+        var points = new Dictionary<string, EvaluatedPoint>(StringComparer.Ordinal);
+        foreach (var p in first.Points) points.TryAdd(p.Id, p);
+        foreach (string folder in folders.Skip(1))
+        {
+            string settings = Path.Combine(Path.GetFullPath(folder), EvaluationIdentity.FileName);
+            if (!File.Exists(settings)) throw new TiltException($"{settings}: not found; {folder} is not an evaluation folder");
+            if (EvaluationIdentity.Read(settings).FirstDifference(identity) is { } difference)
+                throw new TiltException($"{Path.GetFullPath(folder)}: was evaluated with other settings than {Path.GetFullPath(folders[0])} ({difference.Replace("in the folder", "in " + folders[0]).Replace("in this run", "in " + folder)}); only shards of one sweep can be merged");
+            foreach (var p in PointStore.OpenExisting(folder).Points)
+            {
+                if (!points.TryAdd(p.Id, p)) console.Error.WriteLine($"merge: point {p.Id} is in more than one folder; kept the one from the first");
+            }
+        }
+        string target = AtomicFile.EnsureFolder(output);
+        var store = PointStore.Open(target, identity);
+        foreach (var p in points.Values) store.Add(p);
+        var pictures = store.Points.Count > 0 ? EvaluationPlots.Write(target, store.Points, [], $"merged: {identity.Reward}") : [];
+        var sb = new StringBuilder();
+        sb.AppendLine("# Win-rate vs KL evaluation (merged)");
+        sb.AppendLine();
+        sb.AppendLine($"- merged from: {string.Join(", ", folders.Select(f => $"`{Path.GetFullPath(f)}`"))}");
+        sb.AppendLine($"- model fingerprint `{identity.Model}`; reward `{identity.Reward}`; value for CD `{identity.Value}`");
+        sb.AppendLine(string.Create(CultureInfo.InvariantCulture, $"- prompts: {identity.PromptCount} (sha256 {identity.Prompts}); {identity.OutputsPerPrompt} aligned outputs per prompt and point; {identity.BaseSamplesPerPrompt} base samples per prompt; {identity.MaxTokens} tokens per output; seed {identity.Seed}"));
+        sb.AppendLine($"- {store.Points.Count} points; written {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+        sb.AppendLine();
+        foreach (string picture in pictures.Where(p => p.EndsWith(".png", StringComparison.Ordinal)))
+            sb.AppendLine($"![{picture}]({picture})");
+        sb.AppendLine();
+        AppendTables(sb, store.Points);
+        AtomicFile.WriteAllText(Path.Combine(target, "report.md"), sb.ToString());
+        console.Error.WriteLine($"merge: {store.Points.Count} points from {folders.Count} folders into {target}");
+        console.Out.WriteLine(Path.Combine(target, "report.md"));
+        return 0;
+    }
+
     private static IReadOnlyList<string> ResolvePrompts(string? spec, ILanguageModel model, bool quick)
     {
         if (model is TabularModel)
@@ -156,7 +223,6 @@ internal static class EvaluateCommand
         IReadOnlyList<EvaluatedPoint> points, IReadOnlyList<ExactCurve> curves, IReadOnlyList<string> pictures, string kernels, bool quick)
     {
         var sb = new StringBuilder();
-        var inv = CultureInfo.InvariantCulture;
         sb.AppendLine("# Win-rate vs KL evaluation");
         sb.AppendLine();
         sb.AppendLine($"- model: `{Path.GetFileName(model.Info.Path)}` ({model.Info.Description}), fingerprint `{model.Info.Fingerprint}`");
@@ -169,6 +235,19 @@ internal static class EvaluateCommand
         foreach (string picture in pictures.Where(p => p.EndsWith(".png", StringComparison.Ordinal)))
             sb.AppendLine($"![{picture}]({picture})");
         sb.AppendLine();
+        AppendTables(sb, points);
+        if (curves.Count > 0)
+        {
+            sb.AppendLine();
+            sb.AppendLine("Exact curves (tabular model, first prompt): " + string.Join("; ", curves.Select(c => $"{c.Name}: {c.Points.Count} points")) + ".");
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>The points table and the pairwise win-rate table (every point against every other on the same prompts).</summary>
+    private static void AppendTables(StringBuilder sb, IReadOnlyList<EvaluatedPoint> points)
+    {
+        var inv = CultureInfo.InvariantCulture;
         sb.AppendLine("Win-rate: fraction of (aligned, base) pairs of the same prompt where the aligned output has the higher reward, ties 1/2 [M10], averaged over prompts, 95% interval from DeLong's variance. KL: the mean of each strategy's own estimate (best-of-n: KLhat [M9]; blockwise: per-block KLhat [M19]; token-wise: summed exact per-step drift [M15]) +- its standard error; `exact` columns where the model is tabular. Budget bands [M26]: < 8 fine, 8-15 caution, 15-100 inspect for reward hacking, > 100 unlikely useful.");
         sb.AppendLine();
         sb.AppendLine("| point | win-rate [95% CI] | KL (nats) | KL exact | win-rate exact | mean reward | tokens evaluated / output token | latency ms / output | first text ms | band |");
@@ -177,12 +256,25 @@ internal static class EvaluateCommand
         {
             sb.AppendLine(string.Create(inv, $"| {p.Id} | {p.WinRate:F3} [{p.WinRateLower:F3}, {p.WinRateUpper:F3}] | {p.Kl:F3} +- {p.KlStandardError:F3} | {Fmt(p.KlExact)} | {Fmt(p.WinRateExact)} | {p.MeanReward:F2} (base {p.BaseMeanReward:F2}) | {p.TokensEvaluatedPerOutputToken:F1} | {p.LatencyMsPerOutput:F1} | {p.FirstTextMs:F1} | {KlBudget.Classify(p.Kl)} |"));
         }
-        if (curves.Count > 0)
+
+        var pairs = PairwiseWinRates.Compute(points);
+        if (pairs.Count == 0) return;
+        var order = points.Where(p => pairs.Any(x => x.A == p.Id)).OrderBy(p => p.Method).ThenBy(p => p.Kl).Select(p => p.Id).ToArray();
+        var table = pairs.ToDictionary(x => (x.A, x.B));
+        sb.AppendLine();
+        sb.AppendLine("## Aligned against aligned");
+        sb.AppendLine();
+        sb.AppendLine("Row against column: the win-rate of the row point's outputs over the column point's outputs of the same prompt (ties 1/2) [M10], averaged over prompts, with the 95% interval from DeLong's variance per prompt. Row vs column and column vs row add up to 1. The two points draw with the same seeds, which the interval does not model.");
+        sb.AppendLine();
+        sb.AppendLine("| A \\ B | " + string.Join(" | ", order) + " |");
+        sb.AppendLine("|---|" + string.Concat(order.Select(_ => "---|")));
+        foreach (string a in order)
         {
+            sb.Append($"| {a} |");
+            foreach (string b in order)
+                sb.Append(a == b ? " - |" : table.TryGetValue((a, b), out var w) ? string.Create(inv, $" {w.WinRate:F2} [{w.Lower:F2}, {w.Upper:F2}] |") : " |");
             sb.AppendLine();
-            sb.AppendLine("Exact curves (tabular model, first prompt): " + string.Join("; ", curves.Select(c => $"{c.Name}: {c.Points.Count} points")) + ".");
         }
-        return sb.ToString();
 
         static string Fmt(double? x) => x is { } v ? v.ToString("F3", CultureInfo.InvariantCulture) : "";
     }

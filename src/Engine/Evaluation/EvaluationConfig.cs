@@ -96,6 +96,57 @@ public sealed record EvaluatedPoint
     public required double LatencyMsPerOutput { get; init; }
     public required double FirstTextMs { get; init; }
     public required double Seconds { get; init; }
+
+    /// <summary>
+    /// The aligned outputs' rewards, [prompt][output]: what a win-rate of one point against another needs
+    /// (<see cref="PairwiseWinRates"/>). In points.json only (not a CSV column); null in folders written before it existed.
+    /// </summary>
+    public RewardsByPrompt? PromptRewards { get; init; }
+}
+
+/// <summary>
+/// Rewards per prompt, [prompt][output], with value equality (so points compare by their numbers); written in JSON as
+/// an array of arrays.
+/// </summary>
+[System.Text.Json.Serialization.JsonConverter(typeof(RewardsByPromptConverter))]
+public sealed class RewardsByPrompt : IEquatable<RewardsByPrompt>
+{
+    private readonly double[][] _rewards;
+
+    public RewardsByPrompt(IEnumerable<IEnumerable<double>> rewards)
+    {
+        ArgumentNullException.ThrowIfNull(rewards);
+        _rewards = rewards.Select(r => r.ToArray()).ToArray();
+    }
+
+    public int Count => _rewards.Length;
+
+    /// <summary>The rewards of the outputs of prompt <paramref name="prompt"/>.</summary>
+    public IReadOnlyList<double> this[int prompt] => _rewards[prompt];
+
+    /// <summary>Every prompt's rewards, in prompt order.</summary>
+    public IEnumerable<IReadOnlyList<double>> Prompts => _rewards;
+
+    public bool Equals(RewardsByPrompt? other) =>
+        other is not null && other._rewards.Length == _rewards.Length && _rewards.Zip(other._rewards).All(x => x.First.AsSpan().SequenceEqual(x.Second));
+
+    public override bool Equals(object? obj) => Equals(obj as RewardsByPrompt);
+
+    public override int GetHashCode() => HashCode.Combine(_rewards.Length, _rewards.Sum(r => r.Length));
+
+    public override string ToString() => $"{_rewards.Length} prompts x {(_rewards.Length > 0 ? _rewards[0].Length : 0)} outputs";
+}
+
+internal sealed class RewardsByPromptConverter : System.Text.Json.Serialization.JsonConverter<RewardsByPrompt>
+{
+    public override RewardsByPrompt? Read(ref System.Text.Json.Utf8JsonReader reader, Type typeToConvert, System.Text.Json.JsonSerializerOptions options)
+    {
+        var rows = System.Text.Json.JsonSerializer.Deserialize<double[][]>(ref reader, options);
+        return rows is null ? null : new RewardsByPrompt(rows);
+    }
+
+    public override void Write(System.Text.Json.Utf8JsonWriter writer, RewardsByPrompt value, System.Text.Json.JsonSerializerOptions options) =>
+        System.Text.Json.JsonSerializer.Serialize(writer, value.Prompts.Select(p => p.ToArray()).ToArray(), options);
 }
 
 /// <summary>An exactly computed curve (tabular models): best-of-n for n = 1..64, or the optimal frontier pi*_beta.</summary>

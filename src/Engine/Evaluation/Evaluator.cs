@@ -166,6 +166,7 @@ public sealed class Evaluator
             LatencyMsPerOutput = latency / n,
             FirstTextMs = firstText / n,
             Seconds = clock.Elapsed.TotalSeconds,
+            PromptRewards = new RewardsByPrompt(perPrompt.Select(o => o.Select(x => x.Reward))),
         };
     }
 

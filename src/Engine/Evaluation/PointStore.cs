@@ -24,7 +24,11 @@ public sealed class PointStore
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
     };
 
-    private static readonly PropertyInfo[] Columns = typeof(EvaluatedPoint).GetProperties(BindingFlags.Public | BindingFlags.Instance);
+    // Scalar properties only: the per-prompt rewards live in points.json.
+    private static readonly PropertyInfo[] Columns = typeof(EvaluatedPoint).GetProperties(BindingFlags.Public | BindingFlags.Instance)
+        .Where(p => IsScalar(Nullable.GetUnderlyingType(p.PropertyType) ?? p.PropertyType)).ToArray();
+
+    private static bool IsScalar(Type type) => type == typeof(string) || type == typeof(int) || type == typeof(double) || type.IsEnum;
 
     private readonly string _directory;
     private readonly List<EvaluatedPoint> _points;

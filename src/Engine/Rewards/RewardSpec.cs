@@ -16,7 +16,7 @@ public static partial class RewardSpec
     public const int MaxNesting = 16;
 
     /// <summary>Reward kinds, written <c>KIND:ARGUMENT</c>.</summary>
-    public static IReadOnlyList<string> Kinds { get; } = ["length", "lexicon", "regex", "head", "onnx", "similarity"];
+    public static IReadOnlyList<string> Kinds { get; } = ["length", "lexicon", "regex", "head", "onnx", "similarity", "dpo"];
 
     /// <summary>Ensemble names, written <c>NAME(A;B;...)</c>.</summary>
     public static IReadOnlyList<string> EnsembleNames { get; } = ["mean", "min", "meanstd"];
@@ -58,6 +58,8 @@ public static partial class RewardSpec
           similarity:MODEL.onnx[,OPTIONS]|TARGET
                                   cosine between the response's sentence embedding (mean over tokens, L2-normalised)
                                   and TARGET's; in TARGET write \+ \; \( \) \\ for + ; ( ) \
+          dpo:POLICY,REF[,beta=B] DPO's implicit reward beta * (log pi_policy(y|x) - log pi_ref(y|x)) [M23] of two
+                                  models (GGUF or tabular) that share a vocabulary; beta defaults to 0.1
           OPTIONS of onnx: and similarity: are comma-separated: max-length=N (tokens, default 512; longer texts are
                                   truncated), tokenizer=FILE (default tokenizer.json, else vocab.txt beside the model),
                                   device=cpu|cuda (default cpu)
@@ -309,6 +311,8 @@ public static partial class RewardSpec
                         return OnnxClassifierReward.Create(classifier, classifierOptions);
                     case "similarity":
                         return CreateSimilarity(argument);
+                    case "dpo":
+                        return new DpoReward(DpoModels.Parse(argument, ResolvePath));
                     default: // head
                         Func<string, IReward> factory = _context.HeadRewardFactory
                             ?? throw Error($"'head:{argument}' needs a loaded model: trained reward heads read the model's hidden states, and no model was given");
@@ -518,6 +522,7 @@ public static partial class RewardSpec
             "regex" => "PATTERN, e.g. regex:\\bhappy\\b",
             "onnx" => "MODEL.onnx[,label=I][,input=response], e.g. onnx:reward-model.onnx",
             "similarity" => "MODEL.onnx|TARGET TEXT, e.g. similarity:model.onnx|a happy story about friends",
+            "dpo" => "POLICY.gguf,REF.gguf[,beta=B], e.g. dpo:tuned.gguf,base.gguf,beta=0.1",
             _ => "FILE, e.g. head:reward.head",
         };
 

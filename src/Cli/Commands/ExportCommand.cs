@@ -1,0 +1,343 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Tilt.Engine;
+using Tilt.Engine.Decoding;
+using Tilt.Engine.Heads;
+using Tilt.Engine.IO;
+using Tilt.Engine.Models;
+using Tilt.Engine.Rewards;
+using Tilt.Engine.Strategies;
+using Tilt.Engine.Training;
+using Tilt.Engine.Values;
+using Tilt.Kernels;
+
+namespace Tilt.Cli.Commands;
+
+/// <summary>
+/// <c>tilt export</c>: best-of-n (or blockwise, or early-rejection) data for distillation [M25] and filtered data
+/// generation. Every prompt runs through ONE <see cref="DecodingEngine"/> concurrently; each finished prompt is appended
+/// to the JSONL file as one whole line and flushed, so the file is always a valid prefix of the export, and a rerun with
+/// the same settings skips the prompts already in it (docs/export.md).
+/// </summary>
+internal static class ExportCommand
+{
+    /// <summary>The format name in the header line.</summary>
+    public const string Format = "tilt-export/1";
+
+    public static Command Create(CliConsole console)
+    {
+        var model = new ModelOptions();
+        var prompts = new Option<string>("--prompts") { Description = "Prompt file (.txt lines or .jsonl {\"prompt\"}).", Required = true };
+        var strategy = new Option<string>("--strategy", "-s") { Description = "bon | blockwise | rejection.", DefaultValueFactory = _ => "bon" };
+        var reward = new Option<string>("--reward", "-r") { Description = "Reward spec (as in align).", DefaultValueFactory = _ => "lexicon:sentiment" };
+        var valueHead = new Option<string?>("--value-head") { Description = "Blockwise/rejection: a trained value head (default: the reward on the prefix)." };
+        var value = new Option<string?>("--value") { Description = "Blockwise/rejection: dpo:POLICY,REF[,beta=B] (token-level DPO value)." };
+        var n = new Option<int>("--n") { Description = "Best-of-n / rejection: candidates per prompt (1..256).", DefaultValueFactory = _ => 8 };
+        var k = new Option<int>("--k") { Description = "Blockwise: candidate blocks per step.", DefaultValueFactory = _ => 8 };
+        var block = new Option<int>("--block") { Description = "Blockwise: tokens per block.", DefaultValueFactory = _ => 8 };
+        var alpha = new Option<double>("--alpha") { Description = "Rejection: fraction of unfinished candidates stopped per decision.", DefaultValueFactory = _ => 0.5 };
+        var every = new Option<int>("--every") { Description = "Rejection: tokens between decisions.", DefaultValueFactory = _ => 8 };
+        var temperature = new Option<float>("--temperature", "-t") { Description = "Temperature of the base proposals.", DefaultValueFactory = _ => 1f };
+        var seed = new Option<ulong>("--seed") { Description = "RNG seed (prompt i draws with request id i).", DefaultValueFactory = _ => 0UL };
+        var maxTokens = new Option<int>("--max-tokens") { Description = "Generated tokens per candidate at most.", DefaultValueFactory = _ => 64 };
+        var minReward = new Option<double?>("--min-reward") { Description = "Keep only prompts whose winner's reward is at least this (others are written as 'filtered' lines)." };
+        var output = new Option<string>("--out", "-o") { Description = "The JSONL file (appended; a rerun with the same settings resumes).", Required = true };
+        var maxSequences = new Option<int>("--max-sequences") { Description = "Sequences the engine decodes together over all prompts (1..256).", DefaultValueFactory = _ => 64 };
+
+        var command = new Command("export", "Write best-of-n / blockwise / rejection candidates with rewards, base log-probs, ranks and KL as JSONL (distillation data).");
+        model.AddTo(command);
+        foreach (var o in new Option[] { prompts, strategy, reward, valueHead, value, n, k, block, alpha, every, temperature, seed, maxTokens, minReward, output, maxSequences })
+            command.Options.Add(o);
+
+        command.SetAction((parse, cancellationToken) => console.GuardAsync(async () =>
+        {
+            string which = parse.GetValue(strategy)!.ToLowerInvariant();
+            var sampling = new SamplingParameters(parse.GetValue(temperature));
+            AlignOptions options = which switch
+            {
+                "bon" => new BestOfNOptions { N = parse.GetValue(n), ReturnCandidates = true },
+                "blockwise" => new BlockwiseOptions { K = parse.GetValue(k), BlockSize = parse.GetValue(block) },
+                "rejection" => new RejectionOptions { N = parse.GetValue(n), Alpha = parse.GetValue(alpha), Every = parse.GetValue(every), ReturnCandidates = true },
+                _ => throw new ArgumentException($"--strategy must be bon, blockwise or rejection, got '{which}'"),
+            };
+            options = options with { MaxTokens = parse.GetValue(maxTokens), Samples = 1, Seed = parse.GetValue(seed), Sampling = sampling, Threads = model.GetThreads(parse) };
+            if (options is RejectionOptions r && r.Every >= r.MaxTokens)
+                throw new ArgumentException($"--every ({r.Every}) must be shorter than --max-tokens ({r.MaxTokens}): no decision would ever be made");
+            if (parse.GetValue(minReward) is { } floor && !double.IsFinite(floor)) throw new ArgumentException($"--min-reward must be a finite number, got {floor}");
+            string outPath = AtomicFile.CheckTarget(parse.GetValue(output)!);
+            var promptSet = PromptSet.Load(parse.GetValue(prompts)!);
+
+            using var lm = model.LoadModel(parse, console);
+            using var kernels = model.CreateKernels(parse, console);
+            var rewardFn = RewardSpec.Parse(parse.GetValue(reward)!, new RewardSpecContext { HeadRewardFactory = path => HeadReward.Load(path, lm.Info) });
+            IValueFunction? valueFn = (parse.GetValue(valueHead), parse.GetValue(value)) switch
+            {
+                ({ }, { }) => throw new ArgumentException("give either --value-head or --value, not both"),
+                ({ } head, null) => HeadValue.Load(head, lm.Info),
+                (null, { } spec) when spec.StartsWith("dpo:", StringComparison.Ordinal) => new DpoValue(DpoModels.Parse(spec["dpo:".Length..], Path.GetFullPath)),
+                (null, { } spec) => throw new ArgumentException($"--value must be dpo:POLICY,REF[,beta=B], got '{spec}'"),
+                _ => null,
+            };
+            if (which == "bon" && valueFn is not null) throw new ArgumentException("--value-head / --value are for blockwise and rejection; best-of-n ranks by the reward");
+
+            var settings = Settings(which, options, rewardFn, valueFn, parse.GetValue(minReward), lm.Info);
+            var export = ExportFile.Open(outPath, settings, lm.Info, promptSet);
+            var todo = Enumerable.Range(0, promptSet.Count).Where(i => !export.Done.Contains(i)).ToList();
+            console.Error.WriteLine($"export: {promptSet.Count} prompts ({promptSet.Count - todo.Count} already in {outPath}), strategy {which}");
+
+            int need = options switch { BestOfNOptions b => b.N, RejectionOptions j => j.N, BlockwiseOptions b => b.K + 1, _ => 1 };
+            int longest = todo.Count == 0 ? 1 : todo.Max(i => lm.Tokenize(promptSet[i]).Length) + options.MaxTokens;
+            await using var engine = new DecodingEngine(lm, kernels, new EngineOptions
+            {
+                MaxSequences = Math.Min(SessionOptions.MaxSupportedSequences, Math.Max(parse.GetValue(maxSequences), need)),
+                MaxSequenceLength = longest + 2,
+                MaxQueuedRequests = Math.Max(1, todo.Count),
+                Threads = model.GetThreads(parse),
+            });
+            var clock = Stopwatch.StartNew();
+            long candidatesWritten = 0, tokensGenerated = 0;
+            int kept = 0, filtered = 0;
+            var tasks = todo.Select(async i =>
+            {
+                var request = new DecodingRequest { Prompt = promptSet[i], Options = options with { RequestId = (uint)i }, Reward = rewardFn, Value = valueFn };
+                var scored = new List<CandidatesScored>();
+                AlignedSample? result = null;
+                await foreach (var e in engine.StreamAsync(request, cancellationToken).ConfigureAwait(false))
+                {
+                    if (e is CandidatesScored c) scored.Add(c);
+                    else if (e is SampleCompleted done) result = done.Result;
+                }
+                var sample = result ?? throw new TiltException($"prompt {i}: the engine finished without a result");
+                double? min = parse.GetValue(minReward);
+                string line = min is { } m && !(sample.Reward >= m)
+                    ? FilteredLine(i, promptSet[i], sample)
+                    : PromptLine(i, promptSet[i], which, sample, scored);
+                lock (export)
+                {
+                    export.Append(line);
+                    if (line.Contains("\"type\":\"filtered\"", StringComparison.Ordinal)) filtered++;
+                    else kept++;
+                    candidatesWritten += Math.Max(1, sample.Candidates.Count);
+                    tokensGenerated += sample.TokensEvaluated;
+                }
+            }).ToArray();
+            try
+            {
+                await Task.WhenAll(tasks).ConfigureAwait(false);
+            }
+            finally
+            {
+                export.Dispose();
+            }
+            double seconds = clock.Elapsed.TotalSeconds;
+            console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"[{kept} prompts kept, {filtered} filtered, {candidatesWritten} candidates in {seconds:F2} s: {todo.Count / Math.Max(seconds, 1e-9):F2} prompts/s, {tokensGenerated / Math.Max(seconds, 1e-9):F0} tokens decoded/s]"));
+            console.Out.WriteLine(outPath);
+            return 0;
+        }));
+        return command;
+    }
+
+    /// <summary>What must match for a rerun to append to an existing file.</summary>
+    private static JsonObject Settings(string strategy, AlignOptions options, IReward reward, IValueFunction? value, double? minReward, ModelInfo model)
+    {
+        var s = new JsonObject
+        {
+            ["strategy"] = strategy,
+            ["reward"] = reward.Description,
+            ["value"] = strategy == "bon" ? null : value is HeadValue head ? $"{head.Description}@sha256:{head.WeightsSha256}" : value?.Description ?? $"prefix({reward.Description})",
+            ["maxTokens"] = options.MaxTokens,
+            ["seed"] = options.Seed,
+            ["temperature"] = options.Sampling.Temperature,
+            ["minReward"] = minReward,
+            ["modelFingerprint"] = model.Fingerprint,
+        };
+        switch (options)
+        {
+            case BestOfNOptions b: s["n"] = b.N; break;
+            case RejectionOptions r: s["n"] = r.N; s["alpha"] = r.Alpha; s["every"] = r.Every; break;
+            case BlockwiseOptions b: s["k"] = b.K; s["block"] = b.BlockSize; s["selection"] = b.Selection.ToString().ToLowerInvariant(); break;
+        }
+        return s;
+    }
+
+    private static string PromptLine(int index, string prompt, string strategy, AlignedSample s, IReadOnlyList<CandidatesScored> scored)
+    {
+        var line = new JsonObject
+        {
+            ["type"] = "prompt",
+            ["promptIndex"] = index,
+            ["prompt"] = prompt,
+            ["winner"] = new JsonObject
+            {
+                ["candidate"] = strategy == "blockwise" ? null : scored.LastOrDefault(c => c.Step == 0)?.Chosen,
+                ["text"] = s.Text,
+                ["tokens"] = Tokens(s.Tokens),
+                ["reward"] = Finite(s.Reward),
+                ["logprob"] = Finite(s.LogProb),
+                ["finish"] = s.Finish.ToString().ToLowerInvariant(),
+            },
+            ["kl"] = new JsonObject { ["value"] = Finite(s.Kl.Value), ["method"] = s.Kl.Method.ToString() },
+            ["klBound"] = s.KlBound is { } b ? new JsonObject { ["value"] = Finite(b.Value), ["method"] = b.Method.ToString() } : null,
+            ["tokensEvaluated"] = s.TokensEvaluated,
+        };
+        if (strategy == "blockwise")
+        {
+            var blocks = new JsonArray();
+            foreach (var c in scored)
+                blocks.Add(new JsonObject { ["block"] = c.Step, ["scores"] = new JsonArray(c.Scores.Select(x => (JsonNode?)Finite(x)).ToArray()), ["chosen"] = c.Chosen });
+            line["blocks"] = blocks;
+        }
+        else
+        {
+            int winner = scored.LastOrDefault(c => c.Step == 0)?.Chosen ?? -1;
+            var candidates = new JsonArray();
+            foreach (var c in s.Candidates)
+            {
+                // Rank 1 is the best reward; candidates of equal reward share a rank. Rejected candidates (reward -inf) rank last.
+                int rank = 1 + s.Candidates.Count(o => o.Reward > c.Reward);
+                candidates.Add(new JsonObject
+                {
+                    ["index"] = c.Index,
+                    ["text"] = c.Text,
+                    ["tokens"] = Tokens(c.Tokens),
+                    ["reward"] = Finite(c.Reward),
+                    ["logprob"] = Finite(c.LogProb),
+                    ["rank"] = rank,
+                    ["winner"] = c.Index == winner,
+                    ["finished"] = c.Finished,
+                    ["rejected"] = double.IsNegativeInfinity(c.Reward),
+                });
+            }
+            line["candidates"] = candidates;
+        }
+        return line.ToJsonString(CliJson.Options);
+    }
+
+    private static string FilteredLine(int index, string prompt, AlignedSample s) => new JsonObject
+    {
+        ["type"] = "filtered",
+        ["promptIndex"] = index,
+        ["prompt"] = prompt,
+        ["winnerReward"] = Finite(s.Reward),
+    }.ToJsonString(CliJson.Options);
+
+    private static JsonArray Tokens(IReadOnlyList<int> tokens) => new(tokens.Select(t => (JsonNode?)t).ToArray());
+
+    private static double? Finite(double x) => double.IsFinite(x) ? x : null;
+
+    /// <summary>
+    /// The export file: a header line, then one line per finished prompt, appended whole and flushed. Opening an existing
+    /// file checks its header against the settings, cuts a torn last line (a crash mid-write) and collects the prompts done.
+    /// </summary>
+    private sealed class ExportFile : IDisposable
+    {
+        private readonly FileStream _stream;
+
+        private ExportFile(FileStream stream, HashSet<int> done)
+        {
+            _stream = stream;
+            Done = done;
+        }
+
+        public HashSet<int> Done { get; }
+
+        public static ExportFile Open(string path, JsonObject settings, ModelInfo model, IReadOnlyList<string> prompts)
+        {
+            var done = new HashSet<int>();
+            bool exists = File.Exists(path) && new FileInfo(path).Length > 0;
+            var stream = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read);
+            try
+            {
+                if (exists)
+                {
+                    long keep = ReadExisting(stream, path, settings, prompts, done);
+                    stream.SetLength(keep);
+                    stream.Position = keep;
+                }
+                else
+                {
+                    var header = new JsonObject
+                    {
+                        ["type"] = "header",
+                        ["format"] = Format,
+                        ["settings"] = settings.DeepClone(),
+                        ["model"] = new JsonObject { ["path"] = model.Path, ["fingerprint"] = model.Fingerprint, ["description"] = model.Description },
+                        ["prompts"] = prompts.Count,
+                        ["created"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
+                    };
+                    stream.SetLength(0);
+                    WriteLine(stream, header.ToJsonString(CliJson.Options));
+                }
+                return new ExportFile(stream, done);
+            }
+            catch
+            {
+                stream.Dispose();
+                throw;
+            }
+        }
+
+        /// <summary>Checks the header and collects finished prompts; returns the length of the whole lines to keep.</summary>
+        private static long ReadExisting(FileStream stream, string path, JsonObject settings, IReadOnlyList<string> prompts, HashSet<int> done)
+        {
+            var bytes = new byte[stream.Length];
+            stream.Position = 0;
+            stream.ReadExactly(bytes);
+            int end = Array.LastIndexOf(bytes, (byte)'\n') + 1; // a line without its '\n' was torn by a crash: dropped
+            string[] lines = Encoding.UTF8.GetString(bytes, 0, end).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            if (lines.Length == 0) throw new TiltException($"{path}: has no complete header line; remove it or choose another --out");
+            JsonNode? header;
+            try
+            {
+                header = JsonNode.Parse(lines[0]);
+            }
+            catch (JsonException e)
+            {
+                throw new TiltException($"{path}: line 1 is not a {Format} header ({e.Message}); remove it or choose another --out");
+            }
+            if (header?["type"]?.GetValue<string>() != "header" || header["format"]?.GetValue<string>() != Format || header["settings"] is not JsonObject old)
+                throw new TiltException($"{path}: line 1 is not a {Format} header; remove it or choose another --out");
+            foreach (var (key, value) in settings)
+            {
+                string mine = value?.ToJsonString() ?? "null", theirs = old[key]?.ToJsonString() ?? "null";
+                if (mine != theirs)
+                    throw new TiltException($"{path} was written with other settings ({key}: {theirs} in the file, {mine} now); use another --out to keep both, or remove the file");
+            }
+            for (int i = 1; i < lines.Length; i++)
+            {
+                JsonNode? node;
+                try
+                {
+                    node = JsonNode.Parse(lines[i]);
+                }
+                catch (JsonException e)
+                {
+                    throw new TiltException($"{path}: line {i + 1} is not JSON ({e.Message})");
+                }
+                int index = node?["promptIndex"]?.GetValue<int>() ?? -1;
+                string? prompt = node?["prompt"]?.GetValue<string>();
+                if (index < 0 || index >= prompts.Count || prompt != prompts[index])
+                    throw new TiltException($"{path}: line {i + 1} is prompt {index}, which is not prompt {index} of the prompt file; the prompt file changed: use another --out");
+                done.Add(index);
+            }
+            return end;
+        }
+
+        /// <summary>Appends one whole line and flushes it to disk before the next (a crash leaves whole lines or a torn last one).</summary>
+        public void Append(string line) => WriteLine(_stream, line);
+
+        private static void WriteLine(FileStream stream, string line)
+        {
+            byte[] bytes = Encoding.UTF8.GetBytes(line + "\n");
+            stream.Write(bytes);
+            stream.Flush(flushToDisk: true);
+        }
+
+        public void Dispose() => _stream.Dispose();
+    }
+}
