@@ -198,19 +198,23 @@ internal static class ExportCommand
             var candidates = new JsonArray();
             foreach (var c in s.Candidates)
             {
-                // Rank 1 is the best reward; candidates of equal reward share a rank. Rejected candidates (reward -inf) rank last.
-                int rank = 1 + s.Candidates.Count(o => o.Reward > c.Reward);
+                // Rank 1 is the best reward; candidates of equal reward share a rank. Rejected candidates (stopped early, no final
+                // reward) rank after every survivor.
+                int rank = c.Rejected
+                    ? 1 + s.Candidates.Count(o => !o.Rejected)
+                    : 1 + s.Candidates.Count(o => !o.Rejected && o.Reward > c.Reward);
                 candidates.Add(new JsonObject
                 {
                     ["index"] = c.Index,
                     ["text"] = c.Text,
                     ["tokens"] = Tokens(c.Tokens),
-                    ["reward"] = Finite(c.Reward),
+                    ["reward"] = c.Rejected ? null : Finite(c.Reward),
+                    ["valueAtRejection"] = c.Rejected ? Finite(c.Reward) : null,
                     ["logprob"] = Finite(c.LogProb),
                     ["rank"] = rank,
                     ["winner"] = c.Index == winner,
                     ["finished"] = c.Finished,
-                    ["rejected"] = double.IsNegativeInfinity(c.Reward),
+                    ["rejected"] = c.Rejected,
                 });
             }
             line["candidates"] = candidates;
