@@ -78,9 +78,8 @@ internal static class EvaluateCommand
                 Seed = parse.GetValue(seed),
                 Threads = model.GetThreads(parse),
             };
-            // Rejection decides every 8 tokens; for shorter outputs, four decisions over the output instead.
             var fullSweep = (isQuick ? EvaluationConfig.QuickSweep(candidates) : EvaluationConfig.FullSweep(candidates))
-                .Select(c => c.Method == EvaluationMethod.Rejection && c.M >= tokens ? c with { M = Math.Max(1, tokens / 4) } : c)
+                .Select(c => c.FitTo(tokens))
                 .Where(c => parse.GetValue(methods) is not { } only || MethodNames(only).Contains(c.Method)).ToList();
             // Shard I of N takes points I, I + N, I + 2N, ... of the sweep: the shards cover it exactly once together.
             var sweep = fullSweep.Where((_, j) => j % shardCount == shardIndex).ToList();

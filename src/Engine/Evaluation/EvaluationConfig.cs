@@ -39,6 +39,13 @@ public sealed record EvaluationConfig(EvaluationMethod Method, int N = 0, int K 
         _ => "token-wise CD",
     };
 
+    /// <summary>
+    /// The configuration as it runs on outputs of <paramref name="maxTokens"/> tokens: rejection decides every 8 tokens,
+    /// and for shorter outputs four times over the output instead (a decision interval must be shorter than the output).
+    /// </summary>
+    public EvaluationConfig FitTo(int maxTokens) =>
+        Method == EvaluationMethod.Rejection && M >= maxTokens ? this with { M = Math.Max(1, maxTokens / 4) } : this;
+
     /// <summary>The full sweep of the issue: best-of-n n in {1..64}, blockwise K x M, token-wise over a beta grid.</summary>
     public static IReadOnlyList<EvaluationConfig> FullSweep(int tokenwiseCandidates) =>
     [
