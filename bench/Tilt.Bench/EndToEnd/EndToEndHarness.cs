@@ -34,7 +34,7 @@ internal static class EndToEndHarness
     public static int Run(string[] args)
     {
         var options = Options.Parse(args);
-        string path = ResolveModel(options.Model);
+        string path = EndToEndModels.Resolve(options.Model);
         Console.Error.WriteLine($"model {path}");
         using var model = GgufModel.Load(path);
         using var kernels = StepKernels.Create(KernelBackend.Cpu, Console.Error.WriteLine);
@@ -89,19 +89,6 @@ internal static class EndToEndHarness
         if (options.Markdown is { } mdPath) File.WriteAllText(mdPath, table);
         Console.WriteLine(table);
         return 0;
-    }
-
-    private static string ResolveModel(string spec)
-    {
-        var preset = ModelShape.Presets.FirstOrDefault(p => p.Name == spec);
-        if (preset is null) return spec;
-        string path = Path.Combine(SyntheticModel.CacheDirectory, $"{preset.Name}-f16-v32000-s1.gguf");
-        if (!File.Exists(path))
-        {
-            Console.Error.WriteLine($"writing {path}");
-            SyntheticModel.Write(path, preset, SentencePieceVocabulary.Synthesize(32000), GgufTensorType.F16);
-        }
-        return path;
     }
 
     /// <summary>The ceiling: LLamaSharp batch decode of K sequences with the engine's context settings, argmax tokens.</summary>
