@@ -42,11 +42,8 @@ internal sealed class BestOfNRun : RequestRun
         _needPrompt = false;
         _sampleStart = Clock.Elapsed;
         int n = _options.N;
-        if (_sample > 0)
-            foreach (int s in Sequences) context.Session.RemoveSequence(s);
-        var prompt = context.Prompts.Load(Sequences[0], PromptTokens, context.SpareSequence);
+        var prompt = LoadPrompt(context, clear: _sample > 0, forks: n - 1);
         _cachedPrompt = prompt.CachedTokens;
-        for (int i = 1; i < n; i++) context.Session.CopySequence(Sequences[0], Sequences[i]);
         _prefill = Clock.Elapsed - _sampleStart;
         _rollout ??= new Rollout(context.Model, n);
         _rollout.Start(new Rollout.Settings

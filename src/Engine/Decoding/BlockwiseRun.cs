@@ -59,10 +59,8 @@ internal sealed class BlockwiseRun : RequestRun
         if (!_needPrompt) return;
         _needPrompt = false;
         _sampleStart = Clock.Elapsed;
-        if (_sample > 0)
-            foreach (int s in Sequences) context.Session.RemoveSequence(s);
+        var prompt = LoadPrompt(context, clear: _sample > 0, forks: 0);
         _order = Sequences.ToArray();
-        var prompt = context.Prompts.Load(_order[0], PromptTokens, context.SpareSequence);
         _cachedPrompt = prompt.CachedTokens;
         _prefixLogits = prompt.Logits.ToArray();
         _prefixHidden = prompt.Hidden.ToArray();

@@ -33,8 +33,7 @@ internal sealed class GenerationRun : RequestRun
     public override void Prepare(StepContext context)
     {
         if (_prompt is not null) return;
-        _prompt = context.Prompts.Load(Sequences[0], PromptTokens, context.SpareSequence);
-        for (int i = 1; i < Sequences.Length; i++) context.Session.CopySequence(Sequences[0], Sequences[i]);
+        _prompt = LoadPrompt(context, clear: false, forks: Sequences.Length - 1);
         _prefill = Clock.Elapsed;
         _rollout = new Rollout(context.Model, _options.Samples);
         _rollout.Start(new Rollout.Settings

@@ -58,12 +58,8 @@ internal sealed class RejectionRun : RequestRun
         }
         _needPrompt = false;
         _sampleStart = Clock.Elapsed;
-        // Sequences given back by the last sample's rejections are needed again: a later sample asks for them anew.
-        if (_sample > 0)
-            foreach (int s in Sequences) context.Session.RemoveSequence(s);
-        var prompt = context.Prompts.Load(Sequences[0], PromptTokens, context.SpareSequence);
+        var prompt = LoadPrompt(context, clear: _sample > 0, forks: n - 1);
         _cachedPrompt = prompt.CachedTokens;
-        for (int i = 1; i < n; i++) context.Session.CopySequence(Sequences[0], Sequences[i]);
         _prefill = Clock.Elapsed - _sampleStart;
         _rollout ??= new Rollout(context.Model, n);
         _scores = new double[n];
@@ -93,11 +89,15 @@ internal sealed class RejectionRun : RequestRun
         rollout.Collect(context);
         if (_options.Alpha == 0 || rollout.IsFinished) return;
 
-        // A decision when the unfinished candidates (they step together) have generated a multiple of M tokens.
+        // A decision when the unfinished candidates (they step together) have generated a multiple of M tokens; the
+        // other iterations allocate nothing here.
+        int first = 0;
+        while (first < _options.N && rollout.IsDone(first)) first++;
+        if (first == _options.N) return;
+        int t = rollout.Tokens[first].Count;
+        if (t == 0 || t % _options.Every != 0) return;
         var unfinished = Enumerable.Range(0, _options.N).Where(i => !rollout.IsDone(i)).ToArray();
-        if (unfinished.Length < 2) return;
-        int t = rollout.Tokens[unfinished[0]].Count;
-        if (t == 0 || t % _options.Every != 0 || (int)Math.Floor(_options.Alpha * unfinished.Length) == 0) return;
+        if (unfinished.Length < 2 || (int)Math.Floor(_options.Alpha * unfinished.Length) == 0) return;
         int d = context.Hidden;
         var hidden = new float[unfinished.Length * d];
         for (int j = 0; j < unfinished.Length; j++)

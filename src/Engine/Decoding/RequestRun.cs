@@ -15,7 +15,6 @@ internal sealed class StepContext
     public required IDecodingSession Session { get; init; }
     public required StepBatch Batch { get; init; }
     public required ILanguageModel Model { get; init; }
-    public required IStepKernels Kernels { get; init; }
     public required PromptCache Prompts { get; init; }
 
     public ModelInfo Info => Model.Info;
@@ -86,9 +85,6 @@ internal abstract class RequestRun
     /// <summary>The engine sequences this run owns (set at admission).</summary>
     public int[] Sequences { get; private set; } = [];
 
-    /// <summary>Arrival order, for FIFO admission.</summary>
-    public long Ticket { get; set; }
-
     /// <summary>True when every output is complete (or the deadline ended the request).</summary>
     public bool IsDone { get; protected set; }
 
@@ -154,6 +150,20 @@ internal abstract class RequestRun
     }
 
     private int _forcedSample = -1;
+
+    /// <summary>
+    /// Puts the prompt into the run's sequences for a new output: removes what an earlier output left (when
+    /// <paramref name="clear"/>), loads the prompt into Sequences[0] (a prompt-cache copy or a prefill) and forks it to the
+    /// next <paramref name="forks"/> sequences.
+    /// </summary>
+    protected PromptState LoadPrompt(StepContext context, bool clear, int forks)
+    {
+        if (clear)
+            foreach (int s in Sequences) context.Session.RemoveSequence(s);
+        var prompt = context.Prompts.Load(Sequences[0], PromptTokens, context.SpareSequence);
+        for (int i = 1; i <= forks; i++) context.Session.CopySequence(Sequences[0], Sequences[i]);
+        return prompt;
+    }
 
     /// <summary>Emits a finished output with what the skeleton knows of the request (prompt, queueing).</summary>
     protected void EmitResult(AlignedSample sample) => Emit(new SampleCompleted(sample with

@@ -15,7 +15,6 @@ namespace Tilt.Engine.Decoding;
 /// </summary>
 internal sealed class Scheduler : IDisposable
 {
-    private readonly ILanguageModel _model;
     private readonly IStepKernels _kernels;
     private readonly EngineOptions _options;
     private readonly IDecodingSession _session;
@@ -29,7 +28,6 @@ internal sealed class Scheduler : IDisposable
     private readonly object _gate = new(); // a Monitor: the loop waits on it for work
     private readonly Thread _thread;
     private readonly TaskCompletionSource _idle = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private long _tickets;
     private bool _accepting = true;
     private bool _stopping;
     private bool _cancelAll;
@@ -42,7 +40,6 @@ internal sealed class Scheduler : IDisposable
 
     public Scheduler(ILanguageModel model, IStepKernels kernels, EngineOptions options)
     {
-        _model = model;
         _kernels = kernels;
         _options = options;
         _session = model.CreateSession(new SessionOptions
@@ -62,7 +59,6 @@ internal sealed class Scheduler : IDisposable
             Session = _session,
             Batch = _batch,
             Model = model,
-            Kernels = kernels,
             Prompts = _prompts,
             SpareSequence = SpareSequence,
             ReleaseSequence = ReleaseOne,
@@ -104,7 +100,6 @@ internal sealed class Scheduler : IDisposable
             bool waits = _queue.Count > 0 || _free.Count + _prompts.Count < run.SequencesNeeded;
             if (waits && _queue.Count >= _options.MaxQueuedRequests)
                 throw new EngineBusyException(_queue.Count, _options.MaxQueuedRequests);
-            run.Ticket = _tickets++;
             run.SubmittedIteration = Interlocked.Read(ref _iterations);
             var node = _queue.AddLast(run);
             // A request cancelled while it waits leaves the queue at once; one already admitted is dropped by the loop.

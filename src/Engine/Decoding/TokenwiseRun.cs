@@ -99,10 +99,8 @@ internal sealed class TokenwiseRun : RequestRun
             _valuesF = new float[_k];
         }
         _sampleStart = Clock.Elapsed;
-        if (_sample > 0)
-            foreach (int s in Sequences) context.Session.RemoveSequence(s);
+        var prompt = LoadPrompt(context, clear: _sample > 0, forks: 0);
         _current = Sequences[0];
-        var prompt = context.Prompts.Load(_current, PromptTokens, context.SpareSequence);
         _cachedPrompt = prompt.CachedTokens;
         prompt.Logits.CopyTo(_logits, 0);
         prompt.Hidden.CopyTo(_hidden, 0);

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace Tilt.Engine.Strategies;
 
 /// <summary>Helpers shared by the strategies' streams.</summary>
@@ -13,7 +11,4 @@ internal static class AlignStream
             if (e is SampleCompleted c) results.Add(c.Result);
         return results;
     }
-
-    public static bool PastDeadline(AlignOptions options, Stopwatch requestClock) =>
-        options.Deadline is { } limit && requestClock.Elapsed >= limit;
 }
