@@ -16,6 +16,10 @@ internal sealed class ServerMetrics
         RunningRequests = f.CreateGauge("tilt_running_requests", "Requests the engine has admitted.");
         LiveSequences = f.CreateGauge("tilt_live_sequences", "Sequences in use over all admitted requests.");
         MaxSequences = f.CreateGauge("tilt_max_sequences", "The engine's capacity in sequences.");
+        Decodes = f.CreateGauge("tilt_decodes", "Batched decodes the engine ran (a counter read from the engine).");
+        DecodeRuns = f.CreateGauge("tilt_decode_id_runs", "Runs of consecutive sequence ids summed over the decodes: llama.cpp evaluates each run as its own " +
+            "micro-batch with the per-sequence KV layout, so tilt_decode_id_runs / tilt_decodes near 1 is healthy (a counter read from the engine).");
+        SequenceMoves = f.CreateGauge("tilt_sequence_moves", "Sequences moved to keep decoded ids dense, one KV copy each (a counter read from the engine).");
         TokensGenerated = f.CreateCounter("tilt_tokens_generated_total", "Tokens returned to clients.", new CounterConfiguration { LabelNames = ["strategy"] });
         TokensRejected = f.CreateCounter("tilt_tokens_rejected_total", "Tokens decoded for candidates that were not returned (tokens evaluated minus tokens returned).",
             new CounterConfiguration { LabelNames = ["strategy"] });
@@ -37,6 +41,9 @@ internal sealed class ServerMetrics
             RunningRequests.Set(s.RunningRequests);
             LiveSequences.Set(s.LiveSequences);
             MaxSequences.Set(s.MaxSequences);
+            Decodes.Set(s.Decodes);
+            DecodeRuns.Set(s.DecodeRuns);
+            SequenceMoves.Set(s.SequenceMoves);
         });
     }
 
@@ -46,6 +53,9 @@ internal sealed class ServerMetrics
     public Gauge RunningRequests { get; }
     public Gauge LiveSequences { get; }
     public Gauge MaxSequences { get; }
+    public Gauge Decodes { get; }
+    public Gauge DecodeRuns { get; }
+    public Gauge SequenceMoves { get; }
     public Counter TokensGenerated { get; }
     public Counter TokensRejected { get; }
     public Histogram Reward { get; }

@@ -118,7 +118,8 @@ internal static class AlignBatch
         double seconds = clock.Elapsed.TotalSeconds;
         console.Error.WriteLine($"[{lines.Count} requests, {generated} tokens generated in {seconds:F2} s: {generated / Math.Max(seconds, 1e-9):F0} tokens/s " +
                                 $"({evaluated / Math.Max(seconds, 1e-9):F0} evaluated/s), concurrency {(concurrency == 0 ? "as many as fit" : concurrency)}, " +
-                                $"{engine.Status.Iterations} scheduler iterations]");
+                                $"{engine.Status.Iterations} scheduler iterations, {engine.Status.RunsPerDecode:F2} id runs per decode, " +
+                                $"{engine.Status.SequenceMoves} sequence moves]");
         if ((failed ?? badLine) is { } error) throw error;
         return 0;
     }

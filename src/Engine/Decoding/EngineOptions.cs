@@ -67,6 +67,14 @@ public sealed record EngineOptions
     /// </summary>
     public KvLayout KvLayout { get; init; } = KvLayout.PerSequence;
 
+    /// <summary>
+    /// Whether the scheduler moves sequences into free places when the ids of a decode's rows fragment (requests finishing,
+    /// early rejection, cancellations), so that llama.cpp decodes them as one micro-batch instead of one per run of
+    /// consecutive ids (docs/architecture.md, "Sequence ids"). Only the per-sequence layout splits at gaps; moving never
+    /// changes an output. Defaults to true.
+    /// </summary>
+    public bool CompactSequences { get; init; } = true;
+
     /// <summary>KV cache element type (F32 makes outputs independent of the batch's composition to float rounding). Defaults to F16.</summary>
     public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
 
@@ -112,5 +120,16 @@ public sealed class EngineStoppingException : TiltException
 /// <param name="DecodeTime">Time inside the batched decode calls (llama_decode) so far.</param>
 /// <param name="BusyTime">Time of whole scheduler iterations so far: BusyTime - DecodeTime is the engine's own per-step work
 /// (prefills, KV moves, value scoring, sampling kernels, step functions, rewards).</param>
+/// <param name="Decodes">Batched decodes so far.</param>
+/// <param name="DecodeRuns">Runs of consecutive sequence ids summed over those decodes: with the per-sequence KV layout
+/// llama.cpp evaluates each run as its own micro-batch, reading all the weights again, so DecodeRuns / Decodes near 1 is
+/// the healthy value (a regression in the id placement shows here first).</param>
+/// <param name="LastDecodeRuns">Runs of consecutive sequence ids in the most recent decode.</param>
+/// <param name="SequenceMoves">Sequences the scheduler moved to keep decoded ids dense (one KV copy each).</param>
 public sealed record EngineStatus(int QueuedRequests, int RunningRequests, int LiveSequences, int MaxSequences, long Iterations, long TokensDecoded,
-    long CachedPromptTokens, TimeSpan DecodeTime, TimeSpan BusyTime);
+    long CachedPromptTokens, TimeSpan DecodeTime, TimeSpan BusyTime, long Decodes = 0, long DecodeRuns = 0, int LastDecodeRuns = 0,
+    long SequenceMoves = 0)
+{
+    /// <summary>Average micro-batches per decode (DecodeRuns / Decodes); 0 before the first decode.</summary>
+    public double RunsPerDecode => Decodes == 0 ? 0 : (double)DecodeRuns / Decodes;
+}

@@ -201,7 +201,7 @@ internal sealed class Rollout
         for (int i = 0; i < _settings.Candidates; i++)
         {
             if (_phase[i] is not (Phase.Decode or Phase.DecodeOnly)) continue;
-            int row = _handle[i];
+            int row = context.Batch.Row(_handle[i]);
             TokensDecoded++;
             decoded = true;
             hidden.Slice(row * _hidden, _hidden).CopyTo(FinalHidden.AsSpan(i * _hidden, _hidden));
@@ -227,7 +227,7 @@ internal sealed class Rollout
         for (int i = 0; i < _settings.Candidates; i++)
         {
             if (_phase[i] != Phase.Sample) continue;
-            var source = _fromStart[i] ? _startLogits : logits.Slice(_handle[i] * _vocab, _vocab);
+            var source = _fromStart[i] ? _startLogits : logits.Slice(context.Batch.Row(_handle[i]) * _vocab, _vocab);
             _handle[i] = context.Batch.AddSample(source, _settings.Sampling, Key(i));
         }
     }

@@ -17,11 +17,13 @@ internal sealed class Scheduler : IDisposable
 {
     private readonly IStepKernels _kernels;
     private readonly EngineOptions _options;
-    private readonly IDecodingSession _session;
+    private readonly IDecodingSession _kv;        // the model's session, physical sequence ids
+    private readonly SequencePlacement _placement; // logical <-> physical ids, owned here alone
+    private readonly PlacedSession _session;      // what requests see: logical ids
+    private readonly bool _compact;
     private readonly StepBatch _batch;
     private readonly PromptCache _prompts;
     private readonly StepContext _context;
-    private readonly Stack<int> _free = new();
     private readonly LinkedList<RequestRun> _queue = new();
     private readonly List<RequestRun> _running = [];
     private readonly List<(RequestRun Run, Exception Error)> _failed = [];
@@ -37,12 +39,15 @@ internal sealed class Scheduler : IDisposable
     private long _tokensDecoded;
     private long _decodeTicks; // Stopwatch ticks inside the batched decode
     private long _busyTicks;   // Stopwatch ticks of whole iterations
+    private long _decodes;
+    private long _decodeRuns;  // sum over decodes of the contiguous id runs (llama.cpp micro-batches) in each
+    private volatile int _lastDecodeRuns;
 
     public Scheduler(ILanguageModel model, IStepKernels kernels, EngineOptions options)
     {
         _kernels = kernels;
         _options = options;
-        _session = model.CreateSession(new SessionOptions
+        _kv = model.CreateSession(new SessionOptions
         {
             MaxSequences = options.MaxSequences,
             MaxSequenceLength = options.MaxSequenceLength,
@@ -51,7 +56,10 @@ internal sealed class Scheduler : IDisposable
             SharedCellsPerSequence = options.MaxSequenceLength, // worst case: no sharing at all
             Threads = options.Threads,
         });
-        for (int s = options.MaxSequences - 1; s >= 0; s--) _free.Push(s);
+        _placement = new SequencePlacement(options.MaxSequences);
+        _session = new PlacedSession(_kv, _placement);
+        // Only the per-sequence layout splits decodes at id gaps; in the shared (unified) pool a move would copy for nothing.
+        _compact = options.CompactSequences && options.KvLayout == KvLayout.PerSequence;
         _batch = new StepBatch(model.Info.VocabularySize, model.Info.HiddenSize, options.MaxSequences);
         _prompts = new PromptCache(_session, options.PromptCacheEntries);
         _context = new StepContext
@@ -84,6 +92,11 @@ internal sealed class Scheduler : IDisposable
     public long CachedPromptTokens => _prompts.HitTokens;
     public TimeSpan DecodeTime => Stopwatch.GetElapsedTime(0, Interlocked.Read(ref _decodeTicks) + _prompts.PrefillTicks);
     public TimeSpan BusyTime => Stopwatch.GetElapsedTime(0, Interlocked.Read(ref _busyTicks));
+    public long Decodes => Interlocked.Read(ref _decodes);
+    public long DecodeRuns => Interlocked.Read(ref _decodeRuns);
+    public int LastDecodeRuns => _lastDecodeRuns;
+    public long SequenceMoves => Interlocked.Read(ref _moves);
+    private long _moves;
 
     /// <summary>
     /// Queues a run, or refuses it at once: <see cref="EngineBusyException"/> when the queue is full, <see cref="RequestException"/>
@@ -97,7 +110,7 @@ internal sealed class Scheduler : IDisposable
         lock (_gate)
         {
             if (!_accepting) throw new EngineStoppingException();
-            bool waits = _queue.Count > 0 || _free.Count + _prompts.Count < run.SequencesNeeded;
+            bool waits = _queue.Count > 0 || _placement.Free + _prompts.Count < run.SequencesNeeded;
             if (waits && _queue.Count >= _options.MaxQueuedRequests)
                 throw new EngineBusyException(_queue.Count, _options.MaxQueuedRequests);
             run.SubmittedIteration = Interlocked.Read(ref _iterations);
@@ -159,7 +172,7 @@ internal sealed class Scheduler : IDisposable
         foreach (var run in _running) run.Complete(error);
         _queue.Clear();
         _running.Clear();
-        _session.Dispose();
+        _kv.Dispose();
         _idle.TrySetResult();
     }
 
@@ -209,27 +222,28 @@ internal sealed class Scheduler : IDisposable
                 continue;
             }
             int needed = run.SequencesNeeded;
-            while (_free.Count < needed && _prompts.EvictOne() is { } freed) _free.Push(freed);
-            if (_free.Count < needed) return;
+            while (_placement.Free < needed && _prompts.EvictOne() is { } freed) _placement.Return(freed);
+            if (_placement.Free < needed) return;
             _queue.RemoveFirst();
             var sequences = new int[needed];
-            for (int i = 0; i < needed; i++) sequences[i] = _free.Pop();
+            for (int i = 0; i < needed; i++) sequences[i] = _placement.Take();
             run.Admit(sequences, Interlocked.Read(ref _iterations));
             _running.Add(run);
         }
     }
 
-    private int? SpareSequence() => _free.Count > 0 ? _free.Pop() : null;
+    // The prompt cache's sequences are held but never decoded: they take the highest free places.
+    private int? SpareSequence() => _placement.Free > 0 ? _placement.TakeHighest() : null;
 
     private bool Acquire(RequestRun run, int count)
     {
         // Waiting requests come first: a running request takes sequences back only when nobody queued needs them.
         lock (_gate)
             if (_queue.Count > 0) return false;
-        while (_free.Count < count && _prompts.EvictOne() is { } freed) _free.Push(freed);
-        if (_free.Count < count) return false;
+        while (_placement.Free < count && _prompts.EvictOne() is { } freed) _placement.Return(freed);
+        if (_placement.Free < count) return false;
         var taken = new int[count];
-        for (int i = 0; i < count; i++) taken[i] = _free.Pop();
+        for (int i = 0; i < count; i++) taken[i] = _placement.Take();
         run.Adopt(taken);
         return true;
     }
@@ -239,7 +253,7 @@ internal sealed class Scheduler : IDisposable
         if (!run.Sequences.Contains(sequence)) throw new InvalidOperationException($"sequence {sequence} does not belong to the request");
         _session.RemoveSequence(sequence);
         run.Forget(sequence);
-        _free.Push(sequence);
+        _placement.Return(sequence);
     }
 
     private void Iterate()
@@ -261,9 +275,14 @@ internal sealed class Scheduler : IDisposable
         Each(static (run, c) => run.Plan(c));
         if (_batch.Decodes > 0)
         {
+            if (_compact) Interlocked.Add(ref _moves, _placement.Compact(_batch.DecodeSequences, _kv));
+            _batch.Order(_placement);
             long started = Stopwatch.GetTimestamp();
-            _session.Step(_batch.DecodeSequences, _batch.DecodeTokens);
+            _kv.Step(_batch.OrderedSequences, _batch.OrderedTokens);
             long ended = Stopwatch.GetTimestamp();
+            _lastDecodeRuns = _batch.Runs;
+            Interlocked.Add(ref _decodeRuns, _batch.Runs);
+            Interlocked.Increment(ref _decodes);
             _context.LastDecode = Stopwatch.GetElapsedTime(started, ended);
             Interlocked.Add(ref _decodeTicks, ended - started);
             Interlocked.Add(ref _tokensDecoded, _batch.Decodes);
@@ -291,7 +310,7 @@ internal sealed class Scheduler : IDisposable
             foreach (int s in run.Sequences)
             {
                 _session.RemoveSequence(s);
-                _free.Push(s);
+                _placement.Return(s);
             }
             run.Admit([], run.AdmittedIteration);
             lock (_gate) _queue.AddLast(run);
@@ -329,7 +348,7 @@ internal sealed class Scheduler : IDisposable
         foreach (int s in run.Sequences)
         {
             _session.RemoveSequence(s);
-            _free.Push(s);
+            _placement.Return(s);
         }
         run.Complete(error);
         lock (_gate)

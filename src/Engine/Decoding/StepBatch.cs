@@ -16,9 +16,13 @@ internal sealed class StepBatch
     private readonly int _vocab;
     private readonly int _hidden;
 
-    // Decode entries: [decodes] sequence and token; output row i of the decode belongs to entry i.
+    // Decode entries: [decodes] logical sequence and token, in the order the runs added them (an entry's handle is its
+    // index). Order() sorts them by physical sequence id for llama.cpp; _rowOf maps a handle to its output row.
     private int[] _sequences;
     private int[] _tokens;
+    private int[] _orderedSequences;
+    private int[] _orderedTokens;
+    private int[] _rowOf;
 
     // Base sampling: [samples, vocab] gathered logits and per-row parameters, keys and results.
     private float[] _sampleLogits;
@@ -40,6 +44,9 @@ internal sealed class StepBatch
         _hidden = hidden;
         _sequences = new int[capacity];
         _tokens = new int[capacity];
+        _orderedSequences = new int[capacity];
+        _orderedTokens = new int[capacity];
+        _rowOf = new int[capacity];
         _sampleLogits = new float[capacity * vocab];
         _sampleParameters = new SamplingParameters[capacity];
         _sampleKeys = new RngKey[capacity];
@@ -54,8 +61,19 @@ internal sealed class StepBatch
     /// <summary>Rows sampled from the base model this iteration.</summary>
     public int Samples { get; private set; }
 
+    /// <summary>The logical sequences of the decode entries, in the order they were added.</summary>
     public ReadOnlySpan<int> DecodeSequences => _sequences.AsSpan(0, Decodes);
-    public ReadOnlySpan<int> DecodeTokens => _tokens.AsSpan(0, Decodes);
+
+    /// <summary>After <see cref="Order"/>: the physical sequence ids of the decode, ascending, and their tokens.</summary>
+    public ReadOnlySpan<int> OrderedSequences => _orderedSequences.AsSpan(0, Decodes);
+
+    public ReadOnlySpan<int> OrderedTokens => _orderedTokens.AsSpan(0, Decodes);
+
+    /// <summary>Contiguous runs of physical ids in the last ordered decode (llama.cpp's micro-batches for it).</summary>
+    public int Runs { get; private set; }
+
+    /// <summary>The output row of the decode entry <paramref name="handle"/> (what <see cref="AddDecode"/> returned).</summary>
+    public int Row(int handle) => _rowOf[handle];
 
     public void Clear()
     {
@@ -65,17 +83,47 @@ internal sealed class StepBatch
         _values.Clear();
     }
 
-    /// <summary>Appends <paramref name="token"/> to <paramref name="sequence"/> in this iteration's decode; returns its output row.</summary>
+    /// <summary>
+    /// Appends <paramref name="token"/> to the logical <paramref name="sequence"/> in this iteration's decode; returns a handle
+    /// whose output row <see cref="Row"/> gives after the decode.
+    /// </summary>
     public int AddDecode(int sequence, int token)
     {
         if (Decodes == _sequences.Length)
         {
-            Array.Resize(ref _sequences, Decodes * 2);
-            Array.Resize(ref _tokens, Decodes * 2);
+            int n = Decodes * 2;
+            Array.Resize(ref _sequences, n);
+            Array.Resize(ref _tokens, n);
+            Array.Resize(ref _orderedSequences, n);
+            Array.Resize(ref _orderedTokens, n);
+            Array.Resize(ref _rowOf, n);
         }
         _sequences[Decodes] = sequence;
         _tokens[Decodes] = token;
         return Decodes++;
+    }
+
+    /// <summary>
+    /// Lays the decode out for llama.cpp: entries sorted by physical sequence id (llama.cpp closes a micro-batch at every
+    /// gap or descent in the ids; <see cref="SequencePlacement"/>), and each handle's output row recorded.
+    /// </summary>
+    public void Order(SequencePlacement placement)
+    {
+        int n = Decodes;
+        var physical = _orderedSequences.AsSpan(0, n);
+        var entries = _rowOf.AsSpan(0, n); // scratch: entry indices, sorted by physical id
+        for (int i = 0; i < n; i++)
+        {
+            physical[i] = placement.Physical(_sequences[i]);
+            entries[i] = i;
+        }
+        physical.Sort(entries);
+        for (int row = 0; row < n; row++) _orderedTokens[row] = _tokens[entries[row]];
+        // Invert in place through the tokens' order: entries[row] = entry -> _rowOf[entry] = row.
+        Span<int> inverse = n <= 256 ? stackalloc int[n] : new int[n];
+        for (int row = 0; row < n; row++) inverse[entries[row]] = row;
+        inverse.CopyTo(_rowOf);
+        Runs = SequencePlacement.Runs(physical);
     }
 
     /// <summary>Queues a row for base sampling from <paramref name="logits"/> ([vocab], copied now); returns its handle.</summary>

@@ -49,7 +49,7 @@ internal sealed class TokenwiseRun : RequestRun
     private int[] _candidateIds = [];       // [k] candidate tokens, most likely first
     private float[] _candidateHidden = [];  // [k, d]
     private int[] _candidateSequence = [];  // [k] sequence of each decoded candidate, -1 for stop tokens
-    private int[] _candidateRow = [];       // [k] output row in this iteration's decode, -1 when not decoded now
+    private int[] _candidateRow = [];       // [k] decode handle in this iteration's decode, -1 when not decoded now
     private double[] _values = [];          // [k]
     private float[] _valuesF = [];          // [k]
     private int _candidates, _nextToDecode;
@@ -158,8 +158,9 @@ internal sealed class TokenwiseRun : RequestRun
         if (_prefixRow >= 0)
         {
             // The chosen token decoded on the prefix: its logits and state start the next step.
-            context.Session.Logits.Slice(_prefixRow * _vocab, _vocab).CopyTo(_logits);
-            context.Session.Hidden.Slice(_prefixRow * _d, _d).CopyTo(_hidden);
+            int prefix = context.Batch.Row(_prefixRow);
+            context.Session.Logits.Slice(prefix * _vocab, _vocab).CopyTo(_logits);
+            context.Session.Hidden.Slice(prefix * _d, _d).CopyTo(_hidden);
             _evaluated++;
             _decodeCalls++;
             _modelTime += context.LastDecode;
@@ -170,8 +171,8 @@ internal sealed class TokenwiseRun : RequestRun
         bool any = false;
         for (int j = 0; j < _candidates; j++)
         {
-            int row = _candidateRow[j];
-            if (row < 0) continue;
+            if (_candidateRow[j] < 0) continue;
+            int row = context.Batch.Row(_candidateRow[j]);
             any = true;
             _evaluated++;
             context.Session.Hidden.Slice(row * _d, _d).CopyTo(_candidateHidden.AsSpan(j * _d, _d));
@@ -235,7 +236,7 @@ internal sealed class TokenwiseRun : RequestRun
             _state = State.PrefixDecode;
             return;
         }
-        context.Session.Logits.Slice(_candidateRow[chosen] * _vocab, _vocab).CopyTo(_logits);
+        context.Session.Logits.Slice(context.Batch.Row(_candidateRow[chosen]) * _vocab, _vocab).CopyTo(_logits);
         int keep = _candidateSequence[chosen];
         foreach (int s in Sequences) if (s != keep) context.Session.RemoveSequence(s);
         _current = keep;
