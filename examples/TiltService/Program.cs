@@ -14,8 +14,8 @@ using Tilt.Engine;
 using Tilt.Engine.Decoding;
 using Tilt.Engine.Models;
 using Tilt.Engine.Rewards;
-using Tilt.Engine.Strategies;
 using Tilt.Hosting;
+using Tilt.Engine.Requests;
 
 var builder = Host.CreateApplicationBuilder(args);
 // A failed start is reported below as one "error:" line; the host's own log of it would repeat it with a stack trace.

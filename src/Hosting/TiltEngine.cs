@@ -1,6 +1,6 @@
 using Tilt.Engine.Decoding;
 using Tilt.Engine.Models;
-using Tilt.Engine.Strategies;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Hosting;
 

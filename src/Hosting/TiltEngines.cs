@@ -8,6 +8,7 @@ using Tilt.Engine.Decoding;
 using Tilt.Engine.Models;
 using Tilt.Engine.Models.Gguf;
 using Tilt.Kernels;
+using Tilt.Engine.Models.Loading;
 
 namespace Tilt.Hosting;
 
@@ -117,7 +118,7 @@ internal sealed class TiltEngines : ITiltEngines, IHostedService, IAsyncDisposab
         DecodingEngine? decoding = null;
         try
         {
-            model = Tilt.Engine.Models.LanguageModel.Load(path, new GgufLoadOptions
+            model = Tilt.Engine.Models.Loading.LanguageModel.Load(path, new GgufLoadOptions
             {
                 NativeLibraryPath = options.NativeLibraryPath,
                 GpuLayers = settings.GpuLayers,

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using Tilt.Hosting;
+using Tilt.Engine.Requests;
 
 namespace Microsoft.Extensions.DependencyInjection;
 

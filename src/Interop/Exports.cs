@@ -6,6 +6,8 @@ using Tilt.Engine.Models;
 using Tilt.Engine.Models.Gguf;
 using Tilt.Engine.Rewards;
 using Tilt.Kernels;
+using Tilt.Engine.Models.Loading;
+using Tilt.Engine.Rewards.Specs;
 
 namespace Tilt.Interop;
 

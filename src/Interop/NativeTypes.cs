@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Interop;
 

@@ -1,4 +1,5 @@
-using Tilt.Engine.Strategies;
+using Tilt.Engine.Requests;
+
 
 namespace Tilt.Interop;
 

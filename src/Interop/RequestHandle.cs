@@ -2,9 +2,8 @@ using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Tilt.Engine.Decoding;
 using Tilt.Engine.Rewards;
-using Tilt.Engine.Sampling;
-using Tilt.Engine.Strategies;
 using Tilt.Engine.Values;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Interop;
 

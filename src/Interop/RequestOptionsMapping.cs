@@ -1,6 +1,5 @@
-using Tilt.Engine.Sampling;
-using Tilt.Engine.Strategies;
 using Tilt.Kernels;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Interop;
 

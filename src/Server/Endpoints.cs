@@ -13,8 +13,9 @@ using Prometheus;
 using Tilt.Engine;
 using Tilt.Engine.Decoding;
 using Tilt.Engine.Statistics;
-using Tilt.Engine.Strategies;
 using Tilt.Engine.Text;
+using Tilt.Engine.Models;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Server;
 

@@ -2,10 +2,9 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using Tilt.Engine.Decoding;
 using Tilt.Engine.Rewards;
-using Tilt.Engine.Sampling;
-using Tilt.Engine.Strategies;
 using Tilt.Engine.Values;
 using Tilt.Kernels;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Server;
 

@@ -4,6 +4,7 @@ using Tilt.Engine.Heads;
 using Tilt.Engine.Models;
 using Tilt.Engine.Rewards;
 using Tilt.Engine.Values;
+using Tilt.Engine.Rewards.Specs;
 
 namespace Tilt.Server;
 

@@ -1,5 +1,5 @@
 using Prometheus;
-using Tilt.Engine.Strategies;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Server;
 

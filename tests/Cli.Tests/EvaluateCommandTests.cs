@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Text.Json;
 using Tilt.Engine.Evaluation;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Cli.Tests;
 

@@ -1,4 +1,5 @@
 using Tilt.Engine.Models;
+using Tilt.Engine.Models.Loading;
 
 namespace Tilt.Cli.Tests;
 

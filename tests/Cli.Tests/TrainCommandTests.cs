@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Tilt.Engine.Heads;
 using Tilt.Engine.Models;
+using Tilt.Engine.Models.Loading;
 
 namespace Tilt.Cli.Tests;
 

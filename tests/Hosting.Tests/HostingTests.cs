@@ -6,10 +6,9 @@ using Microsoft.Extensions.Options;
 using Tilt.Engine;
 using Tilt.Engine.Decoding;
 using Tilt.Engine.Rewards;
-using Tilt.Engine.Sampling;
-using Tilt.Engine.Strategies;
 using Tilt.Kernels;
 using Tilt.Tests;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Hosting.Tests;
 

@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
 using Tilt.Tests;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Interop.Tests;
 

@@ -1,4 +1,5 @@
-using Tilt.Engine.Strategies;
+using Tilt.Engine.Requests;
+
 
 namespace Tilt.Interop.Tests;
 
@@ -43,7 +44,7 @@ public sealed class MappingTests
         var b = Assert.IsType<BestOfNOptions>(RequestOptionsMapping.ToAligned(HeaderDefaults() with { DeadlineMs = 250, Threads = 1 }, Strategy.BestOfN));
         Assert.Equal(TimeSpan.FromMilliseconds(250), b.Deadline);
         Assert.Equal(1, b.Threads);
-        Assert.Equal(new Tilt.Engine.Sampling.GenerationOptions(), RequestOptionsMapping.ToGeneration(HeaderDefaults()));
+        Assert.Equal(new Tilt.Engine.Requests.GenerationOptions(), RequestOptionsMapping.ToGeneration(HeaderDefaults()));
     }
 
     [Theory]

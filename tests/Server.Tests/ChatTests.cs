@@ -3,6 +3,7 @@ using Tilt.Engine.Models;
 using Tilt.Engine.Models.Gguf;
 using Tilt.Engine.Text;
 using Tilt.Tests;
+using Tilt.Engine.Models.Loading;
 
 namespace Tilt.Server.Tests;
 

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using Tilt.Engine.Decoding;
-using Tilt.Engine.Sampling;
-using Tilt.Engine.Strategies;
+using Tilt.Engine.Requests;
+using Tilt.Engine.Rewards.Specs;
 
 namespace Tilt.Server.Tests;
 
@@ -152,7 +152,7 @@ public sealed class CompletionTests
         {
             Prompt = Prompt,
             Options = new BlockwiseOptions { K = 4, BlockSize = 6, MaxTokens = 24, Seed = 4, KvCacheType = Engine.Models.KvCacheType.F32 },
-            Reward = Engine.Rewards.RewardSpec.Parse("lexicon:sentiment"),
+            Reward = Engine.Rewards.Specs.RewardSpec.Parse("lexicon:sentiment"),
         }))
             if (e is TextAccepted t && t.TextDelta.Length > 0) direct.Add(t.TextDelta);
         var streamed = chunks.Select(c => c.GetProperty("choices").EnumerateArray().SingleOrDefault())

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Tilt.Engine.Rewards;
+using Tilt.Engine.Models.Loading;
 
 namespace Tilt.Server.Tests;
 
@@ -55,7 +56,7 @@ public sealed class SecurityTests : IDisposable
     {
         string fingerprint;
         int hidden;
-        using (var lm = Tilt.Engine.Models.LanguageModel.Load(Tilt.Tests.TestPaths.DefaultModel))
+        using (var lm = Tilt.Engine.Models.Loading.LanguageModel.Load(Tilt.Tests.TestPaths.DefaultModel))
             (fingerprint, hidden) = (lm.Info.Fingerprint, lm.Info.HiddenSize);
         // A linear value head on the model's hidden states (weights arbitrary but fixed: the test is about naming, not quality).
         var weights = Enumerable.Range(0, hidden + 1).Select(i => (float)Math.Sin(i)).ToArray();
@@ -85,7 +86,7 @@ public sealed class SecurityTests : IDisposable
     {
         string rewards = Path.Combine(_dir, "bad.json");
         File.WriteAllText(rewards, """{"rewards": {"x": "lexicon:nope.txt"}}""");
-        using var model = Tilt.Engine.Models.LanguageModel.Load(Tilt.Tests.TestPaths.DefaultModel);
+        using var model = Tilt.Engine.Models.Loading.LanguageModel.Load(Tilt.Tests.TestPaths.DefaultModel);
         var e = Assert.ThrowsAny<Engine.TiltException>(() => new RewardCatalog(rewards, new FileSandbox(null), new RequestLimits(), model.Info));
         Assert.Contains("nope.txt", e.Message);
     }
@@ -93,7 +94,7 @@ public sealed class SecurityTests : IDisposable
     [Fact]
     public void Request_regexes_run_with_the_server_timeout()
     {
-        using var model = Tilt.Engine.Models.LanguageModel.Load(Tilt.Tests.TestPaths.DefaultModel);
+        using var model = Tilt.Engine.Models.Loading.LanguageModel.Load(Tilt.Tests.TestPaths.DefaultModel);
         var catalog = new RewardCatalog(null, new FileSandbox(null), new RequestLimits { RegexMatchTimeout = TimeSpan.FromMilliseconds(50) }, model.Info);
         var regex = Assert.IsType<RegexReward>(catalog.Reward("regex:(a+)+b"));
         Assert.Equal(TimeSpan.FromMilliseconds(50), regex.MatchTimeout);

@@ -6,6 +6,7 @@ using Tilt.Engine.Decoding;
 using Tilt.Engine.Models;
 using Tilt.Kernels;
 using Tilt.Tests;
+using Tilt.Engine.Models.Loading;
 
 namespace Tilt.Server.Tests;
 

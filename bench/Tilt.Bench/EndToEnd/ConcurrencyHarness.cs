@@ -7,8 +7,8 @@ using Tilt.Engine.Decoding;
 using Tilt.Engine.Models;
 using Tilt.Engine.Models.Gguf;
 using Tilt.Engine.Rewards;
-using Tilt.Engine.Strategies;
 using Tilt.Kernels;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Bench.EndToEnd;
 

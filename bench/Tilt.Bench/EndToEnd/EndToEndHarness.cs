@@ -1,3 +1,4 @@
+using Tilt.Engine.Decoding;
 using System.Diagnostics;
 using System.Text.Json;
 using LLama;
@@ -6,10 +7,9 @@ using LLama.Native;
 using Tilt.Engine.Models;
 using Tilt.Engine.Models.Gguf;
 using Tilt.Engine.Rewards;
-using Tilt.Engine.Sampling;
-using Tilt.Engine.Strategies;
 using Tilt.Engine.Values;
 using Tilt.Kernels;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Bench.EndToEnd;
 
@@ -146,37 +146,38 @@ internal static class EndToEndHarness
     private static Measurement Generate(GgufModel model, IStepKernels kernels, int k, int threads, Options options)
     {
         var clock = Stopwatch.StartNew();
-        var result = new BaseSampler(model, kernels).GenerateAsync(Prompt, new GenerationOptions
+        var result = Run(model, kernels, new DecodingRequest
         {
-            Samples = k, MaxTokens = options.Tokens, Seed = 1, Threads = threads,
-        }).GetAwaiter().GetResult();
-        var t = result.Timings;
-        return new Measurement(t.Prefill, clock.Elapsed, t.GeneratedTokens, t.Steps, t.ModelTime, null);
+            Prompt = Prompt, Options = new GenerationOptions { Samples = k, MaxTokens = options.Tokens, Seed = 1, Threads = threads },
+        });
+        return new Measurement(result[0].Timings.Prefill, clock.Elapsed, result.Sum(s => s.Tokens.Count), result.Max(s => s.Timings.DecodeCalls),
+            result[0].Timings.ModelTime, null);
     }
 
     private static Measurement BestOfN(GgufModel model, IStepKernels kernels, IReward reward, int k, int threads, Options options)
     {
         var clock = Stopwatch.StartNew();
-        var s = new BestOfNSampler(model, kernels, reward).GenerateAsync(Prompt, new BestOfNOptions
+        var s = Run(model, kernels, new DecodingRequest
         {
-            N = k, MaxTokens = options.Tokens, Seed = 1, Threads = threads,
-        }).GetAwaiter().GetResult()[0];
+            Prompt = Prompt, Reward = reward, Options = new BestOfNOptions { N = k, MaxTokens = options.Tokens, Seed = 1, Threads = threads },
+        })[0];
         return new Measurement(s.Timings.Prefill, clock.Elapsed, s.TokensEvaluated + k, s.Timings.DecodeCalls, s.Timings.ModelTime, null);
     }
 
     private static Measurement NaiveBestOfN(GgufModel model, IStepKernels kernels, int k, int threads, Options options)
     {
         var clock = Stopwatch.StartNew();
-        var sampler = new BaseSampler(model, kernels);
         long tokens = 0;
         int steps = 0;
         var prefill = TimeSpan.Zero;
         for (int i = 0; i < k; i++)
         {
-            var r = sampler.GenerateAsync(Prompt, new GenerationOptions { Samples = 1, MaxTokens = options.Tokens, Seed = 1, RequestId = (uint)i, Threads = threads })
-                .GetAwaiter().GetResult();
-            tokens += r.Timings.GeneratedTokens;
-            steps += r.Timings.Steps;
+            var r = Run(model, kernels, new DecodingRequest
+            {
+                Prompt = Prompt, Options = new GenerationOptions { Samples = 1, MaxTokens = options.Tokens, Seed = 1, RequestId = (uint)i, Threads = threads },
+            })[0];
+            tokens += r.Tokens.Count;
+            steps += r.Timings.DecodeCalls;
             prefill += r.Timings.Prefill;
         }
         return new Measurement(prefill, clock.Elapsed, tokens, steps, TimeSpan.Zero, null);
@@ -185,9 +186,10 @@ internal static class EndToEndHarness
     private static Measurement Blockwise(GgufModel model, IStepKernels kernels, IReward reward, int k, int threads, Options options)
     {
         var clock = Stopwatch.StartNew();
-        var events = new BlockwiseDecoder(model, kernels, new PrefixRewardValue(reward), reward).StreamAsync(Prompt, new BlockwiseOptions
+        var events = DecodingEngine.StreamOnOwnEngine(model, kernels, new DecodingRequest
         {
-            K = k, BlockSize = options.Block, MaxTokens = options.Tokens, Seed = 1, Threads = threads,
+            Prompt = Prompt, Reward = reward, Value = new PrefixRewardValue(reward),
+            Options = new BlockwiseOptions { K = k, BlockSize = options.Block, MaxTokens = options.Tokens, Seed = 1, Threads = threads },
         });
         var blockTimes = new List<TimeSpan>();
         var last = TimeSpan.Zero;
@@ -213,13 +215,17 @@ internal static class EndToEndHarness
     private static Measurement Tokenwise(GgufModel model, IStepKernels kernels, IReward reward, int k, int threads, Options options)
     {
         var clock = Stopwatch.StartNew();
-        var s = new TokenwiseDecoder(model, kernels, new PrefixRewardValue(reward), reward).GenerateAsync(Prompt, new TokenwiseOptions
+        var s = Run(model, kernels, new DecodingRequest
         {
-            Candidates = k, MaxTokens = options.Tokens, Seed = 1, Threads = threads,
-        }).GetAwaiter().GetResult()[0];
+            Prompt = Prompt, Reward = reward, Value = new PrefixRewardValue(reward),
+            Options = new TokenwiseOptions { Candidates = k, MaxTokens = options.Tokens, Seed = 1, Threads = threads },
+        })[0];
         return new Measurement(s.Timings.Prefill, clock.Elapsed, s.TokensEvaluated, s.Timings.DecodeCalls, s.Timings.ModelTime,
             new BlockStats(s.Timings.FirstAccepted.TotalMilliseconds, (s.Timings.Total - s.Timings.Prefill).TotalMilliseconds / Math.Max(1, s.Tokens.Count), s.Tokens.Count, s.Tokens.Count));
     }
+
+    private static IReadOnlyList<AlignedSample> Run(GgufModel model, IStepKernels kernels, DecodingRequest request) =>
+        DecodingEngine.RunOnOwnEngineAsync(model, kernels, request).GetAwaiter().GetResult();
 
     private sealed record Measurement(TimeSpan Prefill, TimeSpan Total, long TokensDecoded, int Steps, TimeSpan ModelTime, BlockStats? Blocks)
     {

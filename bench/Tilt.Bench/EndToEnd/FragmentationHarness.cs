@@ -4,9 +4,8 @@ using System.Text.RegularExpressions;
 using Tilt.Engine.Decoding;
 using Tilt.Engine.Models.Gguf;
 using Tilt.Engine.Rewards;
-using Tilt.Engine.Sampling;
-using Tilt.Engine.Strategies;
 using Tilt.Kernels;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Bench.EndToEnd;
 

@@ -1,3 +1,4 @@
+using Tilt.Engine.Decoding;
 using BenchmarkDotNet.Attributes;
 using BenchmarkDotNet.Columns;
 using BenchmarkDotNet.Configs;
@@ -7,8 +8,8 @@ using BenchmarkDotNet.Running;
 using BenchmarkDotNet.Toolchains.InProcess.Emit;
 using Tilt.Engine.Models;
 using Tilt.Engine.Models.Gguf;
-using Tilt.Engine.Sampling;
 using Tilt.Kernels;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Bench.EndToEnd;
 
@@ -22,7 +23,6 @@ public class GenerateBenchmarks
 {
     private GgufModel _model = null!;
     private IStepKernels _kernels = null!;
-    private BaseSampler _sampler = null!;
     private GenerationOptions _options = null!;
 
     [Params(1, 16, 64)]
@@ -34,7 +34,6 @@ public class GenerateBenchmarks
         string path = Environment.GetEnvironmentVariable("TILT_BENCH_MODEL") ?? DefaultModel.Resolve();
         _model = GgufModel.Load(path);
         _kernels = StepKernels.Create(KernelBackend.Cpu);
-        _sampler = new BaseSampler(_model, _kernels);
         _options = new GenerationOptions { Samples = K, MaxTokens = 128, Seed = 42 };
         // The seed fixes the samples, so every invocation generates the same number of tokens.
         TokensPerInvocation[K] = Generate();
@@ -48,7 +47,8 @@ public class GenerateBenchmarks
     }
 
     [Benchmark]
-    public int Generate() => _sampler.GenerateAsync("Once upon a time", _options).GetAwaiter().GetResult().Timings.GeneratedTokens;
+    public int Generate() => DecodingEngine.RunOnOwnEngineAsync(_model, _kernels, new DecodingRequest { Prompt = "Once upon a time", Options = _options })
+        .GetAwaiter().GetResult().Sum(s => s.Tokens.Count);
 
     internal static readonly Dictionary<int, int> TokensPerInvocation = [];
 

@@ -11,9 +11,8 @@ using Tilt.Engine.Models;
 using Tilt.Engine.Models.Gguf;
 using Tilt.Engine.Rewards;
 using Tilt.Engine.Rewards.Neural;
-using Tilt.Engine.Sampling;
-using Tilt.Engine.Strategies;
 using Tilt.Kernels;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Bench.Neural;
 
@@ -32,9 +31,11 @@ internal static class NeuralBenchData
     {
         using var model = GgufModel.Load(DefaultModel.Resolve());
         using var kernels = StepKernels.Create(KernelBackend.Cpu);
-        var result = new BaseSampler(model, kernels).GenerateAsync("Once upon a time", new GenerationOptions { Samples = count, MaxTokens = 48, Seed = 42 })
-            .GetAwaiter().GetResult();
-        return [.. result.Samples.Select(s => new RewardInput { Prompt = "Once upon a time", Text = s.Text, Tokens = s.Tokens, IsFinished = false })];
+        var result = DecodingEngine.RunOnOwnEngineAsync(model, kernels, new DecodingRequest
+        {
+            Prompt = "Once upon a time", Options = new GenerationOptions { Samples = count, MaxTokens = 48, Seed = 42 },
+        }).GetAwaiter().GetResult();
+        return [.. result.Select(s => new RewardInput { Prompt = "Once upon a time", Text = s.Text, Tokens = s.Tokens, IsFinished = false })];
     }
 }
 

@@ -5,10 +5,11 @@ using System.Text.Json;
 using Tilt.Engine.Decoding;
 using Tilt.Engine.Models;
 using Tilt.Engine.Rewards;
-using Tilt.Engine.Sampling;
-using Tilt.Engine.Strategies;
 using Tilt.Kernels;
 using Tilt.Server;
+using Tilt.Engine.Models.Loading;
+using Tilt.Engine.Requests;
+using Tilt.Engine.Rewards.Specs;
 
 namespace Tilt.Bench.Serving;
 

@@ -7,9 +7,10 @@ using Tilt.Engine.Models;
 using Tilt.Engine.Models.Tabular;
 using Tilt.Engine.Rewards;
 using Tilt.Engine.Statistics;
-using Tilt.Engine.Strategies;
 using Tilt.Engine.Values;
 using Tilt.Kernels;
+using Tilt.Engine.Requests;
+using Tilt.Engine.Rewards.Specs;
 
 namespace Tilt.Cli.Commands;
 

@@ -5,6 +5,7 @@ using Tilt.Engine.IO;
 using Tilt.Engine.Rewards;
 using Tilt.Engine.Training;
 using Tilt.Kernels;
+using Tilt.Engine.Rewards.Specs;
 
 namespace Tilt.Cli.Commands;
 

@@ -13,6 +13,7 @@ using Tilt.Engine.Rewards;
 using Tilt.Engine.Statistics;
 using Tilt.Engine.Training;
 using Tilt.Engine.Values;
+using Tilt.Engine.Rewards.Specs;
 
 namespace Tilt.Cli.Commands;
 

@@ -10,10 +10,11 @@ using Tilt.Engine.Heads;
 using Tilt.Engine.IO;
 using Tilt.Engine.Models;
 using Tilt.Engine.Rewards;
-using Tilt.Engine.Strategies;
 using Tilt.Engine.Training;
 using Tilt.Engine.Values;
 using Tilt.Kernels;
+using Tilt.Engine.Requests;
+using Tilt.Engine.Rewards.Specs;
 
 namespace Tilt.Cli.Commands;
 

@@ -1,8 +1,9 @@
+using Tilt.Engine.Decoding;
 using System.CommandLine;
 using System.Text;
 using System.Text.Json;
-using Tilt.Engine.Sampling;
 using Tilt.Kernels;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Cli.Commands;
 
@@ -38,33 +39,29 @@ internal static class GenerateCommand
             };
             using var lm = model.LoadModel(parse, console);
             using var kernels = model.CreateKernels(parse, console);
-            var sampler = new BaseSampler(lm, kernels);
             string text = console.CheckPrompt(parse.GetValue(prompt)!);
             bool asJson = parse.GetValue(json);
 
             bool streamOne = !asJson && options.Samples == 1;
-            var finished = new GeneratedSample?[options.Samples];
+            var finished = new AlignedSample?[options.Samples];
             var partial = Enumerable.Range(0, options.Samples).Select(_ => new StringBuilder()).ToArray();
             var partialTokens = new int[options.Samples];
-            GenerationTimings? timings = null;
             if (streamOne) await console.Out.WriteAsync(text);
             try
             {
-                await foreach (var e in sampler.StreamAsync(text, options, cancellationToken))
+                var request = new DecodingRequest { Prompt = text, Options = options };
+                await foreach (var e in DecodingEngine.StreamOnOwnEngine(lm, kernels, request, cancellationToken))
                 {
                     switch (e)
                     {
-                        case TokenGenerated tg:
-                            partial[tg.Sample].Append(tg.TextDelta);
-                            partialTokens[tg.Sample]++;
-                            if (streamOne) await console.Out.WriteAsync(tg.TextDelta);
+                        case TextAccepted t:
+                            partial[t.Sample].Append(t.TextDelta);
+                            partialTokens[t.Sample] += t.Tokens.Count;
+                            if (streamOne) await console.Out.WriteAsync(t.TextDelta);
                             break;
-                        case SampleFinished f:
-                            finished[f.Sample.Index] = f.Sample;
-                            if (streamOne) await console.Out.WriteLineAsync($"{Environment.NewLine}[logprob {f.Sample.LogProb:F3}, {f.Sample.Tokens.Count} tokens, {Finish(f.Sample)}]");
-                            break;
-                        case GenerationCompleted c:
-                            timings = c.Timings;
+                        case SampleCompleted { Result: var f }:
+                            finished[f.Index] = f;
+                            if (streamOne) await console.Out.WriteLineAsync($"{Environment.NewLine}[logprob {f.LogProb:F3}, {f.Tokens.Count} tokens, {Finish(f)}]");
                             break;
                     }
                 }
@@ -93,15 +90,15 @@ internal static class GenerateCommand
             {
                 foreach (var sample in finished) await WriteSample(console, sample!, text, asJson);
             }
-            if (!asJson && timings is not null) WriteTimings(console, timings);
+            if (!asJson) WriteTimings(console, finished!);
             return 0;
         }));
         return command;
     }
 
-    private static string Finish(GeneratedSample s) => s.Finish.ToString().ToLowerInvariant();
+    private static string Finish(AlignedSample s) => s.Finish.ToString().ToLowerInvariant();
 
-    private static async Task WriteSample(CliConsole console, GeneratedSample s, string prompt, bool asJson)
+    private static async Task WriteSample(CliConsole console, AlignedSample s, string prompt, bool asJson)
     {
         if (asJson)
         {
@@ -123,8 +120,15 @@ internal static class GenerateCommand
         await console.Out.WriteLineAsync(full);
     }
 
-    private static void WriteTimings(CliConsole console, GenerationTimings t) =>
-        console.Error.WriteLine($"[{t.GeneratedTokens} tokens in {t.Steps + 1} steps, prefill {t.Prefill.TotalMilliseconds:F1} ms, decode {t.Decode.TotalMilliseconds:F1} ms, {t.TokensPerSecond:F0} tokens/s]");
+    /// <summary>One line for all samples: they were decoded together, one step per token of the longest.</summary>
+    private static void WriteTimings(CliConsole console, AlignedSample[] samples)
+    {
+        int generated = samples.Sum(s => s.Tokens.Count), steps = samples.Max(s => s.Tokens.Count);
+        var prefill = samples[0].Timings.Prefill;
+        var decode = samples.Max(s => s.Timings.Total) - prefill;
+        double perSecond = decode > TimeSpan.Zero ? generated / decode.TotalSeconds : 0;
+        console.Error.WriteLine($"[{generated} tokens in {steps} steps, prefill {prefill.TotalMilliseconds:F1} ms, decode {decode.TotalMilliseconds:F1} ms, {perSecond:F0} tokens/s]");
+    }
 
     private sealed record PartialJson(int Index, string Text, int TokenCount, string Finish);
 

@@ -3,6 +3,7 @@ using Tilt.Engine;
 using Tilt.Engine.Models;
 using Tilt.Engine.Models.Gguf;
 using Tilt.Kernels;
+using Tilt.Engine.Models.Loading;
 
 namespace Tilt.Cli.Commands;
 

@@ -9,6 +9,7 @@ using Tilt.Engine.Models;
 using Tilt.Engine.Rewards;
 using Tilt.Engine.Training;
 using Tilt.Kernels;
+using Tilt.Engine.Rewards.Specs;
 
 namespace Tilt.Cli.Commands;
 

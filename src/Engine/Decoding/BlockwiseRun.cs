@@ -2,10 +2,10 @@ using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Tilt.Engine.Rewards;
 using Tilt.Engine.Statistics;
-using Tilt.Engine.Strategies;
 using Tilt.Engine.Text;
 using Tilt.Engine.Values;
 using Tilt.Kernels;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Engine.Decoding;
 

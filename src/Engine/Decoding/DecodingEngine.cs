@@ -3,9 +3,8 @@ using System.Runtime.CompilerServices;
 using Tilt.Engine.Models;
 using Tilt.Engine.Rewards;
 using Tilt.Engine.Values;
-using Tilt.Engine.Sampling;
-using Tilt.Engine.Strategies;
 using Tilt.Kernels;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Engine.Decoding;
 
@@ -99,15 +98,7 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
     {
         ArgumentNullException.ThrowIfNull(request);
         var o = request.Options;
-        int sequences = o switch
-        {
-            GenerationOptions g => g.Samples,
-            BestOfNOptions b => b.N,
-            BlockwiseOptions b => b.K,
-            RejectionOptions r => r.N,
-            TokenwiseOptions t => Math.Min(t.Candidates == 0 ? Model.VocabularySize : Math.Min(t.Candidates, Model.VocabularySize), Options.MaxSequences - 1) + 1,
-            _ => int.MaxValue,
-        };
+        int sequences = SequencesNeeded(o, Model.VocabularySize, Options.MaxSequences);
         why = sequences > Options.MaxSequences ? $"it needs {sequences} sequences, the engine holds {Options.MaxSequences}"
             : o.MaxTokens + 2 > Options.MaxSequenceLength ? $"max tokens {o.MaxTokens} do not fit the engine's sequences of {Options.MaxSequenceLength} tokens"
             : o.KvCacheType != Options.KvCacheType ? $"it asks for a {o.KvCacheType} KV cache, the engine has {Options.KvCacheType}"
@@ -117,11 +108,68 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
     }
 
     /// <summary>
-    /// Runs one request on an engine of its own, sized exactly for it (one llama context for this request alone): for a
-    /// request a shared engine cannot serve. Sharing one engine is what batches concurrent requests.
+    /// The one rule for how many engine sequences a request holds at once: K samples, n candidates, K blocks, or the top-k
+    /// candidate tokens plus the prefix for token-wise CD (capped by the engine's <paramref name="capacity"/>).
     /// </summary>
-    public static IAsyncEnumerable<AlignEvent> StreamOnOwnEngine(ILanguageModel model, IStepKernels kernels, DecodingRequest request,
-        CancellationToken cancellationToken = default) => SingleRequest.StreamAsync(model, kernels, request, cancellationToken);
+    internal static int SequencesNeeded(DecodingOptions options, int vocabulary, int capacity) => options switch
+    {
+        GenerationOptions g => g.Samples,
+        BestOfNOptions b => b.N,
+        BlockwiseOptions b => b.K,
+        RejectionOptions r => r.N,
+        TokenwiseOptions t => Math.Min(t.Candidates == 0 ? vocabulary : Math.Min(t.Candidates, vocabulary), capacity - 1) + 1,
+        _ => throw new ArgumentException($"unsupported options type {options.GetType().Name}", nameof(options)),
+    };
+
+    /// <summary>
+    /// Engine settings sized exactly for one request (its sequences, its prompt plus max tokens, its KV cache type and
+    /// threads): what a one-off command uses. Token-wise and blockwise CD fork one prefix again and again, so they get the
+    /// shared KV pool, where a fork only re-tags cells.
+    /// </summary>
+    public static EngineOptions OptionsFor(ILanguageModel model, DecodingRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(request);
+        request.Validate();
+        var options = request.Options;
+        int promptTokens = model.Tokenize(request.Prompt).Length
+            + (string.IsNullOrEmpty(request.ForcedPrefix) ? 0 : model.Tokenize(request.ForcedPrefix, addBos: false).Length);
+        PromptLimits.Check(model.Info, promptTokens, options.MaxTokens);
+        return new EngineOptions
+        {
+            MaxSequences = SequencesNeeded(options, model.Info.VocabularySize, SessionOptions.MaxSupportedSequences),
+            MaxSequenceLength = promptTokens + options.MaxTokens + 2,
+            MaxQueuedRequests = 1,
+            PromptCacheEntries = 0,
+            KvCacheType = options.KvCacheType,
+            KvLayout = options is TokenwiseOptions or BlockwiseOptions ? KvLayout.Shared : KvLayout.PerSequence,
+            Threads = options.Threads,
+        };
+    }
+
+    /// <summary>
+    /// Runs one request on an engine of its own, sized by <see cref="OptionsFor"/> (one llama context for this request
+    /// alone): for a one-off command, or a request a shared engine cannot serve. Sharing one engine is what batches
+    /// concurrent requests.
+    /// </summary>
+    public static async IAsyncEnumerable<AlignEvent> StreamOnOwnEngine(ILanguageModel model, IStepKernels kernels, DecodingRequest request,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var options = OptionsFor(model, request);
+        await Task.Yield(); // never run a request inside the caller's synchronous call
+        using var engine = new DecodingEngine(model, kernels, options);
+        await foreach (var e in engine.StreamAsync(request, cancellationToken).ConfigureAwait(false))
+            yield return e;
+    }
+
+    /// <summary>All outputs of one request run on an engine of its own (<see cref="StreamOnOwnEngine"/>), in sample order.</summary>
+    public static async Task<IReadOnlyList<AlignedSample>> RunOnOwnEngineAsync(ILanguageModel model, IStepKernels kernels, DecodingRequest request,
+        CancellationToken cancellationToken = default)
+    {
+        var options = OptionsFor(model, request);
+        using var engine = new DecodingEngine(model, kernels, options);
+        return await engine.RunAsync(request, cancellationToken).ConfigureAwait(false);
+    }
 
     /// <summary>
     /// Stops admitting requests (new ones get <see cref="EngineStoppingException"/>); lets running and queued ones finish

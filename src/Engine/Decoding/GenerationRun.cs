@@ -1,8 +1,7 @@
 using System.Diagnostics;
 using Tilt.Engine.Rewards;
-using Tilt.Engine.Sampling;
 using Tilt.Engine.Statistics;
-using Tilt.Engine.Strategies;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Engine.Decoding;
 

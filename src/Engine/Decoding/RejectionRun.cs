@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using Tilt.Engine.Rewards;
 using Tilt.Engine.Statistics;
-using Tilt.Engine.Strategies;
 using Tilt.Engine.Values;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Engine.Decoding;
 

@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using System.Threading.Channels;
 using Tilt.Engine.Models;
-using Tilt.Engine.Strategies;
 using Tilt.Kernels;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Engine.Decoding;
 

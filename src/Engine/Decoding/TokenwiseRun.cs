@@ -1,9 +1,9 @@
 using System.Diagnostics;
 using Tilt.Engine.Rewards;
-using Tilt.Engine.Strategies;
 using Tilt.Engine.Text;
 using Tilt.Engine.Values;
 using Tilt.Kernels;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Engine.Decoding;
 
@@ -245,7 +245,7 @@ internal sealed class TokenwiseRun : RequestRun
 
     private void BeginStep(StepContext context)
     {
-        _candidates = Strategies.CandidateSet.TopK(_logits, _k, _candidateIds);
+        _candidates = CandidateSet.TopK(_logits, _k, _candidateIds);
         if (_candidates == 0) throw new TiltException($"the model gives no possible next token after {_tokens.Count} tokens (all logits are -inf)");
         for (int j = 0; j < _candidates; j++)
         {

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Engine.Evaluation;
 

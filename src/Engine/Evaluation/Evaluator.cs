@@ -4,11 +4,10 @@ using Tilt.Engine.Decoding;
 using Tilt.Engine.Models;
 using Tilt.Engine.Models.Tabular;
 using Tilt.Engine.Rewards;
-using Tilt.Engine.Sampling;
 using Tilt.Engine.Statistics;
-using Tilt.Engine.Strategies;
 using Tilt.Engine.Values;
 using Tilt.Kernels;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Engine.Evaluation;
 

@@ -62,7 +62,7 @@ public sealed record ModelInfo
 
     /// <summary>
     /// The chat template of the model's metadata (GGUF <c>tokenizer.chat_template</c>), or null when it has none.
-    /// <see cref="Text.ChatPrompt"/> applies it. Defaults to null.
+    /// <see cref="ChatPrompt"/> applies it. Defaults to null.
     /// </summary>
     public string? ChatTemplate { get; init; }
 }

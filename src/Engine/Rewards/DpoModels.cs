@@ -1,5 +1,6 @@
 using System.Globalization;
 using Tilt.Engine.Models;
+using Tilt.Engine.Models.Loading;
 
 namespace Tilt.Engine.Rewards;
 

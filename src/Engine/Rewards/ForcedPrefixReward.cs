@@ -1,7 +1,7 @@
 namespace Tilt.Engine.Rewards;
 
 /// <summary>
-/// The reward of a response that starts with a forced prefix (<see cref="Decoding.DecodingRequest.ForcedPrefix"/>): the
+/// The reward of a response that starts with a forced prefix (<see cref="Tilt.Engine.Requests.DecodingRequest.ForcedPrefix"/>): the
 /// candidates the engine scores are the generated part, and the reward must see the whole response, so the forced text and
 /// tokens are put in front of each candidate before the inner reward scores it.
 /// </summary>

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Tilt.Engine.Rewards.Specs;
 
 namespace Tilt.Engine.Rewards;
 

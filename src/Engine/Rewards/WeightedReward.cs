@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Text;
+using Tilt.Engine.Rewards.Specs;
 
 namespace Tilt.Engine.Rewards;
 

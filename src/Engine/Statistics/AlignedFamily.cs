@@ -53,6 +53,15 @@ public sealed class TiltedDistribution
 /// </remarks>
 public static class AlignedFamily
 {
+    /// <summary>Smallest beta accepted anywhere: the kernels divide float values by it, so it must stay a normal float.</summary>
+    public const double MinBeta = 1e-30;
+
+    /// <summary>The one check of a KL-regularization beta [M1] (request options and exact values share it).</summary>
+    internal static double CheckBeta(double value, string name) =>
+        double.IsFinite(value) && value >= MinBeta
+            ? value
+            : throw new ArgumentOutOfRangeException(name, value, $"beta must be a finite number >= {MinBeta:R}, got {value:R}");
+
     /// <summary>pi*_beta ∝ p exp(r / beta) [M2], the maximizer of E_pi[r] - beta KL(pi || p) [M1].</summary>
     /// <param name="outcomes">Base distribution p and rewards r.</param>
     /// <param name="beta">Finite, &gt; 0. Large beta gives p, beta -&gt; 0 gives the argmax of r.</param>

@@ -1,6 +1,6 @@
 using Tilt.Engine.Models;
 using Tilt.Engine.Rewards;
-using Tilt.Engine.Strategies;
+using Tilt.Engine.Decoding;
 
 namespace Tilt.Engine.Training;
 

@@ -1,8 +1,8 @@
 using Tilt.Engine.Models;
 using Tilt.Engine.Rewards;
-using Tilt.Engine.Sampling;
-using Tilt.Engine.Strategies;
 using Tilt.Kernels;
+using Tilt.Engine.Decoding;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Engine.Training;
 

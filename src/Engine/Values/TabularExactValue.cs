@@ -1,5 +1,6 @@
 using Tilt.Engine.Models.Tabular;
 using Tilt.Engine.Rewards;
+using Tilt.Engine.Statistics;
 
 namespace Tilt.Engine.Values;
 
@@ -42,7 +43,7 @@ public sealed class TabularExactValue : IValueFunction
         if (reward.NeedsHiddenState) throw new ArgumentException("exact tabular values need a reward that reads text, not hidden states", nameof(reward));
         _maxTokens = maxTokens;
         _kind = kind;
-        _beta = kind == ExactValueKind.Soft ? Strategies.AlignOptions.CheckBeta(beta, nameof(beta)) : beta;
+        _beta = kind == ExactValueKind.Soft ? AlignedFamily.CheckBeta(beta, nameof(beta)) : beta;
     }
 
     public string Description => _kind == ExactValueKind.Expected ? $"exact({_reward.Description})" : $"exact-soft({_reward.Description}, beta={_beta:R})";

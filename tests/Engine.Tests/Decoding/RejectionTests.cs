@@ -2,11 +2,11 @@ using Tilt.Engine.Decoding;
 using Tilt.Engine.Models.Tabular;
 using Tilt.Engine.Rewards;
 using Tilt.Engine.Statistics;
-using Tilt.Engine.Strategies;
 using Tilt.Engine.Tests.Models;
 using Tilt.Engine.Values;
 using Tilt.Kernels;
 using Xunit.Abstractions;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Engine.Tests.Decoding;
 
@@ -108,7 +108,7 @@ public sealed class RejectionTests(SharedModel shared, ITestOutputHelper output)
         using var engine = new DecodingEngine(shared.Model, _kernels, new EngineOptions { MaxSequences = 4, MaxSequenceLength = 300 });
         var reward = new LengthReward(1000);
         var first = engine.RunAsync(new DecodingRequest { Prompt = "Once upon a time", Options = new RejectionOptions { N = 4, Alpha = 0.5, Every = 2, MaxTokens = 250, Seed = 1 }, Reward = reward });
-        var second = (await engine.RunAsync(new DecodingRequest { Prompt = "Once upon a time", Options = new Tilt.Engine.Sampling.GenerationOptions { Samples = 2, MaxTokens = 4 } })).ToArray();
+        var second = (await engine.RunAsync(new DecodingRequest { Prompt = "Once upon a time", Options = new Tilt.Engine.Requests.GenerationOptions { Samples = 2, MaxTokens = 4 } })).ToArray();
         Assert.False(first.IsCompleted, "the second request should finish while the rejection request still runs");
         Assert.All(second, s => Assert.InRange(s.QueuedIterations, 1, 6));
         var done = (await first).Single();
@@ -123,7 +123,7 @@ public sealed class RejectionTests(SharedModel shared, ITestOutputHelper output)
         using var engine = new DecodingEngine(shared.Model, _kernels, new EngineOptions { MaxSequences = 4, MaxSequenceLength = 64 });
         var reward = new LengthReward(10);
         var rejection = engine.RunAsync(new DecodingRequest { Prompt = "Once upon a time", Options = new RejectionOptions { N = 4, Alpha = 0.5, Every = 2, MaxTokens = 24, Seed = 1, Samples = 3 }, Reward = reward });
-        var wide = engine.RunAsync(new DecodingRequest { Prompt = "Once upon a time", Options = new Tilt.Engine.Sampling.GenerationOptions { Samples = 4, MaxTokens = 8 } });
+        var wide = engine.RunAsync(new DecodingRequest { Prompt = "Once upon a time", Options = new Tilt.Engine.Requests.GenerationOptions { Samples = 4, MaxTokens = 8 } });
         var both = Task.WhenAll(rejection, wide);
         Assert.Same(both, await Task.WhenAny(both, Task.Delay(TimeSpan.FromMinutes(2))));
         Assert.Equal(3, (await rejection).Count);

@@ -2,10 +2,9 @@ using Tilt.Engine.Decoding;
 using Tilt.Engine.Models;
 using Tilt.Engine.Models.Tabular;
 using Tilt.Engine.Rewards;
-using Tilt.Engine.Sampling;
-using Tilt.Engine.Strategies;
 using Tilt.Engine.Tests.Models;
 using Tilt.Kernels;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Engine.Tests.Decoding;
 

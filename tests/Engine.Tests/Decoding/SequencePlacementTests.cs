@@ -1,10 +1,9 @@
 using Tilt.Engine.Decoding;
 using Tilt.Engine.Models;
 using Tilt.Engine.Models.Tabular;
-using Tilt.Engine.Sampling;
-using Tilt.Engine.Strategies;
 using Tilt.Engine.Text;
 using Tilt.Kernels;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Engine.Tests.Decoding;
 
@@ -124,12 +123,22 @@ public sealed class SequencePlacementTests(SharedModel shared) : IDisposable
     private sealed record FragmentRun(List<int[]> Decodes, long Moves, List<string> Outputs);
 
     /// <summary>
-    /// 8 requests x 2 samples fill 16 sequences; the even ones stop after 2 tokens. The decode after that is held until two
-    /// new 2-sample requests are queued, so they are admitted into the holes while the odd ones still run.
+    /// 8 requests x 2 samples fill 16 sequences; the even ones stop after 2 tokens. Two holds make the schedule deterministic
+    /// without sleeping: the first decode waits until all 8 requests are submitted, and the first 8-row decode after the
+    /// full wave (only the odd requests left) waits until two new 2-sample requests are queued, so they are admitted into
+    /// the holes while the odd ones still run.
     /// </summary>
     private async Task<FragmentRun> Fragment(ILanguageModel inner, bool compact, KvCacheType kv = KvCacheType.F16)
     {
-        using var model = new GatedModel(inner, rows => rows == 8);
+        int steps = 0, holds = 0;
+        bool wave = false;
+        using var model = new GatedModel(inner, rows =>
+        {
+            wave |= rows > 8;
+            bool hold = steps++ == 0 || (wave && rows == 8 && holds == 1);
+            if (hold) holds++;
+            return hold;
+        });
         using var engine = new DecodingEngine(model, _kernels, new EngineOptions
         {
             MaxSequences = 16, MaxSequenceLength = 48, PromptCacheEntries = 0, CompactSequences = compact, KvCacheType = kv,
@@ -141,15 +150,19 @@ public sealed class SequencePlacementTests(SharedModel shared) : IDisposable
             Options = new GenerationOptions { Samples = 2, MaxTokens = tokens, Seed = (ulong)(100 + i), KvCacheType = kv },
         };
         var first = Enumerable.Range(0, 8).Select(i => engine.RunAsync(Request(i, i % 2 == 0 ? 2 : 24))).ToArray();
+        Assert.True(await model.Held.WaitAsync(TimeSpan.FromSeconds(60)), "the first decode never came");
+        model.Release();
         await Task.WhenAll(first.Where((_, i) => i % 2 == 0));
-        await model.Held.WaitAsync(TimeSpan.FromSeconds(60)); // the scheduler is inside the 8-row decode
+        Assert.True(await model.Held.WaitAsync(TimeSpan.FromSeconds(60)), "no 8-row decode after the first wave");
         var second = Enumerable.Range(8, 2).Select(i => engine.RunAsync(Request(i, 16))).ToArray();
         while (engine.Status.QueuedRequests < 2) await Task.Yield(); // queued behind the held decode
         model.Release();
         var all = await Task.WhenAll(first.Concat(second));
         var outputs = all.SelectMany(r => r.Select(s => string.Join(',', s.Tokens))).ToList();
         // Only the decodes after the second wave was admitted: rows of the odd requests plus the new ones.
-        var after = model.Decodes.SkipWhile(ids => ids.Length != 8).Skip(1).Where(ids => ids.Length > 8).ToList();
+        List<int[]> decodes;
+        lock (model.Decodes) decodes = [.. model.Decodes];
+        var after = decodes.SkipWhile(ids => ids.Length <= 8).SkipWhile(ids => ids.Length != 8).Skip(1).Where(ids => ids.Length > 8).ToList();
         Assert.NotEmpty(after);
         return new FragmentRun(after, engine.Status.SequenceMoves, outputs);
     }
@@ -173,7 +186,7 @@ public sealed class SequencePlacementTests(SharedModel shared) : IDisposable
     }
 
     /// <summary>
-    /// A model whose session records the physical sequence ids of every batched step and holds the first step that matches
+    /// A model whose session records the physical sequence ids of every batched step and holds every step that matches
     /// <c>hold</c> until <see cref="Release"/> (the test's way to act between two scheduler iterations without sleeping).
     /// </summary>
     private sealed class GatedModel(ILanguageModel inner, Func<int, bool> hold) : ILanguageModel
@@ -181,7 +194,6 @@ public sealed class SequencePlacementTests(SharedModel shared) : IDisposable
         private readonly SemaphoreSlim _held = new(0);
         private readonly SemaphoreSlim _release = new(0);
         private readonly Func<int, bool> _hold = hold;
-        private bool _holdDone;
 
         public List<int[]> Decodes { get; } = [];
         public SemaphoreSlim Held => _held;
@@ -212,9 +224,8 @@ public sealed class SequencePlacementTests(SharedModel shared) : IDisposable
             public void Step(ReadOnlySpan<int> sequences, ReadOnlySpan<int> tokens)
             {
                 lock (owner.Decodes) owner.Decodes.Add(sequences.ToArray());
-                if (!owner._holdDone && owner._hold(sequences.Length))
+                if (owner._hold(sequences.Length))
                 {
-                    owner._holdDone = true;
                     owner._held.Release();
                     if (!owner._release.Wait(TimeSpan.FromSeconds(60))) throw new TimeoutException("the test never released the held decode");
                 }

@@ -1,5 +1,6 @@
 using Tilt.Engine.Evaluation;
 using Tilt.Engine.Statistics;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Engine.Tests.Evaluation;
 

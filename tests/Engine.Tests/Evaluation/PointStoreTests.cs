@@ -1,4 +1,5 @@
 using Tilt.Engine.Evaluation;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Engine.Tests.Evaluation;
 

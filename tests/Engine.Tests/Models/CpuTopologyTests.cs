@@ -1,7 +1,6 @@
 using Tilt.Engine.Decoding;
 using Tilt.Engine.Models;
-using Tilt.Engine.Sampling;
-using Tilt.Engine.Strategies;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Engine.Tests.Models;
 

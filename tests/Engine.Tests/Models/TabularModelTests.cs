@@ -1,5 +1,6 @@
 using Tilt.Engine.Models;
 using Tilt.Engine.Models.Tabular;
+using Tilt.Engine.Models.Loading;
 
 namespace Tilt.Engine.Tests.Models;
 

@@ -2,10 +2,11 @@ using Tilt.Engine.Models;
 using Tilt.Engine.Models.Gguf;
 using Tilt.Engine.Models.Tabular;
 using Tilt.Engine.Rewards;
-using Tilt.Engine.Strategies;
 using Tilt.Engine.Tests.Models;
 using Tilt.Engine.Values;
 using Tilt.Kernels;
+using Tilt.Engine.Requests;
+using Tilt.Engine.Rewards.Specs;
 
 namespace Tilt.Engine.Tests.Rewards;
 
@@ -85,8 +86,7 @@ public sealed class DpoRewardTests(SharedModel shared) : IDisposable
         var reference = TabularModel.Load(TabularModelTests.ExamplePath());
         using var models = DpoModels.Create(policy, reference, beta);
         using var kernels = StepKernels.Create(KernelBackend.Cpu);
-        var decoder = new TokenwiseDecoder(reference, kernels, new DpoValue(models), new DpoReward(models));
-        var results = await decoder.GenerateAsync("", new TokenwiseOptions { Candidates = 0, Beta = beta, MaxTokens = MaxTokens, Samples = draws, Seed = 41 });
+        var results = await OwnEngine.Run(reference, kernels, "", reward: new DpoReward(models), value: new DpoValue(models), options: new TokenwiseOptions { Candidates = 0, Beta = beta, MaxTokens = MaxTokens, Samples = draws, Seed = 41 });
 
         var outputs = policy.EnumerateOutputs([], MaxTokens);
         var index = outputs.Select((o, i) => (Key: string.Join(",", o.Tokens), i)).ToDictionary(x => x.Key, x => x.i);
@@ -154,9 +154,8 @@ public sealed class DpoRewardTests(SharedModel shared) : IDisposable
     private static async Task<int[][]> SampleCandidates(ILanguageModel model, string prompt, int count, int maxTokens)
     {
         using var kernels = StepKernels.Create(KernelBackend.Cpu);
-        var sampler = new Tilt.Engine.Sampling.BaseSampler(model, kernels);
-        var results = await sampler.GenerateAsync(prompt, new Tilt.Engine.Sampling.GenerationOptions { Samples = count, MaxTokens = maxTokens, Seed = 3 });
-        return results.Samples.Select(s => s.Tokens.Where(t => !model.Info.IsStop(t)).ToArray()).ToArray();
+        var results = await OwnEngine.Run(model, kernels, prompt, new Tilt.Engine.Requests.GenerationOptions { Samples = count, MaxTokens = maxTokens, Seed = 3 });
+        return results.Select(s => s.Tokens.Where(t => !model.Info.IsStop(t)).ToArray()).ToArray();
     }
 
     private static double UnbatchedLogProbability(ILanguageModel model, int[] prompt, int[] continuation)

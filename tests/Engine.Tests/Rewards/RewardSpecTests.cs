@@ -1,5 +1,6 @@
 using Tilt.Engine.Rewards;
 using static Tilt.Engine.Tests.Rewards.RewardTestData;
+using Tilt.Engine.Rewards.Specs;
 
 namespace Tilt.Engine.Tests.Rewards;
 

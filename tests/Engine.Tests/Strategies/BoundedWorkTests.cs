@@ -1,9 +1,9 @@
 using System.Diagnostics;
 using Tilt.Engine.Models.Gguf;
 using Tilt.Engine.Rewards;
-using Tilt.Engine.Strategies;
 using Tilt.Engine.Values;
 using Tilt.Kernels;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Engine.Tests.Strategies;
 
@@ -41,7 +41,7 @@ public sealed class BoundedWorkTests(SharedModel shared) : IDisposable
         // 32 candidates x 100 ms = 3.2 s of scoring; the budget is 500 ms. Decoding 8 tokens takes a few ms.
         var reward = new SlowReward(TimeSpan.FromMilliseconds(100));
         var clock = Stopwatch.StartNew();
-        var results = await new BestOfNSampler(shared.Model, _kernels, reward).GenerateAsync(Prompt,
+        var results = await OwnEngine.Run(shared.Model, _kernels, Prompt, reward: reward, options:
             new BestOfNOptions { N = 32, MaxTokens = 8, Samples = 1, Seed = 3, Deadline = TimeSpan.FromMilliseconds(500) });
         clock.Stop();
         var s = Assert.Single(results);
@@ -87,7 +87,7 @@ public sealed class BoundedWorkTests(SharedModel shared) : IDisposable
     {
         // Before: 4 candidates x 1,000,001 private cells were asked of llama.cpp (tens of GB) for 5 tokens.
         var value = new PrefixRewardValue(new LengthReward(5));
-        var results = await new BlockwiseDecoder(shared.Model, _kernels, value, new LengthReward(5)).GenerateAsync(Prompt,
+        var results = await OwnEngine.Run(shared.Model, _kernels, Prompt, reward: new LengthReward(5), value: value, options:
             new BlockwiseOptions { K = 4, BlockSize = 1_000_000, MaxTokens = 5, Samples = 1, Seed = 2 });
         Assert.InRange(Assert.Single(results).Tokens.Count, 1, 5);
     }
@@ -99,7 +99,7 @@ public sealed class BoundedWorkTests(SharedModel shared) : IDisposable
     {
         // weight * length: finite doubles far outside float, as values of the prefix [M13].
         var reward = new WeightedReward([new WeightedTerm(weight, new LengthReward(20))]);
-        var results = await new TokenwiseDecoder(shared.Model, _kernels, new PrefixRewardValue(reward), reward).GenerateAsync(Prompt,
+        var results = await OwnEngine.Run(shared.Model, _kernels, Prompt, reward: reward, value: new PrefixRewardValue(reward), options:
             new TokenwiseOptions { Candidates = 8, Beta = 1, MaxTokens = 4, Samples = 1, Seed = 4 });
         var s = Assert.Single(results);
         Assert.Equal(4, s.Tokens.Count);

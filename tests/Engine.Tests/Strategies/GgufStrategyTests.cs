@@ -1,10 +1,9 @@
 using Tilt.Engine.Heads;
 using Tilt.Engine.Models;
 using Tilt.Engine.Rewards;
-using Tilt.Engine.Sampling;
-using Tilt.Engine.Strategies;
 using Tilt.Engine.Values;
 using Tilt.Kernels;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Engine.Tests.Strategies;
 
@@ -23,8 +22,8 @@ public sealed class GgufStrategyTests(SharedModel shared) : IDisposable
 
     private async Task<double> BaseMeanReward(int samples, int maxTokens)
     {
-        var result = await new BaseSampler(shared.Model, _kernels).GenerateAsync(Prompt, new GenerationOptions { Samples = samples, MaxTokens = maxTokens, Seed = 100 });
-        var inputs = result.Samples.Select(s => new RewardInput { Prompt = Prompt, Text = s.Text, Tokens = s.Tokens, IsFinished = s.Finish == FinishReason.Eos }).ToArray();
+        var result = await OwnEngine.Run(shared.Model, _kernels, Prompt, new GenerationOptions { Samples = samples, MaxTokens = maxTokens, Seed = 100 });
+        var inputs = result.Select(s => new RewardInput { Prompt = Prompt, Text = s.Text, Tokens = s.Tokens, IsFinished = s.Finish == AlignFinish.Eos }).ToArray();
         var r = new double[inputs.Length];
         _reward.Score(inputs, r);
         return r.Average();
@@ -36,9 +35,9 @@ public sealed class GgufStrategyTests(SharedModel shared) : IDisposable
         // Same seed budget: 8 outputs of 48 tokens each; base samples get the same count.
         double baseline = await BaseMeanReward(8, 48);
         var value = new PrefixRewardValue(_reward);
-        var bon = await new BestOfNSampler(shared.Model, _kernels, _reward).GenerateAsync(Prompt, new BestOfNOptions { N = 8, MaxTokens = 48, Samples = 8, Seed = 1 });
-        var tokenwise = await new TokenwiseDecoder(shared.Model, _kernels, value, _reward).GenerateAsync(Prompt, new TokenwiseOptions { Candidates = 16, Beta = 0.1, MaxTokens = 48, Samples = 8, Seed = 1 });
-        var blockwise = await new BlockwiseDecoder(shared.Model, _kernels, value, _reward).GenerateAsync(Prompt, new BlockwiseOptions { K = 8, BlockSize = 8, MaxTokens = 48, Samples = 8, Seed = 1 });
+        var bon = await OwnEngine.Run(shared.Model, _kernels, Prompt, new BestOfNOptions { N = 8, MaxTokens = 48, Samples = 8, Seed = 1 }, reward: _reward);
+        var tokenwise = await OwnEngine.Run(shared.Model, _kernels, Prompt, reward: _reward, value: value, options: new TokenwiseOptions { Candidates = 16, Beta = 0.1, MaxTokens = 48, Samples = 8, Seed = 1 });
+        var blockwise = await OwnEngine.Run(shared.Model, _kernels, Prompt, reward: _reward, value: value, options: new BlockwiseOptions { K = 8, BlockSize = 8, MaxTokens = 48, Samples = 8, Seed = 1 });
         foreach (var (name, results) in new[] { ("best-of-n", bon), ("token-wise", tokenwise), ("blockwise", blockwise) })
         {
             Assert.Equal(8, results.Count);
@@ -53,8 +52,7 @@ public sealed class GgufStrategyTests(SharedModel shared) : IDisposable
     [Fact]
     public async Task ReportedRewardAndLogProbDescribeTheReturnedText()
     {
-        var results = await new BlockwiseDecoder(shared.Model, _kernels, new PrefixRewardValue(_reward), _reward)
-            .GenerateAsync(Prompt, new BlockwiseOptions { K = 4, BlockSize = 4, MaxTokens = 24, Seed = 3, KvCacheType = KvCacheType.F32 });
+        var results = await OwnEngine.Run(shared.Model, _kernels, Prompt, reward: _reward, value: new PrefixRewardValue(_reward), options: new BlockwiseOptions { K = 4, BlockSize = 4, MaxTokens = 24, Seed = 3, KvCacheType = KvCacheType.F32 });
         var s = Assert.Single(results);
         Assert.Equal(shared.Model.Detokenize(s.Tokens.ToArray()), s.Text);
         var r = new double[1];
@@ -108,9 +106,9 @@ public sealed class GgufStrategyTests(SharedModel shared) : IDisposable
 
     private IAsyncEnumerable<AlignEvent> Stream(string strategy, CancellationToken token, TimeSpan? deadline = null, int maxTokens = 200) => strategy switch
     {
-        "bon" => new BestOfNSampler(shared.Model, _kernels, _reward).StreamAsync(Prompt, new BestOfNOptions { N = 4, MaxTokens = maxTokens, Deadline = deadline }, token),
-        "tokenwise" => new TokenwiseDecoder(shared.Model, _kernels, new PrefixRewardValue(_reward), _reward).StreamAsync(Prompt, new TokenwiseOptions { MaxTokens = maxTokens, Deadline = deadline }, token),
-        _ => new BlockwiseDecoder(shared.Model, _kernels, new PrefixRewardValue(_reward), _reward).StreamAsync(Prompt, new BlockwiseOptions { K = 4, BlockSize = 4, MaxTokens = maxTokens, Deadline = deadline }, token),
+        "bon" => OwnEngine.Stream(shared.Model, _kernels, Prompt, new BestOfNOptions { N = 4, MaxTokens = maxTokens, Deadline = deadline }, reward: _reward, cancellationToken: token),
+        "tokenwise" => OwnEngine.Stream(shared.Model, _kernels, Prompt, reward: _reward, value: new PrefixRewardValue(_reward), options: new TokenwiseOptions { MaxTokens = maxTokens, Deadline = deadline }, cancellationToken: token),
+        _ => OwnEngine.Stream(shared.Model, _kernels, Prompt, reward: _reward, value: new PrefixRewardValue(_reward), options: new BlockwiseOptions { K = 4, BlockSize = 4, MaxTokens = maxTokens, Deadline = deadline }, cancellationToken: token),
     };
 
     [Theory]

@@ -1,10 +1,10 @@
 using Tilt.Engine.Models.Tabular;
 using Tilt.Engine.Rewards;
 using Tilt.Engine.Statistics;
-using Tilt.Engine.Strategies;
 using Tilt.Engine.Tests.Models;
 using Tilt.Engine.Values;
 using Tilt.Kernels;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Engine.Tests.Strategies;
 
@@ -43,8 +43,7 @@ public sealed class TabularExactnessTests : IDisposable
     public async Task BestOfNMatchesTheExactBestOfNDistribution()
     {
         const int n = 3;
-        var sampler = new BestOfNSampler(_model, _kernels, _reward);
-        var results = await sampler.GenerateAsync("", new BestOfNOptions { N = n, MaxTokens = MaxTokens, Samples = Draws, Seed = 17 });
+        var results = await OwnEngine.Run(_model, _kernels, "", reward: _reward, options: new BestOfNOptions { N = n, MaxTokens = MaxTokens, Samples = Draws, Seed = 17 });
         var exact = new BestOfN(new DiscreteOutcomes(_p, _r), n).Probabilities.ToArray();
         AssertMatches(results, exact, "best-of-3 [M5]");
         Assert.All(results, s => Assert.Equal(Math.Log(n) - (n - 1.0) / n, s.KlBound!.Value, 12));
@@ -54,8 +53,7 @@ public sealed class TabularExactnessTests : IDisposable
     public async Task BlockwiseWithOneBlockIsBestOfKWithTheValueAsReward()
     {
         const int k = 3;
-        var decoder = new BlockwiseDecoder(_model, _kernels, new PrefixRewardValue(_reward), _reward);
-        var results = await decoder.GenerateAsync("", new BlockwiseOptions { K = k, BlockSize = MaxTokens, MaxTokens = MaxTokens, Samples = Draws, Seed = 23 });
+        var results = await OwnEngine.Run(_model, _kernels, "", reward: _reward, value: new PrefixRewardValue(_reward), options: new BlockwiseOptions { K = k, BlockSize = MaxTokens, MaxTokens = MaxTokens, Samples = Draws, Seed = 23 });
         var exact = new BestOfN(new DiscreteOutcomes(_p, _r), k).Probabilities.ToArray();
         AssertMatches(results, exact, "blockwise K=3, M >= length [M18]");
     }
@@ -65,8 +63,7 @@ public sealed class TabularExactnessTests : IDisposable
     {
         const double beta = 0.5;
         var value = new TabularExactValue(_model, _reward, MaxTokens, ExactValueKind.Soft, beta);
-        var decoder = new TokenwiseDecoder(_model, _kernels, value, _reward);
-        var results = await decoder.GenerateAsync("", new TokenwiseOptions { Candidates = 0, Beta = beta, MaxTokens = MaxTokens, Samples = Draws, Seed = 29 });
+        var results = await OwnEngine.Run(_model, _kernels, "", reward: _reward, value: value, options: new TokenwiseOptions { Candidates = 0, Beta = beta, MaxTokens = MaxTokens, Samples = Draws, Seed = 29 });
         var exact = AlignedFamily.KlRegularizedOptimum(new DiscreteOutcomes(_p, _r), beta).Probabilities.ToArray();
         AssertMatches(results, exact, "token-wise CD, soft V, full vocabulary = pi*_beta [M2]");
 
@@ -85,8 +82,7 @@ public sealed class TabularExactnessTests : IDisposable
         // from pi*_beta unless the continuation's reward is deterministic (see ExactValueKind.Soft).
         const double beta = 0.5;
         var value = new TabularExactValue(_model, _reward, MaxTokens, ExactValueKind.Expected);
-        var decoder = new TokenwiseDecoder(_model, _kernels, value, _reward);
-        var results = await decoder.GenerateAsync("", new TokenwiseOptions { Candidates = 0, Beta = beta, MaxTokens = MaxTokens, Samples = Draws, Seed = 31 });
+        var results = await OwnEngine.Run(_model, _kernels, "", reward: _reward, value: value, options: new TokenwiseOptions { Candidates = 0, Beta = beta, MaxTokens = MaxTokens, Samples = Draws, Seed = 31 });
         var exact = _outputs.Select(o => TokenwisePolicyProbability(value, o.Tokens, beta)).ToArray();
         Assert.Equal(1.0, exact.Sum(), 9);
         AssertMatches(results, exact, "token-wise CD, expected V [M14]");

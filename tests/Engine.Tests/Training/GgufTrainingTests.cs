@@ -1,11 +1,11 @@
 using Tilt.Engine.Heads;
 using Tilt.Engine.Models;
 using Tilt.Engine.Rewards;
-using Tilt.Engine.Sampling;
-using Tilt.Engine.Strategies;
 using Tilt.Engine.Training;
 using Tilt.Engine.Values;
 using Tilt.Kernels;
+using Tilt.Engine.Requests;
+using Tilt.Engine.Rewards.Specs;
 
 namespace Tilt.Engine.Tests.Training;
 
@@ -41,7 +41,7 @@ public sealed class GgufTrainingTests(SharedModel shared) : IDisposable
         const string prompt = "Once upon a time";
         var set = new RolloutCollector(shared.Model, _kernels, Sentiment).Collect([prompt],
             new RolloutOptions { Rollouts = 6, MaxTokens = 20, Seed = 5, KvCacheType = KvCacheType.F32 });
-        var samples = await new BaseSampler(shared.Model, _kernels).GenerateAsync(prompt,
+        var samples = await OwnEngine.Run(shared.Model, _kernels, prompt,
             new GenerationOptions { Samples = 6, MaxTokens = 20, Seed = 5, KvCacheType = KvCacheType.F32 });
         int d = shared.Model.Info.HiddenSize;
         var featurizer = new TextFeaturizer(shared.Model, TextFeature.Last, kvCacheType: KvCacheType.F32);
@@ -50,8 +50,8 @@ public sealed class GgufTrainingTests(SharedModel shared) : IDisposable
         {
             var r = set.Rollouts[i];
             // Rollout i draws from RNG row i, like base sample i: the same text.
-            Assert.Equal(samples.Samples[i].Tokens, r.Tokens);
-            Assert.Equal(samples.Samples[i].Text, r.Text);
+            Assert.Equal(samples[i].Tokens, r.Tokens);
+            Assert.Equal(samples[i].Text, r.Text);
             Assert.Equal(Enumerable.Range(0, r.TextTokenCount + 1), r.Positions);
             Assert.Equal(Sentiment.Score(new RewardInput { Prompt = prompt, Text = r.Text, Tokens = r.Tokens, IsFinished = r.Finished }), r.Reward);
             // Every rollout starts from the prompt's own state.
@@ -89,12 +89,11 @@ public sealed class GgufTrainingTests(SharedModel shared) : IDisposable
         async Task<double> MeanReward(HeadFile head)
         {
             var value = new HeadValue(head, shared.Model.Info, "test");
-            var decoder = new BlockwiseDecoder(shared.Model, _kernels, value, Sentiment);
             double sum = 0;
             int count = 0;
             foreach (string prompt in PromptSet.StoryOpenings.Take(4))
             {
-                var outputs = await decoder.GenerateAsync(prompt, new BlockwiseOptions { K = 8, BlockSize = 8, MaxTokens = MaxTokens, Samples = 6, Seed = 11 });
+                var outputs = await OwnEngine.Run(shared.Model, _kernels, prompt, reward: Sentiment, value: value, options: new BlockwiseOptions { K = 8, BlockSize = 8, MaxTokens = MaxTokens, Samples = 6, Seed = 11 });
                 sum += outputs.Sum(o => o.Reward);
                 count += outputs.Count;
             }

@@ -1,9 +1,9 @@
 using Tilt.Engine.Decoding;
 using Tilt.Engine.Rewards;
 using Tilt.Engine.Rewards.Neural;
-using Tilt.Engine.Sampling;
-using Tilt.Engine.Strategies;
 using Tilt.Kernels;
+using Tilt.Engine.Requests;
+using Tilt.Engine.Rewards.Specs;
 
 namespace Tilt.Engine.Tests.Rewards.Neural;
 

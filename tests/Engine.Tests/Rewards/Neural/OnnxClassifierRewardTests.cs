@@ -2,6 +2,7 @@ using System.Text.Json;
 using Tilt.Engine.Rewards;
 using Tilt.Engine.Rewards.Neural;
 using static Tilt.Engine.Tests.Rewards.RewardTestData;
+using Tilt.Engine.Rewards.Specs;
 
 namespace Tilt.Engine.Tests.Rewards.Neural;
 

@@ -1,6 +1,6 @@
 using Tilt.Engine.Models;
 
-namespace Tilt.Engine.Strategies;
+namespace Tilt.Engine.Training;
 
 /// <summary>Prefill a prompt once and fork it: the start of every batched strategy.</summary>
 internal static class PromptFork

@@ -1,6 +1,6 @@
 using Tilt.Engine.Models;
 
-namespace Tilt.Engine.Sampling;
+namespace Tilt.Engine.Requests;
 
 /// <summary>Options of a base-model generation request.</summary>
 public sealed record GenerationOptions : DecodingOptions

@@ -1,4 +1,4 @@
-namespace Tilt.Engine.Rewards;
+namespace Tilt.Engine.Rewards.Specs;
 
 /// <summary>What <see cref="RewardSpec.Parse"/> needs beyond the spec text.</summary>
 public sealed class RewardSpecContext

@@ -1,7 +1,7 @@
 using Tilt.Engine.Models;
 using Tilt.Kernels;
 
-namespace Tilt.Engine.Sampling;
+namespace Tilt.Engine.Requests;
 
 /// <summary>What every request that decodes from the base model shares: length, randomness, proposals, resources.</summary>
 public abstract record DecodingOptions

@@ -1,7 +1,7 @@
+using Tilt.Engine.Statistics;
 using Tilt.Engine.Models;
-using Tilt.Engine.Sampling;
 
-namespace Tilt.Engine.Strategies;
+namespace Tilt.Engine.Requests;
 
 /// <summary>Options every aligned-decoding strategy shares.</summary>
 public abstract record AlignOptions : DecodingOptions
@@ -31,12 +31,9 @@ public abstract record AlignOptions : DecodingOptions
     }
 
     /// <summary>Smallest beta accepted: the kernels divide float values by it, so it must stay a normal float.</summary>
-    public const double MinBeta = 1e-30;
+    public const double MinBeta = AlignedFamily.MinBeta;
 
-    internal static double CheckBeta(double value, string name) =>
-        double.IsFinite(value) && value >= MinBeta
-            ? value
-            : throw new ArgumentOutOfRangeException(name, value, $"beta must be a finite number >= {MinBeta:R}, got {value:R}");
+    internal static double CheckBeta(double value, string name) => AlignedFamily.CheckBeta(value, name);
 }
 
 /// <summary>Best-of-n [M4]: n candidates from p in one batch, keep the highest reward.</summary>

@@ -3,7 +3,7 @@ using LLama;
 using LLama.Exceptions;
 using Tilt.Engine.Models;
 
-namespace Tilt.Engine.Text;
+namespace Tilt.Engine.Models;
 
 /// <summary>One message of a chat (role: system, user, assistant, ...).</summary>
 public sealed record ChatMessage(string Role, string Content);

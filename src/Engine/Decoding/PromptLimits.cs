@@ -1,6 +1,6 @@
 using Tilt.Engine.Models;
 
-namespace Tilt.Engine.Sampling;
+namespace Tilt.Engine.Decoding;
 
 /// <summary>Checks that a request fits the model's context before any work starts.</summary>
 internal static class PromptLimits

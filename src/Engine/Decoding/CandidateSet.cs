@@ -1,4 +1,4 @@
-namespace Tilt.Engine.Strategies;
+namespace Tilt.Engine.Decoding;
 
 /// <summary>The candidate tokens of a token-wise CD step: the k most likely tokens of p.</summary>
 internal static class CandidateSet

@@ -1,12 +1,10 @@
 using Tilt.Engine.Rewards;
-using Tilt.Engine.Sampling;
-using Tilt.Engine.Strategies;
 using Tilt.Engine.Values;
 
-namespace Tilt.Engine.Decoding;
+namespace Tilt.Engine.Requests;
 
 /// <summary>
-/// One request to a <see cref="DecodingEngine"/>: a prompt, the strategy's options and the reward/value it steers by.
+/// One request to a <see cref="Tilt.Engine.Decoding.DecodingEngine"/>: a prompt, the strategy's options and the reward/value it steers by.
 /// The options' type selects the strategy: <see cref="GenerationOptions"/> (plain sampling from p, K samples in one
 /// batch), <see cref="BestOfNOptions"/>, <see cref="TokenwiseOptions"/>, <see cref="BlockwiseOptions"/> or <see cref="RejectionOptions"/>.
 /// </summary>

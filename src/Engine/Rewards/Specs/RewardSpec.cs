@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text.RegularExpressions;
 using Tilt.Engine.Rewards.Neural;
 
-namespace Tilt.Engine.Rewards;
+namespace Tilt.Engine.Rewards.Specs;
 
 /// <summary>
 /// Parses reward specs such as <c>0.7*lexicon:positive+0.3*length:40</c> or <c>meanstd(1;head:a.head;head:b.head)</c>

@@ -1,7 +1,7 @@
 using Tilt.Engine.Models.Gguf;
 using Tilt.Engine.Models.Tabular;
 
-namespace Tilt.Engine.Models;
+namespace Tilt.Engine.Models.Loading;
 
 /// <summary>Opens a model file of either kind.</summary>
 public static class LanguageModel

@@ -1,6 +1,6 @@
 using Tilt.Engine.Statistics;
 
-namespace Tilt.Engine.Strategies;
+namespace Tilt.Engine.Requests;
 
 /// <summary>Why an aligned sample stopped.</summary>
 public enum AlignFinish

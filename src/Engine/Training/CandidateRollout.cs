@@ -1,7 +1,7 @@
 using Tilt.Engine.Models;
 using Tilt.Kernels;
 
-namespace Tilt.Engine.Strategies;
+namespace Tilt.Engine.Training;
 
 /// <summary>
 /// The batched decoding loop shared by base sampling, best-of-n and blockwise CD: K candidates that each
