@@ -39,7 +39,10 @@ public sealed record EngineOptions
             : throw new ArgumentOutOfRangeException(nameof(MaxQueuedRequests), value, $"the queue limit must be between 0 and 100000, got {value}");
     } = 256;
 
-    /// <summary>Prompt tokens decoded per scheduler iteration for newly admitted requests. 1..4096. Defaults to 512.</summary>
+    /// <summary>
+    /// Prompt tokens per llama_decode call when a prompt is prefilled (a longer prompt takes several calls in the iteration
+    /// that loads it). 1..4096. Defaults to 512.
+    /// </summary>
     public int PrefillChunk
     {
         get;

@@ -16,14 +16,17 @@ internal sealed class PromptCache
 {
     private readonly IDecodingSession _session;
     private readonly int _capacity;
+    private readonly Func<int?> _spare;
     private readonly List<Entry> _entries = [];
     private long _clock;
     private long _prefillTicks;
 
-    public PromptCache(IDecodingSession session, int capacity)
+    /// <param name="spare">The scheduler's hand-over of a free sequence for a new entry (null: none is free).</param>
+    public PromptCache(IDecodingSession session, int capacity, Func<int?> spare)
     {
         _session = session;
         _capacity = capacity;
+        _spare = spare;
     }
 
     /// <summary>Sequences the cache holds (each can be evicted on demand).</summary>
@@ -37,9 +40,9 @@ internal sealed class PromptCache
 
     /// <summary>
     /// Puts <paramref name="tokens"/> into the empty <paramref name="sequence"/>: a copy of a cached prompt, or a prefill.
-    /// After a prefill the prompt is kept in a sequence that <paramref name="spare"/> hands over (null: none free, not cached).
+    /// After a prefill the prompt is kept in a spare sequence the scheduler hands over (none free: not cached).
     /// </summary>
-    public PromptState Load(int sequence, int[] tokens, Func<int?> spare)
+    public PromptState Load(int sequence, int[] tokens)
     {
         foreach (var e in _entries)
         {
@@ -57,7 +60,7 @@ internal sealed class PromptCache
         if (_capacity > 0)
         {
             // A full cache recycles its least recently used entry's sequence for the new prompt.
-            int? target = _entries.Count < _capacity ? spare() : EvictOne();
+            int? target = _entries.Count < _capacity ? _spare() : EvictOne();
             if (target is { } free)
             {
                 _session.CopySequence(sequence, free);

@@ -51,9 +51,9 @@ internal sealed class RejectionRun : RequestRun
         if (!_needPrompt) return;
         int n = _options.N;
         // A later sample needs back the sequences its predecessor's rejections gave away; it waits until they are free.
-        if (Sequences.Length < n && !context.AcquireSequences(this, n - Sequences.Length))
+        if (Sequences.Length < n)
         {
-            context.Requeue(this);
+            SequencesWanted = n - Sequences.Length; // granted before the next Prepare, or the run waits in the queue again
             return;
         }
         _needPrompt = false;
@@ -169,7 +169,7 @@ internal sealed class RejectionRun : RequestRun
             _rejectedAt[c] = rollout.Tokens[c].Count;
             _rejectedScore[c] = _scores[j];
             rollout.Drop(c);
-            context.ReleaseSequence(this, rollout.SequenceOf(c));
+            Release(rollout.SequenceOf(c));
         }
         _survivors.Add(Enumerable.Range(0, _options.N).Count(i => !_rejected[i]));
     }

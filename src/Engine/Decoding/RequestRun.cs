@@ -7,8 +7,10 @@ using Tilt.Engine.Requests;
 namespace Tilt.Engine.Decoding;
 
 /// <summary>
-/// What a request's step function sees in every hook: the engine's one session (KV moves), this iteration's batch, the
-/// model (tokenizer, detokenizer), the kernels and the scheduler's prompt loading (prompt cache).
+/// What a request's step function sees in every hook: the engine's one session (KV moves within the run's own sequences),
+/// this iteration's batch, the model (tokenizer, detokenizer) and the scheduler's prompt loading (prompt cache). It holds
+/// no way to take or free sequences: a run says what it needs (<see cref="RequestRun.SequencesWanted"/>,
+/// <see cref="RequestRun.Release"/>) and the scheduler decides.
 /// </summary>
 internal sealed class StepContext
 {
@@ -24,24 +26,6 @@ internal sealed class StepContext
     /// <summary>Wall-clock time of this iteration's decode call (zero when there was none).</summary>
     public TimeSpan LastDecode { get; set; }
 
-    /// <summary>Hands over a free sequence for the prompt cache, or null when none is spare.</summary>
-    public required Func<int?> SpareSequence { get; init; }
-
-    /// <summary>
-    /// Frees one of a run's sequences now (its KV cells are removed and the sequence can be admitted to another request at
-    /// the next iteration): early rejection gives back what it stops decoding.
-    /// </summary>
-    public required Action<RequestRun, int> ReleaseSequence { get; init; }
-
-    /// <summary>Gives a run <c>count</c> more free sequences if that many are free now (true), else nothing (false).</summary>
-    public required Func<RequestRun, int, bool> AcquireSequences { get; init; }
-
-    /// <summary>
-    /// Sends a run that cannot get its sequences back (others are waiting) to the end of the queue: at the end of this
-    /// iteration it gives back every sequence it holds and is admitted again, with a full set, when its turn comes. Without
-    /// this, a run holding a few sequences and a queued request needing them would wait for each other.
-    /// </summary>
-    public required Action<RequestRun> Requeue { get; init; }
 }
 
 /// <summary>
@@ -102,14 +86,31 @@ internal abstract class RequestRun
     /// <summary>Time from submission to admission.</summary>
     public TimeSpan AdmittedAt { get; private set; }
 
-    /// <summary>Gives one sequence back before the run ends (the scheduler has already removed its KV).</summary>
-    public void Forget(int sequence) => Sequences = Sequences.Where(s => s != sequence).ToArray();
+    /// <summary>
+    /// Sequences the run asks for before its next <see cref="Prepare"/> (0: none). The scheduler grants them when that many
+    /// are free and nobody waits in the queue; otherwise it sends the run back to the end of the queue, where it gives up
+    /// every sequence and is admitted again with a full set (a run holding a few sequences and a queued request needing
+    /// them would otherwise wait for each other). Early rejection asks for back what its previous output gave away.
+    /// </summary>
+    public int SequencesWanted { get; protected set; }
 
-    /// <summary>True when the run asked to wait in the queue again for a full set of sequences.</summary>
-    public bool RequeueRequested { get; set; }
+    /// <summary>Sequences the run stopped using this iteration, freed by the scheduler after the hook (KV removed).</summary>
+    public List<int> Released { get; } = [];
 
-    /// <summary>Takes more sequences mid-run (their KV is empty).</summary>
-    public void Adopt(IEnumerable<int> sequences) => Sequences = [.. Sequences, .. sequences];
+    /// <summary>Gives one of the run's sequences back: the scheduler removes its KV after this hook and may admit it to another
+    /// request at the next iteration.</summary>
+    protected void Release(int sequence)
+    {
+        if (!Sequences.Contains(sequence)) throw new InvalidOperationException($"sequence {sequence} does not belong to the request");
+        Released.Add(sequence);
+    }
+
+    /// <summary>The scheduler's side of <see cref="Release"/> and <see cref="SequencesWanted"/>: the run's sequences now.</summary>
+    public void Reassign(int[] sequences)
+    {
+        Sequences = sequences;
+        SequencesWanted = 0;
+    }
 
     /// <summary>The forced prefix of the response (already part of <see cref="PromptTokens"/>' KV): tokens and text.</summary>
     public int[] ForcedTokens { get; init; } = [];
@@ -119,6 +120,7 @@ internal abstract class RequestRun
     public void Admit(int[] sequences, long iteration)
     {
         Sequences = sequences;
+        SequencesWanted = 0;
         AdmittedIteration = iteration;
         AdmittedAt = Clock.Elapsed;
     }
@@ -160,7 +162,7 @@ internal abstract class RequestRun
     {
         if (clear)
             foreach (int s in Sequences) context.Session.RemoveSequence(s);
-        var prompt = context.Prompts.Load(Sequences[0], PromptTokens, context.SpareSequence);
+        var prompt = context.Prompts.Load(Sequences[0], PromptTokens);
         for (int i = 1; i <= forks; i++) context.Session.CopySequence(Sequences[0], Sequences[i]);
         return prompt;
     }

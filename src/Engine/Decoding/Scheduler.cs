@@ -55,23 +55,20 @@ internal sealed class Scheduler : IDisposable
             KvLayout = options.KvLayout,
             SharedCellsPerSequence = options.MaxSequenceLength, // worst case: no sharing at all
             Threads = options.Threads,
+            PrefillChunk = options.PrefillChunk,
         });
         _placement = new SequencePlacement(options.MaxSequences);
         _session = new PlacedSession(_kv, _placement);
         // Only the per-sequence layout splits decodes at id gaps; in the shared (unified) pool a move would copy for nothing.
         _compact = options.CompactSequences && options.KvLayout == KvLayout.PerSequence;
         _batch = new StepBatch(model.Info.VocabularySize, model.Info.HiddenSize, options.MaxSequences);
-        _prompts = new PromptCache(_session, options.PromptCacheEntries);
+        _prompts = new PromptCache(_session, options.PromptCacheEntries, SpareSequence);
         _context = new StepContext
         {
             Session = _session,
             Batch = _batch,
             Model = model,
             Prompts = _prompts,
-            SpareSequence = SpareSequence,
-            ReleaseSequence = ReleaseOne,
-            AcquireSequences = Acquire,
-            Requeue = static run => run.RequeueRequested = true,
         };
         _thread = new Thread(Loop) { IsBackground = true, Name = "tilt-scheduler" };
         _thread.Start();
@@ -100,7 +97,7 @@ internal sealed class Scheduler : IDisposable
 
     /// <summary>
     /// Queues a run, or refuses it at once: <see cref="EngineBusyException"/> when the queue is full, <see cref="RequestException"/>
-    /// when it can never fit, <see cref="ObjectDisposedException"/> when the engine is stopping.
+    /// when it can never fit, <see cref="EngineStoppingException"/> when the engine is stopping.
     /// </summary>
     public void Submit(RequestRun run)
     {
@@ -235,25 +232,46 @@ internal sealed class Scheduler : IDisposable
     // The prompt cache's sequences are held but never decoded: they take the highest free places.
     private int? SpareSequence() => _placement.Free > 0 ? _placement.TakeHighest() : null;
 
-    private bool Acquire(RequestRun run, int count)
+    /// <summary>
+    /// Grants the sequences runs asked for (<see cref="RequestRun.SequencesWanted"/>) when that many are free and nobody is
+    /// queued (waiting requests come first); a run that cannot have them goes back to the end of the queue with nothing.
+    /// </summary>
+    private void GrantWanted()
     {
-        // Waiting requests come first: a running request takes sequences back only when nobody queued needs them.
-        lock (_gate)
-            if (_queue.Count > 0) return false;
-        while (_placement.Free < count && _prompts.EvictOne() is { } freed) _placement.Return(freed);
-        if (_placement.Free < count) return false;
-        var taken = new int[count];
-        for (int i = 0; i < count; i++) taken[i] = _placement.Take();
-        run.Adopt(taken);
-        return true;
+        for (int i = _running.Count - 1; i >= 0; i--)
+        {
+            var run = _running[i];
+            int count = run.SequencesWanted;
+            if (count == 0) continue;
+            bool queued;
+            lock (_gate) queued = _queue.Count > 0;
+            if (!queued)
+                while (_placement.Free < count && _prompts.EvictOne() is { } freed) _placement.Return(freed);
+            if (queued || _placement.Free < count)
+            {
+                Requeue(run);
+                continue;
+            }
+            var taken = new int[count];
+            for (int j = 0; j < count; j++) taken[j] = _placement.Take();
+            run.Reassign([.. run.Sequences, .. taken]);
+        }
     }
 
-    private void ReleaseOne(RequestRun run, int sequence)
+    /// <summary>Frees the sequences runs released during a hook (KV removed; admissible to others at the next iteration).</summary>
+    private void FreeReleased()
     {
-        if (!run.Sequences.Contains(sequence)) throw new InvalidOperationException($"sequence {sequence} does not belong to the request");
-        _session.RemoveSequence(sequence);
-        run.Forget(sequence);
-        _placement.Return(sequence);
+        foreach (var run in _running)
+        {
+            if (run.Released.Count == 0) continue;
+            foreach (int s in run.Released)
+            {
+                _session.RemoveSequence(s);
+                _placement.Return(s);
+            }
+            run.Reassign(run.Sequences.Except(run.Released).ToArray());
+            run.Released.Clear();
+        }
     }
 
     private void Iterate()
@@ -270,8 +288,8 @@ internal sealed class Scheduler : IDisposable
 
         _batch.Clear();
         _context.LastDecode = TimeSpan.Zero;
+        GrantWanted();
         Each(static (run, c) => run.Prepare(c));
-        RequeueWaiting();
         Each(static (run, c) => run.Plan(c));
         if (_batch.Decodes > 0)
         {
@@ -293,28 +311,23 @@ internal sealed class Scheduler : IDisposable
         Each(static (run, c) => run.Propose(c));
         _batch.Sample(_kernels);
         Each(static (run, c) => run.Advance(c));
+        FreeReleased();
         for (int i = _running.Count - 1; i >= 0; i--)
             if (_running[i].IsDone) Release(_running[i], null);
         Interlocked.Increment(ref _iterations);
     }
 
-    /// <summary>Moves runs that asked for it from running to the end of the queue, freeing all their sequences.</summary>
-    private void RequeueWaiting()
+    /// <summary>Moves a run from running to the end of the queue, freeing all its sequences; it is admitted again with a full set.</summary>
+    private void Requeue(RequestRun run)
     {
-        for (int i = _running.Count - 1; i >= 0; i--)
+        _running.Remove(run);
+        foreach (int s in run.Sequences)
         {
-            var run = _running[i];
-            if (!run.RequeueRequested) continue;
-            run.RequeueRequested = false;
-            _running.RemoveAt(i);
-            foreach (int s in run.Sequences)
-            {
-                _session.RemoveSequence(s);
-                _placement.Return(s);
-            }
-            run.Admit([], run.AdmittedIteration);
-            lock (_gate) _queue.AddLast(run);
+            _session.RemoveSequence(s);
+            _placement.Return(s);
         }
+        run.Admit([], run.AdmittedIteration);
+        lock (_gate) _queue.AddLast(run);
     }
 
     /// <summary>Runs one hook of every request; a request whose hook throws fails alone and leaves the iteration.</summary>

@@ -38,6 +38,18 @@ public sealed record SessionOptions
     public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
 
     /// <summary>
+    /// Prompt tokens per llama_decode call of a prefill (and the least llama.cpp batch size the context is made with).
+    /// 1..4096. Defaults to 512.
+    /// </summary>
+    public int PrefillChunk
+    {
+        get;
+        init => field = value is >= 1 and <= 4096
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(PrefillChunk), value, $"the prefill chunk must be between 1 and 4096 tokens, got {value}");
+    } = 512;
+
+    /// <summary>
     /// How sequences share the KV cache. <see cref="KvLayout.PerSequence"/> gives each sequence its own cells
     /// (fastest for K independent continuations: a query scans only its own sequence); copying a sequence
     /// copies its cells. <see cref="KvLayout.Shared"/> keeps one pool where a copy only tags cells with another

@@ -15,8 +15,6 @@ namespace Tilt.Engine.Models.Gguf;
 /// </summary>
 internal sealed unsafe class GgufDecodingSession : IDecodingSession
 {
-    private const int PrefillChunk = 512;
-
     private readonly LLamaContext _context;
     private readonly SafeLLamaContextHandle _handle;
     private readonly LLamaBatch _batch = new();
@@ -34,7 +32,7 @@ internal sealed unsafe class GgufDecodingSession : IDecodingSession
         HiddenSize = info.HiddenSize;
         _lengths = new int[MaxSequences];
 
-        int batchSize = Math.Max(PrefillChunk, MaxSequences);
+        int batchSize = Math.Max(options.PrefillChunk, MaxSequences);
         bool shared = options.KvLayout == KvLayout.Shared;
         // Shared pool: the prefix once plus private room per sequence; per-sequence: K x length.
         long cells = shared
@@ -83,7 +81,7 @@ internal sealed unsafe class GgufDecodingSession : IDecodingSession
             throw new TiltException($"llama.cpp gave {_handle.ContextSize} context cells for {MaxSequences} sequences of {options.MaxSequenceLength} tokens");
         }
         MaxSequenceLength = options.MaxSequenceLength;
-        _prefillChunk = (int)Math.Min(_handle.BatchSize, (uint)PrefillChunk);
+        _prefillChunk = (int)Math.Min(_handle.BatchSize, (uint)options.PrefillChunk);
         if (_handle.BatchSize < (uint)MaxSequences)
         {
             _context.Dispose();
