@@ -18,6 +18,9 @@ internal sealed class GenerationRun : RequestRun
     private readonly bool[] _reported;
     private TimeSpan _prefill;
     private readonly TimeSpan?[] _first;
+    private readonly int _stride;                  // hidden states every _stride tokens (0: none)
+    private readonly List<int>[] _positions = [];   // [samples] prefix lengths recorded
+    private readonly List<float[]>[] _states = [];  // [samples] their hidden states
 
     public GenerationRun(DecodingRequest request, int[] promptTokens, Stopwatch clock, CancellationToken cancellation)
         : base(request, promptTokens, clock, cancellation)
@@ -25,6 +28,12 @@ internal sealed class GenerationRun : RequestRun
         _options = (GenerationOptions)request.Options;
         _reported = new bool[_options.Samples];
         _first = new TimeSpan?[_options.Samples];
+        _stride = _options.HiddenStateStride;
+        if (_stride > 0)
+        {
+            _positions = [.. Enumerable.Range(0, _options.Samples).Select(_ => new List<int>())];
+            _states = [.. Enumerable.Range(0, _options.Samples).Select(_ => new List<float[]>())];
+        }
     }
 
     public override int SequencesNeeded => _options.Samples;
@@ -39,17 +48,40 @@ internal sealed class GenerationRun : RequestRun
         {
             Candidates = _options.Samples,
             Sequences = Sequences,
-            Rows = Enumerable.Range(0, _options.Samples).Select(i => (uint)i).ToArray(),
+            Rows = Enumerable.Range(0, _options.Samples).Select(i => _options.FirstRow + (uint)i).ToArray(),
             MaxTokens = _options.MaxTokens,
             Sampling = _options.Sampling,
             Seed = _options.Seed,
             Request = _options.RequestId,
+            // A sample cut by the limit has its last token decoded, so its whole text has a hidden state too.
+            DecodeLastToken = _stride > 0,
         }, _prompt.Logits, _prompt.Hidden);
+        if (_stride > 0)
+            for (int i = 0; i < _options.Samples; i++) Record(i, 0, _prompt.Hidden);
     }
 
     public override void Plan(StepContext context) => _rollout?.Plan(context.Batch);
 
-    public override void Score(StepContext context) => _rollout?.Collect(context);
+    public override void Score(StepContext context)
+    {
+        var rollout = _rollout;
+        if (rollout is null) return;
+        rollout.Collect(context);
+        if (_stride == 0) return;
+        int d = context.Hidden;
+        for (int i = 0; i < _options.Samples; i++)
+        {
+            // The stop token is never decoded, so a decoded row is always the state of a text prefix.
+            int length = rollout.Tokens[i].Count;
+            if (rollout.DecodedNow[i] && length % _stride == 0) Record(i, length, rollout.FinalHidden.AsSpan(i * d, d));
+        }
+    }
+
+    private void Record(int sample, int position, ReadOnlySpan<float> hidden)
+    {
+        _positions[sample].Add(position);
+        _states[sample].Add(hidden.ToArray());
+    }
 
     public override void Propose(StepContext context) => _rollout?.Propose(context);
 
@@ -63,10 +95,12 @@ internal sealed class GenerationRun : RequestRun
             _first[i] ??= Clock.Elapsed;
             Emit(new TextAccepted(i, [rollout.Tokens[i][^1]], rollout.LastDelta[i], 0) { LogProb = rollout.LastTokenLogProb[i] });
         }
-        // A sample is complete once it stopped or reached the limit (its last token needs no decode here).
+        // A sample is complete once it stopped or reached the limit (its last token needs no decode, unless hidden states
+        // are recorded: then once the rollout is done with it).
         for (int i = 0; i < _options.Samples; i++)
         {
-            if (_reported[i] || !(rollout.Stopped[i] || rollout.Tokens[i].Count >= _options.MaxTokens)) continue;
+            bool complete = _stride > 0 ? rollout.IsDone(i) : rollout.Stopped[i] || rollout.Tokens[i].Count >= _options.MaxTokens;
+            if (_reported[i] || !complete) continue;
             _reported[i] = true;
             EmitResult(Result(i, rollout));
         }
@@ -92,6 +126,9 @@ internal sealed class GenerationRun : RequestRun
         {
             SamplerLogProb = logq,
             CachedPromptTokens = _prompt!.CachedTokens,
+            HiddenPositions = _stride > 0 ? _positions[i].ToArray() : [],
+            HiddenStates = _stride > 0 ? _states[i].SelectMany(h => h).ToArray() : ReadOnlyMemory<float>.Empty,
+            FinalHidden = _stride > 0 ? rollout.FinalHidden.AsSpan(i * _prompt.Hidden.Length, _prompt.Hidden.Length).ToArray() : ReadOnlyMemory<float>.Empty,
         };
     }
 }

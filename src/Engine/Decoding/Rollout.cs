@@ -61,6 +61,7 @@ internal sealed class Rollout
         FinalLogits = new float[capacity * _vocab];
         HasFinalLogits = new bool[capacity];
         Stepped = new bool[capacity];
+        DecodedNow = new bool[capacity];
     }
 
     private enum Phase
@@ -129,6 +130,9 @@ internal sealed class Rollout
     /// <summary>[K] true for candidates that received a token in the last <see cref="Advance"/>.</summary>
     public bool[] Stepped { get; }
 
+    /// <summary>Candidates whose pending token the last decode consumed (their <see cref="FinalHidden"/> row is that prefix's).</summary>
+    public bool[] DecodedNow { get; }
+
     /// <summary>True when every candidate is finished (and its last token decoded where asked).</summary>
     public bool IsFinished => _remaining == 0;
 
@@ -194,6 +198,7 @@ internal sealed class Rollout
     /// <summary>After the decode: records the hidden states (and, for candidates at the limit, the logits) of decoded rows.</summary>
     public void Collect(StepContext context)
     {
+        Array.Clear(DecodedNow, 0, _settings.Candidates);
         if (IsFinished) return;
         var logits = context.Session.Logits;
         var hidden = context.Session.Hidden;
@@ -202,6 +207,7 @@ internal sealed class Rollout
         {
             if (_phase[i] is not (Phase.Decode or Phase.DecodeOnly)) continue;
             int row = context.Batch.Row(_handle[i]);
+            DecodedNow[i] = true;
             TokensDecoded++;
             decoded = true;
             hidden.Slice(row * _hidden, _hidden).CopyTo(FinalHidden.AsSpan(i * _hidden, _hidden));

@@ -139,6 +139,17 @@ public sealed record AlignedSample(
 
     /// <summary>Scheduler iterations between the request's submission and its admission (0: admitted at the next one).</summary>
     public long QueuedIterations { get; init; }
+
+    /// <summary>With <see cref="GenerationOptions.HiddenStateStride"/>: the prefix lengths (generated tokens) whose hidden states
+    /// <see cref="HiddenStates"/> holds, ascending; empty otherwise.</summary>
+    public IReadOnlyList<int> HiddenPositions { get; init; } = [];
+
+    /// <summary>[HiddenPositions.Count, d] final hidden states of those prefixes, row-major.</summary>
+    public ReadOnlyMemory<float> HiddenStates { get; init; }
+
+    /// <summary>With <see cref="GenerationOptions.HiddenStateStride"/>: the final hidden state [d] after the last decoded token
+    /// (a stop token is not decoded, so a stopped sample's is the prefix before it).</summary>
+    public ReadOnlyMemory<float> FinalHidden { get; init; }
 }
 
 /// <summary>Something that happened during an aligned generation.</summary>

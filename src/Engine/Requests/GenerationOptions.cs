@@ -14,4 +14,22 @@ public sealed record GenerationOptions : DecodingOptions
             : throw new ArgumentOutOfRangeException(nameof(Samples), value,
                 $"the number of samples must be between 1 and {SessionOptions.MaxSupportedSequences}, got {value}");
     } = 1;
+
+    /// <summary>
+    /// 0 (the default): no hidden states. s &gt; 0: each output also carries the final hidden state (after the last norm) of
+    /// its prefix after the prompt and after every s-th generated token (<see cref="AlignedSample.HiddenPositions"/>,
+    /// <see cref="AlignedSample.HiddenStates"/>) and of its whole text (<see cref="AlignedSample.FinalHidden"/>; a sample cut
+    /// by the limit has its last token decoded for it): the features value heads are trained on (docs/training.md).
+    /// </summary>
+    public int HiddenStateStride
+    {
+        get;
+        init => field = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(HiddenStateStride), value, $"the hidden-state stride must be >= 0, got {value}");
+    }
+
+    /// <summary>
+    /// The RNG row of sample 0 (sample i draws from row FirstRow + i): training spreads one seeded set of rollouts over
+    /// several requests and keeps rollout j on row j. Defaults to 0.
+    /// </summary>
+    internal uint FirstRow { get; init; }
 }

@@ -81,77 +81,61 @@ public sealed class RolloutCollector
         int k = Math.Min(options.BatchSize, n);
         if ((long)k * capacity * d > Array.MaxLength)
             throw new TiltException($"a batch of {k} rollouts x {capacity} prefixes x d={d} does not fit one array; raise the position stride or lower the batch size");
-        using var session = _model.CreateSession(new SessionOptions
+        // One engine for the whole collection, sized for one batch; batches run one after another, so each decodes exactly
+        // as one batch of forks of its prompt (the same sequences, the same numerics, whatever ran before).
+        using var engine = new DecodingEngine(_model, _kernels, new EngineOptions
         {
             MaxSequences = k,
-            MaxSequenceLength = promptTokens.Max(t => t.Length) + options.MaxTokens + 1,
+            MaxSequenceLength = promptTokens.Max(t => t.Length) + options.MaxTokens + 2,
+            PromptCacheEntries = 0,
             Threads = options.Threads,
             KvCacheType = options.KvCacheType,
         });
-        var loop = new CandidateRollout(session, _kernels, info);
         var rollouts = new Rollout[n];
-        var sequences = Enumerable.Range(0, k).ToArray();
         progress?.Report(new TrainingProgress("rollouts", 0, n));
 
         int done = 0;
         foreach (var (prompt, first, count) in Batches(prompts.Count, n, k))
         {
             cancellationToken.ThrowIfCancellationRequested();
-            for (int s = 0; s < k; s++) session.RemoveSequence(s);
-            var (startLogits, startHidden) = PromptFork.PrefillAndFork(session, promptTokens[prompt], count);
-
-            // [count, capacity, d] features of this batch; each rollout's rows are a slice of it.
-            var features = new float[(long)count * capacity * d];
-            var recorded = new int[count];
-            var positions = new List<int>[count];
-            for (int c = 0; c < count; c++)
+            var samples = engine.RunAsync(new DecodingRequest
             {
-                positions[c] = new List<int>(capacity);
-                if (capacity > 0) Record(c, 0, startHidden.AsSpan(c * d, d));
-            }
-
-            var settings = new CandidateRollout.Settings
-            {
-                Candidates = count,
-                Sequences = sequences,
-                Rows = Enumerable.Range(first, count).Select(i => (uint)i).ToArray(),
-                MaxTokens = options.MaxTokens,
-                Sampling = options.Sampling,
-                Seed = options.Seed,
-                Request = options.RequestId,
-                // A rollout cut by the limit has its last token decoded, so its last prefix has a hidden state too.
-                DecodeLastToken = true,
-            };
-            foreach (int _ in loop.Run(settings, startLogits, startHidden))
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                if (capacity == 0) continue;
-                foreach (int c in loop.StepCandidates)
+                Prompt = prompts[prompt],
+                Options = new GenerationOptions
                 {
-                    if (loop.Stopped[c]) continue; // the stop token is not decoded: no new prefix state
-                    int length = loop.Tokens[c].Count;
-                    if (length % stride == 0) Record(c, length, loop.FinalHidden.AsSpan(c * d, d));
-                }
-            }
+                    Samples = count,
+                    MaxTokens = options.MaxTokens,
+                    Sampling = options.Sampling,
+                    Seed = options.Seed,
+                    RequestId = options.RequestId,
+                    // Rollout i draws from RNG row i whatever batch it falls in; stride 0 still decodes each last token
+                    // (a hidden-state reward reads the whole text's state) but keeps no prefix states.
+                    FirstRow = (uint)first,
+                    HiddenStateStride = stride > 0 ? stride : int.MaxValue,
+                    KvCacheType = options.KvCacheType,
+                    Threads = options.Threads,
+                },
+            }, cancellationToken).GetAwaiter().GetResult();
 
             var inputs = new RewardInput[count];
             for (int c = 0; c < count; c++)
             {
-                var tokens = loop.Tokens[c].ToArray();
-                bool finished = loop.Stopped[c];
+                var tokens = samples[c].Tokens.ToArray();
+                bool finished = samples[c].Finish == AlignFinish.Eos;
                 inputs[c] = new RewardInput
                 {
                     Prompt = prompts[prompt],
                     Text = _model.Detokenize(finished ? tokens.AsSpan(0, tokens.Length - 1) : tokens),
                     Tokens = tokens,
                     IsFinished = finished,
-                    FinalHidden = _reward.NeedsHiddenState ? loop.FinalHidden.AsSpan(c * d, d).ToArray() : ReadOnlyMemory<float>.Empty,
+                    FinalHidden = _reward.NeedsHiddenState ? samples[c].FinalHidden : ReadOnlyMemory<float>.Empty,
                 };
             }
             var rewards = new double[count];
             _reward.ScoreChecked(inputs, rewards);
             for (int c = 0; c < count; c++)
             {
+                var s = samples[c];
                 rollouts[first + c] = new Rollout
                 {
                     PromptIndex = prompt,
@@ -159,19 +143,12 @@ public sealed class RolloutCollector
                     Text = inputs[c].Text,
                     Finished = inputs[c].IsFinished,
                     Reward = rewards[c],
-                    Positions = positions[c].ToArray(),
-                    Features = features.AsMemory((int)((long)c * capacity * d), recorded[c] * d),
+                    Positions = capacity == 0 ? [] : [.. s.HiddenPositions],
+                    Features = capacity == 0 ? ReadOnlyMemory<float>.Empty : s.HiddenStates,
                 };
             }
             done += count;
             progress?.Report(new TrainingProgress("rollouts", done, n));
-
-            void Record(int c, int position, ReadOnlySpan<float> hidden)
-            {
-                hidden.CopyTo(features.AsSpan((int)(((long)c * capacity + recorded[c]) * d), d));
-                recorded[c]++;
-                positions[c].Add(position);
-            }
         }
         return new RolloutSet(info.Fingerprint, d, prompts.ToArray(), promptTokens, rollouts, options.MaxTokens, _reward.Description);
     }
