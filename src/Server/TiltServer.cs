@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.AspNetCore.Builder;
@@ -92,9 +93,20 @@ public sealed class TiltServer : IAsyncDisposable
         App.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.ToList() ?? [];
 
     /// <summary>Starts listening, then loads the model in the background.</summary>
+    /// <exception cref="TiltException">The address cannot be bound (in use, not this machine's, not permitted).</exception>
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
-        await App.StartAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await App.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or SocketException or UnauthorizedAccessException)
+        {
+            // Kestrel wraps "address already in use" in an IOException and lets "cannot assign requested address" (a
+            // host that is not this machine's) through as a SocketException: both are the user's to fix.
+            string why = (e.InnerException is SocketException inner ? inner.Message : e.Message).ReplaceLineEndings(" ");
+            throw new TiltException($"cannot listen on {_options.Host}:{_options.Port}: {why}", e);
+        }
         _ = Task.Run(LoadAsync, CancellationToken.None);
     }
 

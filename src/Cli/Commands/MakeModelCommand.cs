@@ -3,6 +3,7 @@ using System.Diagnostics;
 using Tilt.Engine;
 using Tilt.Engine.IO;
 using Tilt.Engine.Models.Gguf;
+using Tilt.Engine.Text;
 
 namespace Tilt.Cli.Commands;
 
@@ -90,9 +91,9 @@ internal static class MakeModelCommand
     {
         try
         {
-            return File.ReadAllText(path);
+            return TextFile.ReadAllText(path, "chat template file");
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (TiltException e)
         {
             throw new TiltException($"--chat-template-file {path}: {e.Message}", e);
         }

@@ -34,9 +34,10 @@ public sealed record HeadHeader
 {
     public const string CurrentFormat = "tilt-head/1";
 
-    [JsonPropertyName("format")] public string Format { get; init; } = CurrentFormat;
-    [JsonPropertyName("kind")] public HeadKind Kind { get; init; }
-    [JsonPropertyName("role")] public HeadRole Role { get; init; }
+    // Required in a file (docs/head-file.md): a missing format, kind or role is refused, never defaulted.
+    [JsonPropertyName("format"), JsonRequired] public string Format { get; init; } = CurrentFormat;
+    [JsonPropertyName("kind"), JsonRequired] public HeadKind Kind { get; init; }
+    [JsonPropertyName("role"), JsonRequired] public HeadRole Role { get; init; }
 
     /// <summary>The <see cref="ModelInfo.Fingerprint"/> of the model whose hidden states the head reads.</summary>
     [JsonPropertyName("modelFingerprint")] public required string ModelFingerprint { get; init; }
@@ -105,16 +106,22 @@ public sealed class HeadFile
     private static ReadOnlySpan<byte> Magic => "TILTHEAD"u8;
     private const int MaxHeaderBytes = 1 << 20;
 
+    /// <summary>The largest head file read: the weights must fit one .NET array.</summary>
+    private static readonly long MaxFileBytes = Array.MaxLength;
+
     private static readonly JsonSerializerOptions Json = new()
     {
         WriteIndented = false,
-        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
+        // Enums are names only: docs/head-file.md promises that "kind": 0 is refused, not read as "linear".
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase, allowIntegerValues: false) },
     };
 
     public HeadFile(HeadHeader header, float[] weights)
     {
         ArgumentNullException.ThrowIfNull(header);
         ArgumentNullException.ThrowIfNull(weights);
+        // The reader's own check: a head this constructor accepts is one Read accepts (no file the reader refuses).
+        if (header.Problem() is { } problem) throw new ArgumentException($"invalid head: {problem}", nameof(header));
         if (weights.Length != header.WeightCount)
             throw new ArgumentException($"a {header.Kind} head of d={header.HiddenSize}, units={header.HiddenUnits} has {header.WeightCount} weights, got {weights.Length}", nameof(weights));
         if (Array.Exists(weights, w => !float.IsFinite(w)))
@@ -132,16 +139,7 @@ public sealed class HeadFile
     public static HeadFile Read(string path)
     {
         string full = Path.GetFullPath(path);
-        if (!File.Exists(full)) throw new TiltException($"{full}: head file not found");
-        byte[] bytes;
-        try
-        {
-            bytes = File.ReadAllBytes(full);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new TiltException($"{full}: cannot read the head file: {e.Message}", e);
-        }
+        byte[] bytes = InputFile.ReadAllBytes(full, "head file", MaxFileBytes);
         if (bytes.Length < 12 || !bytes.AsSpan(0, 8).SequenceEqual(Magic))
             throw new TiltException($"{full}: not a Tilt head file (it does not start with TILTHEAD)");
         int headerLength = BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(8, 4));

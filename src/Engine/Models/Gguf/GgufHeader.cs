@@ -23,8 +23,8 @@ internal sealed class GgufHeader
     /// <summary>Reads and validates the header; throws <see cref="ModelLoadException"/> naming the problem.</summary>
     public static GgufHeader Read(string path)
     {
-        if (!File.Exists(path))
-            throw new ModelLoadException(path, "model file not found");
+        if (IO.InputFile.Problem(path, "model file") is { } problem)
+            throw new ModelLoadException(path, problem);
         long fileLength = new FileInfo(path).Length;
         try
         {
