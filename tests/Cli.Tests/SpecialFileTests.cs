@@ -129,6 +129,20 @@ public sealed class SpecialFileTests : IDisposable
         Assert.Empty(Directory.GetFileSystemEntries(_dir));
     }
 
+    [Theory]
+    [InlineData("--layers", "1000", "llama.block_count is 1000; llama.cpp loads 1..512 layers")]
+    [InlineData("--vocab", "2000000000", "llama.cpp loads 1..1,048,576 here")]
+    public async Task MakeModelRefusesWhatTheLoaderRefusesBeforeWriting(string option, string value, string expected)
+    {
+        string output = PathOf("m.gguf");
+        string[] shape = ["--dim", "64", "--layers", "1", "--heads", "2", "--ff", "8", "--vocab", "300"];
+        int at = Array.IndexOf(shape, option);
+        shape[at + 1] = value;
+        var run = await RunBounded(["make-model", .. shape, "--out", output]);
+        AssertUserError(run, expected);
+        Assert.Empty(Directory.GetFileSystemEntries(_dir));
+    }
+
     [Fact]
     public async Task ServeOnAPortInUseOrAForeignAddressIsAUserError()
     {
