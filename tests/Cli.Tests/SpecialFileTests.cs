@@ -143,6 +143,13 @@ public sealed class SpecialFileTests : IDisposable
         Assert.Empty(Directory.GetFileSystemEntries(_dir));
     }
 
+    [Theory]
+    [InlineData("--methods", "", "--methods names no strategy")]
+    [InlineData("--methods", " , ", "--methods names no strategy")]
+    [InlineData("--base-samples", "2147483647", "--base-samples must be 2..65536, got 2147483647")]
+    public async Task EvaluateLimitsAreNamedUpFront(string option, string value, string expected) =>
+        AssertUserError(await RunBounded("evaluate", "--model", Tabular, "--reward", "length:3", "--out", _dir, option, value), expected);
+
     [Fact]
     public async Task ServeOnAPortInUseOrAForeignAddressIsAUserError()
     {

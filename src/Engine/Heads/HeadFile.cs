@@ -233,6 +233,23 @@ public sealed class HeadFile
         return new MlpValueHead(w1, b1.Select(x => (float)x).ToArray(), w2, b2, Header.Activation);
     }
 
+    /// <summary>
+    /// <see cref="ToKernelHead()"/> for a head read from <paramref name="source"/>: weights that are finite in the file
+    /// can overflow when the standardization is folded in (a tiny std), which is then an error naming the file.
+    /// </summary>
+    internal ValueHead ToKernelHead(string source)
+    {
+        try
+        {
+            return ToKernelHead();
+        }
+        catch (ArgumentException e)
+        {
+            string why = e.Message is var m && m.IndexOf(" (Parameter '", StringComparison.Ordinal) is var cut and > 0 ? m[..cut] : e.Message;
+            throw new TiltException($"{source}: invalid head weights: {why.TrimEnd('.')} (after folding in the standardization mean/std)", e);
+        }
+    }
+
     private static double[] Fold(float[] w, int rows, int d, ReadOnlySpan<float> mean, ReadOnlySpan<float> std, double[] bias)
     {
         for (int r = 0; r < rows; r++)

@@ -190,6 +190,22 @@ public sealed class HeadFileTests : IDisposable
         Assert.Throws<ArgumentOutOfRangeException>(() => new AdamOptions { HiddenUnits = HeadHeader.MaxHiddenUnits + 1 });
     }
 
+    /// <summary>Finite weights that overflow once the standardization is folded in are an error naming the file.</summary>
+    [Fact]
+    public void WeightsThatOverflowWhenFoldedNameTheFile()
+    {
+        var header = new HeadHeader { Kind = HeadKind.Linear, ModelFingerprint = "sha256:abc", HiddenSize = D, Normalized = true };
+        var weights = new float[header.WeightCount];
+        weights.AsSpan(D, D).Fill(1e-30f);      // std: tiny but > 0
+        weights.AsSpan(2 * D, D).Fill(1e30f);   // w / std = 1e60 overflows float
+        string path = Path.Combine(_dir, "overflow.head");
+        new HeadFile(header, weights).Write(path);
+        var e = Assert.Throws<TiltException>(() => HeadValue.Load(path, Model()));
+        Assert.Contains($"{path}: invalid head weights", e.Message);
+        e = Assert.Throws<TiltException>(() => HeadReward.Load(path, Model()));
+        Assert.Contains($"{path}: invalid head weights", e.Message);
+    }
+
     [Fact]
     public void AWeightCountBeyondIntIsReportedWithoutOverflow()
     {
