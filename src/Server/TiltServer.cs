@@ -14,6 +14,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Prometheus;
 using Tilt.Engine;
+using Tilt.Engine.IO;
 
 namespace Tilt.Server;
 
@@ -39,6 +40,18 @@ public sealed class TiltServer : IAsyncDisposable
         _options = options;
         _load = load;
         _sandbox = new FileSandbox(options.AllowFilesDirectory);
+        // Read after the model loads; a path that cannot be a catalog at all is refused before the server listens.
+        if (options.RewardsFile is { } rewards)
+        {
+            try
+            {
+                InputFile.Check(rewards, "reward catalog");
+            }
+            catch (TiltException e)
+            {
+                throw new TiltException($"--rewards {rewards}: {e.Message}", e);
+            }
+        }
         Metrics = new ServerMetrics(() => _model);
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "tilt", ContentRootPath = AppContext.BaseDirectory });

@@ -53,6 +53,7 @@ public sealed class SpecialFileTests : IDisposable
     [InlineData("export", "--reward", "length:3", "--prompts", "/dev/zero", "--out", "OUT")]
     [InlineData("evaluate", "--reward", "length:3", "--prompts", "/dev/zero", "--out", "OUTDIR")]
     [InlineData("align", "--requests", "/dev/zero", "--out", "OUT")]
+    [InlineData("serve", "--port", "0", "--rewards", "/dev/zero")]
     public async Task DevicesAsInputsAreRefusedAtOnceByName(params string[] args)
     {
         string device = args.First(a => a.Contains("/dev/", StringComparison.Ordinal));
