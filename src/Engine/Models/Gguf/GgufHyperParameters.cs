@@ -32,8 +32,11 @@ internal sealed record GgufHyperParameters
     public long? ExpertsUsed { get; init; }
     public long? Vocabulary { get; init; }
 
-    /// <summary>A duplicated token string (llama.cpp maps strings to ids and asserts both maps have one entry per token).</summary>
-    public string? DuplicateToken { get; init; }
+    /// <summary>{arch}.rope.scaling.type: llama.cpp asserts it names a scaling it knows.</summary>
+    public string? RopeScaling { get; init; }
+
+    /// <summary>The rope scalings llama.cpp knows (llama_rope_scaling_type_from_string).</summary>
+    private static readonly string[] KnownRopeScalings = ["none", "linear", "yarn", "longrope"];
 
     /// <summary>token_embd.weight's dimensions [n_embd, n_vocab], when the file has that tensor.</summary>
     public IReadOnlyList<long>? TokenEmbedding { get; init; }
@@ -43,14 +46,7 @@ internal sealed record GgufHyperParameters
     {
         ArgumentNullException.ThrowIfNull(header);
         string arch = header.GetString("general.architecture") ?? "llama";
-        string? duplicate = null;
-        long? vocabulary = null;
-        if (header.Metadata.TryGetValue("tokenizer.ggml.tokens", out var t) && t is object[] tokens)
-        {
-            vocabulary = tokens.Length;
-            var seen = new HashSet<string>(StringComparer.Ordinal);
-            duplicate = tokens.OfType<string>().FirstOrDefault(s => !seen.Add(s));
-        }
+        long? vocabulary = header.Metadata.TryGetValue("tokenizer.ggml.tokens", out var t) && t is object[] tokens ? tokens.Length : null;
         return new GgufHyperParameters
         {
             Architecture = arch,
@@ -63,7 +59,7 @@ internal sealed record GgufHyperParameters
             Experts = header.GetInteger($"{arch}.expert_count"),
             ExpertsUsed = header.GetInteger($"{arch}.expert_used_count"),
             Vocabulary = vocabulary,
-            DuplicateToken = duplicate,
+            RopeScaling = header.Metadata.TryGetValue($"{arch}.rope.scaling.type", out var scaling) ? scaling as string ?? "(not a string)" : null,
             TokenEmbedding = header.Tensors.FirstOrDefault(x => x.Name == "token_embd.weight")?.Dimensions,
         };
     }
@@ -94,13 +90,15 @@ internal sealed record GgufHyperParameters
             return Say($"{a}.block_count is {layers}; llama.cpp loads 1..{MaxLayers} layers (LLAMA_MAX_LAYERS)");
         if (Embedding is { } embd && embd is < 1 or > int.MaxValue)
             return Say($"{a}.embedding_length is {embd}; it must be at least 1");
-        if (Heads is { } heads)
+        // Recurrent models have no attention heads, and hybrids list 0 for their recurrent layers: only a single head count
+        // of a transformer must be at least 1; a per-layer list may hold zeros.
+        if (Heads is { } heads && !a.StartsWith("mamba", StringComparison.Ordinal) && !a.StartsWith("rwkv", StringComparison.Ordinal))
         {
-            if (heads.Count == 0 || heads.Any(h => h is < 1 or > int.MaxValue))
-                return Say($"{a}.attention.head_count is {Show(heads)}; every layer needs at least 1 head");
+            if (heads.Count == 0 || heads.Any(h => h is < 0 or > int.MaxValue) || (heads.Count == 1 && heads[0] < 1))
+                return Say($"{a}.attention.head_count is {Show(heads)}; a transformer needs at least 1 head");
             if (heads.Count > 1 && Layers is { } n && heads.Count != n)
                 return Say($"{a}.attention.head_count has {heads.Count} entries for {n} layers");
-            if (Embedding is { } e && heads.Any(h => e % h != 0))
+            if (Embedding is { } e && heads.Any(h => h > 0 && e % h != 0))
                 return Say($"{a}.attention.head_count ({Show(heads)}) must divide {a}.embedding_length ({e})");
             if (KvHeads is { } kv)
             {
@@ -121,8 +119,8 @@ internal sealed record GgufHyperParameters
             return Say($"{a}.expert_used_count is {used} with {count} experts; it must be 1..{a}.expert_count (0 without experts)");
         if (Vocabulary is { } vocab && vocab is < 1 or > MaxVocabulary)
             return Say($"the vocabulary (tokenizer.ggml.tokens) has {vocab:N0} tokens; llama.cpp loads 1..{MaxVocabulary:N0} here");
-        if (DuplicateToken is { } dup)
-            return Say($"tokenizer.ggml.tokens holds '{dup}' twice; every token string must be unique");
+        if (RopeScaling is { } rs && !KnownRopeScalings.Contains(rs, StringComparer.Ordinal))
+            return Say($"{a}.rope.scaling.type is '{rs}'; llama.cpp knows {string.Join(", ", KnownRopeScalings)}");
         if (TokenEmbedding is { } te && (te.Count != 2 || (Embedding is { } de && te[0] != de) || (Vocabulary is { } dv && te[1] != dv)))
             return Say($"tensor token_embd.weight is [{string.Join(", ", te)}], but the header declares [{Embedding?.ToString(CultureInfo.InvariantCulture) ?? "?"}, {Vocabulary?.ToString(CultureInfo.InvariantCulture) ?? "?"}] ({a}.embedding_length, vocabulary)");
         return null;
