@@ -170,7 +170,8 @@ TILT_API tilt_model_options tilt_model_default_options(void);
  * ../shared/models/stories260K.gguf beside the project, searched up from the working directory). options may be
  * NULL (defaults). On TILT_OK, *out_model is a new handle the caller owns: free it with tilt_model_free.
  * Returns TILT_OK; TILT_ERR_INVALID_ARGUMENT (out_model NULL, bad backend, struct_size, invalid UTF-8);
- * TILT_ERR_MODEL_LOAD (file missing or malformed; native library missing, not a llama.cpp library of the
+ * TILT_ERR_MODEL_LOAD (file missing, malformed, not a regular file (a folder, FIFO or device, refused unopened), or a
+ * GGUF whose hyper-parameters llama.cpp cannot load (more than 512 layers, ...); native library missing, not a llama.cpp library of the
  * version the engine needs (checked before it is bound, so a later call may name another or NULL), or another
  * one already bound);
  * TILT_ERR_UNSUPPORTED (TILT_BACKEND_CUDA without a CUDA device); TILT_ERR_NOT_INITIALIZED. */

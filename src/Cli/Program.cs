@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using Tilt.Cli.Commands;
 
 namespace Tilt.Cli;
@@ -8,15 +9,19 @@ public static class Program
 {
     public static async Task<int> Main(string[] args)
     {
-        // Ctrl+C cancels the command's token and lets it finish its own way (print what is done, remove temporary
-        // files, exit 130); a second Ctrl+C ends the process at once.
+        // Ctrl+C, SIGTERM and SIGHUP all cancel the command's token and let it finish its own way (print what is done,
+        // remove temporary files, exit 130: "cancelled", whichever signal it was); a second signal ends the process at
+        // once (the runtime's default, which still runs the exit handlers that remove temporary files).
         using var cancel = new CancellationTokenSource();
-        Console.CancelKeyPress += (_, e) =>
+        void Cancel(PosixSignalContext context)
         {
             if (cancel.IsCancellationRequested) return;
-            e.Cancel = true;
+            context.Cancel = true;
             cancel.Cancel();
-        };
+        }
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Cancel);
+        using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Cancel);
+        using var hangUp = PosixSignalRegistration.Create(PosixSignal.SIGHUP, Cancel);
         return await RunAsync(args, Console.Out, Console.Error, cancel.Token).ConfigureAwait(false);
     }
 

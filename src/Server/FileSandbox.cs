@@ -1,4 +1,5 @@
 using Tilt.Engine;
+using Tilt.Engine.IO;
 
 namespace Tilt.Server;
 
@@ -44,6 +45,9 @@ internal sealed class FileSandbox
             throw new TiltException($"'{fullPath}' is outside the directory the server allows files from");
         if (!File.Exists(real))
             throw new TiltException($"'{Path.GetRelativePath(_root, real)}' is not a file in the allowed directory");
+        // A FIFO would hang the request (and the server's exit) until a writer came; a device would never end.
+        if (InputFile.NonRegularKind(real) is { } kind)
+            throw new TiltException($"'{Path.GetRelativePath(_root, real)}' is a {kind}, not a regular file");
         return real;
     }
 

@@ -83,8 +83,8 @@ internal static class RequestPlanner
             rewardName = a.Reward ?? RewardCatalog.DefaultReward;
             reward = catalog.Reward(rewardName);
             double beta = a.Beta ?? 1.0;
-            if (!double.IsFinite(beta) || beta <= 0)
-                throw ApiException.BadField("alignment.beta", $"alignment.beta must be a finite number > 0, got {beta}");
+            if (!double.IsFinite(beta) || beta < AlignOptions.MinBeta)
+                throw ApiException.BadField("alignment.beta", $"alignment.beta must be a finite number >= {AlignOptions.MinBeta:R}, got {beta:R}");
             if (a.ValueHead is { } head)
             {
                 if (strategy == "bon") throw ApiException.BadField("alignment.value_head", "alignment.value_head steers tokenwise and blockwise CD; best-of-n ranks by the reward");

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Tilt.Engine;
 using Tilt.Engine.Heads;
+using Tilt.Engine.IO;
 using Tilt.Engine.Models;
 using Tilt.Engine.Rewards;
 using Tilt.Engine.Values;
@@ -99,9 +100,9 @@ internal sealed class RewardCatalog
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(File.ReadAllText(full));
+            doc = JsonDocument.Parse(InputFile.ReadAllBytes(full, "reward catalog"));
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
+        catch (Exception e) when (e is TiltException or JsonException)
         {
             throw new TiltException($"--rewards {file}: {e.Message}", e);
         }

@@ -83,4 +83,17 @@ public sealed record RequestLimits
 
     /// <summary>How long one regex count of a request's reward may run per candidate. Defaults to 100 ms.</summary>
     public TimeSpan RegexMatchTimeout { get; init; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>
+    /// How long a request body may arrive slower than 240 bytes/s (Kestrel's minimum body data rate) before the request
+    /// is answered 408: a body that never ends, or drips, does not hold a connection for ever. More than 1 s (Kestrel's
+    /// heartbeat). Defaults to 5 s.
+    /// </summary>
+    public TimeSpan BodyGracePeriod
+    {
+        get;
+        init => field = value > TimeSpan.FromSeconds(1)
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(BodyGracePeriod), value, "the body grace period must be more than 1 s (Kestrel's heartbeat)");
+    } = TimeSpan.FromSeconds(5);
 }

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.AspNetCore.Builder;
@@ -7,11 +8,13 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Prometheus;
 using Tilt.Engine;
+using Tilt.Engine.IO;
 
 namespace Tilt.Server;
 
@@ -37,6 +40,18 @@ public sealed class TiltServer : IAsyncDisposable
         _options = options;
         _load = load;
         _sandbox = new FileSandbox(options.AllowFilesDirectory);
+        // Read after the model loads; a path that cannot be a catalog at all is refused before the server listens.
+        if (options.RewardsFile is { } rewards)
+        {
+            try
+            {
+                InputFile.Check(rewards, "reward catalog");
+            }
+            catch (TiltException e)
+            {
+                throw new TiltException($"--rewards {rewards}: {e.Message}", e);
+            }
+        }
         Metrics = new ServerMetrics(() => _model);
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "tilt", ContentRootPath = AppContext.BaseDirectory });
@@ -45,6 +60,7 @@ public sealed class TiltServer : IAsyncDisposable
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.Limits.MaxRequestBodySize = options.Limits.MaxBodyBytes;
+            k.Limits.MinRequestBodyDataRate = new MinDataRate(bytesPerSecond: 240, gracePeriod: options.Limits.BodyGracePeriod);
             k.AddServerHeader = false;
             if (options.Host == "localhost") k.ListenLocalhost(options.Port);
             else if (IPAddress.TryParse(options.Host, out var address)) k.Listen(address, options.Port);
@@ -92,9 +108,20 @@ public sealed class TiltServer : IAsyncDisposable
         App.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.ToList() ?? [];
 
     /// <summary>Starts listening, then loads the model in the background.</summary>
+    /// <exception cref="TiltException">The address cannot be bound (in use, not this machine's, not permitted).</exception>
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
-        await App.StartAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await App.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or SocketException or UnauthorizedAccessException)
+        {
+            // Kestrel wraps "address already in use" in an IOException and lets "cannot assign requested address" (a
+            // host that is not this machine's) through as a SocketException: both are the user's to fix.
+            string why = (e.InnerException is SocketException inner ? inner.Message : e.Message).ReplaceLineEndings(" ");
+            throw new TiltException($"cannot listen on {_options.Host}:{_options.Port}: {why}", e);
+        }
         _ = Task.Run(LoadAsync, CancellationToken.None);
     }
 

@@ -52,6 +52,21 @@ public sealed class AlignBatchTests : IDisposable
         Assert.Equal(results.Select(r => r.GetProperty("text").GetString()), Results(serial).Select(r => r.GetProperty("text").GetString()));
     }
 
+    /// <summary>Issue 25: the engine is sized with the forced prefix, so a long prefill that align --prefill takes works in a batch too.</summary>
+    [Fact]
+    public async Task APrefillLongerThanThePromptAndMaxTokensFitsTheBatchEngine()
+    {
+        const string Prefill = " there was a big dog. The dog liked to play with a ball and a cat and a bird and a fish";
+        string requests = Requests($$"""{"prompt": "Once", "strategy": "bon", "n": 2, "max_tokens": 8, "prefill": "{{Prefill}}"}""");
+        string output = Path.Combine(_dir, "results.jsonl");
+        var run = await CliRunner.RunAsync("align", "--model", CliRunner.ModelPath, "--requests", requests, "--out", output, "--reward", "length:8");
+        Assert.True(run.ExitCode == 0, run.Error);
+        var single = await CliRunner.RunAsync("align", "--model", CliRunner.ModelPath, "--strategy", "bon", "--n", "2", "--max-tokens", "8",
+            "--prompt", "Once", "--prefill", Prefill, "--reward", "length:8", "--json");
+        Assert.True(single.ExitCode == 0, single.Error);
+        Assert.Equal(JsonDocument.Parse(single.Out).RootElement.GetProperty("text").GetString(), Results(output).Single().GetProperty("text").GetString());
+    }
+
     [Theory]
     [InlineData("""{"prompt": 3}""", "line 2: field 'prompt': expected a string")]
     [InlineData("""{"prompt": "x", "n": "four", "strategy": "bon"}""", "line 2: field 'n': expected an integer")]

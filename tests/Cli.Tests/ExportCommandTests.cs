@@ -151,6 +151,48 @@ public sealed class ExportCommandTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData("0")]
+    [InlineData("-1")]
+    [InlineData("300")]
+    public async Task MaxSequencesOutsideItsRangeIsAnError(string value)
+    {
+        string output = Path.Combine(_dir, "x.jsonl");
+        var run = await Export(output, "--max-sequences", value);
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains($"error: --max-sequences must be 1..256, got {value}", run.Error);
+        Assert.False(File.Exists(output));
+    }
+
+    /// <summary>
+    /// docs/export.md: with --kv-f32 a resumed export (the remaining prompts batched without the finished ones) gives
+    /// every prompt the candidates a fresh run gives; the cache type is in the header, so a resume with the other is refused.
+    /// </summary>
+    [Fact]
+    public async Task AResumeWithAnF32CacheReproducesAFreshRunAndTheCacheTypeIsPartOfTheSettings()
+    {
+        string fresh = Path.Combine(_dir, "fresh.jsonl");
+        var run = await Export(fresh, "--strategy", "bon", "--n", "4", "--kv-f32", "--max-sequences", "8");
+        Assert.True(run.ExitCode == 0, run.Error);
+        string[] lines = File.ReadAllLines(fresh).Where(l => l.Length > 0).ToArray();
+        Assert.Equal("f32", JsonDocument.Parse(lines[0]).RootElement.GetProperty("settings").GetProperty("kvCache").GetString());
+
+        // As if interrupted after two prompts: the header and their lines, then a rerun decodes the other three.
+        string resumed = Path.Combine(_dir, "resumed.jsonl");
+        File.WriteAllLines(resumed, lines[..3]);
+        run = await Export(resumed, "--strategy", "bon", "--n", "4", "--kv-f32", "--max-sequences", "8");
+        Assert.True(run.ExitCode == 0, run.Error);
+        Assert.Equal(Candidates(fresh), Candidates(resumed));
+
+        var other = await Export(resumed, "--strategy", "bon", "--n", "4", "--max-sequences", "8");
+        Assert.Equal(2, other.ExitCode);
+        Assert.Contains("kvCache: \"f32\" in the file, \"f16\" now", other.Error);
+
+        static Dictionary<int, string> Candidates(string path) => Lines(path).Skip(1).ToDictionary(
+            l => l.GetProperty("promptIndex").GetInt32(),
+            l => string.Join('|', l.GetProperty("candidates").EnumerateArray().Select(c => c.GetProperty("tokens").GetRawText())));
+    }
+
     [Fact]
     public async Task BadInputIsAnErrorNamingIt()
     {

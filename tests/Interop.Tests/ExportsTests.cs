@@ -214,6 +214,19 @@ public sealed unsafe class ExportsTests
         Free(&Exports.ModelFree, model);
     }
 
+    /// <summary>Issue 25: a device as the model is TILT_STATUS_MODEL_LOAD with a message naming it, never a hang or a crash.</summary>
+    [Fact]
+    public void A_device_as_the_model_is_a_model_load_status_naming_it()
+    {
+        var load = (delegate* unmanaged[Cdecl]<byte*, TiltModelOptions*, nint*, int>)&Exports.ModelLoad;
+        var options = new TiltModelOptions { StructSize = (uint)sizeof(TiltModelOptions), Backend = 1 };
+        nint model = 0;
+        fixed (byte* path = "/dev/zero\0"u8)
+            Assert.Equal(TiltStatus.ModelLoad, load(path, &options, &model));
+        Assert.Contains("/dev/zero: is a character device, not a regular file", _lastError);
+        Assert.Equal(0, model);
+    }
+
     private static nint LoadTabular()
     {
         var load = (delegate* unmanaged[Cdecl]<byte*, TiltModelOptions*, nint*, int>)&Exports.ModelLoad;

@@ -34,6 +34,25 @@ public sealed class SecurityTests : IDisposable
         }
     }
 
+    /// <summary>Issue 25: a FIFO inside --allow-files used to hang the request (and the server's exit) until a writer came.</summary>
+    [Fact]
+    public async Task A_fifo_inside_the_allowed_directory_is_refused_without_being_opened()
+    {
+        string fifo = Path.Combine(_dir, "words.fifo");
+        using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", [fifo]))
+        {
+            mkfifo.WaitForExit();
+            Assert.Equal(0, mkfifo.ExitCode);
+        }
+        await using var host = await Host.StartAsync(Transport.InProcess, new ServerOptions { AllowFilesDirectory = _dir });
+        // Bounded so that a regression fails instead of hanging the suite.
+        using var r = await host.PostAsync("/v1/completions", Bon("lexicon:words.fifo")).WaitAsync(TimeSpan.FromSeconds(60));
+        string body = await r.Content.ReadAsStringAsync();
+        Assert.True((int)r.StatusCode == 400, $"{(int)r.StatusCode} {body}");
+        Assert.Contains("is a FIFO (named pipe), not a regular file", body);
+        Assert.Equal("alignment.reward", JsonDocument.Parse(body).RootElement.GetProperty("error").GetProperty("param").GetString());
+    }
+
     [Fact]
     public async Task Rewards_file_names_rewards_the_operator_trusts()
     {

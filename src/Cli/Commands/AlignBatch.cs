@@ -4,8 +4,10 @@ using System.Text.Json;
 using Tilt.Engine;
 using Tilt.Engine.Decoding;
 using Tilt.Engine.Heads;
+using Tilt.Engine.IO;
 using Tilt.Engine.Models;
 using Tilt.Engine.Rewards;
+using Tilt.Engine.Text;
 using Tilt.Engine.Values;
 using Tilt.Kernels;
 using Tilt.Engine.Requests;
@@ -20,6 +22,12 @@ namespace Tilt.Cli.Commands;
 /// </summary>
 internal static class AlignBatch
 {
+    /// <summary>
+    /// Request lines one run takes: every line is parsed, tokenized and queued up front, and the engine decodes them in
+    /// shared batches of --max-sequences, so the wall clock grows with the line count (docs/serving.md).
+    /// </summary>
+    public const int MaxRequestLines = 100_000;
+
     /// <summary>The CLI's values: what a line's absent fields take.</summary>
     public sealed record Defaults(string Strategy, string Prompt, string Reward, string? ValueHead, int N, int K, int Block, double Beta,
         int TopK, float Temperature, ulong Seed, int MaxTokens, int Samples, BlockSelectionMode Selection, bool Candidates, double Alpha, int Every);
@@ -31,18 +39,17 @@ internal static class AlignBatch
         Defaults defaults, int concurrency, int maxSequences, int? threads, CancellationToken cancellationToken)
     {
         if (concurrency < 0) throw new ArgumentException($"--concurrency must be >= 0 (0 = as many as fit), got {concurrency}");
-        string fullOut = Path.GetFullPath(outPath);
-        if (Directory.Exists(fullOut)) throw new TiltException($"{fullOut}: is a directory; --out takes a file");
-        string? outDir = Path.GetDirectoryName(fullOut);
-        if (outDir is not null && !Directory.Exists(outDir)) throw new TiltException($"{fullOut}: its folder does not exist");
-        if (!File.Exists(requestsPath)) throw new TiltException($"{Path.GetFullPath(requestsPath)}: not found");
+        string fullOut = AtomicFile.CheckTarget(outPath);
+        string[] requestLines = TextFile.ReadLines(requestsPath, "requests file");
+        if (requestLines.Length > MaxRequestLines)
+            throw new TiltException($"{Path.GetFullPath(requestsPath)}: {requestLines.Length} lines, more than the limit of {MaxRequestLines} requests per run; split the file");
 
         var rewards = new Dictionary<string, IReward>(StringComparer.Ordinal);
         var values = new Dictionary<string, IValueFunction>(StringComparer.Ordinal);
         var lines = new List<Line>();
         TiltException? badLine = null;
         int number = 0;
-        foreach (string text in File.ReadLines(requestsPath))
+        foreach (string text in requestLines)
         {
             number++;
             if (string.IsNullOrWhiteSpace(text)) continue;
@@ -58,11 +65,12 @@ internal static class AlignBatch
             }
         }
 
-        int longest = lines.Count == 0 ? 1 : lines.Max(l => model.Tokenize(l.Request.Prompt).Length + l.Request.Options.MaxTokens);
+        // Sized for the longest line, forced prefix included (it is decoded like more prompt).
+        long longest = lines.Count == 0 ? 2 : lines.Max(l => DecodingEngine.CellsPerSequence(model, l.Request));
         using var engine = new DecodingEngine(model, kernels, new EngineOptions
         {
             MaxSequences = maxSequences,
-            MaxSequenceLength = longest + 2,
+            MaxSequenceLength = (int)Math.Min(int.MaxValue, longest + 1),
             MaxQueuedRequests = Math.Max(1, lines.Count),
             Threads = threads,
         });
@@ -82,12 +90,11 @@ internal static class AlignBatch
         }).ToArray();
 
         // Written in input order as soon as each line (and every line before it) is done; atomically renamed at the end.
-        string temp = Path.Combine(outDir ?? ".", $".{Path.GetFileName(fullOut)}.{Environment.ProcessId}.tmp");
         long generated = 0, evaluated = 0;
         TiltException? failed = null;
-        try
+        await AtomicFile.WriteAsync(fullOut, async stream =>
         {
-            await using (var writer = new StreamWriter(temp, false, new UTF8Encoding(false)))
+            await using (var writer = new StreamWriter(stream, new UTF8Encoding(false), 1 << 16, leaveOpen: true))
             {
                 for (int i = 0; i < lines.Count; i++)
                 {
@@ -110,12 +117,7 @@ internal static class AlignBatch
                     }
                 }
             }
-            File.Move(temp, fullOut, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp)) File.Delete(temp);
-        }
+        }, cancellationToken).ConfigureAwait(false);
         double seconds = clock.Elapsed.TotalSeconds;
         console.Error.WriteLine($"[{lines.Count} requests, {generated} tokens generated in {seconds:F2} s: {generated / Math.Max(seconds, 1e-9):F0} tokens/s " +
                                 $"({evaluated / Math.Max(seconds, 1e-9):F0} evaluated/s), concurrency {(concurrency == 0 ? "as many as fit" : concurrency)}, " +

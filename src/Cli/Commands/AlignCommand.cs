@@ -45,7 +45,8 @@ internal static class AlignCommand
         var prefill = new Option<string?>("--prefill") { Description = "Force the response to start with this text (not sampled, excluded from KL, seen by the reward): how deep is the alignment?" };
         var every = new Option<int>("--every") { Description = "Rejection: generated tokens between decisions.", DefaultValueFactory = _ => 8 };
         var json = new Option<bool>("--json") { Description = "One JSON object per output." };
-        var requests = new Option<string?>("--requests") { Description = "Batch mode: a JSONL file of requests (prompt, strategy, n, k, block, beta, top_k, seed, max_tokens, reward, value_head, ...); absent fields take this command's options." };
+        var requests = new Option<string?>("--requests") { Description = "Batch mode: a JSONL file of requests (prompt, strategy, n, k, block, beta, top_k, seed, max_tokens, reward, value_head, ...); absent fields take this command's options. " +
+                $"At most {AlignBatch.MaxRequestLines} lines; every line is parsed and queued first, and decoding takes about as long as running them in batches of --max-sequences." };
         var output = new Option<string?>("--out", "-o") { Description = "Batch mode: the JSONL file of results (one object per output, in input order, with 'line')." };
         var concurrency = new Option<int>("--concurrency") { Description = "Batch mode: requests running at once (0 = as many as fit; 1 = one at a time).", DefaultValueFactory = _ => 0 };
         var maxSequences = new Option<int>("--max-sequences") { Description = "Batch mode: sequences the engine decodes together over all requests (1..256).", DefaultValueFactory = _ => 64 };

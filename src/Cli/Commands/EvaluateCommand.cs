@@ -29,7 +29,7 @@ internal static class EvaluateCommand
         var prompts = new Option<string?>("--prompts") { Description = "A number N (the first N built-in story openings) or a prompt file (.txt lines or .jsonl {\"prompt\"})." };
         var quick = new Option<bool>("--quick") { Description = "A small sweep (a few points per method), about a minute on the default model." };
         var outputs = new Option<int?>("--outputs") { Description = "Aligned outputs per prompt and point (default 8; --quick 4)." };
-        var baseSamples = new Option<int>("--base-samples") { Description = "Base samples per prompt to compare with.", DefaultValueFactory = _ => 64 };
+        var baseSamples = new Option<int>("--base-samples") { Description = $"Base samples per prompt to compare with (2..{EvaluationSettings.MaxBaseSamplesPerPrompt}).", DefaultValueFactory = _ => 64 };
         var maxTokens = new Option<int?>("--max-tokens") { Description = "Tokens per output (default 48; --quick 32)." };
         var topK = new Option<int>("--top-k") { Description = "Token-wise CD candidates (0 = vocabulary).", DefaultValueFactory = _ => 16 };
         var seed = new Option<ulong>("--seed") { Description = "RNG seed.", DefaultValueFactory = _ => 0UL };
@@ -58,7 +58,10 @@ internal static class EvaluateCommand
             int tokens = parse.GetValue(maxTokens) ?? (isQuick ? 32 : 48);
             if (outputsPerPrompt < 1) throw new ArgumentException($"--outputs must be at least 1, got {outputsPerPrompt}");
             if (tokens < 1) throw new ArgumentException($"--max-tokens must be at least 1, got {tokens}");
-            if (parse.GetValue(baseSamples) < 2) throw new ArgumentException($"--base-samples must be at least 2, got {parse.GetValue(baseSamples)}");
+            if (parse.GetValue(baseSamples) is < 2 or > EvaluationSettings.MaxBaseSamplesPerPrompt)
+                throw new ArgumentException($"--base-samples must be 2..{EvaluationSettings.MaxBaseSamplesPerPrompt}, got {parse.GetValue(baseSamples)}");
+            if (parse.GetValue(methods) is { } only && MethodNames(only).Count == 0)
+                throw new ArgumentException($"--methods names no strategy (got '{only}'); give some of bon, blockwise, tokenwise, rejection, or leave it out for all");
 
             using var lm = model.LoadModel(parse, console);
             using var kernels = model.CreateKernels(parse, console);

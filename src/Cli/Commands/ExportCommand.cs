@@ -47,11 +47,15 @@ internal static class ExportCommand
         var maxTokens = new Option<int>("--max-tokens") { Description = "Generated tokens per candidate at most.", DefaultValueFactory = _ => 64 };
         var minReward = new Option<double?>("--min-reward") { Description = "Keep only prompts whose winner's reward is at least this (others are written as 'filtered' lines)." };
         var output = new Option<string>("--out", "-o") { Description = "The JSONL file (appended; a rerun with the same settings resumes).", Required = true };
-        var maxSequences = new Option<int>("--max-sequences") { Description = "Sequences the engine decodes together over all prompts (1..256).", DefaultValueFactory = _ => 64 };
+        var maxSequences = new Option<int>("--max-sequences") { Description = $"Sequences the engine decodes together over all prompts (1..{SessionOptions.MaxSupportedSequences}).", DefaultValueFactory = _ => 64 };
+        var f32 = new Option<bool>("--kv-f32")
+        {
+            Description = "F32 KV cache: candidates independent of what shares the batch, so a resumed export is bit-identical to a fresh one (recorded in the header).",
+        };
 
         var command = new Command("export", "Write best-of-n / blockwise / rejection candidates with rewards, base log-probs, ranks and KL as JSONL (distillation data).");
         model.AddTo(command);
-        foreach (var o in new Option[] { prompts, strategy, reward, valueHead, value, n, k, block, alpha, every, temperature, seed, maxTokens, minReward, output, maxSequences })
+        foreach (var o in new Option[] { prompts, strategy, reward, valueHead, value, n, k, block, alpha, every, temperature, seed, maxTokens, minReward, output, maxSequences, f32 })
             command.Options.Add(o);
 
         command.SetAction((parse, cancellationToken) => console.GuardAsync(async () =>
@@ -69,6 +73,10 @@ internal static class ExportCommand
             if (options is RejectionOptions r && r.Every >= r.MaxTokens)
                 throw new ArgumentException($"--every ({r.Every}) must be shorter than --max-tokens ({r.MaxTokens}): no decision would ever be made");
             if (parse.GetValue(minReward) is { } floor && !double.IsFinite(floor)) throw new ArgumentException($"--min-reward must be a finite number, got {floor}");
+            int sequences = parse.GetValue(maxSequences);
+            if (sequences is < 1 or > SessionOptions.MaxSupportedSequences)
+                throw new ArgumentException($"--max-sequences must be 1..{SessionOptions.MaxSupportedSequences}, got {sequences}");
+            var kv = parse.GetValue(f32) ? KvCacheType.F32 : KvCacheType.F16;
             string outPath = AtomicFile.CheckTarget(parse.GetValue(output)!);
             var promptSet = PromptSet.Load(parse.GetValue(prompts)!);
 
@@ -85,7 +93,7 @@ internal static class ExportCommand
             };
             if (which == "bon" && valueFn is not null) throw new ArgumentException("--value-head / --value are for blockwise and rejection; best-of-n ranks by the reward");
 
-            var settings = Settings(which, options, rewardFn, valueFn, parse.GetValue(minReward), lm.Info);
+            var settings = Settings(which, options, rewardFn, valueFn, parse.GetValue(minReward), lm.Info, kv);
             var export = ExportFile.Open(outPath, settings, lm.Info, promptSet);
             var todo = Enumerable.Range(0, promptSet.Count).Where(i => !export.Done.Contains(i)).ToList();
             console.Error.WriteLine($"export: {promptSet.Count} prompts ({promptSet.Count - todo.Count} already in {outPath}), strategy {which}");
@@ -94,7 +102,8 @@ internal static class ExportCommand
             int longest = todo.Count == 0 ? 1 : todo.Max(i => lm.Tokenize(promptSet[i]).Length) + options.MaxTokens;
             await using var engine = new DecodingEngine(lm, kernels, new EngineOptions
             {
-                MaxSequences = Math.Min(SessionOptions.MaxSupportedSequences, Math.Max(parse.GetValue(maxSequences), need)),
+                MaxSequences = Math.Min(SessionOptions.MaxSupportedSequences, Math.Max(sequences, need)),
+                KvCacheType = kv,
                 MaxSequenceLength = longest + 2,
                 MaxQueuedRequests = Math.Max(1, todo.Count),
                 Threads = model.GetThreads(parse),
@@ -144,7 +153,8 @@ internal static class ExportCommand
     }
 
     /// <summary>What must match for a rerun to append to an existing file.</summary>
-    private static JsonObject Settings(string strategy, AlignOptions options, IReward reward, IValueFunction? value, double? minReward, ModelInfo model)
+    private static JsonObject Settings(string strategy, AlignOptions options, IReward reward, IValueFunction? value, double? minReward, ModelInfo model,
+        KvCacheType kv)
     {
         var s = new JsonObject
         {
@@ -156,6 +166,9 @@ internal static class ExportCommand
             ["temperature"] = options.Sampling.Temperature,
             ["minReward"] = minReward,
             ["modelFingerprint"] = model.Fingerprint,
+            // An F16 cache rounds differently with what shares the batch, so only an F32 one makes a resume reproduce a
+            // fresh run; a resume with the other cache type is refused like any other changed setting.
+            ["kvCache"] = kv == KvCacheType.F32 ? "f32" : "f16",
         };
         switch (options)
         {
@@ -309,7 +322,8 @@ internal static class ExportCommand
                 throw new TiltException($"{path}: line 1 is not a {Format} header; remove it or choose another --out");
             foreach (var (key, value) in settings)
             {
-                string mine = value?.ToJsonString() ?? "null", theirs = old[key]?.ToJsonString() ?? "null";
+                // Files from before kvCache was recorded were all written with the F16 cache.
+                string mine = value?.ToJsonString() ?? "null", theirs = old[key]?.ToJsonString() ?? (key == "kvCache" ? "\"f16\"" : "null");
                 if (mine != theirs)
                     throw new TiltException($"{path} was written with other settings ({key}: {theirs} in the file, {mine} now); use another --out to keep both, or remove the file");
             }

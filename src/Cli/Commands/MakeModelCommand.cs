@@ -3,6 +3,7 @@ using System.Diagnostics;
 using Tilt.Engine;
 using Tilt.Engine.IO;
 using Tilt.Engine.Models.Gguf;
+using Tilt.Engine.Text;
 
 namespace Tilt.Cli.Commands;
 
@@ -13,11 +14,11 @@ internal static class MakeModelCommand
     {
         var preset = new Option<string?>("--preset") { Description = "15m | 110m | 1b (llama2.c stories15M / stories110M, TinyLlama-1.1B shapes)." };
         var dim = new Option<int?>("--dim") { Description = "Embedding width (overrides the preset)." };
-        var layers = new Option<int?>("--layers") { Description = "Transformer blocks." };
+        var layers = new Option<int?>("--layers") { Description = $"Transformer blocks (1..{ModelShape.MaxLayers}, llama.cpp's limit)." };
         var heads = new Option<int?>("--heads") { Description = "Attention heads." };
         var kvHeads = new Option<int?>("--kv-heads") { Description = "Key/value heads (default: heads)." };
         var ff = new Option<int?>("--ff") { Description = "Feed-forward width." };
-        var vocab = new Option<int>("--vocab") { Description = "Synthesized vocabulary size (256 byte tokens + generated pieces).", DefaultValueFactory = _ => 32000 };
+        var vocab = new Option<int>("--vocab") { Description = $"Synthesized vocabulary size, {259 + 26}..{ModelShape.MaxVocabulary} (256 byte tokens + generated pieces).", DefaultValueFactory = _ => 32000 };
         var vocabFrom = new Option<string?>("--vocab-from") { Description = "Copy the vocabulary of this GGUF file instead." };
         var type = new Option<string>("--type") { Description = "f32 | f16 | q8_0.", DefaultValueFactory = _ => "f16" };
         var seed = new Option<ulong>("--seed") { Description = "Weight seed.", DefaultValueFactory = _ => 1UL };
@@ -55,7 +56,8 @@ internal static class MakeModelCommand
                 "q8_0" => GgufTensorType.Q8_0,
                 var t => throw new ArgumentException($"--type must be f32, f16 or q8_0, got '{t}'"),
             };
-            shape.Validate(tensorType);
+            // Every limit up front, the vocabulary's too (a huge --vocab would otherwise be synthesized before any check).
+            shape.Validate(tensorType, parse.GetValue(vocabFrom) is null ? parse.GetValue(vocab) : null);
             if (parse.GetValue(chatTemplate) is not null && parse.GetValue(chatTemplateFile) is not null)
                 throw new ArgumentException("give --chat-template or --chat-template-file, not both");
             string? template = parse.GetValue(chatTemplateFile) is { } file ? ReadTemplate(file) : parse.GetValue(chatTemplate);
@@ -90,9 +92,9 @@ internal static class MakeModelCommand
     {
         try
         {
-            return File.ReadAllText(path);
+            return TextFile.ReadAllText(path, "chat template file");
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (TiltException e)
         {
             throw new TiltException($"--chat-template-file {path}: {e.Message}", e);
         }

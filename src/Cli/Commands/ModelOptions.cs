@@ -57,6 +57,7 @@ internal sealed class ModelOptions
         bool verbose = parse.GetValue(Verbose);
         if (verbose) LlamaNative.Log = line => console.Error.WriteLine(line);
         string path = parse.GetValue(Model) ?? DefaultModel.Resolve();
+        if (string.IsNullOrWhiteSpace(path)) throw new TiltException("--model is empty; give a .gguf file or a tabular model JSON");
         var model = LanguageModel.Load(path, new GgufLoadOptions { NativeLibraryPath = parse.GetValue(NativeLibrary) });
         if (verbose && model is GgufModel)
         {

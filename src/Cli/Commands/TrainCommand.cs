@@ -33,7 +33,7 @@ internal static class TrainCommand
         var reward = new Option<string>("--reward", "-r") { Description = "Reward spec the value predicts (e.g. lexicon:sentiment, length:40, head:FILE).", Required = true };
         var method = new Option<string>("--method") { Description = "fudge (regress prefixes on the final reward [M16]) or q (fitted Bellman iteration [M17]).", DefaultValueFactory = _ => "fudge" };
         var head = new Option<string>("--head") { Description = "linear (closed-form ridge) or mlp (two layers, Adam).", DefaultValueFactory = _ => "linear" };
-        var units = new Option<int>("--units") { Description = "mlp: hidden units.", DefaultValueFactory = _ => 64 };
+        var units = new Option<int>("--units") { Description = $"mlp: hidden units (1..{HeadHeader.MaxHiddenUnits}).", DefaultValueFactory = _ => 64 };
         var activation = new Option<HeadActivation>("--activation") { Description = "mlp: Relu or Gelu.", DefaultValueFactory = _ => HeadActivation.Relu };
         var epochs = new Option<int>("--epochs") { Description = "mlp: Adam epochs at most (early stopping on validation rollouts).", DefaultValueFactory = _ => 20 };
         var learningRate = new Option<double>("--learning-rate") { Description = "mlp: Adam step size.", DefaultValueFactory = _ => 1e-3 };
@@ -90,7 +90,9 @@ internal static class TrainCommand
                 Kind = kind,
                 Adam = new AdamOptions
                 {
-                    HiddenUnits = parse.GetValue(units) >= 1 ? parse.GetValue(units) : throw new ArgumentException($"--units must be at least 1, got {parse.GetValue(units)}"),
+                    HiddenUnits = parse.GetValue(units) is >= 1 and <= HeadHeader.MaxHiddenUnits
+                        ? parse.GetValue(units)
+                        : throw new ArgumentException($"--units must be 1..{HeadHeader.MaxHiddenUnits} (the most a head file holds), got {parse.GetValue(units)}"),
                     Activation = parse.GetValue(activation),
                     Epochs = parse.GetValue(epochs),
                     LearningRate = parse.GetValue(learningRate),

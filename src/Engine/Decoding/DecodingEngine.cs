@@ -197,6 +197,19 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
         return ValueTask.CompletedTask;
     }
 
+    /// <summary>
+    /// KV cells one sequence of <paramref name="request"/> needs: the prompt, the forced prefix (decoded like more
+    /// prompt), max tokens and one spare cell. An engine whose <see cref="EngineOptions.MaxSequenceLength"/> is at least
+    /// this takes the request; callers that size an engine for known requests (the batch mode) use it.
+    /// </summary>
+    public static long CellsPerSequence(ILanguageModel model, DecodingRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(request);
+        long forced = string.IsNullOrEmpty(request.ForcedPrefix) ? 0 : model.Tokenize(request.ForcedPrefix, addBos: false).Length;
+        return model.Tokenize(request.Prompt).Length + forced + request.Options.MaxTokens + 1L;
+    }
+
     private RequestRun Submit(DecodingRequest request, CancellationToken cancellationToken, out CancellationTokenSource cancel)
     {
         ArgumentNullException.ThrowIfNull(request);

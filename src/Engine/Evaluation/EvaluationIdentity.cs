@@ -92,7 +92,7 @@ public sealed record EvaluationIdentity
     {
         try
         {
-            var identity = JsonSerializer.Deserialize<EvaluationIdentity>(File.ReadAllText(path), Json)
+            var identity = JsonSerializer.Deserialize<EvaluationIdentity>(InputFile.ReadAllBytes(path, "evaluation file"), Json)
                            ?? throw new TiltException($"{path}: the settings file is null");
             if (identity.Format is null || identity.Model is null || identity.Reward is null || identity.Value is null || identity.Prompts is null)
                 throw new TiltException($"{path}: the settings file has a null field");

@@ -23,8 +23,17 @@ public sealed record EvaluationSettings
     /// <summary>Aligned outputs per prompt and configuration. Defaults to 8.</summary>
     public int OutputsPerPrompt { get; init; } = 8;
 
-    /// <summary>Base-model samples per prompt that aligned outputs are compared with. Defaults to 64.</summary>
-    public int BaseSamplesPerPrompt { get; init; } = 64;
+    /// <summary>The most base samples per prompt (each is a whole decoded response).</summary>
+    public const int MaxBaseSamplesPerPrompt = 1 << 16;
+
+    /// <summary>Base-model samples per prompt that aligned outputs are compared with, 2..65536. Defaults to 64.</summary>
+    public int BaseSamplesPerPrompt
+    {
+        get;
+        init => field = value is >= 2 and <= MaxBaseSamplesPerPrompt
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(BaseSamplesPerPrompt), value, $"base samples per prompt must be 2..{MaxBaseSamplesPerPrompt}, got {value}");
+    } = 64;
 
     public int MaxTokens { get; init; } = 48;
     public ulong Seed { get; init; }

@@ -91,7 +91,7 @@ public sealed class PointStore
         List<EvaluatedPoint>? read;
         try
         {
-            read = JsonSerializer.Deserialize<List<EvaluatedPoint>>(File.ReadAllText(path), Json);
+            read = JsonSerializer.Deserialize<List<EvaluatedPoint>>(InputFile.ReadAllBytes(path, "evaluation file"), Json);
         }
         catch (JsonException e)
         {

@@ -34,9 +34,10 @@ public sealed record HeadHeader
 {
     public const string CurrentFormat = "tilt-head/1";
 
-    [JsonPropertyName("format")] public string Format { get; init; } = CurrentFormat;
-    [JsonPropertyName("kind")] public HeadKind Kind { get; init; }
-    [JsonPropertyName("role")] public HeadRole Role { get; init; }
+    // Required in a file (docs/head-file.md): a missing format, kind or role is refused, never defaulted.
+    [JsonPropertyName("format"), JsonRequired] public string Format { get; init; } = CurrentFormat;
+    [JsonPropertyName("kind"), JsonRequired] public HeadKind Kind { get; init; }
+    [JsonPropertyName("role"), JsonRequired] public HeadRole Role { get; init; }
 
     /// <summary>The <see cref="ModelInfo.Fingerprint"/> of the model whose hidden states the head reads.</summary>
     [JsonPropertyName("modelFingerprint")] public required string ModelFingerprint { get; init; }
@@ -105,16 +106,22 @@ public sealed class HeadFile
     private static ReadOnlySpan<byte> Magic => "TILTHEAD"u8;
     private const int MaxHeaderBytes = 1 << 20;
 
+    /// <summary>The largest head file read: the weights must fit one .NET array.</summary>
+    private static readonly long MaxFileBytes = Array.MaxLength;
+
     private static readonly JsonSerializerOptions Json = new()
     {
         WriteIndented = false,
-        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
+        // Enums are names only: docs/head-file.md promises that "kind": 0 is refused, not read as "linear".
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase, allowIntegerValues: false) },
     };
 
     public HeadFile(HeadHeader header, float[] weights)
     {
         ArgumentNullException.ThrowIfNull(header);
         ArgumentNullException.ThrowIfNull(weights);
+        // The reader's own check: a head this constructor accepts is one Read accepts (no file the reader refuses).
+        if (header.Problem() is { } problem) throw new ArgumentException($"invalid head: {problem}", nameof(header));
         if (weights.Length != header.WeightCount)
             throw new ArgumentException($"a {header.Kind} head of d={header.HiddenSize}, units={header.HiddenUnits} has {header.WeightCount} weights, got {weights.Length}", nameof(weights));
         if (Array.Exists(weights, w => !float.IsFinite(w)))
@@ -132,16 +139,7 @@ public sealed class HeadFile
     public static HeadFile Read(string path)
     {
         string full = Path.GetFullPath(path);
-        if (!File.Exists(full)) throw new TiltException($"{full}: head file not found");
-        byte[] bytes;
-        try
-        {
-            bytes = File.ReadAllBytes(full);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new TiltException($"{full}: cannot read the head file: {e.Message}", e);
-        }
+        byte[] bytes = InputFile.ReadAllBytes(full, "head file", MaxFileBytes);
         if (bytes.Length < 12 || !bytes.AsSpan(0, 8).SequenceEqual(Magic))
             throw new TiltException($"{full}: not a Tilt head file (it does not start with TILTHEAD)");
         int headerLength = BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(8, 4));
@@ -233,6 +231,23 @@ public sealed class HeadFile
         float b2 = Weights[offset + units * d + 2 * units];
         if (Header.Normalized) b1 = Fold(w1, units, d, mean, std, b1);
         return new MlpValueHead(w1, b1.Select(x => (float)x).ToArray(), w2, b2, Header.Activation);
+    }
+
+    /// <summary>
+    /// <see cref="ToKernelHead()"/> for a head read from <paramref name="source"/>: weights that are finite in the file
+    /// can overflow when the standardization is folded in (a tiny std), which is then an error naming the file.
+    /// </summary>
+    internal ValueHead ToKernelHead(string source)
+    {
+        try
+        {
+            return ToKernelHead();
+        }
+        catch (ArgumentException e)
+        {
+            string why = e.Message is var m && m.IndexOf(" (Parameter '", StringComparison.Ordinal) is var cut and > 0 ? m[..cut] : e.Message;
+            throw new TiltException($"{source}: invalid head weights: {why.TrimEnd('.')} (after folding in the standardization mean/std)", e);
+        }
     }
 
     private static double[] Fold(float[] w, int rows, int d, ReadOnlySpan<float> mean, ReadOnlySpan<float> std, double[] bias)

@@ -17,7 +17,7 @@ public sealed class HeadValue : IValueFunction
         file.CheckModel(model, source);
         if (file.Header.Feature != "last")
             throw new TiltException($"{source}: a '{file.Header.Feature}' head cannot score prefixes while decoding (only 'last' hidden states are available)");
-        _head = file.ToKernelHead();
+        _head = file.ToKernelHead(source);
         Description = $"head:{Path.GetFileName(source)}";
         WeightsSha256 = file.Header.WeightsSha256;
     }
@@ -54,7 +54,7 @@ public sealed class HeadReward : IReward
         file.CheckModel(model, source);
         if (file.Header.Feature != "last")
             throw new TiltException($"{source}: a '{file.Header.Feature}' head cannot score candidates while decoding (only 'last' hidden states are available)");
-        _head = file.ToKernelHead();
+        _head = file.ToKernelHead(source);
         _d = file.Header.HiddenSize;
         Description = $"head:{source}";
     }

@@ -18,7 +18,8 @@ public static class AtomicFile
 
     /// <summary>
     /// Checks, before any work starts, that <paramref name="path"/> can be written as a file: it does not name a
-    /// folder, its folder exists and accepts new files. Returns the full path.
+    /// folder or anything else that is not a regular file (a device, a FIFO, a socket: renaming over one would replace
+    /// <c>/dev/full</c> by a regular file), its folder exists and accepts new files. Returns the full path.
     /// </summary>
     /// <exception cref="TiltException">The path cannot be written; the message names it and says why.</exception>
     public static string CheckTarget(string path)
@@ -26,6 +27,8 @@ public static class AtomicFile
         string full = FullPath(path);
         if (EndsInSeparator(path) || Directory.Exists(full))
             throw new TiltException($"{full}: is a folder; give a file name");
+        if (InputFile.NonRegularKind(full) is { } kind)
+            throw new TiltException($"{full}: is a {kind}, not a regular file; give the name of a file to write");
         string folder = Path.GetDirectoryName(full) ?? throw new TiltException($"{full}: has no parent folder");
         CheckFolderExists(full, folder);
         ProbeWritable(full, folder);
@@ -103,6 +106,43 @@ public static class AtomicFile
             LiveTemporaries.TryRemove(temp, out _);
         }
     }
+
+    /// <summary>
+    /// The asynchronous form of <see cref="Write"/>, for writers that wait on other work between writes (the batch mode
+    /// writes each result as soon as it and every one before it is done).
+    /// </summary>
+    /// <exception cref="TiltException">The file cannot be written (the message names it); nothing is left behind.</exception>
+    /// <exception cref="OperationCanceledException">Cancelled; the target is untouched and the temporary file removed.</exception>
+    public static async Task WriteAsync(string path, Func<Stream, Task> write, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(write);
+        string full = CheckTarget(path);
+        string temp = TemporaryFor(full);
+        LiveTemporaries[temp] = 0;
+        try
+        {
+            await using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20, useAsync: true))
+            {
+                await write(stream).ConfigureAwait(false);
+                cancellationToken.ThrowIfCancellationRequested();
+                stream.Flush(flushToDisk: true);
+            }
+            cancellationToken.ThrowIfCancellationRequested();
+            File.Move(temp, full, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new TiltException($"{full}: cannot write: {e.Message}", e);
+        }
+        finally
+        {
+            TryDelete(temp);
+            LiveTemporaries.TryRemove(temp, out _);
+        }
+    }
+
+    /// <summary>Removes every temporary file of a write in progress (the process is about to end: a signal).</summary>
+    public static void RemoveTemporaries() => RemoveLiveTemporaries();
 
     /// <summary>The temporary file of a write: hidden, in the same folder, unique per write.</summary>
     private static string TemporaryFor(string full) =>

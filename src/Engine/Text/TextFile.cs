@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using Tilt.Engine.IO;
 
 namespace Tilt.Engine.Text;
 
@@ -15,23 +16,19 @@ public static class TextFile
     /// <summary>The lines of a UTF-8 text file (a leading byte-order mark is dropped).</summary>
     /// <param name="path">The file.</param>
     /// <param name="what">What the file is, for messages ("lexicon file", "prompt file").</param>
-    /// <exception cref="TiltException">The file is missing, unreadable, binary or not UTF-8.</exception>
+    /// <exception cref="TiltException">The file is missing, not a regular file, larger than <see cref="InputFile.DefaultMaxBytes"/>, unreadable, binary or not UTF-8.</exception>
     public static string[] ReadLines(string path, string what)
     {
-        string full = Path.GetFullPath(path);
-        byte[] bytes;
-        try
-        {
-            bytes = File.ReadAllBytes(full);
-        }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
-        {
-            throw new TiltException($"{full}: {what} not found", e);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException)
-        {
-            throw new TiltException($"{full}: cannot read {what}: {e.Message}", e);
-        }
+        string text = ReadAllText(path, what);
+        return text.ReplaceLineEndings("\n").Split('\n') is var lines && lines.Length > 0 && lines[^1].Length == 0 ? lines[..^1] : lines;
+    }
+
+    /// <summary>The text of a UTF-8 file (a leading byte-order mark is dropped), read as strictly as <see cref="ReadLines"/>.</summary>
+    /// <exception cref="TiltException">The file is missing, not a regular file, larger than <see cref="InputFile.DefaultMaxBytes"/>, unreadable, binary or not UTF-8.</exception>
+    public static string ReadAllText(string path, string what)
+    {
+        string full = InputFile.Check(path, what);
+        byte[] bytes = InputFile.ReadAllBytes(full, what);
 
         int nul = Array.IndexOf(bytes, (byte)0);
         if (nul >= 0)
@@ -47,7 +44,7 @@ public static class TextFile
             int offset = (bytes.Length - body.Length) + Math.Max(0, e.Index);
             throw new TiltException($"{full}:{LineOf(bytes, offset)}: the {what} is not valid UTF-8 (byte 0x{bytes[Math.Min(offset, bytes.Length - 1)]:X2} at offset {offset})", e);
         }
-        return text.ReplaceLineEndings("\n").Split('\n') is var lines && lines.Length > 0 && lines[^1].Length == 0 ? lines[..^1] : lines;
+        return text;
     }
 
     /// <summary>Text for a message: control characters other than TAB (and U+FFFD) as \uXXXX escapes, cut after 80 characters.</summary>

@@ -46,7 +46,14 @@ public sealed record RegressionData
 public sealed record AdamOptions
 {
     /// <summary>Units of the hidden layer; 0 trains a linear head. Defaults to 64.</summary>
-    public int HiddenUnits { get; init => field = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(HiddenUnits), value, "hidden units must be >= 0"); } = 64;
+    public int HiddenUnits
+    {
+        get;
+        // The head file's own bound (HeadHeader.MaxHiddenUnits): a network this trains is one its reader loads.
+        init => field = value is >= 0 and <= HeadHeader.MaxHiddenUnits
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(HiddenUnits), value, $"hidden units must be 0..{HeadHeader.MaxHiddenUnits} (the most a head file holds), got {value}");
+    } = 64;
 
     /// <summary>Activation of the hidden layer. Defaults to ReLU.</summary>
     public HeadActivation Activation { get; init; } = HeadActivation.Relu;

@@ -133,7 +133,7 @@ public sealed class LexiconRewardTests : IDisposable
         string missing = Path.Combine(_files.Path, "missing.txt");
         AssertTilt(() => LexiconReward.Load(missing), missing, "not found");
         AssertTilt(() => LexiconReward.Load(Path.Combine(_files.Path, "no-dir", "x.txt")), Path.Combine(_files.Path, "no-dir", "x.txt"), "not found");
-        AssertTilt(() => LexiconReward.Load(_files.Path), _files.Path, "cannot read lexicon file");
+        AssertTilt(() => LexiconReward.Load(_files.Path), _files.Path, "is a folder, not a lexicon file");
         string empty = _files.Write("empty.txt", "# only comments\n\n   \n");
         AssertTilt(() => LexiconReward.Load(empty), empty, "no words");
     }

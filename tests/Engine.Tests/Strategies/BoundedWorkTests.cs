@@ -123,7 +123,7 @@ public sealed class BoundedWorkTests(SharedModel shared) : IDisposable
         try
         {
             string path = Path.Combine(dir, "huge.gguf");
-            var shape = new ModelShape("huge", Dim: 1_000_000, Layers: 1000, Heads: 1000, KvHeads: 1000, FeedForward: 1000);
+            var shape = new ModelShape("huge", Dim: 1_000_000, Layers: 500, Heads: 1000, KvHeads: 1000, FeedForward: 1000);
             var e = Assert.Throws<TiltException>(() => SyntheticModel.Write(path, shape, SentencePieceVocabulary.Synthesize(300), GgufTensorType.F16));
             Assert.StartsWith($"{path}: the model needs", e.Message);
             Assert.Contains("GiB free", e.Message);

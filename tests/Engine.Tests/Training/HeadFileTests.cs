@@ -126,9 +126,6 @@ public sealed class HeadFileTests : IDisposable
         { "format", "null", "field 'format' is null" },
         { "feature", "null", "field 'feature' is null" },
         { "feature", "\"first\"", "field 'feature' is 'first'" },
-        { "kind", "7", "field 'kind' is 7" },
-        { "role", "9", "field 'role' is 9" },
-        { "activation", "5", "field 'activation' is 5" },
         { "hiddenSize", "0", "field 'hiddenSize' is 0" },
         { "hiddenSize", "2000000000", "field 'hiddenSize' is 2000000000" },
         { "hiddenUnits", "3", "field 'hiddenUnits' is 3; a linear head has 0" },
@@ -151,6 +148,62 @@ public sealed class HeadFileTests : IDisposable
         File.WriteAllBytes(bad, [.. good[..8], .. length, .. bytes, .. good[(12 + headerLength)..]]);
         var e = Assert.Throws<TiltException>(() => HeadFile.Read(bad));
         Assert.Contains($"{bad}: invalid head header: {expected}", e.Message);
+    }
+
+    /// <summary>
+    /// docs/head-file.md: enums are names, and format, kind and role must be present; numbers (even valid ones such as
+    /// "kind": 0) and missing fields are refused with the field named, never read as a default.
+    /// </summary>
+    [Theory]
+    [InlineData("kind", "0", "$.kind")]
+    [InlineData("kind", "7", "$.kind")]
+    [InlineData("role", "1", "$.role")]
+    [InlineData("activation", "0", "$.activation")]
+    [InlineData("format", null, "'format'")]
+    [InlineData("kind", null, "'kind'")]
+    [InlineData("role", null, "'role'")]
+    public void EnumNumbersAndMissingRequiredFieldsAreRefused(string field, string? json, string expected)
+    {
+        string path = Write(Linear(6));
+        byte[] good = File.ReadAllBytes(path);
+        int headerLength = BinaryPrimitives.ReadInt32LittleEndian(good.AsSpan(8, 4));
+        var header = System.Text.Json.Nodes.JsonNode.Parse(good.AsSpan(12, headerLength))!.AsObject();
+        if (json is null) header.Remove(field);
+        else header[field] = System.Text.Json.Nodes.JsonNode.Parse(json);
+        byte[] bytes = Encoding.UTF8.GetBytes(header.ToJsonString());
+        var length = new byte[4];
+        BinaryPrimitives.WriteInt32LittleEndian(length, bytes.Length);
+        string bad = Path.Combine(_dir, "bad.head");
+        File.WriteAllBytes(bad, [.. good[..8], .. length, .. bytes, .. good[(12 + headerLength)..]]);
+        var e = Assert.Throws<TiltException>(() => HeadFile.Read(bad));
+        Assert.Contains($"{bad}: corrupt head header", e.Message);
+        Assert.Contains(expected, e.Message);
+    }
+
+    /// <summary>The writer checks what the reader checks: no head can be written that its own reader refuses.</summary>
+    [Fact]
+    public void AHeadTheReaderWouldRefuseCannotBeMade()
+    {
+        var header = new HeadHeader { Kind = HeadKind.Mlp, ModelFingerprint = "sha256:abc", HiddenSize = 4, HiddenUnits = HeadHeader.MaxHiddenUnits + 1 };
+        var e = Assert.Throws<ArgumentException>(() => new HeadFile(header, new float[header.WeightCount]));
+        Assert.Contains($"field 'hiddenUnits' is {HeadHeader.MaxHiddenUnits + 1}", e.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new AdamOptions { HiddenUnits = HeadHeader.MaxHiddenUnits + 1 });
+    }
+
+    /// <summary>Finite weights that overflow once the standardization is folded in are an error naming the file.</summary>
+    [Fact]
+    public void WeightsThatOverflowWhenFoldedNameTheFile()
+    {
+        var header = new HeadHeader { Kind = HeadKind.Linear, ModelFingerprint = "sha256:abc", HiddenSize = D, Normalized = true };
+        var weights = new float[header.WeightCount];
+        weights.AsSpan(D, D).Fill(1e-30f);      // std: tiny but > 0
+        weights.AsSpan(2 * D, D).Fill(1e30f);   // w / std = 1e60 overflows float
+        string path = Path.Combine(_dir, "overflow.head");
+        new HeadFile(header, weights).Write(path);
+        var e = Assert.Throws<TiltException>(() => HeadValue.Load(path, Model()));
+        Assert.Contains($"{path}: invalid head weights", e.Message);
+        e = Assert.Throws<TiltException>(() => HeadReward.Load(path, Model()));
+        Assert.Contains($"{path}: invalid head weights", e.Message);
     }
 
     [Fact]

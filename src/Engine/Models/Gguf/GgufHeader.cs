@@ -23,8 +23,8 @@ internal sealed class GgufHeader
     /// <summary>Reads and validates the header; throws <see cref="ModelLoadException"/> naming the problem.</summary>
     public static GgufHeader Read(string path)
     {
-        if (!File.Exists(path))
-            throw new ModelLoadException(path, "model file not found");
+        if (IO.InputFile.Problem(path, "model file") is { } problem)
+            throw new ModelLoadException(path, problem);
         long fileLength = new FileInfo(path).Length;
         try
         {
@@ -109,10 +109,14 @@ internal sealed class GgufHeader
     public string? GetString(string key) => Metadata.TryGetValue(key, out var v) ? v as string : null;
 
     /// <summary>A numeric metadata value, or null.</summary>
-    public long? GetInteger(string key) =>
-        Metadata.TryGetValue(key, out var v) && v is byte or sbyte or short or ushort or int or uint or long or ulong
-            ? Convert.ToInt64(v)
-            : null;
+    public long? GetInteger(string key) => Metadata.TryGetValue(key, out var v)
+        ? v switch
+        {
+            ulong u => (long)Math.Min(u, long.MaxValue), // a corrupt huge value stays huge (and is refused) instead of overflowing
+            byte or sbyte or short or ushort or int or uint or long => Convert.ToInt64(v, System.Globalization.CultureInfo.InvariantCulture),
+            _ => null,
+        }
+        : null;
 
     private static string ReadString(BinaryReader reader, long fileLength)
     {

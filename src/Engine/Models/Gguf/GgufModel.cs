@@ -53,6 +53,9 @@ public sealed class GgufModel : ILanguageModel
         options ??= new GgufLoadOptions();
         string fullPath = System.IO.Path.GetFullPath(path);
         var header = GgufHeader.Read(fullPath);
+        // llama.cpp aborts the process (GGML_ASSERT) on some out-of-range values instead of failing the load: refuse them first.
+        if (GgufHyperParameters.FromHeader(header).Problem() is { } problem)
+            throw new ModelLoadException(fullPath, $"llama.cpp cannot load this model: {problem}");
         string fingerprint = Sha256Fingerprint(fullPath);
 
         LlamaNative.Configure(options.NativeLibraryPath);

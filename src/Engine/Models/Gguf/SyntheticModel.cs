@@ -23,6 +23,12 @@ public sealed record ModelShape(string Name, int Dim, int Layers, int Heads, int
 
     public static IReadOnlyList<ModelShape> Presets { get; } = [Small15M, Base110M, Large1B];
 
+    /// <summary>The most layers llama.cpp loads (LLAMA_MAX_LAYERS), checked by the loader too.</summary>
+    public const int MaxLayers = GgufHyperParameters.MaxLayers;
+
+    /// <summary>The largest vocabulary the loader takes.</summary>
+    public const int MaxVocabulary = GgufHyperParameters.MaxVocabulary;
+
     public int HeadDim => Dim / Heads;
 
     /// <summary>Parameters for a given vocabulary size (embedding and output matrices untied).</summary>
@@ -46,8 +52,13 @@ public sealed record ModelShape(string Name, int Dim, int Layers, int Heads, int
         return matrices * perValue + norms * 4;
     }
 
-    /// <summary>Throws an <see cref="ArgumentException"/> naming the field for a shape llama.cpp cannot run.</summary>
-    public void Validate(GgufTensorType type)
+    /// <summary>
+    /// Throws an <see cref="ArgumentException"/> naming the field for a shape llama.cpp cannot run: the loader's own
+    /// check (<see cref="GgufHyperParameters"/>) and the limits of this writer.
+    /// </summary>
+    /// <param name="type">The tensor type.</param>
+    /// <param name="vocabulary">The vocabulary size, when known.</param>
+    public void Validate(GgufTensorType type, int? vocabulary = null)
     {
         if (Dim < 8) throw new ArgumentException($"dim must be at least 8, got {Dim}", nameof(Dim));
         if (Layers < 1) throw new ArgumentException($"layers must be at least 1, got {Layers}", nameof(Layers));
@@ -58,6 +69,8 @@ public sealed record ModelShape(string Name, int Dim, int Layers, int Heads, int
         if (ContextLength < 16) throw new ArgumentException($"context length must be at least 16, got {ContextLength}", nameof(ContextLength));
         if (type == GgufTensorType.Q8_0 && (Dim % 32 != 0 || FeedForward % 32 != 0))
             throw new ArgumentException($"Q8_0 needs dim ({Dim}) and feed-forward width ({FeedForward}) divisible by 32", nameof(type));
+        if (GgufHyperParameters.FromShape(this, vocabulary).Problem() is { } problem)
+            throw new ArgumentException($"the model would not load: {problem}", nameof(Layers));
     }
 }
 
@@ -72,7 +85,8 @@ public sealed record SentencePieceVocabulary(string[] Tokens, float[] Scores, in
     /// </summary>
     public static SentencePieceVocabulary Synthesize(int size)
     {
-        if (size < 259 + 26) throw new ArgumentException($"a synthetic vocabulary needs at least {259 + 26} tokens (3 special, 256 bytes, letters), got {size}", nameof(size));
+        if (size < 259 + 26 || size > GgufHyperParameters.MaxVocabulary)
+            throw new ArgumentException($"a synthetic vocabulary needs {259 + 26}..{GgufHyperParameters.MaxVocabulary} tokens (3 special, 256 bytes, letters; at most what the loader takes), got {size}", nameof(size));
         var tokens = new string[size];
         var scores = new float[size];
         var types = new int[size];
@@ -149,8 +163,8 @@ public static class SyntheticModel
     {
         ArgumentNullException.ThrowIfNull(shape);
         ArgumentNullException.ThrowIfNull(vocabulary);
-        shape.Validate(type);
         int vocab = vocabulary.Tokens.Length;
+        shape.Validate(type, vocab);
         var w = new GgufWriter();
         w.Add("general.architecture", "llama");
         w.Add("general.name", $"tilt-synthetic-{shape.Name}");

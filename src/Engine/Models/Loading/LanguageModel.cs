@@ -1,3 +1,4 @@
+using Tilt.Engine.IO;
 using Tilt.Engine.Models.Gguf;
 using Tilt.Engine.Models.Tabular;
 
@@ -11,10 +12,10 @@ public static class LanguageModel
     /// </summary>
     public static ILanguageModel Load(string path, GgufLoadOptions? options = null)
     {
-        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        if (string.IsNullOrWhiteSpace(path)) throw new ModelLoadException($"'{path}'", "the model path is empty; give a .gguf file or a tabular model JSON");
         string fullPath = Path.GetFullPath(path);
         if (Directory.Exists(fullPath)) throw new ModelLoadException(fullPath, "is a folder, not a model file (give a .gguf file or a tabular model JSON)");
-        if (!File.Exists(fullPath)) throw new ModelLoadException(fullPath, "model file not found");
+        if (InputFile.Problem(fullPath, "model file") is { } problem) throw new ModelLoadException(fullPath, problem);
         return LooksLikeJson(fullPath) ? TabularModel.Load(fullPath) : GgufModel.Load(fullPath, options);
     }
 

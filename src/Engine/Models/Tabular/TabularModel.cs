@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using Tilt.Engine.IO;
 using Tilt.Engine.Text;
 
 namespace Tilt.Engine.Models.Tabular;
@@ -39,15 +40,15 @@ public sealed class TabularModel : ILanguageModel
     public static TabularModel Load(string path)
     {
         string fullPath = Path.GetFullPath(path);
-        if (!File.Exists(fullPath)) throw new ModelLoadException(fullPath, "model file not found");
+        if (InputFile.Problem(fullPath, "model file") is { } problem) throw new ModelLoadException(fullPath, problem);
         byte[] bytes;
         try
         {
-            bytes = File.ReadAllBytes(fullPath);
+            bytes = InputFile.ReadAllBytes(fullPath, "model file");
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (TiltException e)
         {
-            throw new ModelLoadException(fullPath, $"cannot read the model file: {e.Message}", e);
+            throw new ModelLoadException(fullPath, e.Message.StartsWith(fullPath + ": ", StringComparison.Ordinal) ? e.Message[(fullPath.Length + 2)..] : e.Message, e);
         }
         string json = Encoding.UTF8.GetString(bytes);
         var file = TabularModelFile.Parse(json, fullPath);
@@ -104,11 +105,12 @@ public sealed class TabularModel : ILanguageModel
         };
         return new TabularModel(info, vocabulary, ids, next);
 
-        double[] Row(Dictionary<string, double> probabilities, string where)
+        double[] Row(Dictionary<string, double>? probabilities, string where)
         {
+            if (probabilities is null) Fail($"{where} is null; expected an object of next-token probabilities");
             var row = new double[v];
             double sum = 0;
-            foreach (var (token, p) in probabilities)
+            foreach (var (token, p) in probabilities!)
             {
                 if (!ids.TryGetValue(token, out int id)) Fail($"{where}: unknown token '{token}'");
                 if (!double.IsFinite(p) || p < 0 || p > 1) Fail($"{where}.{token}: probability {p} is not in [0, 1]");

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Globalization;
+using Tilt.Engine.IO;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 
@@ -198,12 +199,13 @@ internal sealed class OnnxTextModel
         }
     }
 
+    /// <summary>The largest ONNX file opened: 4 GiB (larger models keep their weights in external data files).</summary>
+    private const long MaxOnnxBytes = 4L << 30;
+
     private static OnnxTextModel Open(string path, OnnxDevice device)
     {
-        if (!File.Exists(path))
-        {
-            throw new TiltException($"{path}: ONNX model file not found");
-        }
+        // ONNX Runtime reads the file itself; the check refuses a folder, FIFO or device first (a FIFO would hang it).
+        InputFile.Check(path, "ONNX model file", MaxOnnxBytes);
 
         using var options = new SessionOptions();
         if (device == OnnxDevice.Cuda)

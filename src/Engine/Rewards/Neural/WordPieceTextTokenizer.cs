@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Text;
 using System.Text.Json;
+using Tilt.Engine.IO;
+using Tilt.Engine.Text;
 using Microsoft.ML.Tokenizers;
 
 namespace Tilt.Engine.Rewards.Neural;
@@ -113,10 +115,7 @@ internal sealed class WordPieceTextTokenizer
 
     private static WordPieceTextTokenizer Read(string path)
     {
-        if (!File.Exists(path))
-        {
-            throw new TiltException($"{path}: tokenizer file not found");
-        }
+        InputFile.Check(path, "tokenizer file");
 
         try
         {
@@ -133,7 +132,7 @@ internal sealed class WordPieceTextTokenizer
     /// <summary>vocab.txt; casing from a tokenizer_config.json beside it (do_lower_case), else lower case as BERT uncased.</summary>
     private static WordPieceTextTokenizer ReadVocabulary(string path)
     {
-        string[] lines = File.ReadAllLines(path);
+        string[] lines = TextFile.ReadLines(path, "tokenizer file");
         if (lines.Length == 0 || lines.Any(l => l.Contains('\0')))
         {
             throw new TiltException($"{path}: not a WordPiece vocabulary (expected one token per line, UTF-8 text)");
@@ -238,7 +237,7 @@ internal sealed class WordPieceTextTokenizer
     {
         try
         {
-            return JsonDocument.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { MaxDepth = 64 });
+            return JsonDocument.Parse(InputFile.ReadAllBytes(path, "tokenizer file"), new JsonDocumentOptions { MaxDepth = 64 });
         }
         catch (JsonException e)
         {
