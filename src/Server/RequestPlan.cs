@@ -52,8 +52,8 @@ internal static class RequestPlanner
 
         if (r.Prefill is { Length: > 0 } forced && forced.Length > limits.MaxPromptChars)
             throw ApiException.BadField("prefill", $"the prefill is {forced.Length} characters; the limit is {limits.MaxPromptChars}");
-        int promptTokens = served.Model.Tokenize(prompt).Length
-            + (string.IsNullOrEmpty(r.Prefill) ? 0 : served.Model.Tokenize(r.Prefill, addBos: false).Length);
+        int[] promptIds = served.Model.Tokenize(prompt); // once: the engine takes these (DecodingRequest.PromptTokens)
+        int promptTokens = promptIds.Length + (string.IsNullOrEmpty(r.Prefill) ? 0 : served.Model.Tokenize(r.Prefill, addBos: false).Length);
         int room = Math.Min(served.Model.Info.TrainedContextSize, served.Engine.Options.MaxSequenceLength - 1) - promptTokens;
         if (maxTokens > room)
             throw ApiException.BadField(maxTokensName,
@@ -138,7 +138,10 @@ internal static class RequestPlanner
             KvCacheType = options.KvCacheType,
             Threads = options.Threads,
         };
-        var request = new DecodingRequest { Prompt = prompt, Options = decoding, Reward = reward, Value = value, ForcedPrefix = r.Prefill };
+        var request = new DecodingRequest
+        {
+            Prompt = prompt, PromptTokens = promptIds, Options = decoding, Reward = reward, Value = value, ForcedPrefix = r.Prefill,
+        };
         return new RequestPlan(prompt, promptTokens, request, n, stops, r.Stream ?? false, r.StreamOptions?.IncludeUsage ?? false,
             logprobs, strategy, rewardName, echo);
     }

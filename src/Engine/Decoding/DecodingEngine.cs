@@ -132,7 +132,7 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
         ArgumentNullException.ThrowIfNull(request);
         request.Validate();
         var options = request.Options;
-        int promptTokens = model.Tokenize(request.Prompt).Length
+        int promptTokens = (request.PromptTokens?.Count ?? model.Tokenize(request.Prompt).Length)
             + (string.IsNullOrEmpty(request.ForcedPrefix) ? 0 : model.Tokenize(request.ForcedPrefix, addBos: false).Length);
         PromptLimits.Check(model.Info, promptTokens, options.MaxTokens);
         return new EngineOptions
@@ -207,7 +207,7 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(request);
         long forced = string.IsNullOrEmpty(request.ForcedPrefix) ? 0 : model.Tokenize(request.ForcedPrefix, addBos: false).Length;
-        return model.Tokenize(request.Prompt).Length + forced + request.Options.MaxTokens + 1L;
+        return (request.PromptTokens?.Count ?? model.Tokenize(request.Prompt).Length) + forced + request.Options.MaxTokens + 1L;
     }
 
     private RequestRun Submit(DecodingRequest request, CancellationToken cancellationToken, out CancellationTokenSource cancel)
@@ -216,7 +216,8 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         request.Validate();
         var clock = Stopwatch.StartNew();
-        int[] prompt = _model.Tokenize(request.Prompt);
+        // Tokenized once: by the caller when it had to count the tokens already, else here.
+        int[] prompt = request.PromptTokens is { } given ? [.. given] : _model.Tokenize(request.Prompt);
         int[] forced = [];
         string forcedText = "";
         if (!string.IsNullOrEmpty(request.ForcedPrefix))

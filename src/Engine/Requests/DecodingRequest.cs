@@ -13,6 +13,13 @@ public sealed record DecodingRequest
     /// <summary>The prompt text (tokenized by the engine's model, BOS added when the model wants one).</summary>
     public required string Prompt { get; init; }
 
+    /// <summary>
+    /// The prompt's tokens when the caller has them already (a server that tokenized the prompt to check its limits), so
+    /// the engine does not tokenize it again: exactly what the model's tokenizer gives for <see cref="Prompt"/> (BOS first
+    /// where the model adds one). Null (the default): the engine tokenizes <see cref="Prompt"/>.
+    /// </summary>
+    public IReadOnlyList<int>? PromptTokens { get; init; }
+
     /// <summary>What to run; its type is the strategy.</summary>
     public required DecodingOptions Options { get; init; }
 

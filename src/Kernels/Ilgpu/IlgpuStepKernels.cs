@@ -196,6 +196,7 @@ internal sealed class IlgpuStepKernels : IStepKernels
         _step(_stream, new KernelConfig(rows, _groupSize), _logits.View, _ids.View, _values.View, _settings.View, _output.View, shape);
         _stream.Synchronize();
         _output.View.SubView(0, rows).CopyToCPU(_stream, ref _hostOutput[0], rows);
+        _stream.Synchronize(); // the copy is queued on the stream: the host buffer is complete only after it ran
 
         for (int r = 0; r < rows; r++)
             ThrowIfRejected(r, _hostOutput[r], dense);
@@ -233,6 +234,7 @@ internal sealed class IlgpuStepKernels : IStepKernels
             throw new ArgumentException($"Unknown value head type {head.GetType().Name}.", nameof(head));
         _stream.Synchronize();
         _headValues.View.SubView(0, rows).CopyToCPU(_stream, ref MemoryMarshal.GetReference(values), rows);
+        _stream.Synchronize(); // the copy is queued on the stream: the host buffer is complete only after it ran
     }
 
     public void ScoreValues(MultiObjectiveValueHead heads, ReadOnlySpan<float> hidden, int rows, ReadOnlySpan<float> weights, Span<float> values)
@@ -280,6 +282,7 @@ internal sealed class IlgpuStepKernels : IStepKernels
         kernel(_stream, output.Length, buffer.View, settings, output.Length);
         _stream.Synchronize();
         buffer.View.CopyToCPU(_stream, ref MemoryMarshal.GetReference(output), output.Length);
+        _stream.Synchronize(); // the copy is queued on the stream: the host buffer is complete only after it ran
     }
 
     private static void ThrowIfRejected(int row, RowOutput o, bool dense)

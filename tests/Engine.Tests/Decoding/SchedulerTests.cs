@@ -114,6 +114,24 @@ public sealed class SchedulerTests(SharedModel shared) : IDisposable
     }
 
     [Fact]
+    public async Task GivenPromptTokensAreDecodedInsteadOfTokenizingThePromptAgain()
+    {
+        using var engine = new DecodingEngine(shared.Model, _kernels, new EngineOptions { MaxSequences = 4, MaxSequenceLength = 64, KvCacheType = KvCacheType.F32 });
+        var options = new GenerationOptions { Samples = 2, MaxTokens = 12, Seed = 9, KvCacheType = KvCacheType.F32 };
+        var plain = await engine.RunAsync(new DecodingRequest { Prompt = Prompt, Options = options });
+        var given = await engine.RunAsync(new DecodingRequest { Prompt = Prompt, PromptTokens = shared.Model.Tokenize(Prompt), Options = options });
+        var other = await engine.RunAsync(new DecodingRequest { Prompt = "The dog", Options = options });
+        // The tokens, not the text, are what is decoded: the tokens of "The dog" under the text of Prompt give "The dog"'s samples.
+        var swapped = await engine.RunAsync(new DecodingRequest { Prompt = Prompt, PromptTokens = shared.Model.Tokenize("The dog"), Options = options });
+        for (int i = 0; i < 2; i++)
+        {
+            Assert.Equal(plain[i].Tokens, given[i].Tokens);
+            Assert.Equal(other[i].Tokens, swapped[i].Tokens);
+        }
+        Assert.NotEqual(plain[0].Tokens, other[0].Tokens);
+    }
+
+    [Fact]
     public async Task AFullQueueIsRefusedAtOnceWithABusyError()
     {
         using var engine = new DecodingEngine(shared.Model, _kernels, new EngineOptions { MaxSequences = 4, MaxSequenceLength = 300, MaxQueuedRequests = 1 });
