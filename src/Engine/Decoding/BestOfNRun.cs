@@ -56,6 +56,7 @@ internal sealed class BestOfNRun : RequestRun
             Seed = _options.Seed,
             Request = _options.RequestId,
             DecodeLastToken = _reward.NeedsHiddenState,
+            Stop = Stops,
         }, prompt.Logits, prompt.Hidden);
         _step = 0;
     }
@@ -118,7 +119,8 @@ internal sealed class BestOfNRun : RequestRun
         var candidates = _options.ReturnCandidates
             ? inputs.Take(scored).Select((c, i) => new ScoredCandidate(i, c.Text, c.Tokens, rewards[i], rollout.LogProb[i], c.IsFinished)).ToArray()
             : [];
-        var finish = deadline ? AlignFinish.Deadline : rollout.Stopped[winner] ? AlignFinish.Eos : AlignFinish.Length;
+        var finish = deadline ? AlignFinish.Deadline
+            : rollout.StoppedByRequest[winner] ? AlignFinish.Stop : rollout.Stopped[winner] ? AlignFinish.Eos : AlignFinish.Length;
         EmitResult(new AlignedSample(_sample, winnerInput.Text, winnerInput.Tokens, rewards[winner], logProb,
             estimate, new KlReport(Math.Log(scored) - (scored - 1.0) / scored, KlMethod.BestOfNBound), finish, rollout.TokensDecoded,
             new AlignTimings(_prefill, accepted, Clock.Elapsed - _sampleStart, rollout.DecodeCalls) { ModelTime = rollout.ModelTime }, candidates)

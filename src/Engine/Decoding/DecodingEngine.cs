@@ -152,7 +152,7 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
     {
         ArgumentNullException.ThrowIfNull(request);
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-        request.Validate();
+        request.Validate(_model.Info.VocabularySize);
         var clock = Stopwatch.StartNew();
         int[] prompt = _model.Tokenize(request.Prompt);
         int[] forced = [];

@@ -50,13 +50,17 @@ public sealed record DecodingRequest
     };
 
     /// <summary>Checks the request before it is queued; throws <see cref="ArgumentException"/> naming the field.</summary>
-    internal void Validate()
+    internal void Validate(int vocabulary = int.MaxValue)
     {
         ArgumentNullException.ThrowIfNull(Prompt, nameof(Prompt));
         ArgumentNullException.ThrowIfNull(Options, nameof(Options));
         var strategy = Strategy;
         if (strategy != DecodingStrategy.Generate && Reward is null)
             throw new ArgumentException($"the {strategy} strategy needs a reward (only plain generation runs without one)", nameof(Reward));
+        if (Options.Stop is { } stop)
+            foreach (int id in stop.TokenIds)
+                if (id >= vocabulary)
+                    throw new ArgumentOutOfRangeException(nameof(Options), id, $"stop token id {id} is outside the vocabulary (0..{vocabulary - 1})");
     }
 }
 

@@ -45,6 +45,7 @@ internal sealed class GenerationRun : RequestRun
             Sampling = _options.Sampling,
             Seed = _options.Seed,
             Request = _options.RequestId,
+            Stop = Stops,
         }, _prompt.Logits, _prompt.Hidden);
     }
 
@@ -62,17 +63,26 @@ internal sealed class GenerationRun : RequestRun
         {
             if (!rollout.Stepped[i]) continue;
             _first[i] ??= Clock.Elapsed;
-            Emit(new TextAccepted(i, [rollout.Tokens[i][^1]], rollout.LastDelta[i], 0) { LogProb = rollout.LastTokenLogProb[i] });
+            // The last token of a sample also carries what was held back (a possible stop's start, incomplete UTF-8).
+            string delta = rollout.LastDelta[i];
+            if (Complete(rollout, i))
+            {
+                rollout.FinishText(i);
+                delta += rollout.UnstreamedText(i);
+            }
+            Emit(new TextAccepted(i, [rollout.Tokens[i][^1]], delta, 0) { LogProb = rollout.LastTokenLogProb[i] });
         }
         // A sample is complete once it stopped or reached the limit (its last token needs no decode here).
         for (int i = 0; i < _options.Samples; i++)
         {
-            if (_reported[i] || !(rollout.Stopped[i] || rollout.Tokens[i].Count >= _options.MaxTokens)) continue;
+            if (_reported[i] || !Complete(rollout, i)) continue;
             _reported[i] = true;
             EmitResult(Result(i, rollout));
         }
         if (rollout.IsFinished) IsDone = true;
     }
+
+    private bool Complete(Rollout rollout, int i) => rollout.Stopped[i] || rollout.Tokens[i].Count >= _options.MaxTokens;
 
     private AlignedSample Result(int i, Rollout rollout)
     {
@@ -88,7 +98,7 @@ internal sealed class GenerationRun : RequestRun
         }
         double logq = rollout.SamplerLogProb[i], logp = rollout.LogProb[i];
         return new AlignedSample(i, text, tokens, reward, logp, new KlReport(logq - logp, KlMethod.SamplerLogRatio), null,
-            eos ? AlignFinish.Eos : AlignFinish.Length, tokens.Length,
+            rollout.StoppedByRequest[i] ? AlignFinish.Stop : eos ? AlignFinish.Eos : AlignFinish.Length, tokens.Length,
             new AlignTimings(_prefill, _first[i] ?? Clock.Elapsed, Clock.Elapsed, rollout.DecodeCalls) { ModelTime = rollout.ModelTime }, [])
         {
             SamplerLogProb = logq,

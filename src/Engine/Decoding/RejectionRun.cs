@@ -77,6 +77,7 @@ internal sealed class RejectionRun : RequestRun
             Seed = _options.Seed,
             Request = _options.RequestId,
             DecodeLastToken = _reward.NeedsHiddenState,
+            Stop = Stops,
         }, prompt.Logits, prompt.Hidden);
     }
 
@@ -210,7 +211,8 @@ internal sealed class RejectionRun : RequestRun
             ? Enumerable.Range(0, n).Select(i => new ScoredCandidate(i, _rejected[i] ? rollout.CurrentText(i) : inputs[Array.IndexOf(survivors, i)].Text,
                 rollout.Tokens[i].ToArray(), reported[i], rollout.LogProb[i], rollout.Stopped[i]) { Rejected = _rejected[i] }).ToArray()
             : [];
-        var finish = deadline ? AlignFinish.Deadline : rollout.Stopped[winner] ? AlignFinish.Eos : AlignFinish.Length;
+        var finish = deadline ? AlignFinish.Deadline
+            : rollout.StoppedByRequest[winner] ? AlignFinish.Stop : rollout.Stopped[winner] ? AlignFinish.Eos : AlignFinish.Length;
         EmitResult(new AlignedSample(_sample, winnerInput.Text, winnerInput.Tokens, rewards[winner], logProb,
             estimate, new KlReport(Math.Log(n) - (n - 1.0) / n, KlMethod.BestOfNBound), finish, rollout.TokensDecoded,
             new AlignTimings(_prefill, accepted, Clock.Elapsed - _sampleStart, rollout.DecodeCalls) { ModelTime = rollout.ModelTime }, candidates)

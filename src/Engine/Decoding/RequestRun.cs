@@ -64,12 +64,16 @@ internal abstract class RequestRun
     protected RequestRun(DecodingRequest request, int[] promptTokens, Stopwatch clock, CancellationToken cancellation)
     {
         Request = request;
+        Stops = StopMatcher.For(request.Options.Stop);
         PromptTokens = promptTokens;
         Clock = clock;
         Cancellation = cancellation;
     }
 
     public DecodingRequest Request { get; }
+
+    /// <summary>The request's stop strings and stop token ids, compiled; null when it has none.</summary>
+    protected StopMatcher? Stops { get; }
 
     /// <summary>The prompt's tokens (BOS first when the model adds one).</summary>
     public int[] PromptTokens { get; }

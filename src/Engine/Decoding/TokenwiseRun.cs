@@ -64,7 +64,7 @@ internal sealed class TokenwiseRun : RequestRun
     private TimeSpan _sampleStart, _prefill, _modelTime;
     private TimeSpan? _firstAccepted;
     private ITextDecoder _decoder = null!;
-    private readonly System.Text.StringBuilder _text = new();
+    private readonly StopText _text;
 
     public TokenwiseRun(DecodingRequest request, int[] promptTokens, Stopwatch clock, CancellationToken cancellation, int vocab, int capacity)
         : base(request, promptTokens, clock, cancellation)
@@ -78,6 +78,7 @@ internal sealed class TokenwiseRun : RequestRun
         _perDecode = Math.Min(_k, capacity - 1);
         _chunked = _k > _perDecode;
         _beta = (float)_options.Beta;
+        _text = new StopText(Stops);
     }
 
     public override int SequencesNeeded => _perDecode + 1;
@@ -142,7 +143,7 @@ internal sealed class TokenwiseRun : RequestRun
         while (_nextToDecode < _candidates && decoded < _perDecode)
         {
             int j = _nextToDecode++;
-            if (context.Info.IsStop(_candidateIds[j])) continue;
+            if (IsStop(context, _candidateIds[j])) continue;
             int sequence = Sequences[next] == _current ? Sequences[++next] : Sequences[next];
             next++;
             context.Session.CopySequence(_current, sequence);
@@ -211,15 +212,20 @@ internal sealed class TokenwiseRun : RequestRun
         _tokens.Add(token);
         _logProb += baseLp;
         _klSum += kl;
-        string delta = _decoder.Push(token);
-        _text.Append(delta);
+        int before = _text.Length;
+        _text.Append(_decoder.Push(token));
+        bool eos = context.Info.IsStop(token);
+        if (!eos && Stops is not null && Stops.IsStopToken(token)) _text.StopAtToken(before);
+        // The token that ends the output also streams what was held back for a possible stop string.
+        bool last = eos || _text.Stopped || _tokens.Count >= _options.MaxTokens;
+        if (last && !_text.Stopped) _text.Append(_decoder.Flush());
         _firstAccepted ??= Clock.Elapsed - _sampleStart;
         Emit(new CandidatesScored(_sample, t, _values.AsSpan(0, _candidates).ToArray(), chosen));
-        Emit(new TextAccepted(_sample, [token], delta, _klSum));
+        Emit(new TextAccepted(_sample, [token], _text.TakeStreamable(final: last), _klSum));
 
-        if (context.Info.IsStop(token))
+        if (eos || _text.Stopped)
         {
-            Finish(AlignFinish.Eos);
+            Finish(eos ? AlignFinish.Eos : AlignFinish.Stop);
             return;
         }
         _candidateHidden.AsSpan(chosen * _d, _d).CopyTo(_hidden);
@@ -242,13 +248,16 @@ internal sealed class TokenwiseRun : RequestRun
         _state = State.StartStep;
     }
 
+    /// <summary>The model's stop tokens and the request's stop token ids end the text (such candidates are not decoded).</summary>
+    private bool IsStop(StepContext context, int token) => context.Info.IsStop(token) || (Stops?.IsStopToken(token) ?? false);
+
     private void BeginStep(StepContext context)
     {
         _candidates = Strategies.CandidateSet.TopK(_logits, _k, _candidateIds);
         if (_candidates == 0) throw new TiltException($"the model gives no possible next token after {_tokens.Count} tokens (all logits are -inf)");
         for (int j = 0; j < _candidates; j++)
         {
-            if (!context.Info.IsStop(_candidateIds[j])) continue;
+            if (!IsStop(context, _candidateIds[j])) continue;
             // A stop candidate ends the text: its value reads the prefix's own state.
             _candidateSequence[j] = -1;
             _hidden.CopyTo(_candidateHidden.AsSpan(j * _d, _d));
@@ -270,7 +279,7 @@ internal sealed class TokenwiseRun : RequestRun
                 PromptTokens = PromptTokens,
                 Tokens = [.. _tokens, id],
                 Text = prefix + _decoder.Preview([id]),
-                IsFinished = context.Info.IsStop(id),
+                IsFinished = IsStop(context, id),
             });
         }
         return list;
@@ -278,11 +287,13 @@ internal sealed class TokenwiseRun : RequestRun
 
     private void Finish(AlignFinish finish)
     {
-        _text.Append(_decoder.Flush());
+        if (!_text.Stopped) _text.Append(_decoder.Flush());
         string text = _text.ToString();
         int[] tokens = _tokens.ToArray();
+        // A deadline can end the output while text is still held back for a possible stop string.
+        if (_text.TakeStreamable(final: true) is { Length: > 0 } rest) Emit(new TextAccepted(_sample, [], rest, _klSum));
         var rewards = new double[1];
-        _reward.ScoreChecked([new RewardInput { Prompt = Request.Prompt, Text = text, Tokens = tokens, IsFinished = finish == AlignFinish.Eos, FinalHidden = _hidden.ToArray() }], rewards);
+        _reward.ScoreChecked([new RewardInput { Prompt = Request.Prompt, Text = text, Tokens = tokens, IsFinished = finish is AlignFinish.Eos or AlignFinish.Stop, FinalHidden = _hidden.ToArray() }], rewards);
         EmitResult(new AlignedSample(_sample, text, tokens, rewards[0], _logProb, new KlReport(_klSum, KlMethod.StepDriftSum), null, finish,
             _evaluated, new AlignTimings(_prefill, _firstAccepted ?? Clock.Elapsed - _sampleStart, Clock.Elapsed - _sampleStart, _decodeCalls) { ModelTime = _modelTime }, [])
         {

@@ -52,6 +52,8 @@ public sealed class BaseSampler
         {
             switch (e)
             {
+                case TextAccepted { Tokens.Count: 0 }:
+                    break;
                 case TextAccepted t:
                     generated++;
                     yield return new TokenGenerated(t.Sample, t.Tokens[0], t.TextDelta, (float)t.LogProb);
@@ -63,7 +65,12 @@ public sealed class BaseSampler
                     promptTokens = s.PromptTokens;
                     steps = Math.Max(steps, s.Tokens.Count);
                     yield return new SampleFinished(new GeneratedSample(s.Index, s.Tokens, s.Text, s.LogProb, s.SamplerLogProb,
-                        s.Finish == AlignFinish.Eos ? FinishReason.Eos : FinishReason.Length));
+                        s.Finish switch
+                        {
+                            AlignFinish.Eos => FinishReason.Eos,
+                            AlignFinish.Stop => FinishReason.Stop,
+                            _ => FinishReason.Length,
+                        }));
                     break;
             }
         }

@@ -43,6 +43,12 @@ public abstract record DecodingOptions
         init => field = CpuTopology.CheckThreads(value, nameof(Threads));
     }
 
+    /// <summary>
+    /// Stop strings and stop token ids that end each sequence like EOS (every strategy honours them: candidates end at their
+    /// own stop, controlled decoding ends the output when its accepted text hits one). Defaults to none.
+    /// </summary>
+    public StopSequences? Stop { get; init; }
+
     /// <summary>KV cache element type of the session. Defaults to F16.</summary>
     public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
 }

@@ -8,6 +8,9 @@ public enum FinishReason
 
     /// <summary>The sample reached the token limit.</summary>
     Length,
+
+    /// <summary>A stop string or stop token id of the request ended the sample (<see cref="DecodingOptions.Stop"/>).</summary>
+    Stop,
 }
 
 /// <summary>One finished sample.</summary>

@@ -13,6 +13,9 @@ public enum AlignFinish
 
     /// <summary>The deadline passed; the text is what was accepted until then (a partial result).</summary>
     Deadline,
+
+    /// <summary>A stop string or stop token id of the request ended the text (<see cref="Sampling.StopSequences"/>).</summary>
+    Stop,
 }
 
 /// <summary>How a KL number was obtained.</summary>
