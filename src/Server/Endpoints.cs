@@ -142,7 +142,7 @@ internal static class Endpoints
                 server.OnFinished(new FinishedRequest(route, "cancelled", 0, DateTime.UtcNow));
                 throw;
             }
-            var outputs = samples.Select(s => Shape(m, plan, s, StopScanner.Truncate(s.Text, plan.Stops))).ToList();
+            var outputs = samples.Select(s => Shape(m, plan, s)).ToList();
             foreach (var s in samples) server.Metrics.Record(plan.Strategy, s);
             if (samples.Count > 0) server.Metrics.TimeToFirstText.Observe(samples.Min(s => s.Timings.FirstAccepted.TotalSeconds));
             server.Metrics.RequestDuration.WithLabels(route).Observe(clock.Elapsed.TotalSeconds);
@@ -174,8 +174,9 @@ internal static class Endpoints
     private static async IAsyncEnumerable<string> Frames(HttpContext ctx, TiltServer server, ServedModel m, RequestPlan plan, bool chat, string id, long created,
         string route, Stopwatch clock, IAsyncEnumerator<AlignEvent> events, bool has, [EnumeratorCancellation] CancellationToken token = default)
     {
-        var scanners = new StopScanner[plan.Choices];
-        for (int i = 0; i < scanners.Length; i++) scanners[i] = new StopScanner(plan.Stops);
+        // Characters of each choice's text streamed so far: the engine streams nothing past a stop, so the final frame
+        // carries the rest of the returned text (what was held back while it could still begin a stop).
+        var streamed = new int[plan.Choices];
         var samples = new List<AlignedSample>();
         int frames = 0;
         bool firstText = true;
@@ -206,17 +207,15 @@ internal static class Endpoints
                 switch (events.Current)
                 {
                     case TextAccepted t when t.Sample < plan.Choices:
-                        string text = scanners[t.Sample].Push(t.TextDelta);
-                        if (text.Length > 0) frame = TextChunk(m, chat, id, created, t.Sample, text);
+                        streamed[t.Sample] += t.TextDelta.Length;
+                        if (t.TextDelta.Length > 0) frame = TextChunk(m, chat, id, created, t.Sample, t.TextDelta);
                         break;
                     case SampleCompleted c when c.Result.Index < plan.Choices:
                         var s = c.Result;
                         samples.Add(s);
                         server.Metrics.Record(plan.Strategy, s);
-                        var scanner = scanners[s.Index];
-                        string rest = scanner.Flush();
-                        var cut = StopScanner.Truncate(s.Text, plan.Stops);
-                        var shaped = Shape(m, plan, s, (cut.Text, cut.Stopped || scanner.Stopped));
+                        string rest = streamed[s.Index] <= s.Text.Length ? s.Text[streamed[s.Index]..] : "";
+                        var shaped = Shape(m, plan, s);
                         frame = chat
                             ? Json(new ChatResponse(id, "chat.completion.chunk", created, m.Id,
                                 [new ChatChoice(s.Index, null, new AssistantMessage(null, rest), shaped.ChatLogprobs, shaped.Finish, shaped.Alignment)], null))
@@ -288,9 +287,9 @@ internal static class Endpoints
 
     private sealed record Shaped(string Text, string Finish, AlignmentReport Alignment, LogprobsDto? Logprobs, ChatLogprobsDto? ChatLogprobs);
 
-    private static Shaped Shape(ServedModel m, RequestPlan plan, AlignedSample s, (string Text, bool Stopped) cut)
+    private static Shaped Shape(ServedModel m, RequestPlan plan, AlignedSample s)
     {
-        string finish = cut.Stopped || s.Finish == AlignFinish.Eos ? "stop" : "length";
+        string finish = s.Finish is AlignFinish.Eos or AlignFinish.Stop ? "stop" : "length";
         var candidates = s.Candidates.Count == 0 ? null : Candidates(s);
         var report = new AlignmentReport(plan.Strategy, plan.RewardName, Finite(s.Reward), s.LogProb,
             Kl(s.Kl), s.KlBound is { } b ? Kl(b) : null, s.TokensEvaluated,
@@ -314,7 +313,7 @@ internal static class Endpoints
             logprobs = new LogprobsDto(tokens, null, null, offsets, s.LogProb);
             chatLogprobs = new ChatLogprobsDto(null, s.LogProb);
         }
-        return new Shaped(cut.Text, finish, report, logprobs, chatLogprobs);
+        return new Shaped(s.Text, finish, report, logprobs, chatLogprobs);
     }
 
     private static List<CandidateDto> Candidates(AlignedSample s)

@@ -79,8 +79,6 @@ internal static class RequestPlanner
                 "bon" or "tokenwise" or "blockwise" or "rejection" => a.Strategy.ToLowerInvariant(),
                 _ => throw new ApiException(400, $"unknown alignment.strategy '{a.Strategy}' (known: bon, tokenwise, blockwise, rejection)", "alignment.strategy", "unknown_strategy"),
             };
-            if (stops.Count > 0)
-                throw ApiException.BadField("stop", "stop sequences are not supported with alignment: the reward and KL refer to the whole text the strategy chose");
             rewardName = a.Reward ?? RewardCatalog.DefaultReward;
             reward = catalog.Reward(rewardName);
             double beta = a.Beta ?? 1.0;
@@ -138,6 +136,7 @@ internal static class RequestPlanner
             Sampling = sampling,
             KvCacheType = options.KvCacheType,
             Threads = options.Threads,
+            Stop = stops.Count > 0 ? StopSequences.FromStrings(stops) : null,
         };
         var request = new DecodingRequest { Prompt = prompt, Options = decoding, Reward = reward, Value = value, ForcedPrefix = r.Prefill };
         return new RequestPlan(prompt, promptTokens, request, n, stops, r.Stream ?? false, r.StreamOptions?.IncludeUsage ?? false,
@@ -165,8 +164,8 @@ internal static class RequestPlanner
         else throw ApiException.BadField("stop", "stop must be a string or an array of strings");
         if (list.Count > limits.MaxStops) throw new ApiException(400, $"stop holds {list.Count} sequences; the limit is {limits.MaxStops}", "stop", "out_of_range");
         foreach (var s in list)
-            if (s.Length == 0 || s.Length > limits.MaxStopChars)
-                throw new ApiException(400, $"each stop sequence must be 1 to {limits.MaxStopChars} characters, got {s.Length}", "stop", "out_of_range");
+            if (System.Text.Encoding.UTF8.GetByteCount(s) is var bytes && (bytes == 0 || bytes > limits.MaxStopBytes))
+                throw new ApiException(400, $"each stop sequence must be 1 to {limits.MaxStopBytes} UTF-8 bytes, got {bytes}", "stop", "out_of_range");
         return list;
     }
 }

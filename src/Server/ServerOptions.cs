@@ -72,11 +72,11 @@ public sealed record RequestLimits
     /// <summary>Most chat messages. Defaults to 256.</summary>
     public int MaxMessages { get; init; } = 256;
 
-    /// <summary>Most stop sequences, as OpenAI allows. Defaults to 4.</summary>
-    public int MaxStops { get; init; } = 4;
+    /// <summary>Most stop sequences (the engine's bound, <see cref="Tilt.Engine.Sampling.StopSequences.MaxStrings"/>). Defaults to 16.</summary>
+    public int MaxStops { get; init; } = Tilt.Engine.Sampling.StopSequences.MaxStrings;
 
-    /// <summary>Longest stop sequence in characters. Defaults to 256.</summary>
-    public int MaxStopChars { get; init; } = 256;
+    /// <summary>Longest stop sequence in UTF-8 bytes (the engine's bound). Defaults to 256.</summary>
+    public int MaxStopBytes { get; init; } = Tilt.Engine.Sampling.StopSequences.MaxStringBytes;
 
     /// <summary>Longest reward spec in a request. Defaults to 512 characters.</summary>
     public int MaxRewardSpecChars { get; init; } = 512;

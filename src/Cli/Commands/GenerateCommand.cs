@@ -19,11 +19,13 @@ internal static class GenerateCommand
         var temperature = new Option<float>("--temperature", "-t") { Description = "Sampling temperature; 0 = greedy.", DefaultValueFactory = _ => 1f };
         var topK = new Option<int>("--top-k") { Description = "Keep the k most likely tokens; 0 = off.", DefaultValueFactory = _ => 0 };
         var topP = new Option<float>("--top-p") { Description = "Nucleus sampling mass in (0, 1]; 1 = off.", DefaultValueFactory = _ => 1f };
+        var stop = StopOptions.Create();
+        var includeStop = StopOptions.CreateInclude();
         var json = new Option<bool>("--json") { Description = "One JSON object per sample (text, tokens, logprob, finish), one per line." };
 
         var command = new Command("generate", "Sample n continuations of a prompt from the base model in one batch that shares the prompt's KV cache.");
         model.AddTo(command);
-        foreach (var o in new Option[] { prompt, n, maxTokens, seed, temperature, topK, topP, json }) command.Options.Add(o);
+        foreach (var o in new Option[] { prompt, n, maxTokens, seed, temperature, topK, topP, stop, includeStop, json }) command.Options.Add(o);
 
         command.SetAction((parse, cancellationToken) => console.GuardAsync(async () =>
         {
@@ -35,6 +37,7 @@ internal static class GenerateCommand
                 Seed = parse.GetValue(seed),
                 Sampling = new SamplingParameters(parse.GetValue(temperature), parse.GetValue(topK), parse.GetValue(topP)),
                 Threads = model.GetThreads(parse),
+                Stop = StopOptions.Get(parse, stop, includeStop),
             };
             using var lm = model.LoadModel(parse, console);
             using var kernels = model.CreateKernels(parse, console);
