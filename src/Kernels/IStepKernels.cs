@@ -61,6 +61,19 @@ public interface IStepKernels : IDisposable
         ReadOnlySpan<SamplingParameters> parameters, ReadOnlySpan<RngKey> keys,
         Span<int> tokens, Span<float> baseLogProb, Span<float> tiltedLogProb, Span<float> kl);
 
+    /// <summary>
+    /// The top-N pass of per-token log-probabilities, on the rows that ask for it: for each listed row of
+    /// <paramref name="logits"/>, the n most likely tokens at T = 1 over the full vocabulary and their log-probabilities in
+    /// float64, most likely first (<see cref="Kernels.TopLogProbs"/>).
+    /// </summary>
+    /// <param name="logits">[rowsInMatrix, vocab] raw logits.</param>
+    /// <param name="vocab">Vocabulary size.</param>
+    /// <param name="rows">[k] rows to scan.</param>
+    /// <param name="n">Tokens per row, 1..20.</param>
+    /// <param name="ids">[k, n] out: token ids (-1 past a row's possible tokens).</param>
+    /// <param name="logProbs">[k, n] out: log p of each (-inf past a row's possible tokens).</param>
+    void TopLogProbs(ReadOnlySpan<float> logits, int vocab, ReadOnlySpan<int> rows, int n, Span<int> ids, Span<double> logProbs);
+
     /// <summary>V for a batch of hidden states with one head: values[k] = head(hidden[k, :]).</summary>
     /// <param name="head">The head; its weights are uploaded once per backend and reused.</param>
     /// <param name="hidden">[rows, d] final hidden states.</param>
