@@ -57,6 +57,8 @@ internal sealed class BestOfNRun : RequestRun
             Request = _options.RequestId,
             DecodeLastToken = _reward.NeedsHiddenState,
             Stop = Stops,
+            Logprobs = Request.Options.Logprobs,
+            TopLogprobs = Request.Options.TopLogprobs,
         }, prompt.Logits, prompt.Hidden);
         _step = 0;
     }
@@ -114,7 +116,8 @@ internal sealed class BestOfNRun : RequestRun
         var winnerInput = inputs[winner];
         double logProb = rollout.LogProb[winner];
         var estimate = new KlReport(KlEstimators.KlHatFromLogProbability(logProb, scored), KlMethod.BestOfNEstimate);
-        Emit(new TextAccepted(_sample, winnerInput.Tokens, winnerInput.Text, estimate.Value));
+        var tokenLogProbs = WantsLogprobs ? rollout.TokenLogProbs[winner].ToArray() : null;
+        Emit(new TextAccepted(_sample, winnerInput.Tokens, winnerInput.Text, estimate.Value) { LogProb = logProb, TokenLogProbs = tokenLogProbs });
 
         var candidates = _options.ReturnCandidates
             ? inputs.Take(scored).Select((c, i) => new ScoredCandidate(i, c.Text, c.Tokens, rewards[i], rollout.LogProb[i], c.IsFinished)).ToArray()
@@ -127,6 +130,7 @@ internal sealed class BestOfNRun : RequestRun
         {
             WinRateVsCandidates = scored > 1 ? WinRateAgainstOthers(pool, winner) : null,
             CachedPromptTokens = _cachedPrompt,
+            TokenLogProbs = tokenLogProbs,
         });
         return deadline;
     }

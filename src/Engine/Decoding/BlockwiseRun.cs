@@ -34,6 +34,7 @@ internal sealed class BlockwiseRun : RequestRun
     private float[] _prefixHidden = [];
     private readonly List<int> _tokens = [];
     private readonly List<double> _blockLogProbs = [];
+    private readonly List<TokenLogProb> _tokenLogProbs = [];
     private readonly StopText _text;
     private ITextDecoder _decoder = null!;
     private double _logProb;
@@ -68,6 +69,7 @@ internal sealed class BlockwiseRun : RequestRun
         _prefill = Clock.Elapsed - _sampleStart;
         _tokens.Clear();
         _blockLogProbs.Clear();
+        _tokenLogProbs.Clear();
         _text.Clear();
         _decoder = context.Model.CreateTextDecoder();
         _logProb = 0;
@@ -156,6 +158,9 @@ internal sealed class BlockwiseRun : RequestRun
             Stop = Stops,
             StopPrefix = _decoder,
             StopTail = Stops is { HasStrings: true } ? _text.Span[Math.Max(0, _text.Length - (Stops.MaxLength - 1))..].ToString() : "",
+            Logprobs = Request.Options.Logprobs,
+            TopLogprobs = Request.Options.TopLogprobs,
+
         }, _prefixLogits, _prefixHidden);
     }
 
@@ -192,6 +197,7 @@ internal sealed class BlockwiseRun : RequestRun
         _tokens.AddRange(blockTokens);
         _logProb += rollout.LogProb[winner];
         _blockLogProbs.Add(rollout.LogProb[winner]);
+        _tokenLogProbs.AddRange(rollout.TokenLogProbs[winner]);
         for (int j = 0; j < blockTokens.Count; j++)
         {
             int before = _text.Length;
@@ -203,7 +209,11 @@ internal sealed class BlockwiseRun : RequestRun
         // A block that ends the output also streams what was held back for a possible stop string.
         bool last = rollout.Stopped[winner] || _tokens.Count >= _options.MaxTokens;
         if (last && !_text.Stopped) _text.Append(_decoder.Flush());
-        Emit(new TextAccepted(_sample, blockTokens.ToArray(), _text.TakeStreamable(final: last), BlockwiseKl.Estimate(CollectionsMarshal.AsSpan(_blockLogProbs), _k)));
+        Emit(new TextAccepted(_sample, blockTokens.ToArray(), _text.TakeStreamable(final: last), BlockwiseKl.Estimate(CollectionsMarshal.AsSpan(_blockLogProbs), _k))
+        {
+            LogProb = rollout.LogProb[winner],
+            TokenLogProbs = WantsLogprobs ? rollout.TokenLogProbs[winner].ToArray() : null,
+        });
         _block++;
 
         // The winner's sequence becomes the prefix.
@@ -235,6 +245,7 @@ internal sealed class BlockwiseRun : RequestRun
             new AlignTimings(_prefill, _firstBlock ?? Clock.Elapsed - _sampleStart, Clock.Elapsed - _sampleStart, _decodeCalls) { ModelTime = _modelTime }, [])
         {
             CachedPromptTokens = _cachedPrompt,
+            TokenLogProbs = WantsLogprobs ? _tokenLogProbs.ToArray() : null,
         });
         _sample++;
         if (finish == AlignFinish.Deadline || _sample == _options.Samples || PastDeadline) IsDone = true;

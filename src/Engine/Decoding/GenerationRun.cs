@@ -46,6 +46,8 @@ internal sealed class GenerationRun : RequestRun
             Seed = _options.Seed,
             Request = _options.RequestId,
             Stop = Stops,
+            Logprobs = Request.Options.Logprobs,
+            TopLogprobs = Request.Options.TopLogprobs,
         }, _prompt.Logits, _prompt.Hidden);
     }
 
@@ -70,7 +72,11 @@ internal sealed class GenerationRun : RequestRun
                 rollout.FinishText(i);
                 delta += rollout.UnstreamedText(i);
             }
-            Emit(new TextAccepted(i, [rollout.Tokens[i][^1]], delta, 0) { LogProb = rollout.LastTokenLogProb[i] });
+            Emit(new TextAccepted(i, [rollout.Tokens[i][^1]], delta, 0)
+            {
+                LogProb = rollout.LastTokenLogProb[i],
+                TokenLogProbs = WantsLogprobs ? [rollout.TokenLogProbs[i][^1]] : null,
+            });
         }
         // A sample is complete once it stopped or reached the limit (its last token needs no decode here).
         for (int i = 0; i < _options.Samples; i++)
@@ -103,6 +109,7 @@ internal sealed class GenerationRun : RequestRun
         {
             SamplerLogProb = logq,
             CachedPromptTokens = _prompt!.CachedTokens,
+            TokenLogProbs = WantsLogprobs ? rollout.TokenLogProbs[i].ToArray() : null,
         };
     }
 }

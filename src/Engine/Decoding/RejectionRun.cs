@@ -78,6 +78,8 @@ internal sealed class RejectionRun : RequestRun
             Request = _options.RequestId,
             DecodeLastToken = _reward.NeedsHiddenState,
             Stop = Stops,
+            Logprobs = Request.Options.Logprobs,
+            TopLogprobs = Request.Options.TopLogprobs,
         }, prompt.Logits, prompt.Hidden);
     }
 
@@ -202,7 +204,8 @@ internal sealed class RejectionRun : RequestRun
         var winnerInput = inputs[w];
         double logProb = rollout.LogProb[winner];
         var estimate = new KlReport(KlEstimators.KlHatFromLogProbability(logProb, n), KlMethod.BestOfNEstimate);
-        Emit(new TextAccepted(_sample, winnerInput.Tokens, winnerInput.Text, estimate.Value));
+        var tokenLogProbs = WantsLogprobs ? rollout.TokenLogProbs[winner].ToArray() : null;
+        Emit(new TextAccepted(_sample, winnerInput.Tokens, winnerInput.Text, estimate.Value) { LogProb = logProb, TokenLogProbs = tokenLogProbs });
 
         // What the rejected candidates would still have cost, estimated by the survivors' mean length.
         double survivorLength = survivors.Average(i => (double)rollout.Tokens[i].Count);
@@ -218,6 +221,7 @@ internal sealed class RejectionRun : RequestRun
             new AlignTimings(_prefill, accepted, Clock.Elapsed - _sampleStart, rollout.DecodeCalls) { ModelTime = rollout.ModelTime }, candidates)
         {
             CachedPromptTokens = _cachedPrompt,
+            TokenLogProbs = tokenLogProbs,
             SurvivorsPerDecision = _survivors.ToArray(),
             TokensSavedEstimate = saved,
         });

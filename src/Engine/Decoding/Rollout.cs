@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Tilt.Engine.Models;
+using Tilt.Engine.Strategies;
 using Tilt.Engine.Text;
 using Tilt.Kernels;
 
@@ -29,6 +30,7 @@ internal sealed class Rollout
     private readonly Phase[] _phase;
     private readonly int[] _handle;       // [K] sampling handle (Sample phase) or decode row (Decode phases)
     private readonly bool[] _fromStart;   // [K] the next sample reads the start logits (no decode yet)
+    private readonly int[] _topHandle;    // [K] top-N handle of the row sampled this iteration
     private readonly float[] _startLogits;   // [vocab] shared start row (all candidates start from one prefix)
     private Settings _settings = null!;
     private int _remaining; // candidates not Done
@@ -43,6 +45,8 @@ internal sealed class Rollout
         _phase = new Phase[capacity];
         _handle = new int[capacity];
         _fromStart = new bool[capacity];
+        _topHandle = new int[capacity];
+        TokenLogProbs = new List<TokenLogProb>[capacity];
         _startLogits = new float[_vocab];
         Tokens = new List<int>[capacity];
         Decoders = new ITextDecoder[capacity];
@@ -110,6 +114,12 @@ internal sealed class Rollout
 
         /// <summary>The last characters of the continued text (enough for the longest stop string but one).</summary>
         public string StopTail { get; init; } = "";
+
+        /// <summary>Record every token's log p (<see cref="TokenLogProbs"/>); implied by <see cref="TopLogprobs"/> &gt; 0.</summary>
+        public bool Logprobs { get; init; }
+
+        /// <summary>Alternatives per token from the top-N pass (0 = none: no row of this run joins the pass).</summary>
+        public int TopLogprobs { get; init; }
     }
 
     public int Candidates => _settings.Candidates;
@@ -125,6 +135,9 @@ internal sealed class Rollout
 
     public double[] LogProb { get; }
     public float[] LastTokenLogProb { get; }
+
+    /// <summary>[K] per-token log-probabilities of each candidate's tokens (with <see cref="Settings.Logprobs"/>), else empty.</summary>
+    public List<TokenLogProb>[] TokenLogProbs { get; }
 
     /// <summary>
     /// [K] text completed by the candidate's newest token that may be streamed (without a tail that could still begin a stop
@@ -177,6 +190,7 @@ internal sealed class Rollout
         for (int i = 0; i < n; i++)
         {
             Tokens[i].Clear();
+            (TokenLogProbs[i] ??= []).Clear();
             if (settings.TrackText && settings.Stop != _textStop) Texts[i] = new StopText(settings.Stop);
             Texts[i].Clear();
             if (settings.TrackText) Decoders[i] = _model.CreateTextDecoder();
@@ -254,6 +268,7 @@ internal sealed class Rollout
             if (_phase[i] != Phase.Sample) continue;
             var source = _fromStart[i] ? _startLogits : logits.Slice(_handle[i] * _vocab, _vocab);
             _handle[i] = context.Batch.AddSample(source, _settings.Sampling, Key(i));
+            if (_settings.TopLogprobs > 0) _topHandle[i] = context.Batch.AddTopLogProbs(source, _settings.TopLogprobs);
         }
     }
 
@@ -271,7 +286,16 @@ internal sealed class Rollout
             Tokens[i].Add(token);
             LogProb[i] += lp;
             LastTokenLogProb[i] = lp;
-            SamplerLogProb[i] += batch.SampledSamplerLogProb(h);
+            float samplerLp = batch.SampledSamplerLogProb(h);
+            SamplerLogProb[i] += samplerLp;
+            if (_settings.Logprobs || _settings.TopLogprobs > 0)
+            {
+                TokenLogProbs[i].Add(new TokenLogProb(token, lp)
+                {
+                    SamplerLogProb = samplerLp == lp ? double.NaN : samplerLp,
+                    Top = _settings.TopLogprobs > 0 ? batch.TopLogProbs(_topHandle[i]) : [],
+                });
+            }
             Stepped[i] = true;
             bool eos = _info.IsStop(token), requestStop = false;
             var stop = _settings.Stop;

@@ -1,4 +1,5 @@
 using Tilt.Engine.Heads;
+using Tilt.Engine.Strategies;
 using Tilt.Engine.Values;
 using Tilt.Kernels;
 
@@ -30,6 +31,15 @@ internal sealed class StepBatch
 
     // Token-wise rows grouped by the size of their candidate set (the kernel takes one size per call).
     private readonly Dictionary<int, TiltGroup> _tiltGroups = [];
+
+    // Rows that ask for their top-N alternatives: [tops, vocab] logits copied at queueing, N per row, and the results
+    // [tops, max N] of the one top-N pass per step.
+    private float[] _topLogits = [];
+    private int[] _topN = [];
+    private int[] _topRows = [];
+    private int[] _topIds = [];
+    private double[] _topLogProbs = [];
+    private int _tops, _topWidth;
 
     // Value evaluations, grouped by trained head (one batched kernel call per head) or evaluated one request at a time.
     private readonly List<ValueRequest> _values = [];
@@ -63,6 +73,7 @@ internal sealed class StepBatch
         Samples = 0;
         foreach (var group in _tiltGroups.Values) group.Count = 0;
         _values.Clear();
+        _tops = 0;
     }
 
     /// <summary>Appends <paramref name="token"/> to <paramref name="sequence"/> in this iteration's decode; returns its output row.</summary>
@@ -86,6 +97,32 @@ internal sealed class StepBatch
         _sampleParameters[Samples] = parameters;
         _sampleKeys[Samples] = key;
         return Samples++;
+    }
+
+    /// <summary>Queues a row for the top-N pass (<paramref name="logits"/> [vocab], copied now); returns its handle.</summary>
+    public int AddTopLogProbs(ReadOnlySpan<float> logits, int n)
+    {
+        if (_tops == _topN.Length)
+        {
+            int size = Math.Max(4, _tops * 2);
+            Array.Resize(ref _topLogits, size * _vocab);
+            Array.Resize(ref _topN, size);
+            Array.Resize(ref _topRows, size);
+            for (int i = _tops; i < size; i++) _topRows[i] = i;
+        }
+        logits[.._vocab].CopyTo(_topLogits.AsSpan(_tops * _vocab, _vocab));
+        _topN[_tops] = n;
+        return _tops++;
+    }
+
+    /// <summary>After <see cref="Sample"/>: the alternatives of a top-N row, most likely first.</summary>
+    public TopLogProb[] TopLogProbs(int handle)
+    {
+        int n = _topN[handle], at = handle * _topWidth, count = 0;
+        while (count < n && _topIds[at + count] >= 0) count++;
+        var top = new TopLogProb[count];
+        for (int i = 0; i < count; i++) top[i] = new TopLogProb(_topIds[at + i], _topLogProbs[at + i]);
+        return top;
     }
 
     public int SampledToken(int handle) => _sampledTokens[handle];
@@ -177,9 +214,23 @@ internal sealed class StepBatch
         }
     }
 
-    /// <summary>Samples every queued row: one base-sampling call, one tilted call per candidate-set size.</summary>
+    /// <summary>
+    /// Samples every queued row: one base-sampling call, one tilted call per candidate-set size, and one top-N pass over
+    /// the rows that ask for alternatives (none when no request does).
+    /// </summary>
     public void Sample(IStepKernels kernels)
     {
+        if (_tops > 0)
+        {
+            _topWidth = 0;
+            for (int i = 0; i < _tops; i++) _topWidth = Math.Max(_topWidth, _topN[i]);
+            if (_topIds.Length < _tops * _topWidth)
+            {
+                _topIds = new int[_topN.Length * _topWidth];
+                _topLogProbs = new double[_topN.Length * _topWidth];
+            }
+            kernels.TopLogProbs(_topLogits.AsSpan(0, _tops * _vocab), _vocab, _topRows.AsSpan(0, _tops), _topWidth, _topIds, _topLogProbs);
+        }
         if (Samples > 0)
         {
             kernels.SampleBase(_sampleLogits.AsSpan(0, Samples * _vocab), Samples, _vocab, _sampleParameters.AsSpan(0, Samples),

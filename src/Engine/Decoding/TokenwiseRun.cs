@@ -54,6 +54,8 @@ internal sealed class TokenwiseRun : RequestRun
     private float[] _valuesF = [];          // [k]
     private int _candidates, _nextToDecode;
     private (int, int) _tiltHandle;
+    private int _topHandle;
+    private readonly List<TokenLogProb> _tokenLogProbs = [];
     private int _prefixRow = -1;
 
     // The output in progress.
@@ -107,6 +109,7 @@ internal sealed class TokenwiseRun : RequestRun
         prompt.Hidden.CopyTo(_hidden, 0);
         _prefill = Clock.Elapsed - _sampleStart;
         _tokens.Clear();
+        _tokenLogProbs.Clear();
         _text.Clear();
         _decoder = context.Model.CreateTextDecoder();
         _logProb = 0;
@@ -199,19 +202,30 @@ internal sealed class TokenwiseRun : RequestRun
         Values.KernelValues.ShiftToFloat(_values.AsSpan(0, _candidates), _valuesF);
         _tiltHandle = context.Batch.AddTilted(_logits, _candidateIds.AsSpan(0, _candidates), _valuesF.AsSpan(0, _candidates), _beta,
             _options.Sampling, new RngKey(_options.Seed, _options.RequestId, (uint)t, (uint)_sample));
+        if (_options.TopLogprobs > 0) _topHandle = context.Batch.AddTopLogProbs(_logits, _options.TopLogprobs);
         _state = State.Sampled;
     }
 
     public override void Advance(StepContext context)
     {
         if (_state != State.Sampled) return;
-        var (token, baseLp, _, kl) = context.Batch.TiltResult(_tiltHandle);
+        var (token, baseLp, tiltedLp, kl) = context.Batch.TiltResult(_tiltHandle);
         int chosen = Array.IndexOf(_candidateIds, token, 0, _candidates);
         if (chosen < 0) throw new TiltException($"the step kernel returned token {token}, which is not a candidate");
         int t = _tokens.Count;
         _tokens.Add(token);
         _logProb += baseLp;
         _klSum += kl;
+        TokenLogProb? entry = null;
+        if (WantsLogprobs)
+        {
+            entry = new TokenLogProb(token, baseLp)
+            {
+                SamplerLogProb = tiltedLp == baseLp ? double.NaN : tiltedLp,
+                Top = _options.TopLogprobs > 0 ? context.Batch.TopLogProbs(_topHandle) : [],
+            };
+            _tokenLogProbs.Add(entry);
+        }
         int before = _text.Length;
         _text.Append(_decoder.Push(token));
         bool eos = context.Info.IsStop(token);
@@ -221,7 +235,7 @@ internal sealed class TokenwiseRun : RequestRun
         if (last && !_text.Stopped) _text.Append(_decoder.Flush());
         _firstAccepted ??= Clock.Elapsed - _sampleStart;
         Emit(new CandidatesScored(_sample, t, _values.AsSpan(0, _candidates).ToArray(), chosen));
-        Emit(new TextAccepted(_sample, [token], _text.TakeStreamable(final: last), _klSum));
+        Emit(new TextAccepted(_sample, [token], _text.TakeStreamable(final: last), _klSum) { LogProb = baseLp, TokenLogProbs = entry is null ? null : [entry] });
 
         if (eos || _text.Stopped)
         {
@@ -298,6 +312,7 @@ internal sealed class TokenwiseRun : RequestRun
             _evaluated, new AlignTimings(_prefill, _firstAccepted ?? Clock.Elapsed - _sampleStart, Clock.Elapsed - _sampleStart, _decodeCalls) { ModelTime = _modelTime }, [])
         {
             CachedPromptTokens = _cachedPrompt,
+            TokenLogProbs = WantsLogprobs ? _tokenLogProbs.ToArray() : null,
         });
         _sample++;
         if (finish == AlignFinish.Deadline || _sample == _options.Samples || PastDeadline)

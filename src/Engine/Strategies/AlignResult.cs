@@ -142,6 +142,12 @@ public sealed record AlignedSample(
 
     /// <summary>Scheduler iterations between the request's submission and its admission (0: admitted at the next one).</summary>
     public long QueuedIterations { get; init; }
+
+    /// <summary>
+    /// Per-token log-probabilities of <see cref="Tokens"/>, one entry per token, when the request asked for them
+    /// (<see cref="Sampling.DecodingOptions.Logprobs"/>); null otherwise.
+    /// </summary>
+    public IReadOnlyList<TokenLogProb>? TokenLogProbs { get; init; }
 }
 
 /// <summary>Something that happened during an aligned generation.</summary>
@@ -155,6 +161,9 @@ public sealed record TextAccepted(int Sample, IReadOnlyList<int> Tokens, string 
 {
     /// <summary>log p of the accepted tokens under the base model (T = 1, full vocabulary), summed; NaN where not reported.</summary>
     public double LogProb { get; init; } = double.NaN;
+
+    /// <summary>Per-token log-probabilities of <see cref="Tokens"/> when the request asked for them; null otherwise.</summary>
+    public IReadOnlyList<TokenLogProb>? TokenLogProbs { get; init; }
 }
 
 /// <summary>Candidates were scored at a decision point.</summary>
