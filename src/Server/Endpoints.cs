@@ -15,6 +15,7 @@ using Tilt.Engine.Decoding;
 using Tilt.Engine.Statistics;
 using Tilt.Engine.Strategies;
 using Tilt.Engine.Text;
+using Tilt.Kernels;
 
 namespace Tilt.Server;
 
@@ -88,9 +89,10 @@ internal static class Endpoints
             var m = Admit(server);
             var body = await ReadBody<CompletionRequest>(ctx, server.Options.Limits);
             string prompt = Prompt(body.Prompt);
-            if (body.Logprobs is > 0)
-                throw ApiException.BadField("logprobs", "per-token alternatives are not available: logprobs may be 0 (tokens, offsets and the sequence's log p(y|x))");
-            var plan = RequestPlanner.Plan(body, prompt, body.MaxTokens, "max_tokens", 16, body.Logprobs is not null, body.Echo ?? false, m, server.Options, server.Catalog!);
+            if (body.Logprobs is < 0 or > TopLogProbs.MaxN)
+                throw new ApiException(400, $"logprobs must be between 0 and {TopLogProbs.MaxN} (top alternatives per token), got {body.Logprobs}", "logprobs", "out_of_range");
+            var plan = RequestPlanner.Plan(body, prompt, body.MaxTokens, "max_tokens", 16, body.Logprobs is not null, body.Logprobs ?? 0, body.Echo ?? false,
+                m, server.Options, server.Catalog!);
             return await Generate(ctx, server, m, plan, chat: false);
         })));
 
@@ -99,8 +101,10 @@ internal static class Endpoints
             var m = Admit(server);
             var body = await ReadBody<ChatRequest>(ctx, server.Options.Limits);
             var messages = Messages(body.Messages, server.Options.Limits);
-            if (body.TopLogprobs is > 0)
-                throw ApiException.BadField("top_logprobs", "per-token alternatives are not available: top_logprobs may be 0");
+            if (body.TopLogprobs is < 0 or > TopLogProbs.MaxN)
+                throw new ApiException(400, $"top_logprobs must be between 0 and {TopLogProbs.MaxN}, got {body.TopLogprobs}", "top_logprobs", "out_of_range");
+            if (body.TopLogprobs is > 0 && body.Logprobs != true)
+                throw ApiException.BadField("top_logprobs", "top_logprobs needs logprobs: true");
             string prompt;
             try
             {
@@ -111,7 +115,8 @@ internal static class Endpoints
                 throw ApiException.BadField("messages", e.Message);
             }
             var plan = RequestPlanner.Plan(body, prompt, body.MaxCompletionTokens ?? body.MaxTokens,
-                body.MaxCompletionTokens is not null ? "max_completion_tokens" : "max_tokens", 128, body.Logprobs ?? false, false, m, server.Options, server.Catalog!);
+                body.MaxCompletionTokens is not null ? "max_completion_tokens" : "max_tokens", 128, body.Logprobs ?? false, body.TopLogprobs ?? 0, false,
+                m, server.Options, server.Catalog!);
             return await Generate(ctx, server, m, plan, chat: true);
         })));
 
@@ -177,6 +182,8 @@ internal static class Endpoints
         // Characters of each choice's text streamed so far: the engine streams nothing past a stop, so the final frame
         // carries the rest of the returned text (what was held back while it could still begin a stop).
         var streamed = new int[plan.Choices];
+        // Text offsets of the streamed tokens' logprobs, per choice (completions: from the prompt's end with echo).
+        var offsets = Enumerable.Repeat(plan.Echo ? plan.Prompt.Length : 0, plan.Choices).ToArray();
         var samples = new List<AlignedSample>();
         int frames = 0;
         bool firstText = true;
@@ -208,7 +215,10 @@ internal static class Endpoints
                 {
                     case TextAccepted t when t.Sample < plan.Choices:
                         streamed[t.Sample] += t.TextDelta.Length;
-                        if (t.TextDelta.Length > 0) frame = TextChunk(m, chat, id, created, t.Sample, t.TextDelta);
+                        object? chunkLogprobs = null;
+                        if (plan.Logprobs && t.TokenLogProbs is { Count: > 0 } lps)
+                            chunkLogprobs = chat ? LogprobShapes.Chat(m.Model, lps) : LogprobShapes.Completion(m.Model, lps, plan.TopLogprobs, ref offsets[t.Sample]);
+                        if (t.TextDelta.Length > 0 || chunkLogprobs is not null) frame = TextChunk(m, chat, id, created, t.Sample, t.TextDelta, chunkLogprobs);
                         break;
                     case SampleCompleted c when c.Result.Index < plan.Choices:
                         var s = c.Result;
@@ -216,11 +226,13 @@ internal static class Endpoints
                         server.Metrics.Record(plan.Strategy, s);
                         string rest = streamed[s.Index] <= s.Text.Length ? s.Text[streamed[s.Index]..] : "";
                         var shaped = Shape(m, plan, s);
+                        // The final frame of a streamed choice carries no per-token logprobs (its chunks did), only log p(y|x).
+                        object? final = !plan.Logprobs ? null : chat ? new ChatLogprobsDto([], s.LogProb) : new LogprobsDto([], [], null, [], s.LogProb);
                         frame = chat
                             ? Json(new ChatResponse(id, "chat.completion.chunk", created, m.Id,
-                                [new ChatChoice(s.Index, null, new AssistantMessage(null, rest), shaped.ChatLogprobs, shaped.Finish, shaped.Alignment)], null))
+                                [new ChatChoice(s.Index, null, new AssistantMessage(null, rest), final, shaped.Finish, shaped.Alignment)], null))
                             : Json(new CompletionResponse(id, "text_completion", created, m.Id,
-                                [new CompletionChoice(rest, s.Index, shaped.Logprobs, shaped.Finish, shaped.Alignment)], null));
+                                [new CompletionChoice(rest, s.Index, final, shaped.Finish, shaped.Alignment)], null));
                         break;
                 }
                 if (frame is not null)
@@ -279,9 +291,9 @@ internal static class Endpoints
         }
     }
 
-    private static string TextChunk(ServedModel m, bool chat, string id, long created, int index, string text) => chat
-        ? Json(new ChatResponse(id, "chat.completion.chunk", created, m.Id, [new ChatChoice(index, null, new AssistantMessage(null, text), null, null, null)], null))
-        : Json(new CompletionResponse(id, "text_completion", created, m.Id, [new CompletionChoice(text, index, null, null, null)], null));
+    private static string TextChunk(ServedModel m, bool chat, string id, long created, int index, string text, object? logprobs) => chat
+        ? Json(new ChatResponse(id, "chat.completion.chunk", created, m.Id, [new ChatChoice(index, null, new AssistantMessage(null, text), logprobs, null, null)], null))
+        : Json(new CompletionResponse(id, "text_completion", created, m.Id, [new CompletionChoice(text, index, logprobs, null, null)], null));
 
     private static string Json<T>(T value) => JsonSerializer.Serialize(value, ServerJson.Options);
 
@@ -298,20 +310,11 @@ internal static class Endpoints
             s.WinRateVsCandidates, candidates);
         LogprobsDto? logprobs = null;
         ChatLogprobsDto? chatLogprobs = null;
-        if (plan.Logprobs)
+        if (plan.Logprobs && s.TokenLogProbs is { } lps)
         {
-            var tokens = new List<string>();
-            var offsets = new List<int>();
             int offset = plan.Echo ? plan.Prompt.Length : 0;
-            foreach (int t in s.Tokens)
-            {
-                string piece = m.Model.Detokenize([t]);
-                tokens.Add(piece);
-                offsets.Add(offset);
-                offset += piece.Length;
-            }
-            logprobs = new LogprobsDto(tokens, null, null, offsets, s.LogProb);
-            chatLogprobs = new ChatLogprobsDto(null, s.LogProb);
+            logprobs = LogprobShapes.Completion(m.Model, lps, plan.TopLogprobs, ref offset, s.LogProb);
+            chatLogprobs = LogprobShapes.Chat(m.Model, lps, s.LogProb);
         }
         return new Shaped(s.Text, finish, report, logprobs, chatLogprobs);
     }

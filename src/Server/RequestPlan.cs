@@ -19,6 +19,7 @@ internal sealed record RequestPlan(
     bool Stream,
     bool IncludeUsage,
     bool Logprobs,
+    int TopLogprobs,
     string Strategy,
     string? RewardName,
     bool Echo);
@@ -30,7 +31,7 @@ internal sealed record RequestPlan(
 internal static class RequestPlanner
 {
     public static RequestPlan Plan(GenerationRequestBase r, string prompt, int? maxTokensField, string maxTokensName, int defaultMaxTokens,
-        bool logprobs, bool echo, ServedModel served, ServerOptions options, RewardCatalog catalog)
+        bool logprobs, int topLogprobs, bool echo, ServedModel served, ServerOptions options, RewardCatalog catalog)
     {
         var limits = options.Limits;
         if (r.Model is { } model && model != served.Id)
@@ -137,10 +138,12 @@ internal static class RequestPlanner
             KvCacheType = options.KvCacheType,
             Threads = options.Threads,
             Stop = stops.Count > 0 ? StopSequences.FromStrings(stops) : null,
+            Logprobs = logprobs,
+            TopLogprobs = topLogprobs,
         };
         var request = new DecodingRequest { Prompt = prompt, Options = decoding, Reward = reward, Value = value, ForcedPrefix = r.Prefill };
         return new RequestPlan(prompt, promptTokens, request, n, stops, r.Stream ?? false, r.StreamOptions?.IncludeUsage ?? false,
-            logprobs, strategy, rewardName, echo);
+            logprobs, topLogprobs, strategy, rewardName, echo);
     }
 
     private static int Bound(string field, int value, int min, int max) =>

@@ -31,7 +31,7 @@ public sealed class ErrorTests
     [InlineData("{\"prompt\": \"x\", \"n\": 17}", "n")]
     [InlineData("{\"prompt\": \"x\", \"stop\": [\"a\", \"b\", \"c\", \"d\", \"e\", \"f\", \"g\", \"h\", \"i\", \"j\", \"k\", \"l\", \"m\", \"n\", \"o\", \"p\", \"q\"]}", "stop")]
     [InlineData("{\"prompt\": \"x\", \"stop\": [\"\"]}", "stop")]
-    [InlineData("{\"prompt\": \"x\", \"logprobs\": 5}", "logprobs")]
+    [InlineData("{\"prompt\": \"x\", \"logprobs\": 21}", "logprobs")]
     [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"beam\"}}", "alignment.strategy")]
     [InlineData("{\"prompt\": \"x\", \"alignment\": {}}", "alignment.strategy")]
     [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"bon\", \"beta\": NaN}}", "alignment.beta")]

@@ -107,7 +107,7 @@ internal static class AlignBatch
                     {
                         generated += s.Tokens.Count;
                         evaluated += s.TokensEvaluated;
-                        await writer.WriteLineAsync(JsonSerializer.Serialize(ToJson(lines[i], s), CliJson.Options)).ConfigureAwait(false);
+                        await writer.WriteLineAsync(JsonSerializer.Serialize(ToJson(lines[i], s, model), CliJson.Options)).ConfigureAwait(false);
                     }
                 }
             }
@@ -144,6 +144,7 @@ internal static class AlignBatch
         IReadOnlyList<string> stopStrings = d.Stop?.Strings ?? [];
         IReadOnlyList<int> stopIds = d.Stop?.TokenIds ?? [];
         bool includeStop = d.Stop?.IncludeStop ?? false;
+        int? topLogprobs = null;
         foreach (var p in doc.RootElement.EnumerateObject())
         {
             var v = p.Value;
@@ -188,9 +189,10 @@ internal static class AlignBatch
                         ? v.EnumerateArray().Select(e => e.GetInt32()).ToArray()
                         : throw Field(p, "an array of token ids");
                     break;
+                case "logprobs": topLogprobs = v.ValueKind == JsonValueKind.Null ? null : Int(p); break;
                 case "include_stop": includeStop = v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : throw Field(p, "true or false"); break;
                 case "return_candidates": candidates = v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : throw Field(p, "true or false"); break;
-                default: throw new TiltException($"unknown field '{p.Name}' (known: prompt, strategy, reward, value_head, n, k, block, beta, alpha, every, top_k, temperature, seed, request_id, prefill, max_tokens, samples, selection, return_candidates, stop, stop_token_ids, include_stop)");
+                default: throw new TiltException($"unknown field '{p.Name}' (known: prompt, strategy, reward, value_head, n, k, block, beta, alpha, every, top_k, temperature, seed, request_id, prefill, max_tokens, samples, selection, return_candidates, stop, stop_token_ids, include_stop, logprobs)");
             }
         }
 
@@ -211,6 +213,8 @@ internal static class AlignBatch
             {
                 MaxTokens = maxTokens, Samples = samples, Seed = seed, Sampling = sampling, Threads = threads, RequestId = requestId,
                 Stop = stop.IsEmpty ? null : stop,
+                Logprobs = topLogprobs is not null,
+                TopLogprobs = topLogprobs ?? 0,
             };
         }
         catch (ArgumentException e)
@@ -268,6 +272,7 @@ internal static class AlignBatch
         "Temperature" => "temperature",
         "Alpha" => "alpha",
         "Every" => "every",
+        "TopLogprobs" => "logprobs",
         _ => param ?? "?",
     };
 
@@ -278,7 +283,7 @@ internal static class AlignBatch
         return (cut > 0 ? m[..cut] : m).ReplaceLineEndings(" ");
     }
 
-    private static object ToJson(Line line, AlignedSample s) => new
+    private static object ToJson(Line line, AlignedSample s, ILanguageModel model) => new
     {
         Line = line.Number,
         s.Index,
@@ -309,5 +314,6 @@ internal static class AlignBatch
             s.Timings.DecodeCalls,
         },
         Candidates = s.Candidates.Count > 0 ? s.Candidates : null,
+        TokenLogprobs = CliJson.TokenLogprobs(model, s.TokenLogProbs),
     };
 }

@@ -42,6 +42,7 @@ internal static class AlignCommand
         var candidates = new Option<bool>("--candidates") { Description = "Best-of-n and rejection: also print every candidate with its reward." };
         var alpha = new Option<double>("--alpha") { Description = "Rejection: fraction of the unfinished candidates stopped at each decision, in [0, 1).", DefaultValueFactory = _ => 0.5 };
         var prefill = new Option<string?>("--prefill") { Description = "Force the response to start with this text (not sampled, excluded from KL, seen by the reward): how deep is the alignment?" };
+        var logprobs = GenerateCommand.LogprobsOption();
         var stop = StopOptions.Create();
         var includeStop = StopOptions.CreateInclude();
         var every = new Option<int>("--every") { Description = "Rejection: generated tokens between decisions.", DefaultValueFactory = _ => 8 };
@@ -53,7 +54,7 @@ internal static class AlignCommand
 
         var command = new Command("align", "Sample from an aligned policy: best-of-n, token-wise or blockwise controlled decoding towards a reward.");
         model.AddTo(command);
-        foreach (var o in new Option[] { strategy, prompt, reward, valueHead, value, n, k, block, selection, beta, topK, temperature, seed, maxTokens, samples, deadline, candidates, alpha, every, prefill, stop, includeStop, json, requests, output, concurrency, maxSequences })
+        foreach (var o in new Option[] { strategy, prompt, reward, valueHead, value, n, k, block, selection, beta, topK, temperature, seed, maxTokens, samples, deadline, candidates, alpha, every, prefill, stop, includeStop, logprobs, json, requests, output, concurrency, maxSequences })
             command.Options.Add(o);
 
         command.SetAction((parse, cancellationToken) => console.GuardAsync(async () =>
@@ -98,6 +99,8 @@ internal static class AlignCommand
                 Deadline = budget,
                 Threads = model.GetThreads(parse),
                 Stop = StopOptions.Get(parse, stop, includeStop),
+                Logprobs = parse.GetValue(logprobs) is not null,
+                TopLogprobs = parse.GetValue(logprobs) ?? 0,
             };
 
             using var lm = model.LoadModel(parse, console);
@@ -128,7 +131,7 @@ internal static class AlignCommand
                         await console.Out.WriteAsync(accepted.TextDelta);
                         break;
                     case SampleCompleted done when asJson:
-                        await console.Out.WriteLineAsync(JsonSerializer.Serialize(ToJson(done.Result, which, rewardFn, valueFn), CliJson.Options));
+                        await console.Out.WriteLineAsync(JsonSerializer.Serialize(ToJson(done.Result, which, rewardFn, valueFn, lm), CliJson.Options));
                         break;
                     case SampleCompleted done:
                         if (streamText) await console.Out.WriteLineAsync();
@@ -183,7 +186,7 @@ internal static class AlignCommand
         _ => method.ToString(),
     };
 
-    private static object ToJson(AlignedSample s, string strategy, IReward reward, IValueFunction value) => new
+    private static object ToJson(AlignedSample s, string strategy, IReward reward, IValueFunction value, ILanguageModel model) => new
     {
         s.Index,
         Strategy = strategy,
@@ -212,5 +215,6 @@ internal static class AlignCommand
             TokensPerSecond = s.Tokens.Count / Math.Max(1e-9, (s.Timings.Total - s.Timings.Prefill).TotalSeconds),
         },
         Candidates = s.Candidates.Count > 0 ? s.Candidates : null,
+        TokenLogprobs = CliJson.TokenLogprobs(model, s.TokenLogProbs),
     };
 }

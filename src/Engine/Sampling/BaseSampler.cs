@@ -70,7 +70,7 @@ public sealed class BaseSampler
                             AlignFinish.Eos => FinishReason.Eos,
                             AlignFinish.Stop => FinishReason.Stop,
                             _ => FinishReason.Length,
-                        }));
+                        }) { TokenLogProbs = s.TokenLogProbs });
                     break;
             }
         }

@@ -22,7 +22,11 @@ public enum FinishReason
 /// <param name="SamplerLogProb">log-probability of y under the tempered/filtered distribution it was sampled
 /// from (0 for greedy).</param>
 /// <param name="Finish">Why it stopped.</param>
-public sealed record GeneratedSample(int Index, IReadOnlyList<int> Tokens, string Text, double LogProb, double SamplerLogProb, FinishReason Finish);
+public sealed record GeneratedSample(int Index, IReadOnlyList<int> Tokens, string Text, double LogProb, double SamplerLogProb, FinishReason Finish)
+{
+    /// <summary>Per-token log-probabilities when the options asked for them (<see cref="DecodingOptions.Logprobs"/>); else null.</summary>
+    public IReadOnlyList<Strategies.TokenLogProb>? TokenLogProbs { get; init; }
+}
 
 /// <summary>Wall-clock costs of a request.</summary>
 /// <param name="PromptTokens">Tokens in the prompt.</param>
