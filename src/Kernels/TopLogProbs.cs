@@ -23,8 +23,14 @@ public static class TopLogProbs
     /// <param name="n">Tokens per row, 1..<see cref="MaxN"/>.</param>
     /// <param name="ids">[k, n] out: token ids, most likely first.</param>
     /// <param name="logProbs">[k, n] out: their log p at T = 1.</param>
-    public static void Compute(ReadOnlySpan<float> logits, int vocab, ReadOnlySpan<int> rows, int n, Span<int> ids, Span<double> logProbs)
+    /// <param name="tokens">[k] optional: a token per row whose log p is wanted as well (teacher forcing: the given next
+    /// token, which need not be among the top n); -1 = none. Empty = no row has one.</param>
+    /// <param name="tokenLogProbs">[k] out with <paramref name="tokens"/>: log p of each row's token (NaN for -1).</param>
+    public static void Compute(ReadOnlySpan<float> logits, int vocab, ReadOnlySpan<int> rows, int n, Span<int> ids, Span<double> logProbs,
+        ReadOnlySpan<int> tokens = default, Span<double> tokenLogProbs = default)
     {
+        if (!tokens.IsEmpty && (tokens.Length < rows.Length || tokenLogProbs.Length < rows.Length))
+            throw new ArgumentException($"tokens ({tokens.Length}) and tokenLogProbs ({tokenLogProbs.Length}) need an entry per row ({rows.Length})", nameof(tokens));
         if (vocab < 1) throw new ArgumentOutOfRangeException(nameof(vocab), vocab, "vocab must be at least 1");
         if (n is < 1 or > MaxN) throw new ArgumentOutOfRangeException(nameof(n), n, $"n must be 1..{MaxN}");
         if (ids.Length < rows.Length * n) throw new ArgumentException($"ids holds {ids.Length} entries; {rows.Length} rows x {n} need {rows.Length * n}", nameof(ids));
@@ -34,12 +40,16 @@ public static class TopLogProbs
         {
             int row = rows[r];
             if ((uint)row >= (uint)matrixRows) throw new ArgumentOutOfRangeException(nameof(rows), row, $"row {row} is outside the {matrixRows} rows of logits");
-            Row(logits.Slice(row * vocab, vocab), ids.Slice(r * n, n), logProbs.Slice(r * n, n));
+            double logZ = Row(logits.Slice(row * vocab, vocab), ids.Slice(r * n, n), logProbs.Slice(r * n, n));
+            if (tokens.IsEmpty) continue;
+            int token = tokens[r];
+            if (token >= vocab) throw new ArgumentOutOfRangeException(nameof(tokens), token, $"token {token} is outside the vocabulary of {vocab}");
+            tokenLogProbs[r] = token < 0 ? double.NaN : logits[row * vocab + token] - logZ;
         }
     }
 
     /// <summary>One row: a bounded insertion list of the n largest logits (ids ascending, so a tie keeps the lower id), then log-softmax.</summary>
-    private static void Row(ReadOnlySpan<float> row, Span<int> ids, Span<double> logProbs)
+    private static double Row(ReadOnlySpan<float> row, Span<int> ids, Span<double> logProbs)
     {
         int n = ids.Length, count = 0;
         Span<float> best = stackalloc float[MaxN];
@@ -79,5 +89,6 @@ public static class TopLogProbs
                 logProbs[i] = double.NegativeInfinity;
             }
         }
+        return logZ;
     }
 }

@@ -44,9 +44,15 @@ public class TopLogProbsTests
             int[] rows = [2, 0];
             var ids = new int[rows.Length * n];
             var lps = new double[rows.Length * n];
-            kernels.TopLogProbs(logits, vocab, rows, n, ids, lps);
+            int[] given = [vocab - 1, vocab > 1 ? 0 : -1];
+            var givenLps = new double[rows.Length];
+            kernels.TopLogProbs(logits, vocab, rows, n, ids, lps, given, givenLps);
             for (int r = 0; r < rows.Length; r++)
             {
+                // The given token's log p (teacher forcing), listed or not, -inf for a masked one.
+                var full = Reference(logits.AsSpan(rows[r] * vocab, vocab), vocab).ToDictionary(e => e.Id, e => e.LogProb);
+                if (given[r] < 0) Assert.True(double.IsNaN(givenLps[r]));
+                else Assert.Equal(full.GetValueOrDefault(given[r], double.NegativeInfinity), givenLps[r], 1e-12);
                 var want = Reference(logits.AsSpan(rows[r] * vocab, vocab), n);
                 for (int i = 0; i < n; i++)
                 {

@@ -46,6 +46,7 @@ public sealed record DecodingRequest
         TokenwiseOptions => DecodingStrategy.Tokenwise,
         BlockwiseOptions => DecodingStrategy.Blockwise,
         RejectionOptions => DecodingStrategy.Rejection,
+        ScoringOptions => DecodingStrategy.Score,
         _ => throw new ArgumentException($"unsupported options type {Options.GetType().Name}", nameof(Options)),
     };
 
@@ -55,7 +56,7 @@ public sealed record DecodingRequest
         ArgumentNullException.ThrowIfNull(Prompt, nameof(Prompt));
         ArgumentNullException.ThrowIfNull(Options, nameof(Options));
         var strategy = Strategy;
-        if (strategy != DecodingStrategy.Generate && Reward is null)
+        if (strategy is not (DecodingStrategy.Generate or DecodingStrategy.Score) && Reward is null)
             throw new ArgumentException($"the {strategy} strategy needs a reward (only plain generation runs without one)", nameof(Reward));
         if (Options.Stop is { } stop)
             foreach (int id in stop.TokenIds)
@@ -81,4 +82,7 @@ public enum DecodingStrategy
 
     /// <summary>Early rejection: best-of-N that stops its weakest candidates early (docs/rejection.md).</summary>
     Rejection,
+
+    /// <summary>Scoring a given text by teacher forcing (<see cref="ScoringOptions"/>); nothing is generated.</summary>
+    Score,
 }

@@ -33,12 +33,15 @@ internal static class SingleRequest
             // Controlled decoding forks one prefix again and again: in a shared pool a fork only re-tags cells.
             TokenwiseOptions t => (Math.Min(t.Candidates == 0 ? vocab : Math.Min(t.Candidates, vocab), SessionOptions.MaxSupportedSequences - 1) + 1, KvLayout.Shared),
             BlockwiseOptions b => (b.K, KvLayout.Shared),
+            ScoringOptions => (1, KvLayout.PerSequence),
             _ => throw new ArgumentException($"unsupported options type {options.GetType().Name}", nameof(request)),
         };
+        // A scored text takes the place of generated tokens (its whole tokenization may differ by a few tokens from its own).
+        int generated = options is ScoringOptions scoring ? model.Tokenize(scoring.Continuation, addBos: false).Length + 8 : options.MaxTokens;
         using var engine = new DecodingEngine(model, kernels, new EngineOptions
         {
             MaxSequences = sequences,
-            MaxSequenceLength = promptTokens + options.MaxTokens + 2,
+            MaxSequenceLength = promptTokens + generated + 2,
             MaxQueuedRequests = 1,
             PromptCacheEntries = 0,
             KvCacheType = options.KvCacheType,

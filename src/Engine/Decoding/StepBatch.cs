@@ -37,6 +37,9 @@ internal sealed class StepBatch
     private float[] _topLogits = [];
     private int[] _topN = [];
     private int[] _topRows = [];
+    private int[] _topTokens = [];          // [tops] a given token whose log p is wanted too (teacher forcing), -1 = none
+    private double[] _topTokenLogProbs = [];
+    private bool _anyTopToken;
     private int[] _topIds = [];
     private double[] _topLogProbs = [];
     private int _tops, _topWidth;
@@ -74,6 +77,7 @@ internal sealed class StepBatch
         foreach (var group in _tiltGroups.Values) group.Count = 0;
         _values.Clear();
         _tops = 0;
+        _anyTopToken = false;
     }
 
     /// <summary>Appends <paramref name="token"/> to <paramref name="sequence"/> in this iteration's decode; returns its output row.</summary>
@@ -99,8 +103,11 @@ internal sealed class StepBatch
         return Samples++;
     }
 
-    /// <summary>Queues a row for the top-N pass (<paramref name="logits"/> [vocab], copied now); returns its handle.</summary>
-    public int AddTopLogProbs(ReadOnlySpan<float> logits, int n)
+    /// <summary>
+    /// Queues a row for the top-N pass (<paramref name="logits"/> [vocab], copied now), with a given next token whose log p
+    /// is wanted as well (teacher forcing; -1 = none); returns its handle.
+    /// </summary>
+    public int AddTopLogProbs(ReadOnlySpan<float> logits, int n, int token = -1)
     {
         if (_tops == _topN.Length)
         {
@@ -108,12 +115,19 @@ internal sealed class StepBatch
             Array.Resize(ref _topLogits, size * _vocab);
             Array.Resize(ref _topN, size);
             Array.Resize(ref _topRows, size);
+            Array.Resize(ref _topTokens, size);
+            Array.Resize(ref _topTokenLogProbs, size);
             for (int i = _tops; i < size; i++) _topRows[i] = i;
         }
         logits[.._vocab].CopyTo(_topLogits.AsSpan(_tops * _vocab, _vocab));
         _topN[_tops] = n;
+        _topTokens[_tops] = token;
+        _anyTopToken |= token >= 0;
         return _tops++;
     }
+
+    /// <summary>After <see cref="Sample"/>: log p (float64) of the token given to <see cref="AddTopLogProbs"/>.</summary>
+    public double GivenTokenLogProb(int handle) => _topTokenLogProbs[handle];
 
     /// <summary>After <see cref="Sample"/>: the alternatives of a top-N row, most likely first.</summary>
     public TopLogProb[] TopLogProbs(int handle)
@@ -229,7 +243,8 @@ internal sealed class StepBatch
                 _topIds = new int[_topN.Length * _topWidth];
                 _topLogProbs = new double[_topN.Length * _topWidth];
             }
-            kernels.TopLogProbs(_topLogits.AsSpan(0, _tops * _vocab), _vocab, _topRows.AsSpan(0, _tops), _topWidth, _topIds, _topLogProbs);
+            kernels.TopLogProbs(_topLogits.AsSpan(0, _tops * _vocab), _vocab, _topRows.AsSpan(0, _tops), _topWidth, _topIds, _topLogProbs,
+                _anyTopToken ? _topTokens.AsSpan(0, _tops) : default, _anyTopToken ? _topTokenLogProbs.AsSpan(0, _tops) : default);
         }
         if (Samples > 0)
         {
