@@ -25,3 +25,32 @@ public sealed class LogprobCommandTests
         }
     }
 }
+
+/// <summary><c>tilt score</c>: one pair, or a JSONL file of pairs scored together, with the same numbers.</summary>
+public sealed class ScoreCommandTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("tilt-score-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public async Task A_pairs_file_scores_each_line_as_a_single_run_does()
+    {
+        var single = await CliRunner.RunAsync("score", "--model", CliRunner.ModelPath, "--prompt", "Once upon a time", "--text", ", there was a girl", "--top", "2");
+        Assert.True(single.ExitCode == 0, single.Error);
+        var one = JsonDocument.Parse(single.Out).RootElement;
+        var lps = one.GetProperty("tokenLogprobs").EnumerateArray().ToArray();
+        Assert.Equal(one.GetProperty("tokens").GetArrayLength(), lps.Length);
+        Assert.Equal(one.GetProperty("logprob").GetDouble(), lps.Sum(l => l.GetProperty("logprob").GetDouble()), 1e-9);
+        Assert.False(one.GetProperty("isGreedy").GetBoolean()); // " girl" is not the model's first choice after " a"
+
+        string file = Path.Combine(_dir, "pairs.jsonl");
+        File.WriteAllLines(file, ["""{"prompt": "Lily", "text": " went to the park."}""", """{"prompt": "Once upon a time", "text": ", there was a girl"}"""]);
+        var batch = await CliRunner.RunAsync("score", "--model", CliRunner.ModelPath, "--pairs", file, "--top", "2");
+        Assert.True(batch.ExitCode == 0, batch.Error);
+        var lines = batch.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement).ToArray();
+        Assert.Equal(2, lines.Length);
+        Assert.Equal(one.GetProperty("tokens").GetRawText(), lines[1].GetProperty("tokens").GetRawText());
+        Assert.Equal(one.GetProperty("logprob").GetDouble(), lines[1].GetProperty("logprob").GetDouble(), 1e-3);
+    }
+}
