@@ -91,8 +91,14 @@ internal static class Endpoints
             string prompt = Prompt(body.Prompt);
             if (body.Logprobs is < 0 or > TopLogProbs.MaxN)
                 throw new ApiException(400, $"logprobs must be between 0 and {TopLogProbs.MaxN} (top alternatives per token), got {body.Logprobs}", "logprobs", "out_of_range");
-            var plan = RequestPlanner.Plan(body, prompt, body.MaxTokens, "max_tokens", 16, body.Logprobs is not null, body.Logprobs ?? 0, body.Echo ?? false,
-                m, server.Options, server.Catalog!);
+            // echo with max_tokens 0 scores the prompt (what log-likelihood harnesses send) and generates nothing.
+            bool scoreOnly = body.MaxTokens == 0 && body.Echo == true;
+            if (body.MaxTokens == 0 && !scoreOnly)
+                throw new ApiException(400, "max_tokens 0 generates nothing: with echo: true it scores the prompt (with logprobs: N, its tokens' log-probabilities)", "max_tokens", "out_of_range");
+            if (scoreOnly && body.Alignment is not null)
+                throw ApiException.BadField("alignment", "echo with max_tokens 0 only scores the prompt: alignment has nothing to steer");
+            var plan = RequestPlanner.Plan(body, prompt, scoreOnly ? 1 : body.MaxTokens, "max_tokens", 16, body.Logprobs is not null, body.Logprobs ?? 0, body.Echo ?? false,
+                m, server.Options, server.Catalog!) with { ScoreOnly = scoreOnly };
             return await Generate(ctx, server, m, plan, chat: false);
         })));
 
@@ -135,6 +141,9 @@ internal static class Endpoints
         string id = (chat ? "chatcmpl-" : "cmpl-") + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         string route = chat ? "/v1/chat/completions" : "/v1/completions";
+        if (plan.ScoreOnly) return await ScoreOnly(ctx, server, m, plan, id, created, route, clock);
+        // echo with logprobs: the prompt's own tokens are scored beside the generation (one more request on the engine).
+        var promptScore = plan.Echo && plan.Logprobs ? m.Engine.ScoreAsync(plan.Prompt, "", plan.TopLogprobs, includePrompt: true, ctx.RequestAborted) : null;
         if (!plan.Stream)
         {
             IReadOnlyList<AlignedSample> samples;
@@ -148,6 +157,11 @@ internal static class Endpoints
                 throw;
             }
             var outputs = samples.Select(s => Shape(m, plan, s)).ToList();
+            if (promptScore is not null)
+            {
+                var echoed = LogprobShapes.Echo(m.Model, plan.Prompt, (await promptScore).PromptLogProbs!, plan.TopLogprobs);
+                outputs = outputs.Select(o => o with { Logprobs = LogprobShapes.Concat(echoed, o.Logprobs) }).ToList();
+            }
             foreach (var s in samples) server.Metrics.Record(plan.Strategy, s);
             if (samples.Count > 0) server.Metrics.TimeToFirstText.Observe(samples.Min(s => s.Timings.FirstAccepted.TotalSeconds));
             server.Metrics.RequestDuration.WithLabels(route).Observe(clock.Elapsed.TotalSeconds);
@@ -173,11 +187,45 @@ internal static class Endpoints
             throw;
         }
         ctx.Items[OutcomeKey] = "ok";
-        return TypedResults.ServerSentEvents(Frames(ctx, server, m, plan, chat, id, created, route, clock, events, has));
+        return TypedResults.ServerSentEvents(Frames(ctx, server, m, plan, chat, id, created, route, clock, events, has, promptScore));
+    }
+
+    /// <summary>
+    /// echo with max_tokens 0: the prompt scored by teacher forcing (batched with the engine's other requests); each choice
+    /// is the prompt with, on logprobs, its tokens' log-probabilities (the first null). Streamed as one chunk per choice.
+    /// </summary>
+    private static async Task<IResult> ScoreOnly(HttpContext ctx, TiltServer server, ServedModel m, RequestPlan plan, string id, long created, string route, Stopwatch clock)
+    {
+        ScoreResult score;
+        try
+        {
+            score = await m.Engine.ScoreAsync(plan.Prompt, "", plan.TopLogprobs, includePrompt: true, ctx.RequestAborted);
+        }
+        catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
+        {
+            server.OnFinished(new FinishedRequest(route, "cancelled", 0, DateTime.UtcNow));
+            throw;
+        }
+        var logprobs = plan.Logprobs ? LogprobShapes.Echo(m.Model, plan.Prompt, score.PromptLogProbs!, plan.TopLogprobs) : null;
+        var choices = Enumerable.Range(0, plan.Choices).Select(i => new CompletionChoice(plan.Prompt, i, logprobs, "length", null)).ToList();
+        var usage = new Usage(plan.PromptTokens, 0, plan.PromptTokens);
+        server.Metrics.RequestDuration.WithLabels(route).Observe(clock.Elapsed.TotalSeconds);
+        if (!plan.Stream)
+        {
+            server.OnFinished(new FinishedRequest(route, "ok", 0, DateTime.UtcNow));
+            return TypedResults.Json(new CompletionResponse(id, "text_completion", created, m.Id, choices, usage), ServerJson.Options);
+        }
+        ctx.Items[OutcomeKey] = "ok";
+        var frames = choices.Select(c => Json(new CompletionResponse(id, "text_completion", created, m.Id, [c], null))).ToList();
+        if (plan.IncludeUsage) frames.Add(Json(new CompletionResponse(id, "text_completion", created, m.Id, [], usage)));
+        frames.Add("[DONE]");
+        server.OnFinished(new FinishedRequest(route, "ok", frames.Count, DateTime.UtcNow));
+        return TypedResults.ServerSentEvents(frames.ToAsyncEnumerable());
     }
 
     private static async IAsyncEnumerable<string> Frames(HttpContext ctx, TiltServer server, ServedModel m, RequestPlan plan, bool chat, string id, long created,
-        string route, Stopwatch clock, IAsyncEnumerator<AlignEvent> events, bool has, [EnumeratorCancellation] CancellationToken token = default)
+        string route, Stopwatch clock, IAsyncEnumerator<AlignEvent> events, bool has, Task<ScoreResult>? promptScore,
+        [EnumeratorCancellation] CancellationToken token = default)
     {
         // Characters of each choice's text streamed so far: the engine streams nothing past a stop, so the final frame
         // carries the rest of the returned text (what was held back while it could still begin a stop).
@@ -201,10 +249,11 @@ internal static class Endpoints
             }
             else if (plan.Echo)
             {
+                var echoed = promptScore is null ? null : LogprobShapes.Echo(m.Model, plan.Prompt, (await promptScore).PromptLogProbs!, plan.TopLogprobs);
                 for (int i = 0; i < plan.Choices; i++)
                 {
                     frames++;
-                    yield return Json(new CompletionResponse(id, "text_completion", created, m.Id, [new CompletionChoice(plan.Prompt, i, null, null, null)], null));
+                    yield return Json(new CompletionResponse(id, "text_completion", created, m.Id, [new CompletionChoice(plan.Prompt, i, echoed, null, null)], null));
                 }
             }
 

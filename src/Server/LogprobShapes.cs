@@ -38,6 +38,26 @@ internal static class LogprobShapes
         return new LogprobsDto(pieces, values, alternatives, offsets, sequence);
     }
 
+    /// <summary>
+    /// Completions with echo: the prompt's tokens (the first without a value: null, as OpenAI's echo did), their text
+    /// offsets aligned to the prompt text (a tokenizer's leading space before the first word is not in the prompt).
+    /// </summary>
+    public static LogprobsDto Echo(ILanguageModel model, string prompt, IReadOnlyList<TokenLogProb> tokens, int top)
+    {
+        int offset = 0;
+        var dto = Completion(model, tokens, top, ref offset);
+        string decoded = string.Concat(dto.Tokens);
+        int shift = decoded.Length > prompt.Length && decoded.EndsWith(prompt, StringComparison.Ordinal) ? decoded.Length - prompt.Length : 0;
+        var offsets = dto.TextOffset.Select(o => Math.Clamp(o - shift, 0, prompt.Length)).ToList();
+        return dto with { TextOffset = offsets };
+    }
+
+    /// <summary>The echoed prompt's logprobs followed by the generated tokens'.</summary>
+    public static LogprobsDto Concat(LogprobsDto first, LogprobsDto? second) => second is null ? first : new LogprobsDto(
+        [.. first.Tokens, .. second.Tokens], [.. first.TokenLogprobs, .. second.TokenLogprobs],
+        first.TopLogprobs is null || second.TopLogprobs is null ? null : [.. first.TopLogprobs, .. second.TopLogprobs],
+        [.. first.TextOffset, .. second.TextOffset], second.SequenceLogprob);
+
     /// <summary>Chat: {token, logprob, bytes, top_logprobs} per token.</summary>
     public static ChatLogprobsDto Chat(ILanguageModel model, IReadOnlyList<TokenLogProb> tokens, double? sequence = null)
     {

@@ -22,7 +22,11 @@ internal sealed record RequestPlan(
     int TopLogprobs,
     string Strategy,
     string? RewardName,
-    bool Echo);
+    bool Echo)
+{
+    /// <summary>echo with max_tokens 0: score the prompt, generate nothing.</summary>
+    public bool ScoreOnly { get; init; }
+}
 
 /// <summary>
 /// Turns an OpenAI-shaped request into a <see cref="DecodingRequest"/>. Every refusal is a 400 that names the field

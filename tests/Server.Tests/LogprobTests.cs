@@ -78,3 +78,57 @@ public sealed class LogprobTests
         Assert.Equal("top_logprobs", refused.GetProperty("error").GetProperty("param").GetString());
     }
 }
+
+/// <summary>echo: the prompt in the text and, with logprobs, its tokens' log-probabilities; max_tokens 0 scores only.</summary>
+public sealed class EchoTests
+{
+    [Fact]
+    public async Task Echo_with_max_tokens_0_scores_the_prompt_as_a_log_likelihood_harness_reads_it()
+    {
+        await using var host = await Host.StartAsync();
+        const string context = "Once upon a time", continuation = ", there was a girl";
+        var response = await host.PostJsonAsync("/v1/completions",
+            $$"""{"prompt": "{{context + continuation}}", "max_tokens": 0, "echo": true, "logprobs": 1}""");
+        var choice = response.GetProperty("choices")[0];
+        Assert.Equal(context + continuation, choice.GetProperty("text").GetString());
+        Assert.Equal(0, response.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        var logprobs = choice.GetProperty("logprobs");
+        var values = logprobs.GetProperty("token_logprobs").EnumerateArray().ToArray();
+        Assert.Equal(response.GetProperty("usage").GetProperty("prompt_tokens").GetInt32(), values.Length);
+        Assert.Equal(JsonValueKind.Null, values[0].ValueKind);
+        var offsets = logprobs.GetProperty("text_offset").EnumerateArray().Select(o => o.GetInt32()).ToArray();
+        var tokens = logprobs.GetProperty("tokens").EnumerateArray().Select(t => t.GetString()!).ToArray();
+        var top = logprobs.GetProperty("top_logprobs").EnumerateArray().ToArray();
+        double sum = 0;
+        bool greedy = true;
+        for (int i = 0; i < values.Length; i++)
+        {
+            if (offsets[i] < context.Length) continue;
+            sum += values[i].GetDouble();
+            greedy &= top[i].EnumerateObject().OrderByDescending(p => p.Value.GetDouble()).First().Name == tokens[i];
+        }
+        var engine = await host.Model.Engine.ScoreAsync(context, continuation);
+        Assert.Equal(engine.LogProb, sum, 1e-3);
+        Assert.Equal(engine.IsGreedy, greedy);
+
+        var refused = await host.PostJsonAsync("/v1/completions", """{"prompt": "x", "max_tokens": 0}""", 400);
+        Assert.Equal("max_tokens", refused.GetProperty("error").GetProperty("param").GetString());
+    }
+
+    [Fact]
+    public async Task Echo_with_generation_returns_prompt_and_generated_tokens_logprobs()
+    {
+        await using var host = await Host.StartAsync();
+        var response = await host.PostJsonAsync("/v1/completions", """{"prompt": "Once upon a time", "max_tokens": 8, "seed": 1, "echo": true, "logprobs": 2}""");
+        var choice = response.GetProperty("choices")[0];
+        Assert.StartsWith("Once upon a time", choice.GetProperty("text").GetString());
+        var usage = response.GetProperty("usage");
+        int total = usage.GetProperty("prompt_tokens").GetInt32() + usage.GetProperty("completion_tokens").GetInt32();
+        Assert.Equal(total, choice.GetProperty("logprobs").GetProperty("tokens").GetArrayLength());
+        var offsets = choice.GetProperty("logprobs").GetProperty("text_offset").EnumerateArray().Select(o => o.GetInt32()).ToArray();
+        Assert.Equal(offsets.Order(), offsets);
+
+        var chunks = await host.StreamAsync("/v1/completions", """{"prompt": "Once upon a time", "max_tokens": 0, "echo": true, "logprobs": 2, "stream": true}""");
+        Assert.Equal("Once upon a time", Sse.Texts(chunks)[0]);
+    }
+}
