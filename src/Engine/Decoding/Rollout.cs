@@ -302,13 +302,14 @@ internal sealed class Rollout
             if (_settings.TrackText)
             {
                 int before = Texts[i].Length;
-                requestStop = Texts[i].Append(Decoders[i].Push(token));
+                string delta = Decoders[i].Push(token);
+                requestStop = Texts[i].Append(delta);
                 if (!eos && stop is not null && stop.IsStopToken(token))
                 {
                     Texts[i].StopAtToken(before);
                     requestStop = true;
                 }
-                LastDelta[i] = Texts[i].TakeStreamable();
+                LastDelta[i] = Texts[i].TakeStreamable(delta);
             }
             else if (stop is not null && !eos)
             {

@@ -135,8 +135,19 @@ internal sealed class StopText(StopMatcher? matcher)
     /// The text not streamed yet that may be streamed now: everything but a tail that could still begin a stop string, or
     /// everything once the text is stopped or <paramref name="final"/>.
     /// </summary>
-    public string TakeStreamable(bool final = false)
+    public string TakeStreamable(bool final = false) => TakeStreamable(null, final);
+
+    /// <summary>
+    /// <see cref="TakeStreamable(bool)"/> that returns <paramref name="lastDelta"/> itself (no copy) when it is exactly what
+    /// is left to stream: the request without stop sequences allocates nothing more per token than before.
+    /// </summary>
+    public string TakeStreamable(string? lastDelta, bool final = false)
     {
+        if (matcher is null && lastDelta is not null && _streamed + lastDelta.Length == _length)
+        {
+            _streamed = _length;
+            return lastDelta;
+        }
         int end = final || Stopped || matcher is not { HasStrings: true } ? _length : _length - matcher.Holdback(Span);
         if (end <= _streamed) return "";
         string s = new(_chars, _streamed, end - _streamed);
