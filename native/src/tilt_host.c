@@ -194,7 +194,7 @@ static const uint32_t abi_layout[] = {
     FIELD(tilt_model_info, struct_size), FIELD(tilt_model_info, vocab_size), FIELD(tilt_model_info, hidden_size),
     FIELD(tilt_model_info, context_size), FIELD(tilt_model_info, is_tabular), FIELD(tilt_model_info, reserved),
 
-    sizeof(tilt_request_options), 20,
+    sizeof(tilt_request_options), 26,
     FIELD(tilt_request_options, struct_size), FIELD(tilt_request_options, strategy),
     FIELD(tilt_request_options, samples), FIELD(tilt_request_options, max_tokens), FIELD(tilt_request_options, n),
     FIELD(tilt_request_options, k), FIELD(tilt_request_options, block_size), FIELD(tilt_request_options, selection),
