@@ -58,6 +58,12 @@ public abstract class GenerationRequestBase
     /// <summary>A string or an array of strings.</summary>
     public JsonElement? Stop { get; init; }
 
+    /// <summary>vLLM's extension: token ids that end a sequence like EOS.</summary>
+    public List<int>? StopTokenIds { get; init; }
+
+    /// <summary>vLLM's extension: keep the stop string at the end of the text (default false, OpenAI's behaviour).</summary>
+    public bool? IncludeStopStrInOutput { get; init; }
+
     public bool? Stream { get; init; }
 
     public StreamOptionsDto? StreamOptions { get; init; }

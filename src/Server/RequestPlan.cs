@@ -141,13 +141,25 @@ internal static class RequestPlanner
             Sampling = sampling,
             KvCacheType = options.KvCacheType,
             Threads = options.Threads,
-            Stop = stops.Count > 0 ? StopSequences.FromStrings(stops) : null,
+            Stop = StopFor(stops, r, served),
             Logprobs = logprobs,
             TopLogprobs = topLogprobs,
         };
         var request = new DecodingRequest { Prompt = prompt, Options = decoding, Reward = reward, Value = value, ForcedPrefix = r.Prefill };
         return new RequestPlan(prompt, promptTokens, request, n, stops, r.Stream ?? false, r.StreamOptions?.IncludeUsage ?? false,
             logprobs, topLogprobs, strategy, rewardName, echo);
+    }
+
+    private static StopSequences? StopFor(IReadOnlyList<string> stops, GenerationRequestBase r, ServedModel served)
+    {
+        var ids = r.StopTokenIds ?? [];
+        if (ids.Count > StopSequences.MaxTokenIds)
+            throw new ApiException(400, $"stop_token_ids holds {ids.Count} ids; the limit is {StopSequences.MaxTokenIds}", "stop_token_ids", "out_of_range");
+        int vocab = served.Model.Info.VocabularySize;
+        foreach (int id in ids)
+            if (id < 0 || id >= vocab) throw new ApiException(400, $"stop_token_ids: {id} is not a token id (0..{vocab - 1})", "stop_token_ids", "out_of_range");
+        if (stops.Count == 0 && ids.Count == 0) return null;
+        return new StopSequences { Strings = stops, TokenIds = ids, IncludeStop = r.IncludeStopStrInOutput ?? false };
     }
 
     private static int Bound(string field, int value, int min, int max) =>

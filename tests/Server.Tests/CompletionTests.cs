@@ -103,6 +103,8 @@ public sealed class CompletionTests
         Assert.Equal("stop", stopped.GetProperty("finish_reason").GetString());
         var chunks = await host.StreamAsync("/v1/completions", withStop.Replace("\"seed\": 5", "\"seed\": 5, \"stream\": true"));
         Assert.Equal(full[..cut], Sse.Texts(chunks)[0]);
+        var kept = (await host.PostJsonAsync("/v1/completions", withStop.Replace("\"seed\": 5", "\"seed\": 5, \"include_stop_str_in_output\": true"))).GetProperty("choices")[0];
+        Assert.Equal(full[..(cut + stop.Length)], kept.GetProperty("text").GetString());
     }
 
     [Theory]
