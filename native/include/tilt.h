@@ -62,7 +62,7 @@ extern "C" {
 
 /* The API version: the major changes on any incompatible change, the minor when functions are added. */
 #define TILT_API_VERSION_MAJOR 1
-#define TILT_API_VERSION_MINOR 1
+#define TILT_API_VERSION_MINOR 2
 #define TILT_API_VERSION ((TILT_API_VERSION_MAJOR << 16) | TILT_API_VERSION_MINOR)
 
 /* ------------------------------------------------------------------------------------------------------------ */
@@ -288,6 +288,20 @@ typedef struct tilt_request_options {
                                  0 = best-of-n. Defaults to 0.5. (API 1.1) */
     int32_t every;            /* rejection: generated tokens between decisions (>= 1, < max_tokens). Defaults to 8. */
     int32_t reserved;         /* must be 0 */
+    /* API 1.2: stop sequences. A caller compiled against 1.1 passes the 1.1 struct_size; these fields then take their
+       defaults. Every strategy honours them: a sequence ends the moment its text contains a stop string (matched
+       across token boundaries) or it samples a stop token id, exactly like EOS, with finish = TILT_FINISH_STOP;
+       best-of-n/rejection candidates end at their own stop, token-wise/blockwise CD end the output when the accepted
+       text hits one. TEXT events never carry text past a stop. Strings and ids are copied by tilt_request_create. */
+    const char * const * stop;      /* n_stop UTF-8 stop strings (1..256 bytes each); may be NULL when n_stop is 0.
+                                       Defaults to NULL. (API 1.2) */
+    const int32_t * stop_token_ids; /* n_stop_token_ids token ids (0..vocab-1) that end a sequence like EOS; may be
+                                       NULL when n_stop_token_ids is 0. Defaults to NULL. (API 1.2) */
+    int32_t n_stop;                 /* stop strings, 0..16. Defaults to 0. (API 1.2) */
+    int32_t n_stop_token_ids;       /* stop token ids, 0..64. Defaults to 0. (API 1.2) */
+    int32_t include_stop;           /* non-zero: the output keeps the stop string (or the stop token's text) at its
+                                       end; 0: the text ends just before it (OpenAI's behaviour). Defaults to 0. (API 1.2) */
+    int32_t reserved2;              /* must be 0 (API 1.2) */
 } tilt_request_options;
 
 /* Defaults: as documented at each field. Pure. */
@@ -317,6 +331,7 @@ typedef enum tilt_finish {
     TILT_FINISH_EOS      = 0, /* a stop token ended the text */
     TILT_FINISH_LENGTH   = 1, /* max_tokens was reached */
     TILT_FINISH_DEADLINE = 2, /* the deadline passed: a partial output */
+    TILT_FINISH_STOP     = 3, /* a stop string or stop token id of the request ended the text (API 1.2) */
 } tilt_finish;
 
 /* One streamed event. Every pointer in it is valid only during the callback: copy what you keep. */

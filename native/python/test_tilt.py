@@ -34,7 +34,9 @@ class RequestOptions(C.Structure):
     _fields_ = fields(I32, "struct_size strategy samples max_tokens n k block_size selection tokenwise_top_k top_k") + \
         [("temperature", F32), ("top_p", F32), ("threads", I32), ("request_id", C.c_uint32), ("beta", F64),
          ("seed", C.c_uint64), ("deadline_ms", C.c_int64),
-         ("alpha", F64), ("every", I32), ("reserved", I32)]
+         ("alpha", F64), ("every", I32), ("reserved", I32),
+         ("stop", C.c_void_p), ("stop_token_ids", C.c_void_p), ("n_stop", I32), ("n_stop_token_ids", I32),
+         ("include_stop", I32), ("reserved2", I32)]  # API 1.2
 
 
 class Event(C.Structure):

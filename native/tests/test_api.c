@@ -777,6 +777,41 @@ static void concurrent_runs(void) {
     expect_no_live_handles();
 }
 
+/* API 1.2: stop strings end each output (finish = TILT_FINISH_STOP, the stop not in the text); a 1.1-sized struct
+ * (without the stop fields) is still accepted. */
+static void stop_sequences(void) {
+    if (!setup()) { g_failures++; return; }
+    const char * stops[] = { "." };
+    tilt_request_options o = options(TILT_STRATEGY_SAMPLE, 64);
+    o.samples = 4;
+    o.stop = stops;
+    o.n_stop = 1;
+    tilt_request * req = NULL;
+    OK(tilt_request_create(g_model, "Once upon a time", &o, NULL, NULL, &req));
+    OK(tilt_request_run(req, NULL, NULL));
+    int stopped = 0;
+    for (int i = 0; i < 4; i++) {
+        char text[1024];
+        size_t need = 0;
+        OK(tilt_request_output_text(req, i, text, sizeof text, &need));
+        EXPECT(strchr(text, '.') == NULL, "output %d holds the stop: %s", i, text);
+        tilt_output_info info;
+        memset(&info, 0, sizeof info);
+        info.struct_size = sizeof info;
+        OK(tilt_request_output_info(req, i, &info));
+        stopped += info.finish == TILT_FINISH_STOP;
+    }
+    EXPECT(stopped > 0, "no output ended at its stop");
+    OK(tilt_request_free(req));
+
+    tilt_request_options old = options(TILT_STRATEGY_SAMPLE, 8);
+    old.struct_size = (uint32_t)offsetof(tilt_request_options, stop);
+    OK(tilt_request_create(g_model, "Once upon a time", &old, NULL, NULL, &req));
+    OK(tilt_request_free(req));
+    OK(tilt_model_free(g_model));
+    expect_no_live_handles();
+}
+
 static void sample_strategy(void) {
     if (!setup()) { g_failures++; return; }
     reward_log rl = { .runner = pthread_self() };
@@ -932,6 +967,7 @@ static const test_case cases[] = {
     { "cancel_from_thread", cancel_from_thread }, { "cancel_from_stream", cancel_from_stream },
     { "cancel_before_run", cancel_before_run }, { "free_while_running", free_while_running },
     { "deadline", deadline }, { "concurrent_runs", concurrent_runs }, { "rejection", rejection }, { "sample_strategy", sample_strategy },
+    { "stop_sequences", stop_sequences },
     { "tokenwise", tokenwise }, { "shutdown_frees_everything", shutdown_frees_everything },
     { "backend_parity", backend_parity },
 };

@@ -35,6 +35,7 @@ public static class Program
         var console = new CliConsole(stdout, stderr);
         root.Subcommands.Add(GenerateCommand.Create(console));
         root.Subcommands.Add(AlignCommand.Create(console));
+        root.Subcommands.Add(ScoreCommand.Create(console));
         root.Subcommands.Add(TheoryCommand.Create(console));
         root.Subcommands.Add(TrainCommand.Create(console));
         root.Subcommands.Add(DataCommand.Create(console));

@@ -60,6 +60,14 @@ public sealed class TiltEngine
     public IAsyncEnumerable<AlignEvent> StreamAsync(DecodingRequest request, CancellationToken cancellationToken = default) =>
         Running().StreamAsync(request, cancellationToken);
 
+    /// <summary>
+    /// Scores a given text after a prompt by teacher forcing, batched with the engine's other requests
+    /// (<see cref="DecodingEngine.ScoreAsync"/>): per-token log p, alternatives, greedy flag. Errors as for <see cref="RunAsync"/>.
+    /// </summary>
+    public Task<ScoreResult> ScoreAsync(string prompt, string continuation, int topLogprobs = 0, bool includePrompt = false,
+        CancellationToken cancellationToken = default) =>
+        Running().ScoreAsync(prompt, continuation, topLogprobs, includePrompt, cancellationToken);
+
     internal void Start(ILanguageModel model, DecodingEngine engine)
     {
         _model = model;

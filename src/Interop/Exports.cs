@@ -19,8 +19,8 @@ namespace Tilt.Interop;
 /// </summary>
 public static unsafe class Exports
 {
-    /// <summary>TILT_API_VERSION this assembly implements: major 1, minor 0.</summary>
-    public const uint ApiVersion = (1u << 16) | 1u;
+    /// <summary>TILT_API_VERSION this assembly implements: major 1, minor 2.</summary>
+    public const uint ApiVersion = (1u << 16) | 2u;
 
     /// <summary>Checks the shim's ABI and defaults and attaches its error sink. Called once per tilt_runtime_init.</summary>
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
@@ -241,9 +241,9 @@ public static unsafe class Exports
             var rewardHandle = reward == 0 ? null : HandleTable.Get<RewardHandle>(reward, "reward");
             var valueHandle = value == 0 ? null : HandleTable.Get<ValueHandle>(value, "value");
             string text = Utf8.Read(prompt, "prompt");
-            CheckSize(options, "tilt_request_options");
+            var read = ReadRequestOptions(options);
             if (outRequest == null) throw StatusException.InvalidArgument("out_request is NULL");
-            var request = RequestHandle.Create(owner, text, *options, rewardHandle, valueHandle);
+            var request = RequestHandle.Create(owner, text, read, rewardHandle, valueHandle);
             owner.AddReference();
             *outRequest = HandleTable.Add(request);
             return TiltStatus.Ok;
@@ -359,6 +359,24 @@ public static unsafe class Exports
     }
 
     /// <summary>A caller's struct must be there and carry the header's sizeof in its first field.</summary>
+    /// <summary>
+    /// tilt_request_options of this API version, or of API 1.1 (the struct without the stop fields, which then take their
+    /// defaults), so a caller compiled against 1.1 keeps working.
+    /// </summary>
+    internal static TiltRequestOptions ReadRequestOptions(TiltRequestOptions* options)
+    {
+        if (options == null) throw StatusException.InvalidArgument("options is NULL");
+        uint size = options->StructSize, v11 = (uint)Marshal.OffsetOf<TiltRequestOptions>(nameof(TiltRequestOptions.Stop));
+        if (size == (uint)sizeof(TiltRequestOptions)) return *options;
+        if (size != v11)
+            throw StatusException.InvalidArgument($"tilt_request_options.struct_size is {size}, expected sizeof(tilt_request_options) = {sizeof(TiltRequestOptions)} " +
+                $"(or {v11} from API 1.1; initialize it with tilt_request_default_options() or sizeof)");
+        var read = default(TiltRequestOptions);
+        Buffer.MemoryCopy(options, &read, sizeof(TiltRequestOptions), v11);
+        read.StructSize = (uint)sizeof(TiltRequestOptions);
+        return read;
+    }
+
     private static void CheckSize<T>(T* value, string type, string? argument = null) where T : unmanaged
     {
         if (value == null) throw StatusException.InvalidArgument($"{argument ?? "options"} is NULL");

@@ -48,7 +48,7 @@ public struct TiltModelInfo
 
 /// <summary>tilt_request_options.</summary>
 [StructLayout(LayoutKind.Sequential)]
-public struct TiltRequestOptions
+public unsafe struct TiltRequestOptions
 {
     public uint StructSize;
     public int Strategy;
@@ -70,6 +70,14 @@ public struct TiltRequestOptions
     public double Alpha;
     public int Every;
     public int Reserved;
+
+    // API 1.2: stop sequences.
+    public byte** Stop;
+    public int* StopTokenIds;
+    public int NStop;
+    public int NStopTokenIds;
+    public int IncludeStop;
+    public int Reserved2;
 }
 
 /// <summary>tilt_event.</summary>

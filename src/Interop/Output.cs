@@ -50,7 +50,7 @@ internal sealed class Output
     public static Output FromSample(AlignedSample s, bool hasReward) =>
         new(s.Index, s.Text, [.. s.Tokens], new TiltOutputInfo
         {
-            Finish = s.Finish == AlignFinish.Eos ? 0 : 1,
+            Finish = Finish(s.Finish),
             KlMethod = (int)NativeKlMethod.None,
             KlBoundMethod = (int)NativeKlMethod.None,
             DecodeCalls = s.Timings.DecodeCalls,
@@ -70,7 +70,8 @@ internal sealed class Output
     {
         AlignFinish.Eos => 0,
         AlignFinish.Length => 1,
-        _ => 2,
+        AlignFinish.Deadline => 2,
+        _ => 3,
     };
 
     private static NativeKlMethod Method(KlMethod method) => method switch

@@ -66,6 +66,11 @@ internal sealed class RequestHandle : HandleObject
     public static RequestHandle Create(ModelHandle model, string prompt, in TiltRequestOptions options, RewardHandle? reward, ValueHandle? value)
     {
         var strategy = RequestOptionsMapping.ReadStrategy(options);
+        var stop = RequestOptionsMapping.ReadStop(options);
+        if (stop is not null)
+            foreach (int id in stop.TokenIds)
+                if (id >= model.Model.Info.VocabularySize)
+                    throw StatusException.InvalidArgument($"tilt_request_options.stop_token_ids: {id} is outside the vocabulary (0..{model.Model.Info.VocabularySize - 1})");
         string fingerprint = model.Model.Info.Fingerprint;
         if (reward?.ModelFingerprint is { } rf && rf != fingerprint)
             throw StatusException.InvalidArgument("reward reads the hidden states of another model than this request's (a head trained for another model)");
@@ -74,14 +79,14 @@ internal sealed class RequestHandle : HandleObject
 
         if (strategy == Strategy.Sample)
         {
-            var generation = RequestOptionsMapping.ToGeneration(options);
+            var generation = RequestOptionsMapping.ToGeneration(options) with { Stop = stop };
             if (reward is { Reward.NeedsHiddenState: true })
                 throw StatusException.InvalidArgument(
                     $"reward '{reward.Reward.Description}' reads hidden states, which TILT_STRATEGY_SAMPLE does not keep; use an aligned strategy");
             return new RequestHandle(model, prompt, strategy, null, generation, reward?.Reward, null);
         }
 
-        var aligned = RequestOptionsMapping.ToAligned(options, strategy);
+        var aligned = RequestOptionsMapping.ToAligned(options, strategy) with { Stop = stop };
         if (reward is null)
             throw StatusException.InvalidArgument("reward is NULL; the aligned strategies need one (only TILT_STRATEGY_SAMPLE runs without)");
         return new RequestHandle(model, prompt, strategy, aligned, null, reward.Reward, value?.Value);

@@ -26,6 +26,34 @@ internal static class RequestOptionsMapping
         ["Every"] = "every",
     };
 
+    /// <summary>
+    /// The stop strings and stop token ids (API 1.2), copied out of the caller's memory; null when there are none.
+    /// </summary>
+    public static unsafe StopSequences? ReadStop(in TiltRequestOptions o)
+    {
+        if (o.Reserved2 != 0) throw StatusException.InvalidArgument($"tilt_request_options.reserved2 must be 0, got {o.Reserved2}");
+        if (o.NStop is < 0 or > StopSequences.MaxStrings)
+            throw StatusException.InvalidArgument($"tilt_request_options.n_stop must be 0..{StopSequences.MaxStrings}, got {o.NStop}");
+        if (o.NStopTokenIds is < 0 or > StopSequences.MaxTokenIds)
+            throw StatusException.InvalidArgument($"tilt_request_options.n_stop_token_ids must be 0..{StopSequences.MaxTokenIds}, got {o.NStopTokenIds}");
+        if (o.NStop > 0 && o.Stop == null) throw StatusException.InvalidArgument($"tilt_request_options.stop is NULL but n_stop is {o.NStop}");
+        if (o.NStopTokenIds > 0 && o.StopTokenIds == null)
+            throw StatusException.InvalidArgument($"tilt_request_options.stop_token_ids is NULL but n_stop_token_ids is {o.NStopTokenIds}");
+        if (o.NStop == 0 && o.NStopTokenIds == 0) return null;
+        var strings = new string[o.NStop];
+        for (int i = 0; i < strings.Length; i++) strings[i] = Utf8.Read(o.Stop[i], $"tilt_request_options.stop[{i}]");
+        var ids = new ReadOnlySpan<int>(o.StopTokenIds, o.NStopTokenIds).ToArray();
+        try
+        {
+            return new StopSequences { Strings = strings, TokenIds = ids, IncludeStop = o.IncludeStop != 0 };
+        }
+        catch (ArgumentOutOfRangeException e)
+        {
+            string field = e.ParamName == nameof(StopSequences.TokenIds) ? "stop_token_ids" : "stop";
+            throw StatusException.InvalidArgument($"tilt_request_options.{field}: {e.Message.Split(" (Parameter", 2)[0]}");
+        }
+    }
+
     public static Strategy ReadStrategy(in TiltRequestOptions o) =>
         o.Reserved != 0 ? throw StatusException.InvalidArgument($"tilt_request_options.reserved must be 0, got {o.Reserved}") :
         o.Strategy is >= (int)Strategy.Sample and <= (int)Strategy.Rejection

@@ -61,6 +61,22 @@ public interface IStepKernels : IDisposable
         ReadOnlySpan<SamplingParameters> parameters, ReadOnlySpan<RngKey> keys,
         Span<int> tokens, Span<float> baseLogProb, Span<float> tiltedLogProb, Span<float> kl);
 
+    /// <summary>
+    /// The top-N pass of per-token log-probabilities, on the rows that ask for it: for each listed row of
+    /// <paramref name="logits"/>, the n most likely tokens at T = 1 over the full vocabulary and their log-probabilities in
+    /// float64, most likely first (<see cref="Kernels.TopLogProbs"/>).
+    /// </summary>
+    /// <param name="logits">[rowsInMatrix, vocab] raw logits.</param>
+    /// <param name="vocab">Vocabulary size.</param>
+    /// <param name="rows">[k] rows to scan.</param>
+    /// <param name="n">Tokens per row, 1..20.</param>
+    /// <param name="ids">[k, n] out: token ids (-1 past a row's possible tokens).</param>
+    /// <param name="logProbs">[k, n] out: log p of each (-inf past a row's possible tokens).</param>
+    /// <param name="tokens">[k] optional: a given token per row (teacher forcing), -1 = none; empty = none at all.</param>
+    /// <param name="tokenLogProbs">[k] out with tokens: log p of each row's given token, float64 (NaN for -1).</param>
+    void TopLogProbs(ReadOnlySpan<float> logits, int vocab, ReadOnlySpan<int> rows, int n, Span<int> ids, Span<double> logProbs,
+        ReadOnlySpan<int> tokens = default, Span<double> tokenLogProbs = default);
+
     /// <summary>V for a batch of hidden states with one head: values[k] = head(hidden[k, :]).</summary>
     /// <param name="head">The head; its weights are uploaded once per backend and reused.</param>
     /// <param name="hidden">[rows, d] final hidden states.</param>

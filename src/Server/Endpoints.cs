@@ -16,6 +16,7 @@ using Tilt.Engine.Statistics;
 using Tilt.Engine.Text;
 using Tilt.Engine.Models;
 using Tilt.Engine.Requests;
+using Tilt.Kernels;
 
 namespace Tilt.Server;
 
@@ -89,9 +90,16 @@ internal static class Endpoints
             var m = Admit(server);
             var body = await ReadBody<CompletionRequest>(ctx, server.Options.Limits);
             string prompt = Prompt(body.Prompt);
-            if (body.Logprobs is > 0)
-                throw ApiException.BadField("logprobs", "per-token alternatives are not available: logprobs may be 0 (tokens, offsets and the sequence's log p(y|x))");
-            var plan = RequestPlanner.Plan(body, prompt, body.MaxTokens, "max_tokens", 16, body.Logprobs is not null, body.Echo ?? false, m, server.Options, server.Catalog!);
+            if (body.Logprobs is < 0 or > TopLogProbs.MaxN)
+                throw new ApiException(400, $"logprobs must be between 0 and {TopLogProbs.MaxN} (top alternatives per token), got {body.Logprobs}", "logprobs", "out_of_range");
+            // echo with max_tokens 0 scores the prompt (what log-likelihood harnesses send) and generates nothing.
+            bool scoreOnly = body.MaxTokens == 0 && body.Echo == true;
+            if (body.MaxTokens == 0 && !scoreOnly)
+                throw new ApiException(400, "max_tokens 0 generates nothing: with echo: true it scores the prompt (with logprobs: N, its tokens' log-probabilities)", "max_tokens", "out_of_range");
+            if (scoreOnly && body.Alignment is not null)
+                throw ApiException.BadField("alignment", "echo with max_tokens 0 only scores the prompt: alignment has nothing to steer");
+            var plan = RequestPlanner.Plan(body, prompt, scoreOnly ? 1 : body.MaxTokens, "max_tokens", 16, body.Logprobs is not null, body.Logprobs ?? 0, body.Echo ?? false,
+                m, server.Options, server.Catalog!) with { ScoreOnly = scoreOnly };
             return await Generate(ctx, server, m, plan, chat: false);
         })));
 
@@ -100,8 +108,10 @@ internal static class Endpoints
             var m = Admit(server);
             var body = await ReadBody<ChatRequest>(ctx, server.Options.Limits);
             var messages = Messages(body.Messages, server.Options.Limits);
-            if (body.TopLogprobs is > 0)
-                throw ApiException.BadField("top_logprobs", "per-token alternatives are not available: top_logprobs may be 0");
+            if (body.TopLogprobs is < 0 or > TopLogProbs.MaxN)
+                throw new ApiException(400, $"top_logprobs must be between 0 and {TopLogProbs.MaxN}, got {body.TopLogprobs}", "top_logprobs", "out_of_range");
+            if (body.TopLogprobs is > 0 && body.Logprobs != true)
+                throw ApiException.BadField("top_logprobs", "top_logprobs needs logprobs: true");
             string prompt;
             try
             {
@@ -112,7 +122,8 @@ internal static class Endpoints
                 throw ApiException.BadField("messages", e.Message);
             }
             var plan = RequestPlanner.Plan(body, prompt, body.MaxCompletionTokens ?? body.MaxTokens,
-                body.MaxCompletionTokens is not null ? "max_completion_tokens" : "max_tokens", 128, body.Logprobs ?? false, false, m, server.Options, server.Catalog!);
+                body.MaxCompletionTokens is not null ? "max_completion_tokens" : "max_tokens", 128, body.Logprobs ?? false, body.TopLogprobs ?? 0, false,
+                m, server.Options, server.Catalog!);
             return await Generate(ctx, server, m, plan, chat: true);
         })));
 
@@ -131,6 +142,9 @@ internal static class Endpoints
         string id = (chat ? "chatcmpl-" : "cmpl-") + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         string route = chat ? "/v1/chat/completions" : "/v1/completions";
+        if (plan.ScoreOnly) return await ScoreOnly(ctx, server, m, plan, id, created, route, clock);
+        // echo with logprobs: the prompt's own tokens are scored beside the generation (one more request on the engine).
+        var promptScore = plan.Echo && plan.Logprobs ? m.Engine.ScoreAsync(plan.Prompt, "", plan.TopLogprobs, includePrompt: true, ctx.RequestAborted) : null;
         if (!plan.Stream)
         {
             IReadOnlyList<AlignedSample> samples;
@@ -143,7 +157,12 @@ internal static class Endpoints
                 server.OnFinished(new FinishedRequest(route, "cancelled", 0, DateTime.UtcNow));
                 throw;
             }
-            var outputs = samples.Select(s => Shape(m, plan, s, StopScanner.Truncate(s.Text, plan.Stops))).ToList();
+            var outputs = samples.Select(s => Shape(m, plan, s)).ToList();
+            if (promptScore is not null)
+            {
+                var echoed = LogprobShapes.Echo(m.Model, plan.Prompt, (await promptScore).PromptLogProbs!, plan.TopLogprobs);
+                outputs = outputs.Select(o => o with { Logprobs = LogprobShapes.Concat(echoed, o.Logprobs) }).ToList();
+            }
             foreach (var s in samples) server.Metrics.Record(plan.Strategy, s);
             if (samples.Count > 0) server.Metrics.TimeToFirstText.Observe(samples.Min(s => s.Timings.FirstAccepted.TotalSeconds));
             server.Metrics.RequestDuration.WithLabels(route).Observe(clock.Elapsed.TotalSeconds);
@@ -169,14 +188,51 @@ internal static class Endpoints
             throw;
         }
         ctx.Items[OutcomeKey] = "ok";
-        return TypedResults.ServerSentEvents(Frames(ctx, server, m, plan, chat, id, created, route, clock, events, has));
+        return TypedResults.ServerSentEvents(Frames(ctx, server, m, plan, chat, id, created, route, clock, events, has, promptScore));
+    }
+
+    /// <summary>
+    /// echo with max_tokens 0: the prompt scored by teacher forcing (batched with the engine's other requests); each choice
+    /// is the prompt with, on logprobs, its tokens' log-probabilities (the first null). Streamed as one chunk per choice.
+    /// </summary>
+    private static async Task<IResult> ScoreOnly(HttpContext ctx, TiltServer server, ServedModel m, RequestPlan plan, string id, long created, string route, Stopwatch clock)
+    {
+        ScoreResult score;
+        try
+        {
+            score = await m.Engine.ScoreAsync(plan.Prompt, "", plan.TopLogprobs, includePrompt: true, ctx.RequestAborted);
+        }
+        catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
+        {
+            server.OnFinished(new FinishedRequest(route, "cancelled", 0, DateTime.UtcNow));
+            throw;
+        }
+        var logprobs = plan.Logprobs ? LogprobShapes.Echo(m.Model, plan.Prompt, score.PromptLogProbs!, plan.TopLogprobs) : null;
+        var choices = Enumerable.Range(0, plan.Choices).Select(i => new CompletionChoice(plan.Prompt, i, logprobs, "length", null)).ToList();
+        var usage = new Usage(plan.PromptTokens, 0, plan.PromptTokens);
+        server.Metrics.RequestDuration.WithLabels(route).Observe(clock.Elapsed.TotalSeconds);
+        if (!plan.Stream)
+        {
+            server.OnFinished(new FinishedRequest(route, "ok", 0, DateTime.UtcNow));
+            return TypedResults.Json(new CompletionResponse(id, "text_completion", created, m.Id, choices, usage), ServerJson.Options);
+        }
+        ctx.Items[OutcomeKey] = "ok";
+        var frames = choices.Select(c => Json(new CompletionResponse(id, "text_completion", created, m.Id, [c], null))).ToList();
+        if (plan.IncludeUsage) frames.Add(Json(new CompletionResponse(id, "text_completion", created, m.Id, [], usage)));
+        frames.Add("[DONE]");
+        server.OnFinished(new FinishedRequest(route, "ok", frames.Count, DateTime.UtcNow));
+        return TypedResults.ServerSentEvents(frames.ToAsyncEnumerable());
     }
 
     private static async IAsyncEnumerable<string> Frames(HttpContext ctx, TiltServer server, ServedModel m, RequestPlan plan, bool chat, string id, long created,
-        string route, Stopwatch clock, IAsyncEnumerator<AlignEvent> events, bool has, [EnumeratorCancellation] CancellationToken token = default)
+        string route, Stopwatch clock, IAsyncEnumerator<AlignEvent> events, bool has, Task<ScoreResult>? promptScore,
+        [EnumeratorCancellation] CancellationToken token = default)
     {
-        var scanners = new StopScanner[plan.Choices];
-        for (int i = 0; i < scanners.Length; i++) scanners[i] = new StopScanner(plan.Stops);
+        // Characters of each choice's text streamed so far: the engine streams nothing past a stop, so the final frame
+        // carries the rest of the returned text (what was held back while it could still begin a stop).
+        var streamed = new int[plan.Choices];
+        // Text offsets of the streamed tokens' logprobs, per choice (completions: from the prompt's end with echo).
+        var offsets = Enumerable.Repeat(plan.Echo ? plan.Prompt.Length : 0, plan.Choices).ToArray();
         var samples = new List<AlignedSample>();
         int frames = 0;
         bool firstText = true;
@@ -194,10 +250,11 @@ internal static class Endpoints
             }
             else if (plan.Echo)
             {
+                var echoed = promptScore is null ? null : LogprobShapes.Echo(m.Model, plan.Prompt, (await promptScore).PromptLogProbs!, plan.TopLogprobs);
                 for (int i = 0; i < plan.Choices; i++)
                 {
                     frames++;
-                    yield return Json(new CompletionResponse(id, "text_completion", created, m.Id, [new CompletionChoice(plan.Prompt, i, null, null, null)], null));
+                    yield return Json(new CompletionResponse(id, "text_completion", created, m.Id, [new CompletionChoice(plan.Prompt, i, echoed, null, null)], null));
                 }
             }
 
@@ -207,22 +264,25 @@ internal static class Endpoints
                 switch (events.Current)
                 {
                     case TextAccepted t when t.Sample < plan.Choices:
-                        string text = scanners[t.Sample].Push(t.TextDelta);
-                        if (text.Length > 0) frame = TextChunk(m, chat, id, created, t.Sample, text);
+                        streamed[t.Sample] += t.TextDelta.Length;
+                        object? chunkLogprobs = null;
+                        if (plan.Logprobs && t.TokenLogProbs is { Count: > 0 } lps)
+                            chunkLogprobs = chat ? LogprobShapes.Chat(m.Model, lps) : LogprobShapes.Completion(m.Model, lps, plan.TopLogprobs, ref offsets[t.Sample]);
+                        if (t.TextDelta.Length > 0 || chunkLogprobs is not null) frame = TextChunk(m, chat, id, created, t.Sample, t.TextDelta, chunkLogprobs);
                         break;
                     case SampleCompleted c when c.Result.Index < plan.Choices:
                         var s = c.Result;
                         samples.Add(s);
                         server.Metrics.Record(plan.Strategy, s);
-                        var scanner = scanners[s.Index];
-                        string rest = scanner.Flush();
-                        var cut = StopScanner.Truncate(s.Text, plan.Stops);
-                        var shaped = Shape(m, plan, s, (cut.Text, cut.Stopped || scanner.Stopped));
+                        string rest = streamed[s.Index] <= s.Text.Length ? s.Text[streamed[s.Index]..] : "";
+                        var shaped = Shape(m, plan, s);
+                        // The final frame of a streamed choice carries no per-token logprobs (its chunks did), only log p(y|x).
+                        object? final = !plan.Logprobs ? null : chat ? new ChatLogprobsDto([], s.LogProb) : new LogprobsDto([], [], null, [], s.LogProb);
                         frame = chat
                             ? Json(new ChatResponse(id, "chat.completion.chunk", created, m.Id,
-                                [new ChatChoice(s.Index, null, new AssistantMessage(null, rest), shaped.ChatLogprobs, shaped.Finish, shaped.Alignment)], null))
+                                [new ChatChoice(s.Index, null, new AssistantMessage(null, rest), final, shaped.Finish, shaped.Alignment)], null))
                             : Json(new CompletionResponse(id, "text_completion", created, m.Id,
-                                [new CompletionChoice(rest, s.Index, shaped.Logprobs, shaped.Finish, shaped.Alignment)], null));
+                                [new CompletionChoice(rest, s.Index, final, shaped.Finish, shaped.Alignment)], null));
                         break;
                 }
                 if (frame is not null)
@@ -281,17 +341,17 @@ internal static class Endpoints
         }
     }
 
-    private static string TextChunk(ServedModel m, bool chat, string id, long created, int index, string text) => chat
-        ? Json(new ChatResponse(id, "chat.completion.chunk", created, m.Id, [new ChatChoice(index, null, new AssistantMessage(null, text), null, null, null)], null))
-        : Json(new CompletionResponse(id, "text_completion", created, m.Id, [new CompletionChoice(text, index, null, null, null)], null));
+    private static string TextChunk(ServedModel m, bool chat, string id, long created, int index, string text, object? logprobs) => chat
+        ? Json(new ChatResponse(id, "chat.completion.chunk", created, m.Id, [new ChatChoice(index, null, new AssistantMessage(null, text), logprobs, null, null)], null))
+        : Json(new CompletionResponse(id, "text_completion", created, m.Id, [new CompletionChoice(text, index, logprobs, null, null)], null));
 
     private static string Json<T>(T value) => JsonSerializer.Serialize(value, ServerJson.Options);
 
     private sealed record Shaped(string Text, string Finish, AlignmentReport Alignment, LogprobsDto? Logprobs, ChatLogprobsDto? ChatLogprobs);
 
-    private static Shaped Shape(ServedModel m, RequestPlan plan, AlignedSample s, (string Text, bool Stopped) cut)
+    private static Shaped Shape(ServedModel m, RequestPlan plan, AlignedSample s)
     {
-        string finish = cut.Stopped || s.Finish == AlignFinish.Eos ? "stop" : "length";
+        string finish = s.Finish is AlignFinish.Eos or AlignFinish.Stop ? "stop" : "length";
         var candidates = s.Candidates.Count == 0 ? null : Candidates(s);
         var report = new AlignmentReport(plan.Strategy, plan.RewardName, Finite(s.Reward), s.LogProb,
             Kl(s.Kl), s.KlBound is { } b ? Kl(b) : null, s.TokensEvaluated,
@@ -300,22 +360,13 @@ internal static class Endpoints
             s.WinRateVsCandidates, candidates);
         LogprobsDto? logprobs = null;
         ChatLogprobsDto? chatLogprobs = null;
-        if (plan.Logprobs)
+        if (plan.Logprobs && s.TokenLogProbs is { } lps)
         {
-            var tokens = new List<string>();
-            var offsets = new List<int>();
             int offset = plan.Echo ? plan.Prompt.Length : 0;
-            foreach (int t in s.Tokens)
-            {
-                string piece = m.Model.Detokenize([t]);
-                tokens.Add(piece);
-                offsets.Add(offset);
-                offset += piece.Length;
-            }
-            logprobs = new LogprobsDto(tokens, null, null, offsets, s.LogProb);
-            chatLogprobs = new ChatLogprobsDto(null, s.LogProb);
+            logprobs = LogprobShapes.Completion(m.Model, lps, plan.TopLogprobs, ref offset, s.LogProb);
+            chatLogprobs = LogprobShapes.Chat(m.Model, lps, s.LogProb);
         }
-        return new Shaped(cut.Text, finish, report, logprobs, chatLogprobs);
+        return new Shaped(s.Text, finish, report, logprobs, chatLogprobs);
     }
 
     private static List<CandidateDto> Candidates(AlignedSample s)

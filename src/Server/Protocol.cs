@@ -16,7 +16,7 @@ public sealed class CompletionRequest : GenerationRequestBase
     /// <summary>Prepend the prompt to the returned text.</summary>
     public bool? Echo { get; init; }
 
-    /// <summary>Completions: a number (how many top alternatives per token; only 0 is served) or null.</summary>
+    /// <summary>Completions: a number (top alternatives per token, 0..20) or null (no log-probabilities).</summary>
     public int? Logprobs { get; init; }
 }
 
@@ -57,6 +57,12 @@ public abstract class GenerationRequestBase
 
     /// <summary>A string or an array of strings.</summary>
     public JsonElement? Stop { get; init; }
+
+    /// <summary>vLLM's extension: token ids that end a sequence like EOS.</summary>
+    public List<int>? StopTokenIds { get; init; }
+
+    /// <summary>vLLM's extension: keep the stop string at the end of the text (default false, OpenAI's behaviour).</summary>
+    public bool? IncludeStopStrInOutput { get; init; }
 
     public bool? Stream { get; init; }
 
@@ -159,18 +165,30 @@ public sealed record TimingsDto(double PrefillMs, double FirstTextMs, double Tot
 /// <param name="Rejected">Early rejection: true for a candidate stopped at a decision (its reward is then its value when stopped).</param>
 public sealed record CandidateDto(string Text, double? Reward, double Logprob, bool Selected, bool? Rejected = null);
 
-/// <summary>Per-token log-probabilities are not reported by the engine: tokens and offsets are, with the sequence's log p(y|x).</summary>
+/// <summary>
+/// Completions logprobs (OpenAI's legacy shape): per token its text, log p (null for a token that was not sampled: a
+/// forced prefix, or the first prompt token with echo), the top alternatives as {text: log p} (null when none were asked
+/// for) and the text offset; <c>sequence_logprob</c> = log p(y|x) on whole choices.
+/// </summary>
 public sealed record LogprobsDto(
     IReadOnlyList<string> Tokens,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] IReadOnlyList<double>? TokenLogprobs,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] object? TopLogprobs,
+    IReadOnlyList<double?> TokenLogprobs,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] IReadOnlyList<Dictionary<string, double>?>? TopLogprobs,
     IReadOnlyList<int> TextOffset,
-    double SequenceLogprob);
+    double? SequenceLogprob = null);
 
-/// <summary>Chat logprobs: content null (no per-token figures), the sequence's log p(y|x).</summary>
+/// <summary>Chat logprobs: one entry per token, and <c>sequence_logprob</c> = log p(y|x) on whole choices.</summary>
 public sealed record ChatLogprobsDto(
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] object? Content,
-    double SequenceLogprob);
+    IReadOnlyList<ChatTokenLogprob> Content,
+    double? SequenceLogprob = null);
+
+public sealed record ChatTokenLogprob(
+    string Token,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] double? Logprob,
+    IReadOnlyList<int> Bytes,
+    IReadOnlyList<ChatTopLogprob> TopLogprobs);
+
+public sealed record ChatTopLogprob(string Token, double Logprob, IReadOnlyList<int> Bytes);
 
 public sealed record ModelList(string Object, IReadOnlyList<ModelCard> Data);
 

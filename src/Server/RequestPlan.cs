@@ -18,9 +18,14 @@ internal sealed record RequestPlan(
     bool Stream,
     bool IncludeUsage,
     bool Logprobs,
+    int TopLogprobs,
     string Strategy,
     string? RewardName,
-    bool Echo);
+    bool Echo)
+{
+    /// <summary>echo with max_tokens 0: score the prompt, generate nothing.</summary>
+    public bool ScoreOnly { get; init; }
+}
 
 /// <summary>
 /// Turns an OpenAI-shaped request into a <see cref="DecodingRequest"/>. Every refusal is a 400 that names the field
@@ -29,7 +34,7 @@ internal sealed record RequestPlan(
 internal static class RequestPlanner
 {
     public static RequestPlan Plan(GenerationRequestBase r, string prompt, int? maxTokensField, string maxTokensName, int defaultMaxTokens,
-        bool logprobs, bool echo, ServedModel served, ServerOptions options, RewardCatalog catalog)
+        bool logprobs, int topLogprobs, bool echo, ServedModel served, ServerOptions options, RewardCatalog catalog)
     {
         var limits = options.Limits;
         if (r.Model is { } model && model != served.Id)
@@ -78,8 +83,6 @@ internal static class RequestPlanner
                 "bon" or "tokenwise" or "blockwise" or "rejection" => a.Strategy.ToLowerInvariant(),
                 _ => throw new ApiException(400, $"unknown alignment.strategy '{a.Strategy}' (known: bon, tokenwise, blockwise, rejection)", "alignment.strategy", "unknown_strategy"),
             };
-            if (stops.Count > 0)
-                throw ApiException.BadField("stop", "stop sequences are not supported with alignment: the reward and KL refer to the whole text the strategy chose");
             rewardName = a.Reward ?? RewardCatalog.DefaultReward;
             reward = catalog.Reward(rewardName);
             double beta = a.Beta ?? 1.0;
@@ -137,13 +140,28 @@ internal static class RequestPlanner
             Sampling = sampling,
             KvCacheType = options.KvCacheType,
             Threads = options.Threads,
+            Stop = StopFor(stops, r, served),
+            Logprobs = logprobs,
+            TopLogprobs = topLogprobs,
         };
         var request = new DecodingRequest
         {
             Prompt = prompt, PromptTokens = promptIds, Options = decoding, Reward = reward, Value = value, ForcedPrefix = r.Prefill,
         };
         return new RequestPlan(prompt, promptTokens, request, n, stops, r.Stream ?? false, r.StreamOptions?.IncludeUsage ?? false,
-            logprobs, strategy, rewardName, echo);
+            logprobs, topLogprobs, strategy, rewardName, echo);
+    }
+
+    private static StopSequences? StopFor(IReadOnlyList<string> stops, GenerationRequestBase r, ServedModel served)
+    {
+        var ids = r.StopTokenIds ?? [];
+        if (ids.Count > StopSequences.MaxTokenIds)
+            throw new ApiException(400, $"stop_token_ids holds {ids.Count} ids; the limit is {StopSequences.MaxTokenIds}", "stop_token_ids", "out_of_range");
+        int vocab = served.Model.Info.VocabularySize;
+        foreach (int id in ids)
+            if (id < 0 || id >= vocab) throw new ApiException(400, $"stop_token_ids: {id} is not a token id (0..{vocab - 1})", "stop_token_ids", "out_of_range");
+        if (stops.Count == 0 && ids.Count == 0) return null;
+        return new StopSequences { Strings = stops, TokenIds = ids, IncludeStop = r.IncludeStopStrInOutput ?? false };
     }
 
     private static int Bound(string field, int value, int min, int max) =>
@@ -167,8 +185,8 @@ internal static class RequestPlanner
         else throw ApiException.BadField("stop", "stop must be a string or an array of strings");
         if (list.Count > limits.MaxStops) throw new ApiException(400, $"stop holds {list.Count} sequences; the limit is {limits.MaxStops}", "stop", "out_of_range");
         foreach (var s in list)
-            if (s.Length == 0 || s.Length > limits.MaxStopChars)
-                throw new ApiException(400, $"each stop sequence must be 1 to {limits.MaxStopChars} characters, got {s.Length}", "stop", "out_of_range");
+            if (System.Text.Encoding.UTF8.GetByteCount(s) is var bytes && (bytes == 0 || bytes > limits.MaxStopBytes))
+                throw new ApiException(400, $"each stop sequence must be 1 to {limits.MaxStopBytes} UTF-8 bytes, got {bytes}", "stop", "out_of_range");
         return list;
     }
 }

@@ -1,4 +1,5 @@
 using Tilt.Engine.Models;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Server;
 
@@ -72,11 +73,11 @@ public sealed record RequestLimits
     /// <summary>Most chat messages. Defaults to 256.</summary>
     public int MaxMessages { get; init; } = 256;
 
-    /// <summary>Most stop sequences, as OpenAI allows. Defaults to 4.</summary>
-    public int MaxStops { get; init; } = 4;
+    /// <summary>Most stop sequences (the engine's bound, <see cref="Tilt.Engine.Requests.StopSequences.MaxStrings"/>). Defaults to 16.</summary>
+    public int MaxStops { get; init; } = Tilt.Engine.Requests.StopSequences.MaxStrings;
 
-    /// <summary>Longest stop sequence in characters. Defaults to 256.</summary>
-    public int MaxStopChars { get; init; } = 256;
+    /// <summary>Longest stop sequence in UTF-8 bytes (the engine's bound). Defaults to 256.</summary>
+    public int MaxStopBytes { get; init; } = Tilt.Engine.Requests.StopSequences.MaxStringBytes;
 
     /// <summary>Longest reward spec in a request. Defaults to 512 characters.</summary>
     public int MaxRewardSpecChars { get; init; } = 512;

@@ -169,6 +169,51 @@ public sealed unsafe class ExportsTests
     }
 
     [Fact]
+    public void Stop_strings_end_each_output_with_finish_stop_and_api_1_1_structs_still_work()
+    {
+        nint model = LoadTabular();
+        var run = (delegate* unmanaged[Cdecl]<nint, delegate* unmanaged[Cdecl]<void*, TiltEvent*, int>, void*, int>)&Exports.RequestRun;
+        var outputInfo = (delegate* unmanaged[Cdecl]<nint, int, TiltOutputInfo*, int>)&Exports.RequestOutputInfo;
+        var options = MappingTests.HeaderDefaults() with { Strategy = (int)Strategy.Sample, MaxTokens = 12, Seed = 5 };
+
+        // A caller compiled against API 1.1 passes the smaller struct: no stop fields, the same output as without stops.
+        var old = options with { StructSize = (uint)Marshal.OffsetOf<TiltRequestOptions>(nameof(TiltRequestOptions.Stop)) };
+        nint free = Create(model, "", old, 0);
+        Assert.Equal(TiltStatus.Ok, run(free, null, null));
+        string full = Text(free);
+        Free(&Exports.RequestFree, free);
+        int space = full.IndexOf(' ', 1);
+        Assert.True(space > 0, full);
+        string stop = full.Substring(space, 2);
+
+        fixed (byte* s = Encoding.UTF8.GetBytes(stop + "\0"))
+        {
+            byte** strings = stackalloc byte*[1];
+            strings[0] = s;
+            nint request = Create(model, "", options with { Stop = strings, NStop = 1 }, 0);
+            Assert.Equal(TiltStatus.Ok, run(request, null, null));
+            Assert.Equal(full[..full.IndexOf(stop, StringComparison.Ordinal)], Text(request));
+            var info = new TiltOutputInfo { StructSize = (uint)sizeof(TiltOutputInfo) };
+            Assert.Equal(TiltStatus.Ok, outputInfo(request, 0, &info));
+            Assert.Equal(3, info.Finish); // TILT_FINISH_STOP
+            Free(&Exports.RequestFree, request);
+
+            var create = (delegate* unmanaged[Cdecl]<nint, byte*, TiltRequestOptions*, nint, nint, nint*, int>)&Exports.RequestCreate;
+            var bad = options with { Stop = null, NStop = 1 };
+            nint refused;
+            fixed (byte* p = "\0"u8)
+            {
+                Assert.Equal(TiltStatus.InvalidArgument, create(model, p, &bad, 0, 0, &refused));
+                Assert.Contains("tilt_request_options.stop is NULL", _lastError);
+                bad = options with { Stop = strings, NStop = 17 };
+                Assert.Equal(TiltStatus.InvalidArgument, create(model, p, &bad, 0, 0, &refused));
+                Assert.Contains("n_stop must be 0..16", _lastError);
+            }
+        }
+        Free(&Exports.ModelFree, model);
+    }
+
+    [Fact]
     public void A_head_file_with_a_null_field_is_a_model_load_error_naming_the_field()
     {
         nint model = LoadTabular();

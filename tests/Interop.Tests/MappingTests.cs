@@ -8,7 +8,7 @@ public sealed class MappingTests
     /// <summary>tilt_request_default_options() as native/src/tilt_host.c fills it.</summary>
     internal static TiltRequestOptions HeaderDefaults() => new()
     {
-        StructSize = 96,
+        StructSize = (uint)System.Runtime.CompilerServices.Unsafe.SizeOf<TiltRequestOptions>(),
         Strategy = (int)Strategy.Blockwise,
         Samples = 1,
         MaxTokens = 128,

@@ -103,6 +103,37 @@ public sealed class CompletionTests
         Assert.Equal("stop", stopped.GetProperty("finish_reason").GetString());
         var chunks = await host.StreamAsync("/v1/completions", withStop.Replace("\"seed\": 5", "\"seed\": 5, \"stream\": true"));
         Assert.Equal(full[..cut], Sse.Texts(chunks)[0]);
+        var kept = (await host.PostJsonAsync("/v1/completions", withStop.Replace("\"seed\": 5", "\"seed\": 5, \"include_stop_str_in_output\": true"))).GetProperty("choices")[0];
+        Assert.Equal(full[..(cut + stop.Length)], kept.GetProperty("text").GetString());
+    }
+
+    [Theory]
+    [InlineData("bon", """{"strategy": "bon", "n": 8, "reward": "sentiment", "return_candidates": true}""")]
+    [InlineData("tokenwise", """{"strategy": "tokenwise", "top_k": 4, "reward": "positive"}""")]
+    [InlineData("blockwise", """{"strategy": "blockwise", "k": 4, "block": 4, "reward": "sentiment"}""")]
+    [InlineData("rejection", """{"strategy": "rejection", "n": 8, "alpha": 0.5, "every": 4, "reward": "sentiment"}""")]
+    public async Task Stop_sequences_end_aligned_decoding_and_are_never_streamed(string strategy, string alignment)
+    {
+        await using var host = await Host.StartAsync();
+        string body = $$$"""{"prompt": "{{{Prompt}}}", "max_tokens": 64, "seed": 3, "n": 2, "alignment": {{{alignment}}}}""";
+        string stopped = body.Replace("\"seed\": 3", "\"seed\": 3, \"stop\": [\".\", \"!\"]");
+        var free = await host.PostJsonAsync("/v1/completions", body);
+        var cut = await host.PostJsonAsync("/v1/completions", stopped);
+        long Evaluated(JsonElement r) => r.GetProperty("choices").EnumerateArray().Sum(c => c.GetProperty("alignment").GetProperty("tokens_evaluated").GetInt64());
+        var texts = cut.GetProperty("choices").EnumerateArray().Select(c => c.GetProperty("text").GetString()!).ToList();
+        foreach (var c in cut.GetProperty("choices").EnumerateArray())
+        {
+            string text = c.GetProperty("text").GetString()!;
+            Assert.DoesNotContain(".", text);
+            Assert.DoesNotContain("!", text);
+        }
+        Assert.True(Evaluated(cut) < Evaluated(free), $"{strategy}: {Evaluated(cut)} tokens with stop vs {Evaluated(free)} without");
+        var chunks = await host.StreamAsync("/v1/completions", stopped.Replace("\"seed\": 3", "\"seed\": 3, \"stream\": true"));
+        var streamed = Sse.Texts(chunks);
+        for (int i = 0; i < texts.Count; i++) Assert.Equal(texts[i], streamed[i]);
+        foreach (var chunk in chunks)
+            foreach (var c in chunk.GetProperty("choices").EnumerateArray())
+                if (c.TryGetProperty("text", out var t)) Assert.DoesNotContain(".", t.GetString()!);
     }
 
     [Theory]

@@ -29,8 +29,9 @@ public sealed class ErrorTests
     [InlineData("{\"prompt\": \"x\", \"top_p\": 0}", "top_p")]
     [InlineData("{\"prompt\": \"x\", \"max_tokens\": 100000}", "max_tokens")]
     [InlineData("{\"prompt\": \"x\", \"n\": 17}", "n")]
-    [InlineData("{\"prompt\": \"x\", \"stop\": [\"a\", \"b\", \"c\", \"d\", \"e\"]}", "stop")]
-    [InlineData("{\"prompt\": \"x\", \"logprobs\": 5}", "logprobs")]
+    [InlineData("{\"prompt\": \"x\", \"stop\": [\"a\", \"b\", \"c\", \"d\", \"e\", \"f\", \"g\", \"h\", \"i\", \"j\", \"k\", \"l\", \"m\", \"n\", \"o\", \"p\", \"q\"]}", "stop")]
+    [InlineData("{\"prompt\": \"x\", \"stop\": [\"\"]}", "stop")]
+    [InlineData("{\"prompt\": \"x\", \"logprobs\": 21}", "logprobs")]
     [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"beam\"}}", "alignment.strategy")]
     [InlineData("{\"prompt\": \"x\", \"alignment\": {}}", "alignment.strategy")]
     [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"bon\", \"beta\": NaN}}", "alignment.beta")]
@@ -48,7 +49,6 @@ public sealed class ErrorTests
     [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"bon\", \"reward\": \"head:../../x\"}}", "alignment.reward")]
     [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"bon\", \"reward\": \"0.5*length:3+lexicon:../../etc/shadow\"}}", "alignment.reward")]
     [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"blockwise\", \"value_head\": \"/etc/passwd\"}}", "alignment.value_head")]
-    [InlineData("{\"prompt\": \"x\", \"stop\": \"a\", \"alignment\": {\"strategy\": \"bon\"}}", "stop")]
     public async Task Bad_requests_are_400_naming_the_field(string body, string? param)
     {
         await using var host = await Host.StartAsync(Transport.InProcess);

@@ -30,7 +30,8 @@ internal static class AlignBatch
 
     /// <summary>The CLI's values: what a line's absent fields take.</summary>
     public sealed record Defaults(string Strategy, string Prompt, string Reward, string? ValueHead, int N, int K, int Block, double Beta,
-        int TopK, float Temperature, ulong Seed, int MaxTokens, int Samples, BlockSelectionMode Selection, bool Candidates, double Alpha, int Every);
+        int TopK, float Temperature, ulong Seed, int MaxTokens, int Samples, BlockSelectionMode Selection, bool Candidates, double Alpha, int Every,
+        StopSequences? Stop = null);
 
     /// <summary>One parsed line.</summary>
     private sealed record Line(int Number, string Strategy, DecodingRequest Request, string RewardSpec, string? ValueHead);
@@ -113,7 +114,7 @@ internal static class AlignBatch
                     {
                         generated += s.Tokens.Count;
                         evaluated += s.TokensEvaluated;
-                        await writer.WriteLineAsync(JsonSerializer.Serialize(ToJson(lines[i], s), CliJson.Options)).ConfigureAwait(false);
+                        await writer.WriteLineAsync(JsonSerializer.Serialize(ToJson(lines[i], s, model), CliJson.Options)).ConfigureAwait(false);
                     }
                 }
             }
@@ -143,6 +144,10 @@ internal static class AlignBatch
         string? prefill = null;
         var selection = d.Selection;
         bool candidates = d.Candidates;
+        IReadOnlyList<string> stopStrings = d.Stop?.Strings ?? [];
+        IReadOnlyList<int> stopIds = d.Stop?.TokenIds ?? [];
+        bool includeStop = d.Stop?.IncludeStop ?? false;
+        int? topLogprobs = null;
         foreach (var p in doc.RootElement.EnumerateObject())
         {
             var v = p.Value;
@@ -173,8 +178,24 @@ internal static class AlignBatch
                     break;
                 case "prefill": prefill = v.ValueKind == JsonValueKind.Null ? null : Str(p); break;
                 case "request_id": requestId = v.ValueKind == JsonValueKind.Number && v.TryGetUInt32(out uint id) ? id : throw Field(p, "an integer 0..4294967295"); break;
+                case "stop":
+                    stopStrings = v.ValueKind switch
+                    {
+                        JsonValueKind.Null => [],
+                        JsonValueKind.String => [v.GetString()!],
+                        JsonValueKind.Array when v.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String) => v.EnumerateArray().Select(e => e.GetString()!).ToArray(),
+                        _ => throw Field(p, "a string or an array of strings"),
+                    };
+                    break;
+                case "stop_token_ids":
+                    stopIds = v.ValueKind == JsonValueKind.Array && v.EnumerateArray().All(e => e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out _))
+                        ? v.EnumerateArray().Select(e => e.GetInt32()).ToArray()
+                        : throw Field(p, "an array of token ids");
+                    break;
+                case "logprobs": topLogprobs = v.ValueKind == JsonValueKind.Null ? null : Int(p); break;
+                case "include_stop": includeStop = v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : throw Field(p, "true or false"); break;
                 case "return_candidates": candidates = v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : throw Field(p, "true or false"); break;
-                default: throw new TiltException($"unknown field '{p.Name}' (known: prompt, strategy, reward, value_head, n, k, block, beta, alpha, every, top_k, temperature, seed, request_id, prefill, max_tokens, samples, selection, return_candidates)");
+                default: throw new TiltException($"unknown field '{p.Name}' (known: prompt, strategy, reward, value_head, n, k, block, beta, alpha, every, top_k, temperature, seed, request_id, prefill, max_tokens, samples, selection, return_candidates, stop, stop_token_ids, include_stop, logprobs)");
             }
         }
 
@@ -190,7 +211,14 @@ internal static class AlignBatch
                 "rejection" => new RejectionOptions { N = n, Alpha = alpha, Every = every, ReturnCandidates = candidates },
                 _ => throw new TiltException($"field 'strategy': must be bon, tokenwise, blockwise or rejection, got '{strategy}'"),
             };
-            options = options with { MaxTokens = maxTokens, Samples = samples, Seed = seed, Sampling = sampling, Threads = threads, RequestId = requestId };
+            var stop = new StopSequences { Strings = stopStrings, TokenIds = stopIds, IncludeStop = includeStop };
+            options = options with
+            {
+                MaxTokens = maxTokens, Samples = samples, Seed = seed, Sampling = sampling, Threads = threads, RequestId = requestId,
+                Stop = stop.IsEmpty ? null : stop,
+                Logprobs = topLogprobs is not null,
+                TopLogprobs = topLogprobs ?? 0,
+            };
         }
         catch (ArgumentException e)
         {
@@ -247,6 +275,7 @@ internal static class AlignBatch
         "Temperature" => "temperature",
         "Alpha" => "alpha",
         "Every" => "every",
+        "TopLogprobs" => "logprobs",
         _ => param ?? "?",
     };
 
@@ -257,7 +286,7 @@ internal static class AlignBatch
         return (cut > 0 ? m[..cut] : m).ReplaceLineEndings(" ");
     }
 
-    private static object ToJson(Line line, AlignedSample s) => new
+    private static object ToJson(Line line, AlignedSample s, ILanguageModel model) => new
     {
         Line = line.Number,
         s.Index,
@@ -288,5 +317,6 @@ internal static class AlignBatch
             s.Timings.DecodeCalls,
         },
         Candidates = s.Candidates.Count > 0 ? s.Candidates : null,
+        TokenLogprobs = CliJson.TokenLogprobs(model, s.TokenLogProbs),
     };
 }

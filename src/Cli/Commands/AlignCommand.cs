@@ -43,6 +43,9 @@ internal static class AlignCommand
         var candidates = new Option<bool>("--candidates") { Description = "Best-of-n and rejection: also print every candidate with its reward." };
         var alpha = new Option<double>("--alpha") { Description = "Rejection: fraction of the unfinished candidates stopped at each decision, in [0, 1).", DefaultValueFactory = _ => 0.5 };
         var prefill = new Option<string?>("--prefill") { Description = "Force the response to start with this text (not sampled, excluded from KL, seen by the reward): how deep is the alignment?" };
+        var logprobs = GenerateCommand.LogprobsOption();
+        var stop = StopOptions.Create();
+        var includeStop = StopOptions.CreateInclude();
         var every = new Option<int>("--every") { Description = "Rejection: generated tokens between decisions.", DefaultValueFactory = _ => 8 };
         var json = new Option<bool>("--json") { Description = "One JSON object per output." };
         var requests = new Option<string?>("--requests") { Description = "Batch mode: a JSONL file of requests (prompt, strategy, n, k, block, beta, top_k, seed, max_tokens, reward, value_head, ...); absent fields take this command's options. " +
@@ -53,7 +56,7 @@ internal static class AlignCommand
 
         var command = new Command("align", "Sample from an aligned policy: best-of-n, token-wise or blockwise controlled decoding towards a reward.");
         model.AddTo(command);
-        foreach (var o in new Option[] { strategy, prompt, reward, valueHead, value, n, k, block, selection, beta, topK, temperature, seed, maxTokens, samples, deadline, candidates, alpha, every, prefill, json, requests, output, concurrency, maxSequences })
+        foreach (var o in new Option[] { strategy, prompt, reward, valueHead, value, n, k, block, selection, beta, topK, temperature, seed, maxTokens, samples, deadline, candidates, alpha, every, prefill, stop, includeStop, logprobs, json, requests, output, concurrency, maxSequences })
             command.Options.Add(o);
 
         command.SetAction((parse, cancellationToken) => console.GuardAsync(async () =>
@@ -65,7 +68,8 @@ internal static class AlignCommand
                 if (parse.GetValue(value) is not null) throw new ArgumentException("--value (exact tabular values) is not available in batch mode");
                 var defaults = new AlignBatch.Defaults(which, parse.GetValue(prompt)!, parse.GetValue(reward)!, parse.GetValue(valueHead), parse.GetValue(n),
                     parse.GetValue(k), parse.GetValue(block), parse.GetValue(beta), parse.GetValue(topK), parse.GetValue(temperature), parse.GetValue(seed),
-                    parse.GetValue(maxTokens), parse.GetValue(samples), parse.GetValue(selection), parse.GetValue(candidates), parse.GetValue(alpha), parse.GetValue(every));
+                    parse.GetValue(maxTokens), parse.GetValue(samples), parse.GetValue(selection), parse.GetValue(candidates), parse.GetValue(alpha), parse.GetValue(every),
+                    StopOptions.Get(parse, stop, includeStop));
                 var engineOptions = new Tilt.Engine.Decoding.EngineOptions { MaxSequences = parse.GetValue(maxSequences) };
                 using var batchModel = model.LoadModel(parse, console);
                 using var batchKernels = model.CreateKernels(parse, console);
@@ -96,6 +100,9 @@ internal static class AlignCommand
                 Sampling = sampling,
                 Deadline = budget,
                 Threads = model.GetThreads(parse),
+                Stop = StopOptions.Get(parse, stop, includeStop),
+                Logprobs = parse.GetValue(logprobs) is not null,
+                TopLogprobs = parse.GetValue(logprobs) ?? 0,
             };
 
             using var lm = model.LoadModel(parse, console);
@@ -126,7 +133,7 @@ internal static class AlignCommand
                         await console.Out.WriteAsync(accepted.TextDelta);
                         break;
                     case SampleCompleted done when asJson:
-                        await console.Out.WriteLineAsync(JsonSerializer.Serialize(ToJson(done.Result, which, rewardFn, valueFn), CliJson.Options));
+                        await console.Out.WriteLineAsync(JsonSerializer.Serialize(ToJson(done.Result, which, rewardFn, valueFn, lm), CliJson.Options));
                         break;
                     case SampleCompleted done:
                         if (streamText) await console.Out.WriteLineAsync();
@@ -181,7 +188,7 @@ internal static class AlignCommand
         _ => method.ToString(),
     };
 
-    private static object ToJson(AlignedSample s, string strategy, IReward reward, IValueFunction value) => new
+    private static object ToJson(AlignedSample s, string strategy, IReward reward, IValueFunction value, ILanguageModel model) => new
     {
         s.Index,
         Strategy = strategy,
@@ -210,5 +217,6 @@ internal static class AlignCommand
             TokensPerSecond = s.Tokens.Count / Math.Max(1e-9, (s.Timings.Total - s.Timings.Prefill).TotalSeconds),
         },
         Candidates = s.Candidates.Count > 0 ? s.Candidates : null,
+        TokenLogprobs = CliJson.TokenLogprobs(model, s.TokenLogProbs),
     };
 }

@@ -20,11 +20,14 @@ internal static class GenerateCommand
         var temperature = new Option<float>("--temperature", "-t") { Description = "Sampling temperature; 0 = greedy.", DefaultValueFactory = _ => 1f };
         var topK = new Option<int>("--top-k") { Description = "Keep the k most likely tokens; 0 = off.", DefaultValueFactory = _ => 0 };
         var topP = new Option<float>("--top-p") { Description = "Nucleus sampling mass in (0, 1]; 1 = off.", DefaultValueFactory = _ => 1f };
+        var logprobs = LogprobsOption();
+        var stop = StopOptions.Create();
+        var includeStop = StopOptions.CreateInclude();
         var json = new Option<bool>("--json") { Description = "One JSON object per sample (text, tokens, logprob, finish), one per line." };
 
         var command = new Command("generate", "Sample n continuations of a prompt from the base model in one batch that shares the prompt's KV cache.");
         model.AddTo(command);
-        foreach (var o in new Option[] { prompt, n, maxTokens, seed, temperature, topK, topP, json }) command.Options.Add(o);
+        foreach (var o in new Option[] { prompt, n, maxTokens, seed, temperature, topK, topP, stop, includeStop, logprobs, json }) command.Options.Add(o);
 
         command.SetAction((parse, cancellationToken) => console.GuardAsync(async () =>
         {
@@ -36,6 +39,9 @@ internal static class GenerateCommand
                 Seed = parse.GetValue(seed),
                 Sampling = new SamplingParameters(parse.GetValue(temperature), parse.GetValue(topK), parse.GetValue(topP)),
                 Threads = model.GetThreads(parse),
+                Stop = StopOptions.Get(parse, stop, includeStop),
+                Logprobs = parse.GetValue(logprobs) is not null,
+                TopLogprobs = parse.GetValue(logprobs) ?? 0,
             };
             using var lm = model.LoadModel(parse, console);
             using var kernels = model.CreateKernels(parse, console);
@@ -77,7 +83,7 @@ internal static class GenerateCommand
                 {
                     for (int i = 0; i < options.Samples; i++)
                     {
-                        if (finished[i] is { } done) await WriteSample(console, done, text, asJson);
+                        if (finished[i] is { } done) await WriteSample(console, done, text, asJson, lm);
                         else await WritePartial(console, i, text + partial[i], partial[i].ToString(), partialTokens[i], asJson);
                     }
                 }
@@ -88,7 +94,7 @@ internal static class GenerateCommand
 
             if (!streamOne)
             {
-                foreach (var sample in finished) await WriteSample(console, sample!, text, asJson);
+                foreach (var sample in finished) await WriteSample(console, sample!, text, asJson, lm);
             }
             if (!asJson) WriteTimings(console, finished!);
             return 0;
@@ -98,11 +104,20 @@ internal static class GenerateCommand
 
     private static string Finish(AlignedSample s) => s.Finish.ToString().ToLowerInvariant();
 
-    private static async Task WriteSample(CliConsole console, AlignedSample s, string prompt, bool asJson)
+    /// <summary><c>--logprobs N</c>: per-token log-probabilities in the JSON output, with N alternatives (0..20).</summary>
+    internal static Option<int?> LogprobsOption() => new("--logprobs")
+    {
+        Description = "With --json: each token's log p (T = 1) and its N most likely alternatives (0..20).",
+    };
+
+    private static async Task WriteSample(CliConsole console, AlignedSample s, string prompt, bool asJson, Tilt.Engine.Models.ILanguageModel model)
     {
         if (asJson)
         {
-            await console.Out.WriteLineAsync(JsonSerializer.Serialize(new SampleJson(s.Index, s.Text, s.Tokens, s.LogProb, s.SamplerLogProb, Finish(s)), CliJson.Options));
+            await console.Out.WriteLineAsync(JsonSerializer.Serialize(new SampleJson(s.Index, s.Text, s.Tokens, s.LogProb, s.SamplerLogProb, Finish(s))
+            {
+                TokenLogprobs = CliJson.TokenLogprobs(model, s.TokenLogProbs),
+            }, CliJson.Options));
             return;
         }
         await console.Out.WriteLineAsync($"--- sample {s.Index} (logprob {s.LogProb:F3}, {s.Tokens.Count} tokens, {Finish(s)})");
@@ -132,5 +147,9 @@ internal static class GenerateCommand
 
     private sealed record PartialJson(int Index, string Text, int TokenCount, string Finish);
 
-    private sealed record SampleJson(int Index, string Text, IReadOnlyList<int> Tokens, double Logprob, double SamplerLogprob, string Finish);
+    private sealed record SampleJson(int Index, string Text, IReadOnlyList<int> Tokens, double Logprob, double SamplerLogprob, string Finish)
+    {
+        [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+        public object? TokenLogprobs { get; init; }
+    }
 }

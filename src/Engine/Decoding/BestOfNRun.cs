@@ -56,6 +56,9 @@ internal sealed class BestOfNRun : RequestRun
             Seed = _options.Seed,
             Request = _options.RequestId,
             DecodeLastToken = _reward.NeedsHiddenState,
+            Stop = Stops,
+            Logprobs = Request.Options.Logprobs,
+            TopLogprobs = Request.Options.TopLogprobs,
         }, prompt.Logits, prompt.Hidden);
         _step = 0;
     }
@@ -113,18 +116,21 @@ internal sealed class BestOfNRun : RequestRun
         var winnerInput = inputs[winner];
         double logProb = rollout.LogProb[winner];
         var estimate = new KlReport(KlEstimators.KlHatFromLogProbability(logProb, scored), KlMethod.BestOfNEstimate);
-        Emit(new TextAccepted(_sample, winnerInput.Tokens, winnerInput.Text, estimate.Value));
+        var tokenLogProbs = WantsLogprobs ? rollout.TokenLogProbs[winner].ToArray() : null;
+        Emit(new TextAccepted(_sample, winnerInput.Tokens, winnerInput.Text, estimate.Value) { LogProb = logProb, TokenLogProbs = tokenLogProbs });
 
         var candidates = _options.ReturnCandidates
             ? inputs.Take(scored).Select((c, i) => new ScoredCandidate(i, c.Text, c.Tokens, rewards[i], rollout.LogProb[i], c.IsFinished)).ToArray()
             : [];
-        var finish = deadline ? AlignFinish.Deadline : rollout.Stopped[winner] ? AlignFinish.Eos : AlignFinish.Length;
+        var finish = deadline ? AlignFinish.Deadline
+            : rollout.StoppedByRequest[winner] ? AlignFinish.Stop : rollout.Stopped[winner] ? AlignFinish.Eos : AlignFinish.Length;
         EmitResult(new AlignedSample(_sample, winnerInput.Text, winnerInput.Tokens, rewards[winner], logProb,
             estimate, new KlReport(Math.Log(scored) - (scored - 1.0) / scored, KlMethod.BestOfNBound), finish, rollout.TokensDecoded,
             new AlignTimings(_prefill, accepted, Clock.Elapsed - _sampleStart, rollout.DecodeCalls) { ModelTime = rollout.ModelTime }, candidates)
         {
             WinRateVsCandidates = scored > 1 ? WinRateAgainstOthers(pool, winner) : null,
             CachedPromptTokens = _cachedPrompt,
+            TokenLogProbs = tokenLogProbs,
         });
         return deadline;
     }

@@ -34,7 +34,8 @@ internal sealed class BlockwiseRun : RequestRun
     private float[] _prefixHidden = [];
     private readonly List<int> _tokens = [];
     private readonly List<double> _blockLogProbs = [];
-    private readonly System.Text.StringBuilder _text = new();
+    private readonly List<TokenLogProb> _tokenLogProbs = [];
+    private readonly StopText _text;
     private ITextDecoder _decoder = null!;
     private double _logProb;
     private long _evaluated;
@@ -50,6 +51,7 @@ internal sealed class BlockwiseRun : RequestRun
         _reward = request.Reward!;
         _value = request.Value ?? new PrefixRewardValue(_reward);
         _k = _options.K;
+        _text = new StopText(Stops);
     }
 
     public override int SequencesNeeded => _k;
@@ -67,6 +69,7 @@ internal sealed class BlockwiseRun : RequestRun
         _prefill = Clock.Elapsed - _sampleStart;
         _tokens.Clear();
         _blockLogProbs.Clear();
+        _tokenLogProbs.Clear();
         _text.Clear();
         _decoder = context.Model.CreateTextDecoder();
         _logProb = 0;
@@ -107,7 +110,7 @@ internal sealed class BlockwiseRun : RequestRun
                     Prompt = Request.Prompt,
                     PromptTokens = PromptTokens,
                     Tokens = [.. _tokens, .. block],
-                    Text = _text + _decoder.Preview(block),
+                    Text = CandidateText(rollout, i),
                     IsFinished = rollout.Stopped[i],
                 };
             }
@@ -152,6 +155,12 @@ internal sealed class BlockwiseRun : RequestRun
             // The winner's next block starts from its logits after its last token.
             DecodeLastToken = true,
             TrackText = false,
+            Stop = Stops,
+            StopPrefix = _decoder,
+            StopTail = Stops is { HasStrings: true } ? _text.Span[Math.Max(0, _text.Length - (Stops.MaxLength - 1))..].ToString() : "",
+            Logprobs = Request.Options.Logprobs,
+            TopLogprobs = Request.Options.TopLogprobs,
+
         }, _prefixLogits, _prefixHidden);
     }
 
@@ -170,7 +179,7 @@ internal sealed class BlockwiseRun : RequestRun
             var candidates = finished.Select(i => new RewardInput
             {
                 Prompt = Request.Prompt,
-                Text = _text + _decoder.Preview(rollout.TokenSpan(i)),
+                Text = CandidateText(rollout, i),
                 Tokens = [.. _tokens, .. rollout.TokenSpan(i)],
                 IsFinished = true,
                 FinalHidden = rollout.FinalHidden.AsMemory(i * d, d).ToArray(),
@@ -188,12 +197,23 @@ internal sealed class BlockwiseRun : RequestRun
         _tokens.AddRange(blockTokens);
         _logProb += rollout.LogProb[winner];
         _blockLogProbs.Add(rollout.LogProb[winner]);
-        var delta = new System.Text.StringBuilder();
-        foreach (int t in blockTokens) delta.Append(_decoder.Push(t));
-        _text.Append(delta);
+        _tokenLogProbs.AddRange(rollout.TokenLogProbs[winner]);
+        for (int j = 0; j < blockTokens.Count; j++)
+        {
+            int before = _text.Length;
+            _text.Append(_decoder.Push(blockTokens[j]));
+            if (j == blockTokens.Count - 1 && rollout.StoppedByRequest[winner] && Stops!.IsStopToken(blockTokens[j])) _text.StopAtToken(before);
+        }
         _firstBlock ??= Clock.Elapsed - _sampleStart;
         Emit(new CandidatesScored(_sample, _block, _scores.ToArray(), winner));
-        Emit(new TextAccepted(_sample, blockTokens.ToArray(), delta.ToString(), BlockwiseKl.Estimate(CollectionsMarshal.AsSpan(_blockLogProbs), _k)));
+        // A block that ends the output also streams what was held back for a possible stop string.
+        bool last = rollout.Stopped[winner] || _tokens.Count >= _options.MaxTokens;
+        if (last && !_text.Stopped) _text.Append(_decoder.Flush());
+        Emit(new TextAccepted(_sample, blockTokens.ToArray(), _text.TakeStreamable(final: last), BlockwiseKl.Estimate(CollectionsMarshal.AsSpan(_blockLogProbs), _k))
+        {
+            LogProb = rollout.LogProb[winner],
+            TokenLogProbs = WantsLogprobs ? rollout.TokenLogProbs[winner].ToArray() : null,
+        });
         _block++;
 
         // The winner's sequence becomes the prefix.
@@ -201,7 +221,8 @@ internal sealed class BlockwiseRun : RequestRun
         rollout.FinalLogits.AsSpan(winner * vocab, vocab).CopyTo(_prefixLogits);
         rollout.FinalHidden.AsSpan(winner * d, d).CopyTo(_prefixHidden);
 
-        if (rollout.Stopped[winner]) Finish(context, AlignFinish.Eos);
+        if (rollout.StoppedByRequest[winner]) Finish(context, AlignFinish.Stop);
+        else if (rollout.Stopped[winner]) Finish(context, AlignFinish.Eos);
         else if (_tokens.Count >= _options.MaxTokens) Finish(context, AlignFinish.Length);
         else if (PastDeadline) Finish(context, AlignFinish.Deadline);
         else StartBlock(context);
@@ -209,11 +230,14 @@ internal sealed class BlockwiseRun : RequestRun
 
     private void Finish(StepContext context, AlignFinish finish)
     {
-        _text.Append(_decoder.Flush());
+        if (!_text.Stopped) _text.Append(_decoder.Flush());
         string text = _text.ToString();
         int[] tokens = _tokens.ToArray();
+        // A deadline can end the output while text is still held back for a possible stop string.
+        if (_text.TakeStreamable(final: true) is { Length: > 0 } rest)
+            Emit(new TextAccepted(_sample, [], rest, BlockwiseKl.Estimate(CollectionsMarshal.AsSpan(_blockLogProbs), _k)));
         var reward = new double[1];
-        _reward.ScoreChecked([new RewardInput { Prompt = Request.Prompt, Text = text, Tokens = tokens, IsFinished = finish == AlignFinish.Eos, FinalHidden = _prefixHidden.ToArray() }], reward);
+        _reward.ScoreChecked([new RewardInput { Prompt = Request.Prompt, Text = text, Tokens = tokens, IsFinished = finish is AlignFinish.Eos or AlignFinish.Stop, FinalHidden = _prefixHidden.ToArray() }], reward);
         var perBlock = Enumerable.Repeat(_k, _block).ToArray();
         EmitResult(new AlignedSample(_sample, text, tokens, reward[0], _logProb,
             new KlReport(BlockwiseKl.Estimate(CollectionsMarshal.AsSpan(_blockLogProbs), _k), KlMethod.BlockEstimate),
@@ -221,10 +245,26 @@ internal sealed class BlockwiseRun : RequestRun
             new AlignTimings(_prefill, _firstBlock ?? Clock.Elapsed - _sampleStart, Clock.Elapsed - _sampleStart, _decodeCalls) { ModelTime = _modelTime }, [])
         {
             CachedPromptTokens = _cachedPrompt,
+            TokenLogProbs = WantsLogprobs ? _tokenLogProbs.ToArray() : null,
         });
         _sample++;
         if (finish == AlignFinish.Deadline || _sample == _options.Samples || PastDeadline) IsDone = true;
         else _needPrompt = true;
+    }
+
+    /// <summary>
+    /// The text of the output if candidate block <paramref name="i"/> were accepted: cut at a stop string that it completes
+    /// (which may start in the accepted text), without a stop token's text unless the request keeps stops.
+    /// </summary>
+    private string CandidateText(Rollout rollout, int i)
+    {
+        var block = rollout.TokenSpan(i);
+        string prefix = _text.ToString();
+        if (!rollout.StoppedByRequest[i]) return prefix + _decoder.Preview(block);
+        string text = prefix + _decoder.Preview(block);
+        int end = Stops!.HasStrings ? Stops.Find(text, prefix.Length) : -1;
+        if (end >= 0) return text[..end];
+        return Stops.IncludeStop ? text : prefix + _decoder.Preview(block[..^1]);
     }
 
     /// <summary>

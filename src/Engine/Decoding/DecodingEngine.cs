@@ -118,6 +118,7 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
         BlockwiseOptions b => b.K,
         RejectionOptions r => r.N,
         TokenwiseOptions t => Math.Min(t.Candidates == 0 ? vocabulary : Math.Min(t.Candidates, vocabulary), capacity - 1) + 1,
+        ScoringOptions => 1,
         _ => throw new ArgumentException($"unsupported options type {options.GetType().Name}", nameof(options)),
     };
 
@@ -130,15 +131,17 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(request);
-        request.Validate();
+        request.Validate(model.Info.VocabularySize);
         var options = request.Options;
         int promptTokens = (request.PromptTokens?.Count ?? model.Tokenize(request.Prompt).Length)
             + (string.IsNullOrEmpty(request.ForcedPrefix) ? 0 : model.Tokenize(request.ForcedPrefix, addBos: false).Length);
         PromptLimits.Check(model.Info, promptTokens, options.MaxTokens);
+        // A scored text takes the place of generated tokens (its whole tokenization may differ by a few tokens from its own).
+        int generated = options is ScoringOptions scoring ? model.Tokenize(scoring.Continuation, addBos: false).Length + 8 : options.MaxTokens;
         return new EngineOptions
         {
             MaxSequences = SequencesNeeded(options, model.Info.VocabularySize, SessionOptions.MaxSupportedSequences),
-            MaxSequenceLength = promptTokens + options.MaxTokens + 2,
+            MaxSequenceLength = promptTokens + generated + 2,
             MaxQueuedRequests = 1,
             PromptCacheEntries = 0,
             KvCacheType = options.KvCacheType,
@@ -210,11 +213,46 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
         return (request.PromptTokens?.Count ?? model.Tokenize(request.Prompt).Length) + forced + request.Options.MaxTokens + 1L;
     }
 
+    /// <summary>
+    /// Scores <paramref name="continuation"/> after <paramref name="prompt"/> by teacher forcing, batched with every other
+    /// request the engine runs: per-token log p at T = 1 and the <paramref name="topLogprobs"/> most likely alternatives of
+    /// each row (and of the prompt's tokens on <paramref name="includePrompt"/>). Throws like <see cref="StreamAsync"/>.
+    /// </summary>
+    public async Task<ScoreResult> ScoreAsync(string prompt, string continuation, int topLogprobs = 0, bool includePrompt = false,
+        CancellationToken cancellationToken = default)
+    {
+        var request = new DecodingRequest
+        {
+            Prompt = prompt,
+            Options = new ScoringOptions
+            {
+                Continuation = continuation, TopLogprobs = topLogprobs, IncludePrompt = includePrompt,
+                KvCacheType = Options.KvCacheType, Threads = Options.Threads,
+            },
+        };
+        await foreach (var e in StreamAsync(request, cancellationToken).ConfigureAwait(false))
+            if (e is ScoreCompleted done) return done.Result;
+        throw new InvalidOperationException("the scoring request ended without a result");
+    }
+
+    /// <summary>
+    /// The continuation's tokens as log-likelihood harnesses take them: prompt + continuation tokenized whole, after the
+    /// prompt's own tokens; the continuation tokenized alone when the prompt's tokens are not a prefix of the whole.
+    /// </summary>
+    private int[] ScoringTokens(int[] prompt, string promptText, string continuation)
+    {
+        if (continuation.Length == 0) return [];
+        int[] whole = _model.Tokenize(promptText + continuation);
+        return whole.Length > prompt.Length && whole.AsSpan(0, prompt.Length).SequenceEqual(prompt)
+            ? whole[prompt.Length..]
+            : _model.Tokenize(continuation, addBos: false);
+    }
+
     private RequestRun Submit(DecodingRequest request, CancellationToken cancellationToken, out CancellationTokenSource cancel)
     {
         ArgumentNullException.ThrowIfNull(request);
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-        request.Validate();
+        request.Validate(_model.Info.VocabularySize);
         var clock = Stopwatch.StartNew();
         // Tokenized once: by the caller when it had to count the tokens already, else here.
         int[] prompt = request.PromptTokens is { } given ? [.. given] : _model.Tokenize(request.Prompt);
@@ -234,6 +272,12 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
             };
         }
         int maxTokens = request.Options.MaxTokens;
+        int[] continuation = [];
+        if (request.Options is ScoringOptions scoring)
+        {
+            continuation = ScoringTokens(prompt, request.Prompt, scoring.Continuation);
+            maxTokens = continuation.Length;
+        }
         PromptLimits.Check(_model.Info, prompt.Length, maxTokens);
         // One spare cell: blockwise CD and best-of-n with hidden-state rewards decode the token that reaches the limit.
         long needed = (long)prompt.Length + maxTokens + 1;
@@ -254,6 +298,7 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
                 },
                 BlockwiseOptions => new BlockwiseRun(request, prompt, clock, cancel.Token) { ForcedTokens = forced, ForcedText = forcedText },
                 RejectionOptions => new RejectionRun(request, prompt, clock, cancel.Token) { ForcedTokens = forced, ForcedText = forcedText },
+                ScoringOptions s => new ScoreRun(request, prompt, continuation, s.IncludePrompt && prompt.Length > 0 ? prompt[..1] : prompt, clock, cancel.Token),
                 _ => throw new ArgumentException($"unsupported options type {request.Options.GetType().Name}", nameof(request)),
             };
             _scheduler.Submit(run);

@@ -55,6 +55,9 @@ internal sealed class GenerationRun : RequestRun
             Request = _options.RequestId,
             // A sample cut by the limit has its last token decoded, so its whole text has a hidden state too.
             DecodeLastToken = _stride > 0,
+            Stop = Stops,
+            Logprobs = Request.Options.Logprobs,
+            TopLogprobs = Request.Options.TopLogprobs,
         }, _prompt.Logits, _prompt.Hidden);
         if (_stride > 0)
             for (int i = 0; i < _options.Samples; i++) Record(i, 0, _prompt.Hidden);
@@ -93,19 +96,33 @@ internal sealed class GenerationRun : RequestRun
         {
             if (!rollout.Stepped[i]) continue;
             _first[i] ??= Clock.Elapsed;
-            Emit(new TextAccepted(i, [rollout.Tokens[i][^1]], rollout.LastDelta[i], 0) { LogProb = rollout.LastTokenLogProb[i] });
+            // The last token of a sample also carries what was held back (a possible stop's start, incomplete UTF-8).
+            string delta = rollout.LastDelta[i];
+            if (Complete(rollout, i))
+            {
+                rollout.FinishText(i);
+                delta += rollout.UnstreamedText(i);
+            }
+            Emit(new TextAccepted(i, [rollout.Tokens[i][^1]], delta, 0)
+            {
+                LogProb = rollout.LastTokenLogProb[i],
+                TokenLogProbs = WantsLogprobs ? [rollout.TokenLogProbs[i][^1]] : null,
+            });
         }
         // A sample is complete once it stopped or reached the limit (its last token needs no decode, unless hidden states
         // are recorded: then once the rollout is done with it).
         for (int i = 0; i < _options.Samples; i++)
         {
-            bool complete = _stride > 0 ? rollout.IsDone(i) : rollout.Stopped[i] || rollout.Tokens[i].Count >= _options.MaxTokens;
-            if (_reported[i] || !complete) continue;
+            bool reportable = _stride > 0 ? rollout.IsDone(i) : Complete(rollout, i);
+            if (_reported[i] || !reportable) continue;
             _reported[i] = true;
             EmitResult(Result(i, rollout));
         }
         if (rollout.IsFinished) IsDone = true;
     }
+
+    /// <summary>The sample's text is complete (stopped or at the limit); with hidden states its last token may still be decoded.</summary>
+    private bool Complete(Rollout rollout, int i) => rollout.Stopped[i] || rollout.Tokens[i].Count >= _options.MaxTokens;
 
     private AlignedSample Result(int i, Rollout rollout)
     {
@@ -121,7 +138,7 @@ internal sealed class GenerationRun : RequestRun
         }
         double logq = rollout.SamplerLogProb[i], logp = rollout.LogProb[i];
         return new AlignedSample(i, text, tokens, reward, logp, new KlReport(logq - logp, KlMethod.SamplerLogRatio), null,
-            eos ? AlignFinish.Eos : AlignFinish.Length, tokens.Length,
+            rollout.StoppedByRequest[i] ? AlignFinish.Stop : eos ? AlignFinish.Eos : AlignFinish.Length, tokens.Length,
             new AlignTimings(_prefill, _first[i] ?? Clock.Elapsed, Clock.Elapsed, rollout.DecodeCalls) { ModelTime = rollout.ModelTime }, [])
         {
             SamplerLogProb = logq,
@@ -129,6 +146,7 @@ internal sealed class GenerationRun : RequestRun
             HiddenPositions = _stride > 0 ? _positions[i].ToArray() : [],
             HiddenStates = _stride > 0 ? _states[i].SelectMany(h => h).ToArray() : ReadOnlyMemory<float>.Empty,
             FinalHidden = _stride > 0 ? rollout.FinalHidden.AsSpan(i * _prompt.Hidden.Length, _prompt.Hidden.Length).ToArray() : ReadOnlyMemory<float>.Empty,
+            TokenLogProbs = WantsLogprobs ? rollout.TokenLogProbs[i].ToArray() : null,
         };
     }
 }

@@ -77,6 +77,9 @@ internal sealed class RejectionRun : RequestRun
             Seed = _options.Seed,
             Request = _options.RequestId,
             DecodeLastToken = _reward.NeedsHiddenState,
+            Stop = Stops,
+            Logprobs = Request.Options.Logprobs,
+            TopLogprobs = Request.Options.TopLogprobs,
         }, prompt.Logits, prompt.Hidden);
     }
 
@@ -201,7 +204,8 @@ internal sealed class RejectionRun : RequestRun
         var winnerInput = inputs[w];
         double logProb = rollout.LogProb[winner];
         var estimate = new KlReport(KlEstimators.KlHatFromLogProbability(logProb, n), KlMethod.BestOfNEstimate);
-        Emit(new TextAccepted(_sample, winnerInput.Tokens, winnerInput.Text, estimate.Value));
+        var tokenLogProbs = WantsLogprobs ? rollout.TokenLogProbs[winner].ToArray() : null;
+        Emit(new TextAccepted(_sample, winnerInput.Tokens, winnerInput.Text, estimate.Value) { LogProb = logProb, TokenLogProbs = tokenLogProbs });
 
         // What the rejected candidates would still have cost, estimated by the survivors' mean length.
         double survivorLength = survivors.Average(i => (double)rollout.Tokens[i].Count);
@@ -210,12 +214,14 @@ internal sealed class RejectionRun : RequestRun
             ? Enumerable.Range(0, n).Select(i => new ScoredCandidate(i, _rejected[i] ? rollout.CurrentText(i) : inputs[Array.IndexOf(survivors, i)].Text,
                 rollout.Tokens[i].ToArray(), reported[i], rollout.LogProb[i], rollout.Stopped[i]) { Rejected = _rejected[i] }).ToArray()
             : [];
-        var finish = deadline ? AlignFinish.Deadline : rollout.Stopped[winner] ? AlignFinish.Eos : AlignFinish.Length;
+        var finish = deadline ? AlignFinish.Deadline
+            : rollout.StoppedByRequest[winner] ? AlignFinish.Stop : rollout.Stopped[winner] ? AlignFinish.Eos : AlignFinish.Length;
         EmitResult(new AlignedSample(_sample, winnerInput.Text, winnerInput.Tokens, rewards[winner], logProb,
             estimate, new KlReport(Math.Log(n) - (n - 1.0) / n, KlMethod.BestOfNBound), finish, rollout.TokensDecoded,
             new AlignTimings(_prefill, accepted, Clock.Elapsed - _sampleStart, rollout.DecodeCalls) { ModelTime = rollout.ModelTime }, candidates)
         {
             CachedPromptTokens = _cachedPrompt,
+            TokenLogProbs = tokenLogProbs,
             SurvivorsPerDecision = _survivors.ToArray(),
             TokensSavedEstimate = saved,
         });

@@ -48,12 +48,19 @@ internal abstract class RequestRun
     protected RequestRun(DecodingRequest request, int[] promptTokens, Stopwatch clock, CancellationToken cancellation)
     {
         Request = request;
+        Stops = StopMatcher.For(request.Options.Stop);
         PromptTokens = promptTokens;
         Clock = clock;
         Cancellation = cancellation;
     }
 
     public DecodingRequest Request { get; }
+
+    /// <summary>The request's stop strings and stop token ids, compiled; null when it has none.</summary>
+    protected StopMatcher? Stops { get; }
+
+    /// <summary>True when the request asked for per-token log-probabilities (with or without alternatives).</summary>
+    protected bool WantsLogprobs => Request.Options.Logprobs || Request.Options.TopLogprobs > 0;
 
     /// <summary>The prompt's tokens (BOS first when the model adds one).</summary>
     public int[] PromptTokens { get; }
@@ -172,6 +179,8 @@ internal abstract class RequestRun
     {
         Text = ForcedText + sample.Text,
         Tokens = ForcedTokens.Length == 0 ? sample.Tokens : [.. ForcedTokens, .. sample.Tokens],
+        TokenLogProbs = sample.TokenLogProbs is not { } lps || ForcedTokens.Length == 0 ? sample.TokenLogProbs
+            : [.. ForcedTokens.Select(t => new TokenLogProb(t, double.NaN)), .. lps],
         ForcedTokens = ForcedTokens.Length,
         Candidates = ForcedTokens.Length == 0 ? sample.Candidates
             : [.. sample.Candidates.Select(c => c with { Text = ForcedText + c.Text, Tokens = [.. ForcedTokens, .. c.Tokens] })],

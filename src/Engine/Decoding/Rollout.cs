@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using Tilt.Engine.Models;
 using Tilt.Engine.Text;
 using Tilt.Kernels;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Engine.Decoding;
 
@@ -29,9 +30,11 @@ internal sealed class Rollout
     private readonly Phase[] _phase;
     private readonly int[] _handle;       // [K] sampling handle (Sample phase) or decode row (Decode phases)
     private readonly bool[] _fromStart;   // [K] the next sample reads the start logits (no decode yet)
+    private readonly int[] _topHandle;    // [K] top-N handle of the row sampled this iteration
     private readonly float[] _startLogits;   // [vocab] shared start row (all candidates start from one prefix)
     private Settings _settings = null!;
     private int _remaining; // candidates not Done
+    private StopMatcher? _textStop; // the matcher the candidates' StopTexts were made with
 
     public Rollout(ILanguageModel model, int capacity)
     {
@@ -42,20 +45,23 @@ internal sealed class Rollout
         _phase = new Phase[capacity];
         _handle = new int[capacity];
         _fromStart = new bool[capacity];
+        _topHandle = new int[capacity];
+        TokenLogProbs = new List<TokenLogProb>[capacity];
         _startLogits = new float[_vocab];
         Tokens = new List<int>[capacity];
         Decoders = new ITextDecoder[capacity];
-        Texts = new System.Text.StringBuilder[capacity];
+        Texts = new StopText[capacity];
         for (int i = 0; i < capacity; i++)
         {
             Tokens[i] = [];
-            Texts[i] = new System.Text.StringBuilder();
+            Texts[i] = new StopText(null);
         }
         LogProb = new double[capacity];
         LastTokenLogProb = new float[capacity];
         LastDelta = new string[capacity];
         SamplerLogProb = new double[capacity];
         Stopped = new bool[capacity];
+        StoppedByRequest = new bool[capacity];
         HiddenIsCurrent = new bool[capacity];
         FinalHidden = new float[capacity * _hidden];
         FinalLogits = new float[capacity * _vocab];
@@ -96,6 +102,25 @@ internal sealed class Rollout
 
         /// <summary>Keep each candidate's text (incremental detokenization). Defaults to true.</summary>
         public bool TrackText { get; init; } = true;
+
+        /// <summary>The request's stop strings and stop token ids; null = none (nothing is matched).</summary>
+        public StopMatcher? Stop { get; init; }
+
+        /// <summary>
+        /// Without <see cref="TrackText"/>: the detokenizer of the text the candidates continue (blockwise CD's accepted
+        /// prefix), so a candidate's text is read as <see cref="StopTail"/> + its preview and a stop string that straddles the
+        /// block boundary is found.
+        /// </summary>
+        public ITextDecoder? StopPrefix { get; init; }
+
+        /// <summary>The last characters of the continued text (enough for the longest stop string but one).</summary>
+        public string StopTail { get; init; } = "";
+
+        /// <summary>Record every token's log p (<see cref="TokenLogProbs"/>); implied by <see cref="TopLogprobs"/> &gt; 0.</summary>
+        public bool Logprobs { get; init; }
+
+        /// <summary>Alternatives per token from the top-N pass (0 = none: no row of this run joins the pass).</summary>
+        public int TopLogprobs { get; init; }
     }
 
     public int Candidates => _settings.Candidates;
@@ -103,8 +128,8 @@ internal sealed class Rollout
     /// <summary>[K] generated tokens of each candidate in this run (stop token included).</summary>
     public List<int>[] Tokens { get; }
 
-    /// <summary>[K] text of each candidate's tokens so far (incomplete UTF-8 held in its decoder).</summary>
-    public System.Text.StringBuilder[] Texts { get; }
+    /// <summary>[K] text of each candidate's tokens so far (incomplete UTF-8 held in its decoder), cut at a stop string.</summary>
+    public StopText[] Texts { get; }
 
     /// <summary>[K] the candidates' streaming detokenizers.</summary>
     public ITextDecoder[] Decoders { get; }
@@ -112,11 +137,21 @@ internal sealed class Rollout
     public double[] LogProb { get; }
     public float[] LastTokenLogProb { get; }
 
-    /// <summary>[K] text completed by the candidate's newest token.</summary>
+    /// <summary>[K] per-token log-probabilities of each candidate's tokens (with <see cref="Settings.Logprobs"/>), else empty.</summary>
+    public List<TokenLogProb>[] TokenLogProbs { get; }
+
+    /// <summary>
+    /// [K] text completed by the candidate's newest token that may be streamed (without a tail that could still begin a stop
+    /// string; see <see cref="UnstreamedText"/> for the rest at the end).
+    /// </summary>
     public string[] LastDelta { get; }
 
     public double[] SamplerLogProb { get; }
+    /// <summary>[K] true when a stop token (the model's or the request's) or a stop string ended the candidate.</summary>
     public bool[] Stopped { get; }
+
+    /// <summary>[K] true when the request's stop strings or stop token ids (not the model's EOS) ended the candidate.</summary>
+    public bool[] StoppedByRequest { get; }
     public bool[] HiddenIsCurrent { get; }
 
     /// <summary>[K, d] hidden state after the last decoded text token of each candidate.</summary>
@@ -159,11 +194,14 @@ internal sealed class Rollout
         for (int i = 0; i < n; i++)
         {
             Tokens[i].Clear();
+            (TokenLogProbs[i] ??= []).Clear();
+            if (settings.TrackText && settings.Stop != _textStop) Texts[i] = new StopText(settings.Stop);
             Texts[i].Clear();
             if (settings.TrackText) Decoders[i] = _model.CreateTextDecoder();
             LogProb[i] = 0;
             SamplerLogProb[i] = 0;
             Stopped[i] = false;
+            StoppedByRequest[i] = false;
             HiddenIsCurrent[i] = true;
             HasFinalLogits[i] = false;
             Stepped[i] = false;
@@ -171,6 +209,7 @@ internal sealed class Rollout
             _fromStart[i] = true;
             startHidden[.._hidden].CopyTo(FinalHidden.AsSpan(i * _hidden, _hidden));
         }
+        if (settings.TrackText) _textStop = settings.Stop;
         TokensDecoded = 0;
         DecodeCalls = 0;
         ModelTime = TimeSpan.Zero;
@@ -235,6 +274,7 @@ internal sealed class Rollout
             if (_phase[i] != Phase.Sample) continue;
             var source = _fromStart[i] ? _startLogits : logits.Slice(context.Batch.Row(_handle[i]) * _vocab, _vocab);
             _handle[i] = context.Batch.AddSample(source, _settings.Sampling, Key(i));
+            if (_settings.TopLogprobs > 0) _topHandle[i] = context.Batch.AddTopLogProbs(source, _settings.TopLogprobs);
         }
     }
 
@@ -252,17 +292,40 @@ internal sealed class Rollout
             Tokens[i].Add(token);
             LogProb[i] += lp;
             LastTokenLogProb[i] = lp;
-            SamplerLogProb[i] += batch.SampledSamplerLogProb(h);
+            float samplerLp = batch.SampledSamplerLogProb(h);
+            SamplerLogProb[i] += samplerLp;
+            if (_settings.Logprobs || _settings.TopLogprobs > 0)
+            {
+                TokenLogProbs[i].Add(new TokenLogProb(token, lp)
+                {
+                    SamplerLogProb = samplerLp == lp ? double.NaN : samplerLp,
+                    Top = _settings.TopLogprobs > 0 ? batch.TopLogProbs(_topHandle[i]) : [],
+                });
+            }
             Stepped[i] = true;
+            bool eos = _info.IsStop(token), requestStop = false;
+            var stop = _settings.Stop;
             if (_settings.TrackText)
             {
+                int before = Texts[i].Length;
                 string delta = Decoders[i].Push(token);
-                Texts[i].Append(delta);
-                LastDelta[i] = delta;
+                requestStop = Texts[i].Append(delta);
+                if (!eos && stop is not null && stop.IsStopToken(token))
+                {
+                    Texts[i].StopAtToken(before);
+                    requestStop = true;
+                }
+                LastDelta[i] = Texts[i].TakeStreamable(delta);
             }
-            if (_info.IsStop(token))
+            else if (stop is not null && !eos)
             {
-                Stopped[i] = true; // FinalHidden already holds the state after the last text token
+                requestStop = stop.IsStopToken(token) || (stop.HasStrings && StopInPreview(i, stop));
+            }
+            if (eos || requestStop)
+            {
+                // Like EOS: FinalHidden already holds the state after the token before the one that stopped.
+                Stopped[i] = true;
+                StoppedByRequest[i] = !eos;
                 _phase[i] = Phase.Done;
                 _remaining--;
             }
@@ -321,13 +384,25 @@ internal sealed class Rollout
     }
 
     /// <summary>The text a candidate reads as now (its pending incomplete UTF-8 shown as U+FFFD).</summary>
-    public string CurrentText(int candidate) => Texts[candidate] + Decoders[candidate].Preview([]);
+    public string CurrentText(int candidate) =>
+        Texts[candidate].Stopped ? Texts[candidate].ToString() : Texts[candidate] + Decoders[candidate].Preview([]);
 
     /// <summary>Flushes the candidates' detokenizers: the final texts.</summary>
     public string FinishText(int candidate)
     {
         if (_settings.TrackText) Texts[candidate].Append(Decoders[candidate].Flush());
         return Texts[candidate].ToString();
+    }
+
+    /// <summary>After <see cref="FinishText"/>: the end of the candidate's text that was held back from streaming.</summary>
+    public string UnstreamedText(int candidate) => Texts[candidate].TakeStreamable(final: true);
+
+    /// <summary>Without text tracking: whether the candidate's newest token completed a stop string after the prefix.</summary>
+    private bool StopInPreview(int candidate, StopMatcher stop)
+    {
+        string tail = _settings.StopTail;
+        string text = tail + _settings.StopPrefix!.Preview(TokenSpan(candidate));
+        return stop.Find(text, tail.Length) >= 0;
     }
 
     public ReadOnlySpan<int> TokenSpan(int candidate) => CollectionsMarshal.AsSpan(Tokens[candidate]);

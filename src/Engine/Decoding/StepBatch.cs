@@ -1,6 +1,7 @@
 using Tilt.Engine.Heads;
 using Tilt.Engine.Values;
 using Tilt.Kernels;
+using Tilt.Engine.Requests;
 
 namespace Tilt.Engine.Decoding;
 
@@ -34,6 +35,18 @@ internal sealed class StepBatch
 
     // Token-wise rows grouped by the size of their candidate set (the kernel takes one size per call).
     private readonly Dictionary<int, TiltGroup> _tiltGroups = [];
+
+    // Rows that ask for their top-N alternatives: [tops, vocab] logits copied at queueing, N per row, and the results
+    // [tops, max N] of the one top-N pass per step.
+    private float[] _topLogits = [];
+    private int[] _topN = [];
+    private int[] _topRows = [];
+    private int[] _topTokens = [];          // [tops] a given token whose log p is wanted too (teacher forcing), -1 = none
+    private double[] _topTokenLogProbs = [];
+    private bool _anyTopToken;
+    private int[] _topIds = [];
+    private double[] _topLogProbs = [];
+    private int _tops, _topWidth;
 
     // Value evaluations, grouped by trained head (one batched kernel call per head) or evaluated one request at a time.
     private readonly List<ValueRequest> _values = [];
@@ -81,6 +94,8 @@ internal sealed class StepBatch
         Samples = 0;
         foreach (var group in _tiltGroups.Values) group.Count = 0;
         _values.Clear();
+        _tops = 0;
+        _anyTopToken = false;
     }
 
     /// <summary>
@@ -134,6 +149,42 @@ internal sealed class StepBatch
         _sampleParameters[Samples] = parameters;
         _sampleKeys[Samples] = key;
         return Samples++;
+    }
+
+    /// <summary>
+    /// Queues a row for the top-N pass (<paramref name="logits"/> [vocab], copied now), with a given next token whose log p
+    /// is wanted as well (teacher forcing; -1 = none); returns its handle.
+    /// </summary>
+    public int AddTopLogProbs(ReadOnlySpan<float> logits, int n, int token = -1)
+    {
+        if (_tops == _topN.Length)
+        {
+            int size = Math.Max(4, _tops * 2);
+            Array.Resize(ref _topLogits, size * _vocab);
+            Array.Resize(ref _topN, size);
+            Array.Resize(ref _topRows, size);
+            Array.Resize(ref _topTokens, size);
+            Array.Resize(ref _topTokenLogProbs, size);
+            for (int i = _tops; i < size; i++) _topRows[i] = i;
+        }
+        logits[.._vocab].CopyTo(_topLogits.AsSpan(_tops * _vocab, _vocab));
+        _topN[_tops] = n;
+        _topTokens[_tops] = token;
+        _anyTopToken |= token >= 0;
+        return _tops++;
+    }
+
+    /// <summary>After <see cref="Sample"/>: log p (float64) of the token given to <see cref="AddTopLogProbs"/>.</summary>
+    public double GivenTokenLogProb(int handle) => _topTokenLogProbs[handle];
+
+    /// <summary>After <see cref="Sample"/>: the alternatives of a top-N row, most likely first.</summary>
+    public TopLogProb[] TopLogProbs(int handle)
+    {
+        int n = _topN[handle], at = handle * _topWidth, count = 0;
+        while (count < n && _topIds[at + count] >= 0) count++;
+        var top = new TopLogProb[count];
+        for (int i = 0; i < count; i++) top[i] = new TopLogProb(_topIds[at + i], _topLogProbs[at + i]);
+        return top;
     }
 
     public int SampledToken(int handle) => _sampledTokens[handle];
@@ -225,9 +276,24 @@ internal sealed class StepBatch
         }
     }
 
-    /// <summary>Samples every queued row: one base-sampling call, one tilted call per candidate-set size.</summary>
+    /// <summary>
+    /// Samples every queued row: one base-sampling call, one tilted call per candidate-set size, and one top-N pass over
+    /// the rows that ask for alternatives (none when no request does).
+    /// </summary>
     public void Sample(IStepKernels kernels)
     {
+        if (_tops > 0)
+        {
+            _topWidth = 0;
+            for (int i = 0; i < _tops; i++) _topWidth = Math.Max(_topWidth, _topN[i]);
+            if (_topIds.Length < _tops * _topWidth)
+            {
+                _topIds = new int[_topN.Length * _topWidth];
+                _topLogProbs = new double[_topN.Length * _topWidth];
+            }
+            kernels.TopLogProbs(_topLogits.AsSpan(0, _tops * _vocab), _vocab, _topRows.AsSpan(0, _tops), _topWidth, _topIds, _topLogProbs,
+                _anyTopToken ? _topTokens.AsSpan(0, _tops) : default, _anyTopToken ? _topTokenLogProbs.AsSpan(0, _tops) : default);
+        }
         if (Samples > 0)
         {
             kernels.SampleBase(_sampleLogits.AsSpan(0, Samples * _vocab), Samples, _vocab, _sampleParameters.AsSpan(0, Samples),

@@ -54,6 +54,8 @@ internal sealed class TokenwiseRun : RequestRun
     private float[] _valuesF = [];          // [k]
     private int _candidates, _nextToDecode;
     private (int, int) _tiltHandle;
+    private int _topHandle;
+    private readonly List<TokenLogProb> _tokenLogProbs = [];
     private int _prefixRow = -1;
 
     // The output in progress.
@@ -64,7 +66,7 @@ internal sealed class TokenwiseRun : RequestRun
     private TimeSpan _sampleStart, _prefill, _modelTime;
     private TimeSpan? _firstAccepted;
     private ITextDecoder _decoder = null!;
-    private readonly System.Text.StringBuilder _text = new();
+    private readonly StopText _text;
 
     public TokenwiseRun(DecodingRequest request, int[] promptTokens, Stopwatch clock, CancellationToken cancellation, int vocab, int capacity)
         : base(request, promptTokens, clock, cancellation)
@@ -78,6 +80,7 @@ internal sealed class TokenwiseRun : RequestRun
         _perDecode = Math.Min(_k, capacity - 1);
         _chunked = _k > _perDecode;
         _beta = (float)_options.Beta;
+        _text = new StopText(Stops);
     }
 
     public override int SequencesNeeded => _perDecode + 1;
@@ -106,6 +109,7 @@ internal sealed class TokenwiseRun : RequestRun
         prompt.Hidden.CopyTo(_hidden, 0);
         _prefill = Clock.Elapsed - _sampleStart;
         _tokens.Clear();
+        _tokenLogProbs.Clear();
         _text.Clear();
         _decoder = context.Model.CreateTextDecoder();
         _logProb = 0;
@@ -142,7 +146,7 @@ internal sealed class TokenwiseRun : RequestRun
         while (_nextToDecode < _candidates && decoded < _perDecode)
         {
             int j = _nextToDecode++;
-            if (context.Info.IsStop(_candidateIds[j])) continue;
+            if (IsStop(context, _candidateIds[j])) continue;
             int sequence = Sequences[next] == _current ? Sequences[++next] : Sequences[next];
             next++;
             context.Session.CopySequence(_current, sequence);
@@ -199,28 +203,44 @@ internal sealed class TokenwiseRun : RequestRun
         Values.KernelValues.ShiftToFloat(_values.AsSpan(0, _candidates), _valuesF);
         _tiltHandle = context.Batch.AddTilted(_logits, _candidateIds.AsSpan(0, _candidates), _valuesF.AsSpan(0, _candidates), _beta,
             _options.Sampling, new RngKey(_options.Seed, _options.RequestId, (uint)t, (uint)_sample));
+        if (_options.TopLogprobs > 0) _topHandle = context.Batch.AddTopLogProbs(_logits, _options.TopLogprobs);
         _state = State.Sampled;
     }
 
     public override void Advance(StepContext context)
     {
         if (_state != State.Sampled) return;
-        var (token, baseLp, _, kl) = context.Batch.TiltResult(_tiltHandle);
+        var (token, baseLp, tiltedLp, kl) = context.Batch.TiltResult(_tiltHandle);
         int chosen = Array.IndexOf(_candidateIds, token, 0, _candidates);
         if (chosen < 0) throw new TiltException($"the step kernel returned token {token}, which is not a candidate");
         int t = _tokens.Count;
         _tokens.Add(token);
         _logProb += baseLp;
         _klSum += kl;
-        string delta = _decoder.Push(token);
-        _text.Append(delta);
+        TokenLogProb? entry = null;
+        if (WantsLogprobs)
+        {
+            entry = new TokenLogProb(token, baseLp)
+            {
+                SamplerLogProb = tiltedLp == baseLp ? double.NaN : tiltedLp,
+                Top = _options.TopLogprobs > 0 ? context.Batch.TopLogProbs(_topHandle) : [],
+            };
+            _tokenLogProbs.Add(entry);
+        }
+        int before = _text.Length;
+        _text.Append(_decoder.Push(token));
+        bool eos = context.Info.IsStop(token);
+        if (!eos && Stops is not null && Stops.IsStopToken(token)) _text.StopAtToken(before);
+        // The token that ends the output also streams what was held back for a possible stop string.
+        bool last = eos || _text.Stopped || _tokens.Count >= _options.MaxTokens;
+        if (last && !_text.Stopped) _text.Append(_decoder.Flush());
         _firstAccepted ??= Clock.Elapsed - _sampleStart;
         Emit(new CandidatesScored(_sample, t, _values.AsSpan(0, _candidates).ToArray(), chosen));
-        Emit(new TextAccepted(_sample, [token], delta, _klSum));
+        Emit(new TextAccepted(_sample, [token], _text.TakeStreamable(final: last), _klSum) { LogProb = baseLp, TokenLogProbs = entry is null ? null : [entry] });
 
-        if (context.Info.IsStop(token))
+        if (eos || _text.Stopped)
         {
-            Finish(AlignFinish.Eos);
+            Finish(eos ? AlignFinish.Eos : AlignFinish.Stop);
             return;
         }
         _candidateHidden.AsSpan(chosen * _d, _d).CopyTo(_hidden);
@@ -243,13 +263,16 @@ internal sealed class TokenwiseRun : RequestRun
         _state = State.StartStep;
     }
 
+    /// <summary>The model's stop tokens and the request's stop token ids end the text (such candidates are not decoded).</summary>
+    private bool IsStop(StepContext context, int token) => context.Info.IsStop(token) || (Stops?.IsStopToken(token) ?? false);
+
     private void BeginStep(StepContext context)
     {
         _candidates = CandidateSet.TopK(_logits, _k, _candidateIds);
         if (_candidates == 0) throw new TiltException($"the model gives no possible next token after {_tokens.Count} tokens (all logits are -inf)");
         for (int j = 0; j < _candidates; j++)
         {
-            if (!context.Info.IsStop(_candidateIds[j])) continue;
+            if (!IsStop(context, _candidateIds[j])) continue;
             // A stop candidate ends the text: its value reads the prefix's own state.
             _candidateSequence[j] = -1;
             _hidden.CopyTo(_candidateHidden.AsSpan(j * _d, _d));
@@ -271,7 +294,7 @@ internal sealed class TokenwiseRun : RequestRun
                 PromptTokens = PromptTokens,
                 Tokens = [.. _tokens, id],
                 Text = prefix + _decoder.Preview([id]),
-                IsFinished = context.Info.IsStop(id),
+                IsFinished = IsStop(context, id),
             });
         }
         return list;
@@ -279,15 +302,18 @@ internal sealed class TokenwiseRun : RequestRun
 
     private void Finish(AlignFinish finish)
     {
-        _text.Append(_decoder.Flush());
+        if (!_text.Stopped) _text.Append(_decoder.Flush());
         string text = _text.ToString();
         int[] tokens = _tokens.ToArray();
+        // A deadline can end the output while text is still held back for a possible stop string.
+        if (_text.TakeStreamable(final: true) is { Length: > 0 } rest) Emit(new TextAccepted(_sample, [], rest, _klSum));
         var rewards = new double[1];
-        _reward.ScoreChecked([new RewardInput { Prompt = Request.Prompt, Text = text, Tokens = tokens, IsFinished = finish == AlignFinish.Eos, FinalHidden = _hidden.ToArray() }], rewards);
+        _reward.ScoreChecked([new RewardInput { Prompt = Request.Prompt, Text = text, Tokens = tokens, IsFinished = finish is AlignFinish.Eos or AlignFinish.Stop, FinalHidden = _hidden.ToArray() }], rewards);
         EmitResult(new AlignedSample(_sample, text, tokens, rewards[0], _logProb, new KlReport(_klSum, KlMethod.StepDriftSum), null, finish,
             _evaluated, new AlignTimings(_prefill, _firstAccepted ?? Clock.Elapsed - _sampleStart, Clock.Elapsed - _sampleStart, _decodeCalls) { ModelTime = _modelTime }, [])
         {
             CachedPromptTokens = _cachedPrompt,
+            TokenLogProbs = WantsLogprobs ? _tokenLogProbs.ToArray() : null,
         });
         _sample++;
         if (finish == AlignFinish.Deadline || _sample == _options.Samples || PastDeadline)

@@ -13,6 +13,9 @@ public enum AlignFinish
 
     /// <summary>The deadline passed; the text is what was accepted until then (a partial result).</summary>
     Deadline,
+
+    /// <summary>A stop string or stop token id of the request ended the text (<see cref="StopSequences"/>).</summary>
+    Stop,
 }
 
 /// <summary>How a KL number was obtained.</summary>
@@ -150,6 +153,12 @@ public sealed record AlignedSample(
     /// <summary>With <see cref="GenerationOptions.HiddenStateStride"/>: the final hidden state [d] after the last decoded token
     /// (a stop token is not decoded, so a stopped sample's is the prefix before it).</summary>
     public ReadOnlyMemory<float> FinalHidden { get; init; }
+
+    /// <summary>
+    /// Per-token log-probabilities of <see cref="Tokens"/>, one entry per token, when the request asked for them
+    /// (<see cref="DecodingOptions.Logprobs"/>); null otherwise.
+    /// </summary>
+    public IReadOnlyList<TokenLogProb>? TokenLogProbs { get; init; }
 }
 
 /// <summary>Something that happened during an aligned generation.</summary>
@@ -163,6 +172,9 @@ public sealed record TextAccepted(int Sample, IReadOnlyList<int> Tokens, string 
 {
     /// <summary>log p of the accepted tokens under the base model (T = 1, full vocabulary), summed; NaN where not reported.</summary>
     public double LogProb { get; init; } = double.NaN;
+
+    /// <summary>Per-token log-probabilities of <see cref="Tokens"/> when the request asked for them; null otherwise.</summary>
+    public IReadOnlyList<TokenLogProb>? TokenLogProbs { get; init; }
 }
 
 /// <summary>Candidates were scored at a decision point.</summary>

@@ -43,6 +43,30 @@ public abstract record DecodingOptions
         init => field = CpuTopology.CheckThreads(value, nameof(Threads));
     }
 
+    /// <summary>
+    /// Stop strings and stop token ids that end each sequence like EOS (every strategy honours them: candidates end at their
+    /// own stop, controlled decoding ends the output when its accepted text hits one). Defaults to none.
+    /// </summary>
+    public StopSequences? Stop { get; init; }
+
+    /// <summary>
+    /// Report log p(token | prefix) at T = 1 of every output token (<see cref="AlignedSample.TokenLogProbs"/>,
+    /// <see cref="TextAccepted.TokenLogProbs"/>). Costs a list entry per token. Defaults to false.
+    /// </summary>
+    public bool Logprobs { get; init; }
+
+    /// <summary>
+    /// Alternatives per output token: the N most likely tokens of the same row with their log p at T = 1, 0..20 (one top-N
+    /// pass in the step's sampling call, on the rows of requests that ask). Implies <see cref="Logprobs"/>. Defaults to 0.
+    /// </summary>
+    public int TopLogprobs
+    {
+        get;
+        init => field = value is >= 0 and <= Kernels.TopLogProbs.MaxN
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(TopLogprobs), value, $"top logprobs must be between 0 and {Kernels.TopLogProbs.MaxN}, got {value}");
+    }
+
     /// <summary>KV cache element type of the session. Defaults to F16.</summary>
     public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
 }

@@ -51,17 +51,22 @@ public sealed record DecodingRequest
         TokenwiseOptions => DecodingStrategy.Tokenwise,
         BlockwiseOptions => DecodingStrategy.Blockwise,
         RejectionOptions => DecodingStrategy.Rejection,
+        ScoringOptions => DecodingStrategy.Score,
         _ => throw new ArgumentException($"unsupported options type {Options.GetType().Name}", nameof(Options)),
     };
 
     /// <summary>Checks the request before it is queued; throws <see cref="ArgumentException"/> naming the field.</summary>
-    internal void Validate()
+    internal void Validate(int vocabulary = int.MaxValue)
     {
         ArgumentNullException.ThrowIfNull(Prompt, nameof(Prompt));
         ArgumentNullException.ThrowIfNull(Options, nameof(Options));
         var strategy = Strategy;
-        if (strategy != DecodingStrategy.Generate && Reward is null)
+        if (strategy is not (DecodingStrategy.Generate or DecodingStrategy.Score) && Reward is null)
             throw new ArgumentException($"the {strategy} strategy needs a reward (only plain generation runs without one)", nameof(Reward));
+        if (Options.Stop is { } stop)
+            foreach (int id in stop.TokenIds)
+                if (id >= vocabulary)
+                    throw new ArgumentOutOfRangeException(nameof(Options), id, $"stop token id {id} is outside the vocabulary (0..{vocabulary - 1})");
     }
 }
 
@@ -82,4 +87,7 @@ public enum DecodingStrategy
 
     /// <summary>Early rejection: best-of-N that stops its weakest candidates early (docs/rejection.md).</summary>
     Rejection,
+
+    /// <summary>Scoring a given text by teacher forcing (<see cref="ScoringOptions"/>); nothing is generated.</summary>
+    Score,
 }

@@ -107,6 +107,11 @@ internal sealed unsafe class CpuStepKernels : IStepKernels
         Execute(logits, rows, vocab, default, vocab, default, default, parameters, keys, tokens, baseLogProb, samplerLogProb, default);
     }
 
+    // Rows that ask for alternatives are few (a request's own rows), so the pass runs on the calling thread.
+    public void TopLogProbs(ReadOnlySpan<float> logits, int vocab, ReadOnlySpan<int> rows, int n, Span<int> ids, Span<double> logProbs,
+        ReadOnlySpan<int> tokens = default, Span<double> tokenLogProbs = default) =>
+        Kernels.TopLogProbs.Compute(logits, vocab, rows, n, ids, logProbs, tokens, tokenLogProbs);
+
     public void TiltedStep(ReadOnlySpan<float> logits, int rows, int vocab,
         ReadOnlySpan<int> candidateIds, int candidates, ReadOnlySpan<float> values, ReadOnlySpan<float> beta,
         ReadOnlySpan<SamplingParameters> parameters, ReadOnlySpan<RngKey> keys,

@@ -130,6 +130,12 @@ internal sealed class IlgpuStepKernels : IStepKernels
         Execute(logits, rows, vocab, default, vocab, default, default, parameters, keys, tokens, baseLogProb, samplerLogProb, default);
     }
 
+    // The top-N pass runs on the host (the CPU implementation): the logits are host spans here as for SampleBase, and
+    // the pass is one O(vocab) scan per asking row, small against a device round trip.
+    public void TopLogProbs(ReadOnlySpan<float> logits, int vocab, ReadOnlySpan<int> rows, int n, Span<int> ids, Span<double> logProbs,
+        ReadOnlySpan<int> tokens = default, Span<double> tokenLogProbs = default) =>
+        Kernels.TopLogProbs.Compute(logits, vocab, rows, n, ids, logProbs, tokens, tokenLogProbs);
+
     public void TiltedStep(ReadOnlySpan<float> logits, int rows, int vocab,
         ReadOnlySpan<int> candidateIds, int candidates, ReadOnlySpan<float> values, ReadOnlySpan<float> beta,
         ReadOnlySpan<SamplingParameters> parameters, ReadOnlySpan<RngKey> keys,

@@ -3,7 +3,7 @@
 // Run by build.ps1 test (JUnit report) or: cd tests/Server.Tests/sdk && npm ci && npm test
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import OpenAI from 'openai';
@@ -115,6 +115,59 @@ test('alignment extension: best-of-n with candidates, blockwise streamed by bloc
   assert.ok(pieces.length >= 2 && pieces.length <= 3, `blocks: ${pieces.length}`);
   assert.equal(last.alignment.strategy, 'blockwise');
   assert.equal(last.alignment.kl.method, 'block_estimate');
+});
+
+test('log-likelihood scoring: echo + logprobs + max_tokens 0 read as a harness does, against tilt score', async () => {
+  const context = 'Once upon a time';
+  for (const continuation of [', there was a little', ', there was a girl']) {
+    const r = await client.completions.create({ model: 'stories260K', prompt: context + continuation, max_tokens: 0, echo: true, logprobs: 1 });
+    const choice = r.choices[0];
+    assert.equal(choice.text, context + continuation);
+    assert.equal(r.usage.completion_tokens, 0);
+    const lp = choice.logprobs;
+    assert.equal(lp.token_logprobs[0], null);
+    assert.equal(lp.tokens.length, r.usage.prompt_tokens);
+    // The continuation's tokens are those at or after the context's end; greedy when each is its row's top alternative.
+    let sum = 0;
+    let greedy = true;
+    for (let i = 0; i < lp.tokens.length; i++) {
+      if (lp.text_offset[i] < context.length) continue;
+      sum += lp.token_logprobs[i];
+      const best = Object.entries(lp.top_logprobs[i]).sort((a, b) => b[1] - a[1])[0][0];
+      if (best !== lp.tokens[i]) greedy = false;
+    }
+    // The same pair through the CLI (DecodingEngine.ScoreAsync on an engine of its own; F16 KV there, F32 here).
+    const out = JSON.parse(execFileSync('dotnet', [cli, 'score', '--prompt', context, '--text', continuation], { cwd: root }).toString());
+    assert.ok(Math.abs(out.logprob - sum) < 5e-3, `server ${sum} vs tilt score ${out.logprob}`);
+    assert.equal(greedy, out.isGreedy);
+  }
+});
+
+test('per-token logprobs: completions logprobs N and chat top_logprobs, streamed too', async () => {
+  const c = await client.completions.create({ model: 'stories260K', prompt: 'Once upon a time', max_tokens: 8, seed: 2, logprobs: 3 });
+  const lp = c.choices[0].logprobs;
+  assert.equal(lp.tokens.length, c.usage.completion_tokens);
+  assert.equal(lp.token_logprobs.length, lp.tokens.length);
+  assert.ok(lp.top_logprobs.every((t) => Object.keys(t).length >= 1 && Object.keys(t).length <= 3));
+  const chat = await client.chat.completions.create({
+    model: 'stories260K', messages: [{ role: 'user', content: 'Once upon a time' }], max_tokens: 8, seed: 2, logprobs: true, top_logprobs: 2,
+  });
+  const content = chat.choices[0].logprobs.content;
+  assert.equal(content.length, chat.usage.completion_tokens);
+  assert.ok(content.every((e) => e.top_logprobs.length === 2 && Array.isArray(e.bytes)));
+  const stream = await client.chat.completions.create({
+    model: 'stories260K', messages: [{ role: 'user', content: 'Once upon a time' }], max_tokens: 8, seed: 2, logprobs: true, top_logprobs: 2, stream: true,
+  });
+  const streamed = [];
+  for await (const chunk of stream) for (const ch of chunk.choices) streamed.push(...(ch.logprobs?.content ?? []));
+  assert.deepEqual(streamed.map((e) => e.token), content.map((e) => e.token));
+});
+
+test('stop with alignment ends decoding at the stop', async () => {
+  const r = await client.completions.create({
+    model: 'stories260K', prompt: 'Once upon a time', max_tokens: 64, seed: 3, stop: ['.'], alignment: { strategy: 'bon', n: 4 },
+  });
+  assert.ok(!r.choices[0].text.includes('.'));
 });
 
 test('errors come back as the SDK\'s typed errors', async () => {
