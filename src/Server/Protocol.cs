@@ -116,6 +116,9 @@ public sealed class AlignmentRequest
     /// <summary>Rejection: fraction of the unfinished candidates stopped at each decision, in [0, 1).</summary>
     public double? Alpha { get; init; }
 
+    /// <summary>Soft best-of-n: the selection temperature lambda (winner ∝ exp(r/lambda)). Default 1.</summary>
+    public double? Lambda { get; init; }
+
     /// <summary>Rejection: generated tokens between decisions.</summary>
     public int? Every { get; init; }
 }

@@ -79,9 +79,9 @@ internal static class RequestPlanner
         {
             strategy = a.Strategy?.ToLowerInvariant() switch
             {
-                null => throw ApiException.BadField("alignment.strategy", "alignment.strategy is required: bon, tokenwise, blockwise or rejection"),
-                "bon" or "tokenwise" or "blockwise" or "rejection" => a.Strategy.ToLowerInvariant(),
-                _ => throw new ApiException(400, $"unknown alignment.strategy '{a.Strategy}' (known: bon, tokenwise, blockwise, rejection)", "alignment.strategy", "unknown_strategy"),
+                null => throw ApiException.BadField("alignment.strategy", "alignment.strategy is required: bon, soft-bon, tokenwise, blockwise or rejection"),
+                "bon" or "soft-bon" or "tokenwise" or "blockwise" or "rejection" => a.Strategy.ToLowerInvariant(),
+                _ => throw new ApiException(400, $"unknown alignment.strategy '{a.Strategy}' (known: bon, soft-bon, tokenwise, blockwise, rejection)", "alignment.strategy", "unknown_strategy"),
             };
             rewardName = a.Reward ?? RewardCatalog.DefaultReward;
             reward = catalog.Reward(rewardName);
@@ -90,7 +90,7 @@ internal static class RequestPlanner
                 throw ApiException.BadField("alignment.beta", $"alignment.beta must be a finite number >= {AlignOptions.MinBeta:R}, got {beta:R}");
             if (a.ValueHead is { } head)
             {
-                if (strategy == "bon") throw ApiException.BadField("alignment.value_head", "alignment.value_head steers tokenwise and blockwise CD; best-of-n ranks by the reward");
+                if (strategy is "bon" or "soft-bon") throw ApiException.BadField("alignment.value_head", "alignment.value_head steers tokenwise and blockwise CD; best-of-n ranks by the reward");
                 value = catalog.ValueHead(head);
             }
             decoding = strategy switch
@@ -98,6 +98,15 @@ internal static class RequestPlanner
                 "bon" => new BestOfNOptions
                 {
                     N = Bound("alignment.n", a.N ?? 4, 1, Math.Min(limits.MaxCandidates, served.Engine.Options.MaxSequences)),
+                    ReturnCandidates = a.ReturnCandidates ?? false,
+                    Samples = n,
+                },
+                "soft-bon" => new SoftBestOfNOptions
+                {
+                    N = Bound("alignment.n", a.N ?? 4, 1, Math.Min(limits.MaxCandidates, served.Engine.Options.MaxSequences)),
+                    Lambda = a.Lambda is { } lambda && double.IsFinite(lambda) && lambda >= AlignOptions.MinBeta
+                        ? lambda
+                        : a.Lambda is null ? 1.0 : throw ApiException.BadField("alignment.lambda", $"alignment.lambda must be a finite number >= {AlignOptions.MinBeta:R}, got {a.Lambda:R}"),
                     ReturnCandidates = a.ReturnCandidates ?? false,
                     Samples = n,
                 },

@@ -43,11 +43,28 @@ public sealed class AlignCommandTests : IDisposable
         Assert.Contains("reward", run.Out);
     }
 
+    [Fact]
+    public async Task SoftBestOfNReportsItsKlEstimateAndTheBound()
+    {
+        var run = await CliRunner.RunAsync(["align", "--model", CliRunner.ModelPath, "--strategy", "soft-bon", "--n", "4", "--lambda", "0.25",
+            "--max-tokens", "12", "--samples", "2", "--json"]);
+        Assert.True(run.ExitCode == 0, run.Error);
+        var lines = run.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2, lines.Length);
+        foreach (var line in lines)
+        {
+            var o = JsonDocument.Parse(line).RootElement;
+            Assert.Equal("soft-bon", o.GetProperty("strategy").GetString());
+            Assert.InRange(o.GetProperty("kl").GetProperty("value").GetDouble(), 0, Math.Log(4) - 0.75 + 1e-12);
+        }
+    }
+
     [Theory]
     [InlineData("tokenwise", "exact-soft")]
     [InlineData("tokenwise", "exact")]
     [InlineData("blockwise", "exact")]
     [InlineData("bon", null)]
+    [InlineData("soft-bon", null)]
     public async Task TabularModelWithExactValues(string strategy, string? value)
     {
         string[] args = ["align", "--model", CliRunner.TabularExample(), "--prompt", "", "--strategy", strategy, "--reward", "lexicon:sentiment", "--max-tokens", "5", "--top-k", "0", "--json"];
@@ -64,7 +81,8 @@ public sealed class AlignCommandTests : IDisposable
     [InlineData(new[] { "--strategy", "bon", "--n", "300" }, "n must be between 1 and 256")]
     [InlineData(new[] { "--strategy", "tokenwise", "--beta", "0" }, "beta must be a finite number >= 1E-30")]
     [InlineData(new[] { "--strategy", "tokenwise", "--beta", "NaN" }, "beta must be a finite number >= 1E-30")]
-    [InlineData(new[] { "--strategy", "greedy" }, "--strategy must be bon, tokenwise, blockwise or rejection")]
+    [InlineData(new[] { "--strategy", "greedy" }, "--strategy must be bon, soft-bon, tokenwise, blockwise or rejection")]
+    [InlineData(new[] { "--strategy", "soft-bon", "--lambda", "0" }, "lambda must be a finite number >= 1E-30")]
     [InlineData(new[] { "--reward", "lexicon:/nonexistent/words.txt" }, "/nonexistent/words.txt")]
     [InlineData(new[] { "--reward", "sentiment" }, "sentiment")]
     [InlineData(new[] { "--value", "exact" }, "needs a tabular model")]

@@ -112,6 +112,7 @@ public sealed class CompletionTests
     [InlineData("tokenwise", """{"strategy": "tokenwise", "top_k": 4, "reward": "positive"}""")]
     [InlineData("blockwise", """{"strategy": "blockwise", "k": 4, "block": 4, "reward": "sentiment"}""")]
     [InlineData("rejection", """{"strategy": "rejection", "n": 8, "alpha": 0.5, "every": 4, "reward": "sentiment"}""")]
+    [InlineData("soft-bon", """{"strategy": "soft-bon", "n": 8, "lambda": 0.5, "reward": "sentiment"}""")]
     public async Task Stop_sequences_end_aligned_decoding_and_are_never_streamed(string strategy, string alignment)
     {
         await using var host = await Host.StartAsync();
@@ -141,6 +142,7 @@ public sealed class CompletionTests
     [InlineData("tokenwise", """{"strategy": "tokenwise", "top_k": 4, "beta": 0.5, "reward": "positive"}""", "step_drift_sum")]
     [InlineData("blockwise", """{"strategy": "blockwise", "k": 4, "block": 4, "reward": "length:12"}""", "block_estimate")]
     [InlineData("rejection", """{"strategy": "rejection", "n": 4, "alpha": 0.5, "every": 4, "reward": "sentiment", "return_candidates": true}""", "best_of_n_estimate")]
+    [InlineData("soft-bon", """{"strategy": "soft-bon", "n": 4, "lambda": 0.5, "reward": "sentiment", "return_candidates": true}""", "soft_best_of_n_estimate")]
     public async Task Each_strategy_reports_reward_kl_and_cost(string strategy, string alignment, string klMethod)
     {
         await using var host = await Host.StartAsync();

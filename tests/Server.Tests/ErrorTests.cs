@@ -37,6 +37,8 @@ public sealed class ErrorTests
     [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"bon\", \"beta\": NaN}}", "alignment.beta")]
     [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"tokenwise\", \"beta\": \"NaN\"}}", "alignment.beta")]
     [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"tokenwise\", \"beta\": 0}}", "alignment.beta")]
+    [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"soft-bon\", \"lambda\": 0}}", "alignment.lambda")]
+    [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"soft-bon\", \"lambda\": -1e300}}", "alignment.lambda")]
     [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"tokenwise\", \"beta\": 1e-300}}", "alignment.beta")]
     [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"blockwise\", \"beta\": 1e-31}}", "alignment.beta")]
     [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"bon\", \"n\": 65}}", "alignment.n")]

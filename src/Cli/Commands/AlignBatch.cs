@@ -31,7 +31,7 @@ internal static class AlignBatch
     /// <summary>The CLI's values: what a line's absent fields take.</summary>
     public sealed record Defaults(string Strategy, string Prompt, string Reward, string? ValueHead, int N, int K, int Block, double Beta,
         int TopK, float Temperature, ulong Seed, int MaxTokens, int Samples, BlockSelectionMode Selection, bool Candidates, double Alpha, int Every,
-        StopSequences? Stop = null);
+        StopSequences? Stop = null, double Lambda = 1.0);
 
     /// <summary>One parsed line.</summary>
     private sealed record Line(int Number, string Strategy, DecodingRequest Request, string RewardSpec, string? ValueHead);
@@ -136,7 +136,7 @@ internal static class AlignBatch
         string strategy = d.Strategy, prompt = d.Prompt, rewardSpec = d.Reward;
         string? valueHead = d.ValueHead;
         int n = d.N, k = d.K, block = d.Block, topK = d.TopK, maxTokens = d.MaxTokens, samples = d.Samples;
-        double beta = d.Beta, alpha = d.Alpha;
+        double beta = d.Beta, alpha = d.Alpha, lambda = d.Lambda;
         int every = d.Every;
         float temperature = d.Temperature;
         ulong seed = d.Seed;
@@ -165,6 +165,7 @@ internal static class AlignBatch
                 case "samples": samples = Int(p); break;
                 case "beta": beta = Num(p); break;
                 case "alpha": alpha = Num(p); break;
+                case "lambda": lambda = Num(p); break;
                 case "every": every = Int(p); break;
                 case "temperature": temperature = (float)Num(p); break;
                 case "seed": seed = v.ValueKind == JsonValueKind.Number && v.TryGetUInt64(out ulong s) ? s : throw Field(p, "a non-negative integer"); break;
@@ -195,7 +196,7 @@ internal static class AlignBatch
                 case "logprobs": topLogprobs = v.ValueKind == JsonValueKind.Null ? null : Int(p); break;
                 case "include_stop": includeStop = v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : throw Field(p, "true or false"); break;
                 case "return_candidates": candidates = v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : throw Field(p, "true or false"); break;
-                default: throw new TiltException($"unknown field '{p.Name}' (known: prompt, strategy, reward, value_head, n, k, block, beta, alpha, every, top_k, temperature, seed, request_id, prefill, max_tokens, samples, selection, return_candidates, stop, stop_token_ids, include_stop, logprobs)");
+                default: throw new TiltException($"unknown field '{p.Name}' (known: prompt, strategy, reward, value_head, n, k, block, beta, alpha, lambda, every, top_k, temperature, seed, request_id, prefill, max_tokens, samples, selection, return_candidates, stop, stop_token_ids, include_stop, logprobs)");
             }
         }
 
@@ -206,10 +207,11 @@ internal static class AlignBatch
             options = strategy switch
             {
                 "bon" => new BestOfNOptions { N = n, ReturnCandidates = candidates },
+                "soft-bon" => new SoftBestOfNOptions { N = n, Lambda = lambda, ReturnCandidates = candidates },
                 "tokenwise" => new TokenwiseOptions { Candidates = topK, Beta = beta },
                 "blockwise" => new BlockwiseOptions { K = k, BlockSize = block, Selection = selection, Beta = beta },
                 "rejection" => new RejectionOptions { N = n, Alpha = alpha, Every = every, ReturnCandidates = candidates },
-                _ => throw new TiltException($"field 'strategy': must be bon, tokenwise, blockwise or rejection, got '{strategy}'"),
+                _ => throw new TiltException($"field 'strategy': must be bon, soft-bon, tokenwise, blockwise or rejection, got '{strategy}'"),
             };
             var stop = new StopSequences { Strings = stopStrings, TokenIds = stopIds, IncludeStop = includeStop };
             options = options with
@@ -296,7 +298,7 @@ internal static class AlignBatch
         s.Tokens,
         s.Reward,
         RewardSpec = line.RewardSpec,
-        Value = line.Strategy == "bon" ? null : line.ValueHead is { } head ? $"head:{Path.GetFileName(head)}" : $"prefix({line.Request.Reward!.Description})",
+        Value = line.Strategy is "bon" or "soft-bon" ? null : line.ValueHead is { } head ? $"head:{Path.GetFileName(head)}" : $"prefix({line.Request.Reward!.Description})",
         Logprob = s.LogProb,
         Kl = new { s.Kl.Value, Method = s.Kl.Method.ToString(), Band = s.Kl.Band.ToString() },
         KlBound = s.KlBound is { } b ? new { b.Value, Method = b.Method.ToString() } : null,

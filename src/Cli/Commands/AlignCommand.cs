@@ -20,7 +20,7 @@ internal static class AlignCommand
     public static Command Create(CliConsole console)
     {
         var model = new ModelOptions();
-        var strategy = new Option<string>("--strategy", "-s") { Description = "bon | tokenwise | blockwise | rejection.", DefaultValueFactory = _ => "blockwise" };
+        var strategy = new Option<string>("--strategy", "-s") { Description = "bon | soft-bon | tokenwise | blockwise | rejection.", DefaultValueFactory = _ => "blockwise" };
         var prompt = new Option<string>("--prompt", "-p") { Description = "Prompt text.", DefaultValueFactory = _ => "Once upon a time" };
         var reward = new Option<string>("--reward", "-r")
         {
@@ -29,7 +29,7 @@ internal static class AlignCommand
         };
         var valueHead = new Option<string?>("--value-head") { Description = "Trained value head file (tilt-head/1) for CD; default: the reward applied to the prefix." };
         var value = new Option<string?>("--value") { Description = "exact (V* = E[r] by enumeration [M13]) or exact-soft (beta log E[exp(r/beta)]) on tabular models; dpo:POLICY,REF[,beta=B] (token-level DPO log-ratio [M23])." };
-        var n = new Option<int>("--n") { Description = "Best-of-n: candidates (1..256).", DefaultValueFactory = _ => 8 };
+        var n = new Option<int>("--n") { Description = "Best-of-n, soft best-of-n and rejection: candidates (1..256).", DefaultValueFactory = _ => 8 };
         var k = new Option<int>("--k") { Description = "Blockwise: candidate blocks per step (1..256).", DefaultValueFactory = _ => 8 };
         var block = new Option<int>("--block") { Description = "Blockwise: tokens per block (M).", DefaultValueFactory = _ => 8 };
         var selection = new Option<BlockSelectionMode>("--selection") { Description = "Blockwise: Argmax or Sample (∝ exp(V/beta)).", DefaultValueFactory = _ => BlockSelectionMode.Argmax };
@@ -41,6 +41,7 @@ internal static class AlignCommand
         var samples = new Option<int>("--samples") { Description = "Independent aligned outputs (for statistics).", DefaultValueFactory = _ => 1 };
         var deadline = new Option<int?>("--deadline-ms") { Description = "Wall-clock budget in milliseconds; an output cut by it is marked partial." };
         var candidates = new Option<bool>("--candidates") { Description = "Best-of-n and rejection: also print every candidate with its reward." };
+        var lambda = new Option<double>("--lambda") { Description = "Soft best-of-n: selection temperature, the winner drawn ∝ exp(r/lambda) (small: best-of-n; large: the base model) [M27].", DefaultValueFactory = _ => 1.0 };
         var alpha = new Option<double>("--alpha") { Description = "Rejection: fraction of the unfinished candidates stopped at each decision, in [0, 1).", DefaultValueFactory = _ => 0.5 };
         var prefill = new Option<string?>("--prefill") { Description = "Force the response to start with this text (not sampled, excluded from KL, seen by the reward): how deep is the alignment?" };
         var logprobs = GenerateCommand.LogprobsOption();
@@ -56,7 +57,7 @@ internal static class AlignCommand
 
         var command = new Command("align", "Sample from an aligned policy: best-of-n, token-wise or blockwise controlled decoding towards a reward.");
         model.AddTo(command);
-        foreach (var o in new Option[] { strategy, prompt, reward, valueHead, value, n, k, block, selection, beta, topK, temperature, seed, maxTokens, samples, deadline, candidates, alpha, every, prefill, stop, includeStop, logprobs, json, requests, output, concurrency, maxSequences })
+        foreach (var o in new Option[] { strategy, prompt, reward, valueHead, value, n, k, block, selection, beta, topK, temperature, seed, maxTokens, samples, deadline, candidates, alpha, lambda, every, prefill, stop, includeStop, logprobs, json, requests, output, concurrency, maxSequences })
             command.Options.Add(o);
 
         command.SetAction((parse, cancellationToken) => console.GuardAsync(async () =>
@@ -69,7 +70,7 @@ internal static class AlignCommand
                 var defaults = new AlignBatch.Defaults(which, parse.GetValue(prompt)!, parse.GetValue(reward)!, parse.GetValue(valueHead), parse.GetValue(n),
                     parse.GetValue(k), parse.GetValue(block), parse.GetValue(beta), parse.GetValue(topK), parse.GetValue(temperature), parse.GetValue(seed),
                     parse.GetValue(maxTokens), parse.GetValue(samples), parse.GetValue(selection), parse.GetValue(candidates), parse.GetValue(alpha), parse.GetValue(every),
-                    StopOptions.Get(parse, stop, includeStop));
+                    StopOptions.Get(parse, stop, includeStop), parse.GetValue(lambda));
                 var engineOptions = new Tilt.Engine.Decoding.EngineOptions { MaxSequences = parse.GetValue(maxSequences) };
                 using var batchModel = model.LoadModel(parse, console);
                 using var batchKernels = model.CreateKernels(parse, console);
@@ -77,8 +78,8 @@ internal static class AlignCommand
                     engineOptions.MaxSequences, model.GetThreads(parse), cancellationToken);
             }
             if (parse.GetValue(output) is not null) throw new ArgumentException("--out is for batch mode (--requests FILE.jsonl)");
-            if (which is not ("bon" or "tokenwise" or "blockwise" or "rejection"))
-                throw new ArgumentException($"--strategy must be bon, tokenwise, blockwise or rejection, got '{which}'");
+            if (which is not ("bon" or "soft-bon" or "tokenwise" or "blockwise" or "rejection"))
+                throw new ArgumentException($"--strategy must be bon, soft-bon, tokenwise, blockwise or rejection, got '{which}'");
             var sampling = new SamplingParameters(parse.GetValue(temperature));
             TimeSpan? budget = parse.GetValue(deadline) is { } ms
                 ? ms > 0 ? TimeSpan.FromMilliseconds(ms) : throw new ArgumentException($"--deadline-ms must be positive, got {ms}")
@@ -88,6 +89,7 @@ internal static class AlignCommand
             AlignOptions options = which switch
             {
                 "bon" => new BestOfNOptions { N = parse.GetValue(n), ReturnCandidates = parse.GetValue(candidates) },
+                "soft-bon" => new SoftBestOfNOptions { N = parse.GetValue(n), Lambda = parse.GetValue(lambda), ReturnCandidates = parse.GetValue(candidates) },
                 "rejection" => new RejectionOptions { N = parse.GetValue(n), Alpha = parse.GetValue(alpha), Every = parse.GetValue(every), ReturnCandidates = parse.GetValue(candidates) },
                 "tokenwise" => new TokenwiseOptions { Candidates = parse.GetValue(topK), Beta = parse.GetValue(beta) },
                 _ => new BlockwiseOptions { K = parse.GetValue(k), BlockSize = parse.GetValue(block), Selection = parse.GetValue(selection), Beta = parse.GetValue(beta) },
@@ -119,7 +121,7 @@ internal static class AlignCommand
             var events = DecodingEngine.StreamOnOwnEngine(lm, kernels,
                 new DecodingRequest
                 {
-                    Prompt = text, Options = options, Reward = rewardFn, Value = options is BestOfNOptions ? null : valueFn,
+                    Prompt = text, Options = options, Reward = rewardFn, Value = options is BestOfNOptions or SoftBestOfNOptions ? null : valueFn,
                     ForcedPrefix = parse.GetValue(prefill),
                 }, cancellationToken);
 
@@ -182,6 +184,7 @@ internal static class AlignCommand
     {
         KlMethod.BestOfNEstimate => "best-of-n estimate [M9]",
         KlMethod.BestOfNBound => "best-of-n bound [M7]",
+        KlMethod.SoftBestOfNEstimate => "soft best-of-n selection KL, an upper estimate [M27]",
         KlMethod.StepDriftSum => "sum of per-step drift [M15]",
         KlMethod.BlockEstimate => "per-block estimate [M19]",
         KlMethod.BlockBound => "per-block bound [M19]",
@@ -196,7 +199,7 @@ internal static class AlignCommand
         s.Tokens,
         s.Reward,
         RewardSpec = reward.Description,
-        Value = strategy == "bon" ? null : value.Description,
+        Value = strategy is "bon" or "soft-bon" ? null : value.Description,
         Logprob = s.LogProb,
         Kl = new { s.Kl.Value, Method = s.Kl.Method.ToString(), Band = s.Kl.Band.ToString() },
         KlBound = s.KlBound is { } b ? new { b.Value, Method = b.Method.ToString() } : null,

@@ -15,7 +15,10 @@ namespace Tilt.Engine.Decoding;
 /// </summary>
 internal sealed class BestOfNRun : RequestRun
 {
-    private readonly BestOfNOptions _options;
+    private readonly AlignOptions _options;
+    private readonly int _n;
+    private readonly bool _returnCandidates;
+    private readonly double? _lambda; // soft best-of-n [M27]; null: the argmax [M4]
     private readonly IReward _reward;
     private Rollout? _rollout;
     private int _sample;
@@ -28,11 +31,17 @@ internal sealed class BestOfNRun : RequestRun
     public BestOfNRun(DecodingRequest request, int[] promptTokens, Stopwatch clock, CancellationToken cancellation)
         : base(request, promptTokens, clock, cancellation)
     {
-        _options = (BestOfNOptions)request.Options;
+        _options = (AlignOptions)request.Options;
+        (_n, _returnCandidates, _lambda) = request.Options switch
+        {
+            BestOfNOptions b => (b.N, b.ReturnCandidates, (double?)null),
+            SoftBestOfNOptions s => (s.N, s.ReturnCandidates, s.Lambda),
+            var o => throw new ArgumentException($"best-of-n does not run {o.GetType().Name}", nameof(request)),
+        };
         _reward = request.Reward!;
     }
 
-    public override int SequencesNeeded => _options.N;
+    public override int SequencesNeeded => _n;
 
     public override int LiveSequences => IsDone ? 0 : _rollout?.Live ?? Sequences.Length;
 
@@ -41,7 +50,7 @@ internal sealed class BestOfNRun : RequestRun
         if (!_needPrompt) return;
         _needPrompt = false;
         _sampleStart = Clock.Elapsed;
-        int n = _options.N;
+        int n = _n;
         var prompt = LoadPrompt(context, clear: _sample > 0, forks: n - 1);
         _cachedPrompt = prompt.CachedTokens;
         _prefill = Clock.Elapsed - _sampleStart;
@@ -91,7 +100,7 @@ internal sealed class BestOfNRun : RequestRun
     /// <summary>Scores, picks and emits the output; true when the deadline cut it (scoring included).</summary>
     private bool FinishSample(Rollout rollout, int d, bool deadline)
     {
-        int n = _options.N;
+        int n = _n;
         var inputs = new RewardInput[n];
         for (int i = 0; i < n; i++)
         {
@@ -109,23 +118,28 @@ internal sealed class BestOfNRun : RequestRun
         int scored = _reward.ScoreWithin(inputs, rewards, ScoringBudget.Until(_options.Deadline, Clock, Cancellation));
         deadline |= scored < n;
         var pool = scored == n ? rewards : rewards[..scored];
-        int winner = PickWinner(pool, _options.Seed, _options.RequestId, _sample);
+        int winner = _lambda is { } lambda
+            ? DrawSoftWinner(pool, lambda, _options.Seed, _options.RequestId, _sample)
+            : PickWinner(pool, _options.Seed, _options.RequestId, _sample);
         Emit(new CandidatesScored(_sample, 0, pool.ToArray(), winner));
 
         var accepted = Clock.Elapsed - _sampleStart;
         var winnerInput = inputs[winner];
         double logProb = rollout.LogProb[winner];
-        var estimate = new KlReport(KlEstimators.KlHatFromLogProbability(logProb, scored), KlMethod.BestOfNEstimate);
+        double bound = Math.Log(scored) - (scored - 1.0) / scored;
+        var estimate = _lambda is { } l
+            ? new KlReport(Math.Min(bound, SelectionKl(SoftWeights(pool, l))), KlMethod.SoftBestOfNEstimate)
+            : new KlReport(KlEstimators.KlHatFromLogProbability(logProb, scored), KlMethod.BestOfNEstimate);
         var tokenLogProbs = WantsLogprobs ? rollout.TokenLogProbs[winner].ToArray() : null;
         Emit(new TextAccepted(_sample, winnerInput.Tokens, winnerInput.Text, estimate.Value) { LogProb = logProb, TokenLogProbs = tokenLogProbs });
 
-        var candidates = _options.ReturnCandidates
+        var candidates = _returnCandidates
             ? inputs.Take(scored).Select((c, i) => new ScoredCandidate(i, c.Text, c.Tokens, rewards[i], rollout.LogProb[i], c.IsFinished)).ToArray()
             : [];
         var finish = deadline ? AlignFinish.Deadline
             : rollout.StoppedByRequest[winner] ? AlignFinish.Stop : rollout.Stopped[winner] ? AlignFinish.Eos : AlignFinish.Length;
         EmitResult(new AlignedSample(_sample, winnerInput.Text, winnerInput.Tokens, rewards[winner], logProb,
-            estimate, new KlReport(Math.Log(scored) - (scored - 1.0) / scored, KlMethod.BestOfNBound), finish, rollout.TokensDecoded,
+            estimate, new KlReport(bound, KlMethod.BestOfNBound), finish, rollout.TokensDecoded,
             new AlignTimings(_prefill, accepted, Clock.Elapsed - _sampleStart, rollout.DecodeCalls) { ModelTime = rollout.ModelTime }, candidates)
         {
             WinRateVsCandidates = scored > 1 ? WinRateAgainstOthers(pool, winner) : null,
@@ -143,6 +157,50 @@ internal sealed class BestOfNRun : RequestRun
         int pick = ties == 1 ? 0 : (int)(Philox.Bits(new RngKey(seed, requestId, uint.MaxValue, (uint)sample), 0) % (uint)ties);
         for (int i = 0; i < rewards.Length; i++)
             if (rewards[i] == best && pick-- == 0) return i;
+        throw new UnreachableException();
+    }
+
+    /// <summary>
+    /// P(I = i | candidates) of soft best-of-n [M27]: exp(r_i / lambda) normalized, computed as exp((r_i - max r) / lambda) so
+    /// no lambda, however small, overflows (lambda -> 0 puts equal weight on the tied maxima: best-of-n's law).
+    /// </summary>
+    internal static double[] SoftWeights(double[] rewards, double lambda)
+    {
+        double best = rewards.Max();
+        var w = new double[rewards.Length];
+        double sum = 0;
+        for (int i = 0; i < w.Length; i++) sum += w[i] = Math.Exp((rewards[i] - best) / lambda);
+        for (int i = 0; i < w.Length; i++) w[i] /= sum;
+        return w;
+    }
+
+    /// <summary>KL of a selection distribution from the uniform one, log n - H(w): 0 for a uniform pick, log n for a sure one.</summary>
+    internal static double SelectionKl(double[] w)
+    {
+        double entropy = 0;
+        foreach (double x in w)
+            if (x > 0) entropy -= x * Math.Log(x);
+        return Math.Max(0, Math.Log(w.Length) - entropy);
+    }
+
+    /// <summary>The soft best-of-n winner: an inverse-CDF draw from <see cref="SoftWeights"/> with the request's own RNG
+    /// (the same counter as best-of-n's tie break), so the draw does not depend on what shares the batch.</summary>
+    internal static int DrawSoftWinner(double[] rewards, double lambda, ulong seed, uint requestId, int sample)
+    {
+        var w = SoftWeights(rewards, lambda);
+        // 53 random bits -> u in [0, 1).
+        ulong bits = ((ulong)Philox.Bits(new RngKey(seed, requestId, uint.MaxValue, (uint)sample), 0) << 21)
+                     ^ Philox.Bits(new RngKey(seed, requestId, uint.MaxValue, (uint)sample), 1);
+        double u = (bits & ((1UL << 53) - 1)) / (double)(1UL << 53);
+        double cumulative = 0;
+        for (int i = 0; i < w.Length; i++)
+        {
+            cumulative += w[i];
+            if (u < cumulative) return i;
+        }
+        // Rounding left u above the last partial sum: the last candidate with weight.
+        for (int i = w.Length - 1; i >= 0; i--)
+            if (w[i] > 0) return i;
         throw new UnreachableException();
     }
 

@@ -115,6 +115,7 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
     {
         GenerationOptions g => g.Samples,
         BestOfNOptions b => b.N,
+        SoftBestOfNOptions s => s.N,
         BlockwiseOptions b => b.K,
         RejectionOptions r => r.N,
         TokenwiseOptions t => Math.Min(t.Candidates == 0 ? vocabulary : Math.Min(t.Candidates, vocabulary), capacity - 1) + 1,
@@ -291,7 +292,7 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
             RequestRun run = request.Options switch
             {
                 GenerationOptions => new GenerationRun(request, prompt, clock, cancel.Token) { ForcedTokens = forced, ForcedText = forcedText },
-                BestOfNOptions => new BestOfNRun(request, prompt, clock, cancel.Token) { ForcedTokens = forced, ForcedText = forcedText },
+                BestOfNOptions or SoftBestOfNOptions => new BestOfNRun(request, prompt, clock, cancel.Token) { ForcedTokens = forced, ForcedText = forcedText },
                 TokenwiseOptions => new TokenwiseRun(request, prompt, clock, cancel.Token, _model.Info.VocabularySize, Options.MaxSequences)
                 {
                     ForcedTokens = forced, ForcedText = forcedText,

@@ -27,6 +27,14 @@ public enum KlMethod
     /// <summary>The best-of-n estimator KLhat(eps) with eps = p(winner | x) [M9].</summary>
     BestOfNEstimate,
 
+    /// <summary>
+    /// Soft best-of-n [M27]: log n - H(P(I = . | candidates)), the KL of the selection from a uniform pick over the
+    /// candidates at hand. By data processing its expectation bounds KL(pi_soft || p) from above (a uniform pick returns a
+    /// draw from p); each value lies in [0, log n] and is capped by best-of-n's bound [M7], which holds for soft best-of-n
+    /// too.
+    /// </summary>
+    SoftBestOfNEstimate,
+
     /// <summary>Sum over steps of the exact per-step drift KL(pi(.|s_t) || p(.|s_t)) over the candidate set [M15].</summary>
     StepDriftSum,
 

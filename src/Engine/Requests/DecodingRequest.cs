@@ -48,6 +48,7 @@ public sealed record DecodingRequest
     {
         GenerationOptions => DecodingStrategy.Generate,
         BestOfNOptions => DecodingStrategy.BestOfN,
+        SoftBestOfNOptions => DecodingStrategy.SoftBestOfN,
         TokenwiseOptions => DecodingStrategy.Tokenwise,
         BlockwiseOptions => DecodingStrategy.Blockwise,
         RejectionOptions => DecodingStrategy.Rejection,
@@ -90,4 +91,7 @@ public enum DecodingStrategy
 
     /// <summary>Scoring a given text by teacher forcing (<see cref="ScoringOptions"/>); nothing is generated.</summary>
     Score,
+
+    /// <summary>Soft best-of-n [M27]: the winner drawn with probability proportional to exp(r / lambda).</summary>
+    SoftBestOfN,
 }

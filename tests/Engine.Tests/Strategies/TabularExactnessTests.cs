@@ -49,6 +49,63 @@ public sealed class TabularExactnessTests : IDisposable
         Assert.All(results, s => Assert.Equal(Math.Log(n) - (n - 1.0) / n, s.KlBound!.Value, 12));
     }
 
+    [Theory]
+    [InlineData(3, 0.5)]
+    [InlineData(4, 2.0)]
+    public async Task SoftBestOfNMatchesItsExactLaw(int n, double lambda)
+    {
+        // [M27]: the winner drawn with probability proportional to exp(r / lambda) among n i.i.d. candidates.
+        var results = await OwnEngine.Run(_model, _kernels, "", reward: _reward,
+            options: new SoftBestOfNOptions { N = n, Lambda = lambda, MaxTokens = MaxTokens, Samples = Draws, Seed = 19 });
+        var law = new SoftBestOfN(new DiscreteOutcomes(_p, _r), n, lambda);
+        Assert.Equal(1.0, law.Probabilities.Sum(), 12);
+        AssertMatches(results, law.Probabilities.ToArray(), $"soft best-of-{n}, lambda {lambda}");
+        // The bound of any rule that returns one of n i.i.d. candidates holds [M7], and so does the reported estimate.
+        double bound = Math.Log(n) - (n - 1.0) / n;
+        Assert.True(law.Kl <= bound + 1e-12, $"exact KL {law.Kl} above the bound {bound}");
+        Assert.All(results, s =>
+        {
+            Assert.Equal(bound, s.KlBound!.Value, 12);
+            Assert.Equal(KlMethod.SoftBestOfNEstimate, s.Kl.Method);
+            Assert.InRange(s.Kl.Value, 0, bound + 1e-12);
+        });
+        // The estimate's mean bounds the exact KL from above (data processing); 6,000 draws of a value in [0, 0.64].
+        Assert.True(results.Average(s => s.Kl.Value) >= law.Kl - 0.01, $"mean estimate {results.Average(s => s.Kl.Value)} below the exact KL {law.Kl}");
+    }
+
+    [Fact]
+    public void SoftBestOfNsLawGoesFromBestOfNToTheBaseModel()
+    {
+        var outcomes = new DiscreteOutcomes(_p, _r);
+        var hard = new BestOfN(outcomes, 3).Probabilities.ToArray();
+        // Rewards differ by at least 0.5, so at lambda = 0.005 a lower reward weighs exp(-100) against a higher one.
+        var cold = new SoftBestOfN(outcomes, 3, 0.005).Probabilities;
+        var hot = new SoftBestOfN(outcomes, 3, 1e6).Probabilities;
+        for (int i = 0; i < _p.Length; i++)
+        {
+            Assert.Equal(hard[i], cold[i], 9);
+            Assert.Equal(_p[i], hot[i], 5);
+        }
+        Assert.Equal(new BestOfN(outcomes, 3).Kl, new SoftBestOfN(outcomes, 3, 0.005).Kl, 6);
+    }
+
+    [Fact]
+    public void SoftWinnersAreDrawnByTheirWeights()
+    {
+        // The draw itself: over many samples of the request's RNG, each candidate wins as often as its weight says.
+        double[] rewards = [0.0, 1.0, 1.0, -2.0];
+        var w = Tilt.Engine.Decoding.BestOfNRun.SoftWeights(rewards, 0.7);
+        Assert.Equal(1.0, w.Sum(), 12);
+        Assert.Equal(w[1], w[2], 15);
+        var counts = new long[4];
+        for (int sample = 0; sample < 20_000; sample++) counts[Tilt.Engine.Decoding.BestOfNRun.DrawSoftWinner(rewards, 0.7, 5, 1, sample)]++;
+        var (statistic, df, p) = GoodnessOfFit.ChiSquare(counts, w);
+        Assert.True(p > 1e-3, $"chi-square {statistic:F1} on {df} df, p = {p:E2}");
+        // A tiny lambda never overflows and picks among the tied best.
+        var tiny = Tilt.Engine.Decoding.BestOfNRun.SoftWeights(rewards, 1e-300);
+        Assert.Equal([0.0, 0.5, 0.5, 0.0], tiny);
+    }
+
     [Fact]
     public async Task BlockwiseWithOneBlockIsBestOfKWithTheValueAsReward()
     {
