@@ -44,6 +44,30 @@ public sealed class EvaluateCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task SoftBestOfNPointsMatchTheirExactWinRateAndBoundTheirKl()
+    {
+        string[] args = ["evaluate", "--model", CliRunner.TabularExample(), "--methods", "soft-bon", "--max-tokens", "4", "--outputs", "1500",
+            "--base-samples", "2000", "--seed", "5", "--out", _dir];
+        var run = await CliRunner.RunAsync(args);
+        Assert.True(run.ExitCode == 0, run.Error);
+        var points = JsonSerializer.Deserialize<List<EvaluatedPoint>>(File.ReadAllText(Path.Combine(_dir, "points.json")),
+            new JsonSerializerOptions { PropertyNameCaseInsensitive = true, Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() } })!;
+        Assert.Equal(2, points.Count); // n = 16 at lambda 1 and 0.25
+        foreach (var p in points)
+        {
+            Assert.Equal(EvaluationMethod.SoftBestOfN, p.Method);
+            // 99.9% per interval (two intervals: family false-failure rate < 0.2%).
+            double half = (p.WinRateUpper - p.WinRateLower) / 2 * (3.29 / 1.96);
+            Assert.True(Math.Abs(p.WinRate - p.WinRateExact!.Value) <= half, $"{p.Id}: win-rate {p.WinRate:F4} vs exact {p.WinRateExact:F4} (+- {half:F4})");
+            // The reported estimate's mean bounds the exact KL from above (data processing) and stays below [M7]'s bound.
+            Assert.True(p.Kl >= p.KlExact!.Value - 3.29 * p.KlStandardError - 1e-9, $"{p.Id}: KL {p.Kl:F4} below exact {p.KlExact:F4}");
+            Assert.True(p.KlExact <= Math.Log(16) - 15.0 / 16 + 1e-12);
+        }
+        // A colder lambda is closer to best-of-n: a higher win-rate.
+        Assert.True(points.Single(p => p.Beta == 0.25).WinRateExact > points.Single(p => p.Beta == 1.0).WinRateExact);
+    }
+
+    [Fact]
     public async Task OutputsRoundTripAndThePngIsAnImageOfTheRequestedSize()
     {
         var run = await CliRunner.RunAsync(TabularArgs(_dir));

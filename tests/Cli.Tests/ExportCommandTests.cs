@@ -23,6 +23,24 @@ public sealed class ExportCommandTests : IDisposable
         CliRunner.RunAsync(["export", "--model", CliRunner.ModelPath, "--prompts", _prompts, "--max-tokens", "24", "--seed", "5", "--out", output, .. extra]);
 
     [Fact]
+    public async Task SoftBestOfNWritesItsCandidatesAndTheDrawnWinner()
+    {
+        string output = Path.Combine(_dir, "soft.jsonl");
+        var run = await Export(output, "--strategy", "soft-bon", "--n", "4", "--lambda", "0.5");
+        Assert.True(run.ExitCode == 0, run.Error);
+        var lines = Lines(output);
+        Assert.Equal(0.5, lines[0].GetProperty("settings").GetProperty("lambda").GetDouble());
+        foreach (var p in lines.Skip(1))
+        {
+            var candidates = p.GetProperty("candidates").EnumerateArray().ToArray();
+            Assert.Equal(4, candidates.Length);
+            var winner = Assert.Single(candidates, c => c.GetProperty("winner").GetBoolean());
+            Assert.Equal(p.GetProperty("winner").GetProperty("text").GetString(), winner.GetProperty("text").GetString());
+            Assert.InRange(p.GetProperty("kl").GetProperty("value").GetDouble(), 0, Math.Log(4) - 0.75 + 1e-12);
+        }
+    }
+
+    [Fact]
     public async Task BestOfNWritesEveryCandidateWithRanksAndTheWinner()
     {
         string output = Path.Combine(_dir, "bon.jsonl");
@@ -198,7 +216,7 @@ public sealed class ExportCommandTests : IDisposable
     {
         var strategy = await Export(Path.Combine(_dir, "x.jsonl"), "--strategy", "tokenwise");
         Assert.Equal(2, strategy.ExitCode);
-        Assert.Contains("--strategy must be bon, blockwise or rejection", strategy.Error);
+        Assert.Contains("--strategy must be bon, soft-bon, blockwise or rejection", strategy.Error);
         string junk = Path.Combine(_dir, "junk.jsonl");
         File.WriteAllText(junk, "not json\n");
         var header = await Export(junk);

@@ -33,13 +33,14 @@ internal static class ExportCommand
     {
         var model = new ModelOptions();
         var prompts = new Option<string>("--prompts") { Description = "Prompt file (.txt lines or .jsonl {\"prompt\"}).", Required = true };
-        var strategy = new Option<string>("--strategy", "-s") { Description = "bon | blockwise | rejection.", DefaultValueFactory = _ => "bon" };
+        var strategy = new Option<string>("--strategy", "-s") { Description = "bon | soft-bon | blockwise | rejection.", DefaultValueFactory = _ => "bon" };
         var reward = new Option<string>("--reward", "-r") { Description = "Reward spec (as in align).", DefaultValueFactory = _ => "lexicon:sentiment" };
         var valueHead = new Option<string?>("--value-head") { Description = "Blockwise/rejection: a trained value head (default: the reward on the prefix)." };
         var value = new Option<string?>("--value") { Description = "Blockwise/rejection: dpo:POLICY,REF[,beta=B] (token-level DPO value)." };
         var n = new Option<int>("--n") { Description = "Best-of-n / rejection: candidates per prompt (1..256).", DefaultValueFactory = _ => 8 };
         var k = new Option<int>("--k") { Description = "Blockwise: candidate blocks per step.", DefaultValueFactory = _ => 8 };
         var block = new Option<int>("--block") { Description = "Blockwise: tokens per block.", DefaultValueFactory = _ => 8 };
+        var lambda = new Option<double>("--lambda") { Description = "Soft best-of-n: selection temperature (the winner drawn ∝ exp(r/lambda)).", DefaultValueFactory = _ => 1.0 };
         var alpha = new Option<double>("--alpha") { Description = "Rejection: fraction of unfinished candidates stopped per decision.", DefaultValueFactory = _ => 0.5 };
         var every = new Option<int>("--every") { Description = "Rejection: tokens between decisions.", DefaultValueFactory = _ => 8 };
         var temperature = new Option<float>("--temperature", "-t") { Description = "Temperature of the base proposals.", DefaultValueFactory = _ => 1f };
@@ -55,7 +56,7 @@ internal static class ExportCommand
 
         var command = new Command("export", "Write best-of-n / blockwise / rejection candidates with rewards, base log-probs, ranks and KL as JSONL (distillation data).");
         model.AddTo(command);
-        foreach (var o in new Option[] { prompts, strategy, reward, valueHead, value, n, k, block, alpha, every, temperature, seed, maxTokens, minReward, output, maxSequences, f32 })
+        foreach (var o in new Option[] { prompts, strategy, reward, valueHead, value, n, k, block, alpha, lambda, every, temperature, seed, maxTokens, minReward, output, maxSequences, f32 })
             command.Options.Add(o);
 
         command.SetAction((parse, cancellationToken) => console.GuardAsync(async () =>
@@ -65,9 +66,10 @@ internal static class ExportCommand
             AlignOptions options = which switch
             {
                 "bon" => new BestOfNOptions { N = parse.GetValue(n), ReturnCandidates = true },
+                "soft-bon" => new SoftBestOfNOptions { N = parse.GetValue(n), Lambda = parse.GetValue(lambda), ReturnCandidates = true },
                 "blockwise" => new BlockwiseOptions { K = parse.GetValue(k), BlockSize = parse.GetValue(block) },
                 "rejection" => new RejectionOptions { N = parse.GetValue(n), Alpha = parse.GetValue(alpha), Every = parse.GetValue(every), ReturnCandidates = true },
-                _ => throw new ArgumentException($"--strategy must be bon, blockwise or rejection, got '{which}'"),
+                _ => throw new ArgumentException($"--strategy must be bon, soft-bon, blockwise or rejection, got '{which}'"),
             };
             options = options with { MaxTokens = parse.GetValue(maxTokens), Samples = 1, Seed = parse.GetValue(seed), Sampling = sampling, Threads = model.GetThreads(parse) };
             if (options is RejectionOptions r && r.Every >= r.MaxTokens)
@@ -91,14 +93,14 @@ internal static class ExportCommand
                 (null, { } spec) => throw new ArgumentException($"--value must be dpo:POLICY,REF[,beta=B], got '{spec}'"),
                 _ => null,
             };
-            if (which == "bon" && valueFn is not null) throw new ArgumentException("--value-head / --value are for blockwise and rejection; best-of-n ranks by the reward");
+            if (which is "bon" or "soft-bon" && valueFn is not null) throw new ArgumentException("--value-head / --value are for blockwise and rejection; best-of-n ranks by the reward");
 
             var settings = Settings(which, options, rewardFn, valueFn, parse.GetValue(minReward), lm.Info, kv);
             var export = ExportFile.Open(outPath, settings, lm.Info, promptSet);
             var todo = Enumerable.Range(0, promptSet.Count).Where(i => !export.Done.Contains(i)).ToList();
             console.Error.WriteLine($"export: {promptSet.Count} prompts ({promptSet.Count - todo.Count} already in {outPath}), strategy {which}");
 
-            int need = options switch { BestOfNOptions b => b.N, RejectionOptions j => j.N, BlockwiseOptions b => b.K + 1, _ => 1 };
+            int need = options switch { BestOfNOptions b => b.N, SoftBestOfNOptions b => b.N, RejectionOptions j => j.N, BlockwiseOptions b => b.K + 1, _ => 1 };
             int longest = todo.Count == 0 ? 1 : todo.Max(i => lm.Tokenize(promptSet[i]).Length) + options.MaxTokens;
             await using var engine = new DecodingEngine(lm, kernels, new EngineOptions
             {
@@ -160,7 +162,7 @@ internal static class ExportCommand
         {
             ["strategy"] = strategy,
             ["reward"] = reward.Description,
-            ["value"] = strategy == "bon" ? null : value is HeadValue head ? $"{head.Description}@sha256:{head.WeightsSha256}" : value?.Description ?? $"prefix({reward.Description})",
+            ["value"] = strategy is "bon" or "soft-bon" ? null : value is HeadValue head ? $"{head.Description}@sha256:{head.WeightsSha256}" : value?.Description ?? $"prefix({reward.Description})",
             ["maxTokens"] = options.MaxTokens,
             ["seed"] = options.Seed,
             ["temperature"] = options.Sampling.Temperature,
@@ -173,6 +175,7 @@ internal static class ExportCommand
         switch (options)
         {
             case BestOfNOptions b: s["n"] = b.N; break;
+            case SoftBestOfNOptions b: s["n"] = b.N; s["lambda"] = b.Lambda; break;
             case RejectionOptions r: s["n"] = r.N; s["alpha"] = r.Alpha; s["every"] = r.Every; break;
             case BlockwiseOptions b: s["k"] = b.K; s["block"] = b.BlockSize; s["selection"] = b.Selection.ToString().ToLowerInvariant(); break;
         }

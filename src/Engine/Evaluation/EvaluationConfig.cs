@@ -12,6 +12,9 @@ public enum EvaluationMethod
 
     /// <summary>Early rejection: N candidates, alpha (in <see cref="EvaluationConfig.Beta"/>) stopped every M tokens.</summary>
     Rejection,
+
+    /// <summary>Soft best-of-n [M27]: N candidates, the winner drawn ∝ exp(r / lambda), lambda in <see cref="EvaluationConfig.Beta"/>.</summary>
+    SoftBestOfN,
 }
 
 /// <summary>One configuration of a sweep: a strategy and its parameters.</summary>
@@ -19,7 +22,7 @@ public enum EvaluationMethod
 /// <param name="N">Best-of-n and rejection: candidates.</param>
 /// <param name="K">Blockwise: candidate blocks; token-wise: candidate tokens (0 = vocabulary).</param>
 /// <param name="M">Blockwise: tokens per block; rejection: tokens between decisions.</param>
-/// <param name="Beta">Token-wise: tilt strength; rejection: alpha, the fraction stopped at each decision.</param>
+/// <param name="Beta">Token-wise: tilt strength; rejection: alpha, the fraction stopped at each decision; soft best-of-n: lambda.</param>
 public sealed record EvaluationConfig(EvaluationMethod Method, int N = 0, int K = 0, int M = 0, double Beta = 0)
 {
     /// <summary>Stable identifier, used to resume a sweep (e.g. "bon-n8", "blockwise-k4-m8", "tokenwise-b0.5-k16").</summary>
@@ -28,6 +31,7 @@ public sealed record EvaluationConfig(EvaluationMethod Method, int N = 0, int K 
         EvaluationMethod.BestOfN => $"bon-n{N}",
         EvaluationMethod.Blockwise => $"blockwise-k{K}-m{M}",
         EvaluationMethod.Rejection => string.Create(CultureInfo.InvariantCulture, $"rejection-n{N}-a{Beta:R}-e{M}"),
+        EvaluationMethod.SoftBestOfN => string.Create(CultureInfo.InvariantCulture, $"soft-bon-n{N}-l{Beta:R}"),
         _ => string.Create(CultureInfo.InvariantCulture, $"tokenwise-b{Beta:R}-k{K}"),
     };
 
@@ -37,6 +41,7 @@ public sealed record EvaluationConfig(EvaluationMethod Method, int N = 0, int K 
         EvaluationMethod.BestOfN => "best-of-n",
         EvaluationMethod.Blockwise => $"blockwise CD (M={M})",
         EvaluationMethod.Rejection => string.Create(CultureInfo.InvariantCulture, $"rejection (alpha={Beta}, every {M})"),
+        EvaluationMethod.SoftBestOfN => string.Create(CultureInfo.InvariantCulture, $"soft best-of-n (lambda={Beta})"),
         _ => "token-wise CD",
     };
 
@@ -54,6 +59,7 @@ public sealed record EvaluationConfig(EvaluationMethod Method, int N = 0, int K 
         .. from m in new[] { 4, 8, 16 } from k in new[] { 2, 4, 8, 16 } select new EvaluationConfig(EvaluationMethod.Blockwise, K: k, M: m),
         .. new[] { 4.0, 2.0, 1.0, 0.5, 0.25 }.Select(b => new EvaluationConfig(EvaluationMethod.Tokenwise, K: tokenwiseCandidates, Beta: b)),
         .. new[] { 16, 32, 64 }.Select(n => new EvaluationConfig(EvaluationMethod.Rejection, N: n, M: 8, Beta: 0.5)),
+        .. new[] { 1.0, 0.25 }.Select(l => new EvaluationConfig(EvaluationMethod.SoftBestOfN, N: 16, Beta: l)),
     ];
 
     /// <summary>A few points per method, for smoke tests (about a minute on the default model).</summary>

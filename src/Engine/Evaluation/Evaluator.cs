@@ -191,6 +191,14 @@ public sealed class Evaluator
                     N = config.N, Samples = _settings.OutputsPerPrompt, MaxTokens = _settings.MaxTokens, Seed = _settings.Seed, RequestId = request, Threads = _settings.Threads,
                 },
             },
+            EvaluationMethod.SoftBestOfN => new DecodingRequest
+            {
+                Prompt = prompt, Reward = reward, Options = new SoftBestOfNOptions
+                {
+                    N = config.N, Lambda = config.Beta, Samples = _settings.OutputsPerPrompt, MaxTokens = _settings.MaxTokens, Seed = _settings.Seed,
+                    RequestId = request, Threads = _settings.Threads,
+                },
+            },
             EvaluationMethod.Rejection => new DecodingRequest
             {
                 Prompt = prompt, Reward = reward, Value = _settings.ValueFor(1.0), Options = new RejectionOptions
@@ -229,9 +237,12 @@ public sealed class Evaluator
         foreach (string prompt in _settings.Prompts)
         {
             var space = TabularSpace(tabular, prompt);
-            var policy = config.Method == EvaluationMethod.BestOfN
-                ? new BestOfN(space.Outcomes, config.N).Probabilities.ToArray()
-                : TokenwisePolicy(tabular, prompt, space, config.Beta);
+            var policy = config.Method switch
+            {
+                EvaluationMethod.BestOfN => new BestOfN(space.Outcomes, config.N).Probabilities.ToArray(),
+                EvaluationMethod.SoftBestOfN => new SoftBestOfN(space.Outcomes, config.N, config.Beta).Probabilities.ToArray(),
+                _ => TokenwisePolicy(tabular, prompt, space, config.Beta),
+            };
             kl += KlDivergence(policy, space.Outcomes.Probabilities);
             win += WinRate.Exact(space.Outcomes, policy);
         }
