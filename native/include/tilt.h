@@ -62,7 +62,7 @@ extern "C" {
 
 /* The API version: the major changes on any incompatible change, the minor when functions are added. */
 #define TILT_API_VERSION_MAJOR 1
-#define TILT_API_VERSION_MINOR 2
+#define TILT_API_VERSION_MINOR 3
 #define TILT_API_VERSION ((TILT_API_VERSION_MAJOR << 16) | TILT_API_VERSION_MINOR)
 
 /* ------------------------------------------------------------------------------------------------------------ */
@@ -253,6 +253,8 @@ typedef enum tilt_strategy {
     TILT_STRATEGY_BLOCKWISE = 3, /* blockwise controlled decoding: K blocks of M tokens, keep the best [M18] */
     TILT_STRATEGY_REJECTION = 4, /* early rejection: n candidates, the weakest alpha of the unfinished stopped every
                                     `every` tokens (their sequences go to other requests), best survivor wins */
+    TILT_STRATEGY_SOFT_BEST_OF_N = 5, /* soft best-of-n: n candidates, the winner drawn with probability proportional
+                                         to exp(r / lambda) [M27] (API 1.3) */
 } tilt_strategy;
 
 typedef enum tilt_selection {
@@ -302,6 +304,10 @@ typedef struct tilt_request_options {
     int32_t include_stop;           /* non-zero: the output keeps the stop string (or the stop token's text) at its
                                        end; 0: the text ends just before it (OpenAI's behaviour). Defaults to 0. (API 1.2) */
     int32_t reserved2;              /* must be 0 (API 1.2) */
+    /* API 1.3: soft best-of-n. A caller compiled against 1.1 or 1.2 passes its struct_size; lambda then takes its
+       default. */
+    double lambda;                  /* soft best-of-n: the selection temperature, finite and >= 1e-30 (small: best-of-n,
+                                       large: the base model). Defaults to 1.0. (API 1.3) */
 } tilt_request_options;
 
 /* Defaults: as documented at each field. Pure. */

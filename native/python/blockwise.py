@@ -13,7 +13,8 @@ class RequestOptions(C.Structure):  # tilt_request_options
          ("beta", F64), ("seed", C.c_uint64), ("deadline_ms", C.c_int64),
          ("alpha", F64), ("every", I32), ("reserved", I32),
          ("stop", C.c_void_p), ("stop_token_ids", C.c_void_p), ("n_stop", I32), ("n_stop_token_ids", I32),
-         ("include_stop", I32), ("reserved2", I32)]  # API 1.2
+         ("include_stop", I32), ("reserved2", I32),  # API 1.2
+         ("lambda_", F64)]  # API 1.3
 
 class Event(C.Structure):  # the leading fields of tilt_event: enough to read a text event
     _fields_ = fields(I32, "struct_size kind sample step n_tokens n_scores chosen live_sequences") + [("text", C.c_char_p)]

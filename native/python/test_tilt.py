@@ -36,7 +36,8 @@ class RequestOptions(C.Structure):
          ("seed", C.c_uint64), ("deadline_ms", C.c_int64),
          ("alpha", F64), ("every", I32), ("reserved", I32),
          ("stop", C.c_void_p), ("stop_token_ids", C.c_void_p), ("n_stop", I32), ("n_stop_token_ids", I32),
-         ("include_stop", I32), ("reserved2", I32)]  # API 1.2
+         ("include_stop", I32), ("reserved2", I32),  # API 1.2
+         ("lambda_", F64)]  # API 1.3
 
 
 class Event(C.Structure):

@@ -128,6 +128,7 @@ TILT_API tilt_request_options tilt_request_default_options(void) {
     o.n_stop_token_ids = 0;
     o.include_stop = 0;
     o.reserved2 = 0;
+    o.lambda = 1.0;
     return o;
 }
 
@@ -194,7 +195,7 @@ static const uint32_t abi_layout[] = {
     FIELD(tilt_model_info, struct_size), FIELD(tilt_model_info, vocab_size), FIELD(tilt_model_info, hidden_size),
     FIELD(tilt_model_info, context_size), FIELD(tilt_model_info, is_tabular), FIELD(tilt_model_info, reserved),
 
-    sizeof(tilt_request_options), 26,
+    sizeof(tilt_request_options), 27,
     FIELD(tilt_request_options, struct_size), FIELD(tilt_request_options, strategy),
     FIELD(tilt_request_options, samples), FIELD(tilt_request_options, max_tokens), FIELD(tilt_request_options, n),
     FIELD(tilt_request_options, k), FIELD(tilt_request_options, block_size), FIELD(tilt_request_options, selection),
@@ -205,6 +206,7 @@ static const uint32_t abi_layout[] = {
     FIELD(tilt_request_options, every), FIELD(tilt_request_options, reserved),
     FIELD(tilt_request_options, stop), FIELD(tilt_request_options, stop_token_ids), FIELD(tilt_request_options, n_stop),
     FIELD(tilt_request_options, n_stop_token_ids), FIELD(tilt_request_options, include_stop), FIELD(tilt_request_options, reserved2),
+    FIELD(tilt_request_options, lambda),
 
     sizeof(tilt_event), 17,
     FIELD(tilt_event, struct_size), FIELD(tilt_event, kind), FIELD(tilt_event, sample), FIELD(tilt_event, step),

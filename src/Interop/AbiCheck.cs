@@ -96,6 +96,7 @@ internal static unsafe class AbiCheck
         Expect("tilt_request_options.alpha", request.Alpha, rejection.Alpha);
         Expect("tilt_request_options.every", request.Every, rejection.Every);
         Expect("tilt_request_options.reserved", request.Reserved, 0);
+        Expect("tilt_request_options.lambda", request.Lambda, new SoftBestOfNOptions().Lambda);
         return problems.Count == 0 ? null : string.Join("; ", problems);
     }
 

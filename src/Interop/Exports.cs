@@ -19,8 +19,8 @@ namespace Tilt.Interop;
 /// </summary>
 public static unsafe class Exports
 {
-    /// <summary>TILT_API_VERSION this assembly implements: major 1, minor 2.</summary>
-    public const uint ApiVersion = (1u << 16) | 2u;
+    /// <summary>TILT_API_VERSION this assembly implements: major 1, minor 3.</summary>
+    public const uint ApiVersion = (1u << 16) | 3u;
 
     /// <summary>Checks the shim's ABI and defaults and attaches its error sink. Called once per tilt_runtime_init.</summary>
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
@@ -366,13 +366,17 @@ public static unsafe class Exports
     internal static TiltRequestOptions ReadRequestOptions(TiltRequestOptions* options)
     {
         if (options == null) throw StatusException.InvalidArgument("options is NULL");
-        uint size = options->StructSize, v11 = (uint)Marshal.OffsetOf<TiltRequestOptions>(nameof(TiltRequestOptions.Stop));
+        uint size = options->StructSize;
+        uint v11 = (uint)Marshal.OffsetOf<TiltRequestOptions>(nameof(TiltRequestOptions.Stop));
+        uint v12 = (uint)Marshal.OffsetOf<TiltRequestOptions>(nameof(TiltRequestOptions.Lambda));
         if (size == (uint)sizeof(TiltRequestOptions)) return *options;
-        if (size != v11)
+        if (size != v11 && size != v12)
             throw StatusException.InvalidArgument($"tilt_request_options.struct_size is {size}, expected sizeof(tilt_request_options) = {sizeof(TiltRequestOptions)} " +
-                $"(or {v11} from API 1.1; initialize it with tilt_request_default_options() or sizeof)");
+                $"(or {v12} from API 1.2, {v11} from API 1.1; initialize it with tilt_request_default_options() or sizeof)");
+        // The fields an older caller does not have take their defaults.
         var read = default(TiltRequestOptions);
-        Buffer.MemoryCopy(options, &read, sizeof(TiltRequestOptions), v11);
+        read.Lambda = new Tilt.Engine.Requests.SoftBestOfNOptions().Lambda;
+        Buffer.MemoryCopy(options, &read, sizeof(TiltRequestOptions), size);
         read.StructSize = (uint)sizeof(TiltRequestOptions);
         return read;
     }

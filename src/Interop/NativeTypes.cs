@@ -78,6 +78,9 @@ public unsafe struct TiltRequestOptions
     public int NStopTokenIds;
     public int IncludeStop;
     public int Reserved2;
+
+    // API 1.3: soft best-of-n.
+    public double Lambda;
 }
 
 /// <summary>tilt_event.</summary>
@@ -154,6 +157,7 @@ internal enum Strategy
     Tokenwise = 2,
     Blockwise = 3,
     Rejection = 4,
+    SoftBestOfN = 5,
 }
 
 internal enum EventKind

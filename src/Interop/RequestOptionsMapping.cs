@@ -24,6 +24,7 @@ internal static class RequestOptionsMapping
         ["Deadline"] = "deadline_ms",
         ["Alpha"] = "alpha",
         ["Every"] = "every",
+        ["Lambda"] = "lambda",
     };
 
     /// <summary>
@@ -56,9 +57,9 @@ internal static class RequestOptionsMapping
 
     public static Strategy ReadStrategy(in TiltRequestOptions o) =>
         o.Reserved != 0 ? throw StatusException.InvalidArgument($"tilt_request_options.reserved must be 0, got {o.Reserved}") :
-        o.Strategy is >= (int)Strategy.Sample and <= (int)Strategy.Rejection
+        o.Strategy is >= (int)Strategy.Sample and <= (int)Strategy.SoftBestOfN
             ? (Strategy)o.Strategy
-            : throw StatusException.InvalidArgument($"tilt_request_options.strategy must be a tilt_strategy (0..4), got {o.Strategy}");
+            : throw StatusException.InvalidArgument($"tilt_request_options.strategy must be a tilt_strategy (0..5), got {o.Strategy}");
 
     /// <summary>Options of an aligned strategy (best-of-n, token-wise, blockwise).</summary>
     public static AlignOptions ToAligned(TiltRequestOptions o, Strategy strategy)
@@ -71,6 +72,7 @@ internal static class RequestOptionsMapping
             AlignOptions options = strategy switch
             {
                 Strategy.BestOfN => new BestOfNOptions { N = o.N },
+                Strategy.SoftBestOfN => new SoftBestOfNOptions { N = o.N, Lambda = o.Lambda },
                 Strategy.Tokenwise => new TokenwiseOptions { Candidates = o.TokenwiseTopK, Beta = o.Beta },
                 Strategy.Rejection => new RejectionOptions { N = o.N, Alpha = o.Alpha, Every = o.Every },
                 Strategy.Blockwise => new BlockwiseOptions

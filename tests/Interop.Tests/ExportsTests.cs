@@ -214,6 +214,37 @@ public sealed unsafe class ExportsTests
     }
 
     [Fact]
+    public void Soft_best_of_n_runs_and_api_1_2_structs_take_the_default_lambda()
+    {
+        nint model = LoadTabular();
+        nint reward;
+        var spec = (delegate* unmanaged[Cdecl]<nint, byte*, nint*, int>)&Exports.RewardCreateSpec;
+        fixed (byte* s = "length:3\0"u8)
+            Assert.Equal(TiltStatus.Ok, spec(0, s, &reward));
+        var run = (delegate* unmanaged[Cdecl]<nint, delegate* unmanaged[Cdecl]<void*, TiltEvent*, int>, void*, int>)&Exports.RequestRun;
+        var options = MappingTests.HeaderDefaults() with { Strategy = (int)Strategy.SoftBestOfN, N = 4, MaxTokens = 6, Seed = 5 };
+        Assert.Equal(1.0, options.Lambda);
+
+        // A caller compiled against API 1.2 passes the struct without lambda: the default (1.0) gives the same draw.
+        var old = options with { StructSize = (uint)Marshal.OffsetOf<TiltRequestOptions>(nameof(TiltRequestOptions.Lambda)) };
+        nint current = Create(model, "", options, reward), previous = Create(model, "", old, reward);
+        Assert.Equal(TiltStatus.Ok, run(current, null, null));
+        Assert.Equal(TiltStatus.Ok, run(previous, null, null));
+        Assert.Equal(Text(current), Text(previous));
+        Free(&Exports.RequestFree, current);
+        Free(&Exports.RequestFree, previous);
+
+        var create = (delegate* unmanaged[Cdecl]<nint, byte*, TiltRequestOptions*, nint, nint, nint*, int>)&Exports.RequestCreate;
+        var bad = options with { Lambda = 0 };
+        nint refused;
+        fixed (byte* p = "\0"u8)
+            Assert.Equal(TiltStatus.InvalidArgument, create(model, p, &bad, reward, 0, &refused));
+        Assert.Contains("lambda", _lastError);
+        Free(&Exports.RewardFree, reward);
+        Free(&Exports.ModelFree, model);
+    }
+
+    [Fact]
     public void A_head_file_with_a_null_field_is_a_model_load_error_naming_the_field()
     {
         nint model = LoadTabular();

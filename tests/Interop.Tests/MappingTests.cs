@@ -23,6 +23,7 @@ public sealed class MappingTests
         Beta = 1.0,
         Alpha = 0.5,
         Every = 8,
+        Lambda = 1.0,
     };
 
     [Fact]
@@ -95,8 +96,9 @@ public sealed class MappingTests
     {
         var e = Assert.Throws<StatusException>(() => RequestOptionsMapping.ToGeneration(HeaderDefaults() with { DeadlineMs = 5 }));
         Assert.Contains("deadline_ms must be 0 for TILT_STRATEGY_SAMPLE", e.Message);
-        e = Assert.Throws<StatusException>(() => RequestOptionsMapping.ReadStrategy(HeaderDefaults() with { Strategy = 5 }));
+        e = Assert.Throws<StatusException>(() => RequestOptionsMapping.ReadStrategy(HeaderDefaults() with { Strategy = 6 }));
         Assert.Contains("strategy", e.Message);
+        Assert.Equal(Strategy.SoftBestOfN, RequestOptionsMapping.ReadStrategy(HeaderDefaults() with { Strategy = 5 }));
     }
 }
 
