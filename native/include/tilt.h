@@ -255,6 +255,9 @@ typedef enum tilt_strategy {
                                     `every` tokens (their sequences go to other requests), best survivor wins */
     TILT_STRATEGY_SOFT_BEST_OF_N = 5, /* soft best-of-n: n candidates, the winner drawn with probability proportional
                                          to exp(r / lambda) [M27] (API 1.3) */
+    TILT_STRATEGY_SCORE = 6,          /* score a given text: `continuation` is teacher-forced after the prompt (nothing
+                                         is generated); one output whose tokens are the continuation's, whose logprob
+                                         is their sum, with per-token log p and top_logprobs alternatives (API 1.3) */
 } tilt_strategy;
 
 typedef enum tilt_selection {
@@ -308,6 +311,12 @@ typedef struct tilt_request_options {
        default. */
     double lambda;                  /* soft best-of-n: the selection temperature, finite and >= 1e-30 (small: best-of-n,
                                        large: the base model). Defaults to 1.0. (API 1.3) */
+    const char * continuation;      /* TILT_STRATEGY_SCORE: the UTF-8 text to score after the prompt (copied by
+                                       tilt_request_create); must be NULL for the other strategies. Defaults to NULL. */
+    int32_t logprobs;               /* non-zero: every output token's log p(token | prefix) at T = 1 is kept
+                                       (tilt_request_output_logprobs). Always on for TILT_STRATEGY_SCORE. Defaults to 0. */
+    int32_t top_logprobs;           /* 0..20: the most likely alternatives of each output token's row, with their
+                                       log p (tilt_request_output_top_logprobs); > 0 implies logprobs. Defaults to 0. */
 } tilt_request_options;
 
 /* Defaults: as documented at each field. Pure. */
@@ -410,6 +419,7 @@ typedef enum tilt_kl_method {
     TILT_KL_STEP_DRIFT_SUM = 3, /* sum of the exact per-step drift [M15] */
     TILT_KL_BLOCK_BOUND    = 4, /* sum of the per-block best-of-K bounds [M19] */
     TILT_KL_BLOCK_ESTIMATE = 5, /* sum of the per-block estimates [M19] */
+    TILT_KL_SOFT_BON_ESTIMATE = 6, /* soft best-of-n: log n - H(selection), an upper estimate [M27] (API 1.3) */
 } tilt_kl_method;
 
 typedef struct tilt_output_info {
@@ -436,6 +446,23 @@ typedef struct tilt_output_info {
  * TILT_ERR_INVALID_ARGUMENT (out_info NULL, struct_size wrong, index out of range); TILT_ERR_INVALID_HANDLE;
  * TILT_ERR_BAD_STATE; TILT_ERR_NOT_INITIALIZED. */
 TILT_API tilt_status tilt_request_output_info(const tilt_request * request, int32_t index, tilt_output_info * out_info);
+
+/* Copies output `index`'s per-token log p(token | prefix) at T = 1 (one per token, in the order of
+ * tilt_request_output_tokens) into buf (up to buf_count entries); *out_count receives the number of entries. A
+ * buf_count too small (buf may then be NULL) returns TILT_ERR_BUFFER_TOO_SMALL with *out_count set. Only for a
+ * request made with logprobs, top_logprobs or TILT_STRATEGY_SCORE. Returns TILT_OK; TILT_ERR_INVALID_ARGUMENT
+ * (no log-probabilities were asked for, out_count NULL, index out of range); TILT_ERR_BUFFER_TOO_SMALL;
+ * TILT_ERR_INVALID_HANDLE; TILT_ERR_BAD_STATE; TILT_ERR_NOT_INITIALIZED. (API 1.3) */
+TILT_API tilt_status tilt_request_output_logprobs(const tilt_request * request, int32_t index, double * buf,
+                                                  size_t buf_count, size_t * out_count);
+
+/* Copies output `index`'s top alternatives: for each token, top_logprobs (token, log p) pairs from that token's row,
+ * most likely first, row-major: tokens[t * top_logprobs + j], logprobs[t * top_logprobs + j]. *out_count receives
+ * n_tokens * top_logprobs. Errors as tilt_request_output_logprobs; TILT_ERR_INVALID_ARGUMENT also when the request
+ * asked for no alternatives. For TILT_STRATEGY_SCORE, the continuation is the greedy one exactly when every token
+ * equals its row's first alternative. (API 1.3) */
+TILT_API tilt_status tilt_request_output_top_logprobs(const tilt_request * request, int32_t index, int32_t * tokens,
+                                                      double * logprobs, size_t buf_count, size_t * out_count);
 
 /* Releases the request and its outputs. Freeing a running request (from another thread) cancels it; its run
  * still returns normally, with TILT_ERR_CANCELLED. NULL: TILT_OK. Returns TILT_OK; TILT_ERR_INVALID_HANDLE

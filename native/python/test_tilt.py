@@ -37,7 +37,7 @@ class RequestOptions(C.Structure):
          ("alpha", F64), ("every", I32), ("reserved", I32),
          ("stop", C.c_void_p), ("stop_token_ids", C.c_void_p), ("n_stop", I32), ("n_stop_token_ids", I32),
          ("include_stop", I32), ("reserved2", I32),  # API 1.2
-         ("lambda_", F64)]  # API 1.3
+         ("lambda_", F64), ("continuation", C.c_char_p), ("logprobs", I32), ("top_logprobs", I32)]  # API 1.3
 
 
 class Event(C.Structure):

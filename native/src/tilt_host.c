@@ -129,6 +129,9 @@ TILT_API tilt_request_options tilt_request_default_options(void) {
     o.include_stop = 0;
     o.reserved2 = 0;
     o.lambda = 1.0;
+    o.continuation = NULL;
+    o.logprobs = 0;
+    o.top_logprobs = 0;
     return o;
 }
 
@@ -172,6 +175,8 @@ typedef struct exports {
     int32_t (*request_output_tokens)(const tilt_request *, int32_t, int32_t *, size_t, size_t *);
     int32_t (*request_output_info)(const tilt_request *, int32_t, tilt_output_info *);
     int32_t (*request_free)(tilt_request *);
+    int32_t (*request_output_logprobs)(const tilt_request *, int32_t, double *, size_t, size_t *);
+    int32_t (*request_output_top_logprobs)(const tilt_request *, int32_t, int32_t *, double *, size_t, size_t *);
 } exports;
 
 /* Managed method name of each slot, in the order of struct exports. */
@@ -179,7 +184,7 @@ static const char * const export_names[] = {
     "Initialize", "Shutdown", "Ping", "LiveHandles", "ModelLoad", "ModelGetInfo", "ModelFree",
     "RewardCreateCallback", "RewardCreateSpec", "RewardLoadHead", "RewardFree", "ValueLoadHead", "ValueFree",
     "RequestCreate", "RequestRun", "RequestCancel", "RequestOutputCount", "RequestOutputText", "RequestOutputTokens",
-    "RequestOutputInfo", "RequestFree",
+    "RequestOutputInfo", "RequestFree", "RequestOutputLogprobs", "RequestOutputTopLogprobs",
 };
 _Static_assert(sizeof(export_names) / sizeof(export_names[0]) * sizeof(void *) == sizeof(exports),
                "one name per export slot");
@@ -195,7 +200,7 @@ static const uint32_t abi_layout[] = {
     FIELD(tilt_model_info, struct_size), FIELD(tilt_model_info, vocab_size), FIELD(tilt_model_info, hidden_size),
     FIELD(tilt_model_info, context_size), FIELD(tilt_model_info, is_tabular), FIELD(tilt_model_info, reserved),
 
-    sizeof(tilt_request_options), 27,
+    sizeof(tilt_request_options), 30,
     FIELD(tilt_request_options, struct_size), FIELD(tilt_request_options, strategy),
     FIELD(tilt_request_options, samples), FIELD(tilt_request_options, max_tokens), FIELD(tilt_request_options, n),
     FIELD(tilt_request_options, k), FIELD(tilt_request_options, block_size), FIELD(tilt_request_options, selection),
@@ -206,7 +211,8 @@ static const uint32_t abi_layout[] = {
     FIELD(tilt_request_options, every), FIELD(tilt_request_options, reserved),
     FIELD(tilt_request_options, stop), FIELD(tilt_request_options, stop_token_ids), FIELD(tilt_request_options, n_stop),
     FIELD(tilt_request_options, n_stop_token_ids), FIELD(tilt_request_options, include_stop), FIELD(tilt_request_options, reserved2),
-    FIELD(tilt_request_options, lambda),
+    FIELD(tilt_request_options, lambda), FIELD(tilt_request_options, continuation), FIELD(tilt_request_options, logprobs),
+    FIELD(tilt_request_options, top_logprobs),
 
     sizeof(tilt_event), 17,
     FIELD(tilt_event, struct_size), FIELD(tilt_event, kind), FIELD(tilt_event, sample), FIELD(tilt_event, step),
@@ -528,6 +534,18 @@ TILT_API tilt_status tilt_request_output_tokens(const tilt_request * request, in
 TILT_API tilt_status tilt_request_output_info(const tilt_request * request, int32_t index, tilt_output_info * out_info) {
     ENTER();
     return g_exports.request_output_info(request, index, out_info);
+}
+
+TILT_API tilt_status tilt_request_output_logprobs(const tilt_request * request, int32_t index, double * buf,
+                                                  size_t buf_count, size_t * out_count) {
+    ENTER();
+    return g_exports.request_output_logprobs(request, index, buf, buf_count, out_count);
+}
+
+TILT_API tilt_status tilt_request_output_top_logprobs(const tilt_request * request, int32_t index, int32_t * tokens,
+                                                      double * logprobs, size_t buf_count, size_t * out_count) {
+    ENTER();
+    return g_exports.request_output_top_logprobs(request, index, tokens, logprobs, buf_count, out_count);
 }
 
 TILT_API tilt_status tilt_request_free(tilt_request * request) {

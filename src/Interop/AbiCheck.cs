@@ -97,6 +97,8 @@ internal static unsafe class AbiCheck
         Expect("tilt_request_options.every", request.Every, rejection.Every);
         Expect("tilt_request_options.reserved", request.Reserved, 0);
         Expect("tilt_request_options.lambda", request.Lambda, new SoftBestOfNOptions().Lambda);
+        Expect("tilt_request_options.logprobs", request.Logprobs, 0);
+        Expect("tilt_request_options.top_logprobs", request.TopLogprobs, 0);
         return problems.Count == 0 ? null : string.Join("; ", problems);
     }
 

@@ -326,6 +326,39 @@ public static unsafe class Exports
     }
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    public static int RequestOutputLogprobs(nint request, int index, double* buffer, nuint bufferCount, nuint* outCount)
+    {
+        try
+        {
+            var output = HandleTable.Get<RequestHandle>(request, "request").GetOutput(index);
+            if (output.LogProbs is not { } values)
+                throw StatusException.InvalidArgument("the request did not ask for log-probabilities (set logprobs or top_logprobs in tilt_request_options)");
+            return CopyOut<double>(values, buffer, bufferCount, outCount, "buf", "buf_count", "out_count");
+        }
+        catch (Exception e)
+        {
+            return ErrorSink.FromException(e);
+        }
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    public static int RequestOutputTopLogprobs(nint request, int index, int* tokens, double* logprobs, nuint bufferCount, nuint* outCount)
+    {
+        try
+        {
+            var output = HandleTable.Get<RequestHandle>(request, "request").GetOutput(index);
+            if (output.Top == 0)
+                throw StatusException.InvalidArgument("the request asked for no alternatives (set top_logprobs in tilt_request_options)");
+            int status = CopyOut<int>(output.TopTokens, tokens, bufferCount, outCount, "tokens", "buf_count", "out_count");
+            return status != TiltStatus.Ok ? status : CopyOut<double>(output.TopLogProbs, logprobs, bufferCount, outCount, "logprobs", "buf_count", "out_count");
+        }
+        catch (Exception e)
+        {
+            return ErrorSink.FromException(e);
+        }
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     public static int RequestOutputInfo(nint request, int index, TiltOutputInfo* outInfo)
     {
         try

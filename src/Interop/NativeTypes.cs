@@ -79,8 +79,11 @@ public unsafe struct TiltRequestOptions
     public int IncludeStop;
     public int Reserved2;
 
-    // API 1.3: soft best-of-n.
+    // API 1.3: soft best-of-n, scoring a given text, per-token log-probabilities.
     public double Lambda;
+    public byte* Continuation;
+    public int Logprobs;
+    public int TopLogprobs;
 }
 
 /// <summary>tilt_event.</summary>
@@ -158,6 +161,7 @@ internal enum Strategy
     Blockwise = 3,
     Rejection = 4,
     SoftBestOfN = 5,
+    Score = 6,
 }
 
 internal enum EventKind
@@ -176,4 +180,5 @@ internal enum NativeKlMethod
     StepDriftSum = 3,
     BlockBound = 4,
     BlockEstimate = 5,
+    SoftBonEstimate = 6,
 }

@@ -28,6 +28,8 @@ internal sealed class RequestHandle : HandleObject
     private readonly Strategy _strategy;
     private readonly AlignOptions? _aligned;
     private readonly GenerationOptions? _generation;
+    private readonly ScoringOptions? _scoring;
+    private readonly int _top;   // alternatives per token the outputs keep (0: none)
     private readonly IReward? _reward;
     private readonly IValueFunction? _value;
     private RunState _state;
@@ -37,8 +39,10 @@ internal sealed class RequestHandle : HandleObject
     private nint _userData;
 
     private RequestHandle(ModelHandle model, string prompt, Strategy strategy, AlignOptions? aligned, GenerationOptions? generation,
-        IReward? reward, IValueFunction? value)
+        IReward? reward, IValueFunction? value, ScoringOptions? scoring = null, int top = 0)
     {
+        _scoring = scoring;
+        _top = top;
         Model = model;
         _prompt = prompt;
         _strategy = strategy;
@@ -66,7 +70,13 @@ internal sealed class RequestHandle : HandleObject
     public static RequestHandle Create(ModelHandle model, string prompt, in TiltRequestOptions options, RewardHandle? reward, ValueHandle? value)
     {
         var strategy = RequestOptionsMapping.ReadStrategy(options);
+        var (_, top) = RequestOptionsMapping.ReadLogprobs(options, strategy);
         var stop = RequestOptionsMapping.ReadStop(options);
+        if (RequestOptionsMapping.ToScoring(options, strategy) is { } scoring)
+        {
+            if (stop is not null) throw StatusException.InvalidArgument("stop sequences do not apply to TILT_STRATEGY_SCORE: nothing is generated");
+            return new RequestHandle(model, prompt, strategy, null, null, null, null, scoring, top);
+        }
         if (stop is not null)
             foreach (int id in stop.TokenIds)
                 if (id >= model.Model.Info.VocabularySize)
@@ -83,13 +93,13 @@ internal sealed class RequestHandle : HandleObject
             if (reward is { Reward.NeedsHiddenState: true })
                 throw StatusException.InvalidArgument(
                     $"reward '{reward.Reward.Description}' reads hidden states, which TILT_STRATEGY_SAMPLE does not keep; use an aligned strategy");
-            return new RequestHandle(model, prompt, strategy, null, generation, reward?.Reward, null);
+            return new RequestHandle(model, prompt, strategy, null, generation, reward?.Reward, null, null, top);
         }
 
         var aligned = RequestOptionsMapping.ToAligned(options, strategy) with { Stop = stop };
         if (reward is null)
             throw StatusException.InvalidArgument("reward is NULL; the aligned strategies need one (only TILT_STRATEGY_SAMPLE runs without)");
-        return new RequestHandle(model, prompt, strategy, aligned, null, reward.Reward, value?.Value);
+        return new RequestHandle(model, prompt, strategy, aligned, null, reward.Reward, value?.Value, null, top);
     }
 
     public void Cancel() => _cancel.Cancel();
@@ -190,7 +200,7 @@ internal sealed class RequestHandle : HandleObject
         var request = new DecodingRequest
         {
             Prompt = _prompt,
-            Options = (DecodingOptions?)_aligned ?? _generation!,
+            Options = (DecodingOptions?)_aligned ?? (DecodingOptions?)_scoring ?? _generation!,
             Reward = reward,
             Value = _value,
         };
@@ -206,7 +216,9 @@ internal sealed class RequestHandle : HandleObject
                 TextAccepted t => EmitText(t.Sample, t.Tokens, t.TextDelta, t.RunningKl),
                 CandidatesScored c => EmitScores(c),
                 StepCompleted s => EmitStep(s),
-                SampleCompleted d => Complete(sample ? Output.FromSample(d.Result, _reward is not null) : Output.FromAligned(d.Result)),
+                SampleCompleted d => Complete((sample ? Output.FromSample(d.Result, _reward is not null) : Output.FromAligned(d.Result))
+                    .WithLogProbs(d.Result.TokenLogProbs, _top)),
+                ScoreCompleted d => Complete(Output.FromScore(d.Result).WithLogProbs(d.Result.TokenLogProbs, _top)),
                 _ => true,
             };
             if (!goOn) return;

@@ -25,6 +25,8 @@ internal static class RequestOptionsMapping
         ["Alpha"] = "alpha",
         ["Every"] = "every",
         ["Lambda"] = "lambda",
+        ["TopLogprobs"] = "top_logprobs",
+        ["Continuation"] = "continuation",
     };
 
     /// <summary>
@@ -57,9 +59,33 @@ internal static class RequestOptionsMapping
 
     public static Strategy ReadStrategy(in TiltRequestOptions o) =>
         o.Reserved != 0 ? throw StatusException.InvalidArgument($"tilt_request_options.reserved must be 0, got {o.Reserved}") :
-        o.Strategy is >= (int)Strategy.Sample and <= (int)Strategy.SoftBestOfN
+        o.Strategy is >= (int)Strategy.Sample and <= (int)Strategy.Score
             ? (Strategy)o.Strategy
-            : throw StatusException.InvalidArgument($"tilt_request_options.strategy must be a tilt_strategy (0..5), got {o.Strategy}");
+            : throw StatusException.InvalidArgument($"tilt_request_options.strategy must be a tilt_strategy (0..6), got {o.Strategy}");
+
+    /// <summary>The per-token log-probabilities a request asked for (API 1.3): whether, and how many alternatives.</summary>
+    public static (bool Logprobs, int Top) ReadLogprobs(in TiltRequestOptions o, Strategy strategy)
+    {
+        if (o.TopLogprobs is < 0 or > Tilt.Kernels.TopLogProbs.MaxN)
+            throw StatusException.InvalidArgument($"tilt_request_options.top_logprobs must be 0..{Tilt.Kernels.TopLogProbs.MaxN}, got {o.TopLogprobs}");
+        return (o.Logprobs != 0 || o.TopLogprobs > 0 || strategy == Strategy.Score, o.TopLogprobs);
+    }
+
+    /// <summary>TILT_STRATEGY_SCORE: the continuation to teacher-force (API 1.3); the other strategies must leave it NULL.</summary>
+    public static unsafe ScoringOptions? ToScoring(in TiltRequestOptions o, Strategy strategy)
+    {
+        if (strategy != Strategy.Score)
+        {
+            if (o.Continuation != null)
+                throw StatusException.InvalidArgument("tilt_request_options.continuation is only for TILT_STRATEGY_SCORE; leave it NULL");
+            return null;
+        }
+        if (o.Continuation == null) throw StatusException.InvalidArgument("tilt_request_options.continuation is NULL; TILT_STRATEGY_SCORE scores that text");
+        int? threads = ReadThreads(o);
+        string text = Utf8.Read(o.Continuation, "tilt_request_options.continuation");
+        int top = o.TopLogprobs;
+        return Relabel(() => new ScoringOptions { Continuation = text, TopLogprobs = top, Threads = threads });
+    }
 
     /// <summary>Options of an aligned strategy (best-of-n, token-wise, blockwise).</summary>
     public static AlignOptions ToAligned(TiltRequestOptions o, Strategy strategy)
@@ -99,6 +125,8 @@ internal static class RequestOptionsMapping
                 Sampling = new SamplingParameters(o.Temperature, o.TopK, o.TopP),
                 Deadline = o.DeadlineMs > 0 ? TimeSpan.FromMilliseconds(o.DeadlineMs) : null,
                 Threads = threads,
+                Logprobs = o.Logprobs != 0 || o.TopLogprobs > 0,
+                TopLogprobs = o.TopLogprobs,
             };
             (options as RejectionOptions)?.ValidateSchedule();
             return options;
@@ -120,6 +148,8 @@ internal static class RequestOptionsMapping
             RequestId = o.RequestId,
             Sampling = new SamplingParameters(o.Temperature, o.TopK, o.TopP),
             Threads = threads,
+            Logprobs = o.Logprobs != 0 || o.TopLogprobs > 0,
+            TopLogprobs = o.TopLogprobs,
         });
     }
 

@@ -245,6 +245,81 @@ public sealed unsafe class ExportsTests
     }
 
     [Fact]
+    public void Scoring_a_given_text_returns_its_exact_per_token_log_probabilities_and_alternatives()
+    {
+        nint model = LoadTabular();
+        var run = (delegate* unmanaged[Cdecl]<nint, delegate* unmanaged[Cdecl]<void*, TiltEvent*, int>, void*, int>)&Exports.RequestRun;
+        var info = (delegate* unmanaged[Cdecl]<nint, int, TiltOutputInfo*, int>)&Exports.RequestOutputInfo;
+        var logprobs = (delegate* unmanaged[Cdecl]<nint, int, double*, nuint, nuint*, int>)&Exports.RequestOutputLogprobs;
+        var top = (delegate* unmanaged[Cdecl]<nint, int, int*, double*, nuint, nuint*, int>)&Exports.RequestOutputTopLogprobs;
+        using var tabular = Tilt.Engine.Models.Tabular.TabularModel.Load(TestPaths.TabularExample);
+        fixed (byte* text = "the cat was happy\0"u8)
+        {
+            var options = MappingTests.HeaderDefaults() with { Strategy = (int)Strategy.Score, Continuation = text, TopLogprobs = 2 };
+            nint request = Create(model, "", options, 0);
+            Assert.Equal(TiltStatus.Ok, run(request, null, null));
+            var o = new TiltOutputInfo { StructSize = (uint)sizeof(TiltOutputInfo) };
+            Assert.Equal(TiltStatus.Ok, info(request, 0, &o));
+            Assert.Equal(4, o.NTokens);
+            nuint count;
+            var values = new double[4];
+            fixed (double* v = values)
+                Assert.Equal(TiltStatus.Ok, logprobs(request, 0, v, 4, &count));
+            Assert.Equal(4u, (uint)count);
+            // The tabular model's probabilities are exact (float logits: 1e-6).
+            double exact = tabular.SequenceLogProbability([], tabular.Tokenize("the cat was happy", addBos: false));
+            Assert.Equal(exact, values.Sum(), 6);
+            Assert.Equal(o.LogProb, values.Sum(), 9);
+            var ids = new int[8];
+            var alternatives = new double[8];
+            fixed (int* i = ids)
+            fixed (double* a = alternatives)
+                Assert.Equal(TiltStatus.Ok, top(request, 0, i, a, 8, &count));
+            Assert.Equal(8u, (uint)count);
+            for (int t = 0; t < 4; t++)
+            {
+                Assert.True(alternatives[2 * t] >= alternatives[2 * t + 1]);      // most likely first
+                Assert.True(alternatives[2 * t] >= values[t] - 1e-9);            // the row's best is at least the given token
+            }
+            Free(&Exports.RequestFree, request);
+
+            // A continuation belongs to TILT_STRATEGY_SCORE alone, and scoring needs one.
+            var create = (delegate* unmanaged[Cdecl]<nint, byte*, TiltRequestOptions*, nint, nint, nint*, int>)&Exports.RequestCreate;
+            nint refused;
+            var misplaced = MappingTests.HeaderDefaults() with { Strategy = (int)Strategy.Sample, Continuation = text };
+            var missing = MappingTests.HeaderDefaults() with { Strategy = (int)Strategy.Score };
+            var tooMany = MappingTests.HeaderDefaults() with { Strategy = (int)Strategy.Sample, TopLogprobs = 21 };
+            fixed (byte* p = "\0"u8)
+            {
+                Assert.Equal(TiltStatus.InvalidArgument, create(model, p, &misplaced, 0, 0, &refused));
+                Assert.Contains("continuation is only for TILT_STRATEGY_SCORE", _lastError);
+                Assert.Equal(TiltStatus.InvalidArgument, create(model, p, &missing, 0, 0, &refused));
+                Assert.Contains("continuation is NULL", _lastError);
+                Assert.Equal(TiltStatus.InvalidArgument, create(model, p, &tooMany, 0, 0, &refused));
+                Assert.Contains("top_logprobs must be 0..20", _lastError);
+            }
+        }
+
+        // A sampled output's per-token values sum to its logprob; without asking there are none.
+        var sample = MappingTests.HeaderDefaults() with { Strategy = (int)Strategy.Sample, MaxTokens = 5, Seed = 3, Logprobs = 1 };
+        nint sampled = Create(model, "", sample, 0), plain = Create(model, "", sample with { Logprobs = 0 }, 0);
+        Assert.Equal(TiltStatus.Ok, run(sampled, null, null));
+        Assert.Equal(TiltStatus.Ok, run(plain, null, null));
+        var si = new TiltOutputInfo { StructSize = (uint)sizeof(TiltOutputInfo) };
+        Assert.Equal(TiltStatus.Ok, info(sampled, 0, &si));
+        nuint n;
+        var per = new double[si.NTokens];
+        fixed (double* v = per)
+            Assert.Equal(TiltStatus.Ok, logprobs(sampled, 0, v, (nuint)per.Length, &n));
+        Assert.Equal(si.LogProb, per.Sum(), 4);
+        Assert.Equal(TiltStatus.InvalidArgument, logprobs(plain, 0, null, 0, &n));
+        Assert.Contains("did not ask for log-probabilities", _lastError);
+        Free(&Exports.RequestFree, sampled);
+        Free(&Exports.RequestFree, plain);
+        Free(&Exports.ModelFree, model);
+    }
+
+    [Fact]
     public void A_head_file_with_a_null_field_is_a_model_load_error_naming_the_field()
     {
         nint model = LoadTabular();

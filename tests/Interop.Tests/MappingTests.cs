@@ -96,7 +96,7 @@ public sealed class MappingTests
     {
         var e = Assert.Throws<StatusException>(() => RequestOptionsMapping.ToGeneration(HeaderDefaults() with { DeadlineMs = 5 }));
         Assert.Contains("deadline_ms must be 0 for TILT_STRATEGY_SAMPLE", e.Message);
-        e = Assert.Throws<StatusException>(() => RequestOptionsMapping.ReadStrategy(HeaderDefaults() with { Strategy = 6 }));
+        e = Assert.Throws<StatusException>(() => RequestOptionsMapping.ReadStrategy(HeaderDefaults() with { Strategy = 7 }));
         Assert.Contains("strategy", e.Message);
         Assert.Equal(Strategy.SoftBestOfN, RequestOptionsMapping.ReadStrategy(HeaderDefaults() with { Strategy = 5 }));
     }

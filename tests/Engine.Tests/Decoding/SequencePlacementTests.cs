@@ -124,19 +124,18 @@ public sealed class SequencePlacementTests(SharedModel shared) : IDisposable
 
     /// <summary>
     /// 8 requests x 2 samples fill 16 sequences; the even ones stop after 2 tokens. Two holds make the schedule deterministic
-    /// without sleeping: the first decode waits until all 8 requests are submitted, and the first 8-row decode after the
-    /// full wave (only the odd requests left) waits until two new 2-sample requests are queued, so they are admitted into
-    /// the holes while the odd ones still run.
+    /// without sleeping: the first prefill waits until all 8 requests are queued (so the first wave takes ids 0..15 in
+    /// order, before any of it can finish), and the first 8-row decode after the full wave (only the odd requests left)
+    /// waits until two new 2-sample requests are queued, so they are admitted into the holes while the odd ones still run.
     /// </summary>
     private async Task<FragmentRun> Fragment(ILanguageModel inner, bool compact, KvCacheType kv = KvCacheType.F16)
     {
-        int steps = 0, holds = 0;
-        bool wave = false;
+        bool wave = false, held = false;
         using var model = new GatedModel(inner, rows =>
         {
             wave |= rows > 8;
-            bool hold = steps++ == 0 || (wave && rows == 8 && holds == 1);
-            if (hold) holds++;
+            bool hold = wave && rows == 8 && !held;
+            held |= hold;
             return hold;
         });
         using var engine = new DecodingEngine(model, _kernels, new EngineOptions
@@ -150,8 +149,8 @@ public sealed class SequencePlacementTests(SharedModel shared) : IDisposable
             Options = new GenerationOptions { Samples = 2, MaxTokens = tokens, Seed = (ulong)(100 + i), KvCacheType = kv },
         };
         var first = Enumerable.Range(0, 8).Select(i => engine.RunAsync(Request(i, i % 2 == 0 ? 2 : 24))).ToArray();
-        Assert.True(await model.Held.WaitAsync(TimeSpan.FromSeconds(60)), "the first decode never came");
-        model.Release();
+        Assert.True(await model.PrefillHeld.WaitAsync(TimeSpan.FromSeconds(60)), "the first prefill never came");
+        model.ReleasePrefill();
         await Task.WhenAll(first.Where((_, i) => i % 2 == 0));
         Assert.True(await model.Held.WaitAsync(TimeSpan.FromSeconds(60)), "no 8-row decode after the first wave");
         var second = Enumerable.Range(8, 2).Select(i => engine.RunAsync(Request(i, 16))).ToArray();
@@ -159,9 +158,9 @@ public sealed class SequencePlacementTests(SharedModel shared) : IDisposable
         model.Release();
         var all = await Task.WhenAll(first.Concat(second));
         var outputs = all.SelectMany(r => r.Select(s => string.Join(',', s.Tokens))).ToList();
-        // Only the decodes after the second wave was admitted: rows of the odd requests plus the new ones.
         List<int[]> decodes;
         lock (model.Decodes) decodes = [.. model.Decodes];
+        // Only the decodes after the second wave was admitted: rows of the odd requests plus the new ones.
         var after = decodes.SkipWhile(ids => ids.Length <= 8).SkipWhile(ids => ids.Length != 8).Skip(1).Where(ids => ids.Length > 8).ToList();
         Assert.NotEmpty(after);
         return new FragmentRun(after, engine.Status.SequenceMoves, outputs);
@@ -194,6 +193,13 @@ public sealed class SequencePlacementTests(SharedModel shared) : IDisposable
         private readonly SemaphoreSlim _held = new(0);
         private readonly SemaphoreSlim _release = new(0);
         private readonly Func<int, bool> _hold = hold;
+        private readonly SemaphoreSlim _prefillHeld = new(0);
+        private readonly SemaphoreSlim _prefillRelease = new(0);
+        private int _prefills;
+
+        /// <summary>Released when the first prefill waits; <see cref="ReleasePrefill"/> lets it go.</summary>
+        public SemaphoreSlim PrefillHeld => _prefillHeld;
+        public void ReleasePrefill() => _prefillRelease.Release();
 
         public List<int[]> Decodes { get; } = [];
         public SemaphoreSlim Held => _held;
@@ -216,7 +222,15 @@ public sealed class SequencePlacementTests(SharedModel shared) : IDisposable
             public ReadOnlySpan<float> Logits => s.Logits;
             public ReadOnlySpan<float> Hidden => s.Hidden;
             public int Length(int sequence) => s.Length(sequence);
-            public void Prefill(int sequence, ReadOnlySpan<int> tokens) => s.Prefill(sequence, tokens);
+            public void Prefill(int sequence, ReadOnlySpan<int> tokens)
+            {
+                if (owner._prefills++ == 0)
+                {
+                    owner._prefillHeld.Release();
+                    if (!owner._prefillRelease.Wait(TimeSpan.FromSeconds(60))) throw new TimeoutException("the test never released the first prefill");
+                }
+                s.Prefill(sequence, tokens);
+            }
             public void CopySequence(int source, int destination) => s.CopySequence(source, destination);
             public void RemoveSequence(int sequence) => s.RemoveSequence(sequence);
             public void Dispose() => s.Dispose();
