@@ -244,8 +244,8 @@ def mixed_body(i):
 
 
 def long_body(i):
-    # About a second alone on one thread; eight together on one replica run for several seconds.
-    return "/v1/completions", {"prompt": "Once upon a time", "max_tokens": 320, "seed": i % 4, "stream": True,
+    # About half a second alone on one thread; eight together on one replica run for a few seconds.
+    return "/v1/completions", {"prompt": "Once upon a time", "max_tokens": 192, "seed": i % 4, "stream": True,
                                "alignment": {"strategy": "blockwise", "k": 16, "block": 8}}
 
 
