@@ -383,7 +383,7 @@ def main():
             t0 = time.monotonic()
             a.process.send_signal(signal.SIGTERM)
             # Not ready at once: 503 (draining) until the listener closes, then no connection at all.
-            wait_for("replica1 to report not ready", lambda: health(a.port)[0] != 200, 2, 0.01)
+            wait_for("replica1 to report not ready", lambda: health(a.port)[0] != 200, 10, 0.01)
             numbers.append(f"drain: replica1 not ready {1000 * (time.monotonic() - t0):.0f} ms after SIGTERM")
             fresh = run_all(lb, [short_body(i) for i in range(8)], pool)
             for i, (outcome, replica, texts) in enumerate(fresh):
