@@ -347,6 +347,33 @@ def main():
                   f"X-Tilt-Replica headers {seen.count('replica1')}/{seen.count('replica2')} disagree with the replicas' metrics {served_a}/{served_b}")
         case("both_replicas_served_traffic", both_served)
 
+        # ---- SSE through HAProxy arrives frame by frame, not at the end ----
+        def unbuffered():
+            conn = http.client.HTTPConnection(HOST, lb, timeout=REQUEST_TIMEOUT_S)
+            try:
+                route, body = long_body(0)
+                t = time.monotonic()
+                conn.request("POST", route, body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+                r = conn.getresponse()
+                check(r.status == 200 and r.getheader("Content-Type", "").startswith("text/event-stream"), f"HTTP {r.status}")
+                arrivals = []
+                for _ in range(10_000):  # one line per iteration; the stream ends with [DONE]
+                    line = r.readline()
+                    if not line:
+                        break
+                    if line.startswith(b"data: "):
+                        arrivals.append(time.monotonic() - t)
+                total = time.monotonic() - t
+            finally:
+                conn.close()
+            check(len(arrivals) >= 10, f"{len(arrivals)} frames")
+            # Blockwise K=16 M=8 sends a frame per accepted block over the whole decode; buffered, they would all arrive at
+            # once at the end. Passed through, the first comes a block after the start of the decode and the last 23 later.
+            spread = arrivals[-1] - arrivals[0]
+            check(spread >= 0.25 * arrivals[-1], f"the frames came between {arrivals[0]:.3f} s and {arrivals[-1]:.3f} s: the stream was buffered")
+            numbers.append(f"SSE through HAProxy: first of {len(arrivals)} frames after {1000 * arrivals[0]:.0f} ms, last after {1000 * total:.0f} ms")
+        case("server_sent_events_pass_through_haproxy_unbuffered", unbuffered)
+
         # ---- throughput: one replica directly against two behind HAProxy (a measurement, not a check) ----
         if "broken" not in state:
             bodies = [throughput_body(i) for i in range(32)]
