@@ -9,7 +9,9 @@
   Tasks (several may be given, in order):
     restore  restore NuGet packages and local tools
     build    build the solution (Release)
-    test     build, then run every test project and print "N passed, N failed"
+    test     build, then run every test project, the C API, Node SDK and cluster tests and print "N passed, N failed"
+    cluster-test  build src/Cli, then run two `tilt serve` replicas behind HAProxy on loopback (tests/cluster;
+             needs haproxy and python3) and print "N passed, N failed"; numbers in artifacts/cluster-test-results
     pack     pack the public libraries (Tilt.Kernels, Tilt.Engine, Tilt.Hosting; .nupkg and .snupkg) into artifacts/packages
     example  pack, then build and run examples/TiltService against those packages (one best-of-n request)
     bench    run the benchmarks (pass BenchmarkDotNet arguments after --, e.g. -- --filter '*Sample*')
@@ -98,21 +100,24 @@ function Invoke-SdkTest([string] $results) {
     }
 }
 
-function Invoke-Test {
-    $results = Join-Path $root 'artifacts/test-results'
-    if (Test-Path $results) { Remove-Item -Recurse -Force $results }
-    $projects = Get-ChildItem -Path (Join-Path $root 'tests') -Recurse -Filter '*.Tests.csproj' | Sort-Object FullName
-    $failedProjects = @()
-    foreach ($project in $projects) {
-        Write-Host "==> test $($project.BaseName)" -ForegroundColor Cyan
-        dotnet test $project.FullName -c $configuration --no-build -nologo `
-            --logger "trx;LogFileName=$($project.BaseName).trx" --results-directory $results
-        if ($LASTEXITCODE -ne 0) { $failedProjects += $project.BaseName }
-    }
-    if (-not (Invoke-SdkTest $results)) { $failedProjects += 'OpenAI Node SDK (tests/Server.Tests/sdk)' }
-    if (-not (Invoke-NativeTest $results)) { $failedProjects += 'native (ctest)' }
+# Two `tilt serve` replicas behind HAProxy (deploy/haproxy/haproxy.cfg), all on 127.0.0.1: equal outputs through the
+# balancer, drain on SIGTERM, failover on SIGKILL (tests/cluster/cluster_test.py, under a minute). Needs the src/Cli
+# build, HAProxy (Debian's package) and Python 3. JUnit report for the closing count; the measured throughput and
+# failover numbers go to cluster-numbers.txt beside it. $true when every check passed.
+function Invoke-ClusterTest([string] $results) {
+    if ($env:TILT_SKIP_CLUSTER -eq '1') { Write-Warning 'TILT_SKIP_CLUSTER=1: the HAProxy cluster test was not run'; return $true }
+    if (-not (Get-Command haproxy -ErrorAction SilentlyContinue)) { throw 'haproxy not found: the cluster test needs HAProxy (apt-get install haproxy)' }
+    if (-not (Get-Command python3 -ErrorAction SilentlyContinue)) { throw 'python3 not found: the cluster test (tests/cluster) needs Python 3' }
+    New-Item -ItemType Directory -Force -Path $results | Out-Null
+    Write-Host '==> test cluster (HAProxy + 2 replicas)' -ForegroundColor Cyan
+    python3 (Join-Path $root 'tests/cluster/cluster_test.py') --tilt (Join-Path $root "src/Cli/bin/$configuration/net10.0/tilt.dll") `
+        --haproxy-cfg (Join-Path $root 'deploy/haproxy/haproxy.cfg') --junit (Join-Path $results 'cluster.junit.xml') `
+        --report (Join-Path $results 'cluster-numbers.txt') | Out-Host
+    return $LASTEXITCODE -eq 0
+}
 
-    # One closing line over every project and the native suite, read from the TRX and JUnit files the runs wrote.
+# One closing line over every suite, read from the TRX and JUnit files the runs wrote into $results.
+function Write-TestCount([string] $results, [string[]] $failedProjects) {
     $passed = 0; $failed = 0; $skipped = 0
     foreach ($trx in Get-ChildItem -Path $results -Filter '*.trx' -ErrorAction SilentlyContinue) {
         [xml] $doc = Get-Content -Raw $trx.FullName
@@ -141,6 +146,33 @@ function Invoke-Test {
     if ($passed + $failed -eq 0) { throw 'no test ran' }
     Write-Host "$passed passed, $failed failed, $skipped skipped"
     if ($failedProjects.Count -gt 0 -or $failed -gt 0) { throw "tests failed in: $($failedProjects -join ', ')" }
+}
+
+function Invoke-Test {
+    $results = Join-Path $root 'artifacts/test-results'
+    if (Test-Path $results) { Remove-Item -Recurse -Force $results }
+    $projects = Get-ChildItem -Path (Join-Path $root 'tests') -Recurse -Filter '*.Tests.csproj' | Sort-Object FullName
+    $failedProjects = @()
+    foreach ($project in $projects) {
+        Write-Host "==> test $($project.BaseName)" -ForegroundColor Cyan
+        dotnet test $project.FullName -c $configuration --no-build -nologo `
+            --logger "trx;LogFileName=$($project.BaseName).trx" --results-directory $results
+        if ($LASTEXITCODE -ne 0) { $failedProjects += $project.BaseName }
+    }
+    if (-not (Invoke-SdkTest $results)) { $failedProjects += 'OpenAI Node SDK (tests/Server.Tests/sdk)' }
+    if (-not (Invoke-NativeTest $results)) { $failedProjects += 'native (ctest)' }
+    if (-not (Invoke-ClusterTest $results)) { $failedProjects += 'cluster (tests/cluster)' }
+    Write-TestCount $results $failedProjects
+}
+
+# The cluster test alone: build the CLI, run it, count it.
+function Invoke-ClusterTestTask {
+    $results = Join-Path $root 'artifacts/cluster-test-results'
+    if (Test-Path $results) { Remove-Item -Recurse -Force $results }
+    Invoke-Step "build src/Cli ($configuration)" { dotnet build (Join-Path $root 'src/Cli') -c $configuration -nologo }
+    $failedProjects = @()
+    if (-not (Invoke-ClusterTest $results)) { $failedProjects += 'cluster (tests/cluster)' }
+    Write-TestCount $results $failedProjects
 }
 
 function Invoke-Perf {
@@ -224,12 +256,13 @@ foreach ($task in $Tasks) {
         'restore' { Invoke-Restore }
         'build' { Invoke-Build }
         'test' { Invoke-Restore; Invoke-Build; Invoke-Test }
+        'cluster-test' { Invoke-ClusterTestTask }
         'bench' { Invoke-Bench }
         'perf' { Invoke-Perf }
         'llama' { Invoke-Llama }
         'pack' { Invoke-Pack }
         'example' { Invoke-Example }
         'all' { Invoke-Restore; Invoke-Build; Invoke-Test }
-        default { throw "unknown task '$task' (restore, build, test, pack, example, bench, perf, llama, all)" }
+        default { throw "unknown task '$task' (restore, build, test, cluster-test, pack, example, bench, perf, llama, all)" }
     }
 }

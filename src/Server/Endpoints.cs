@@ -45,10 +45,10 @@ internal static class Endpoints
             }
         });
 
-        // Every route but /health needs the key when one is set.
+        // Every route but the health probes needs the key when one is set: balancers and kubelets probe without one.
         app.Use(async (ctx, next) =>
         {
-            if (keyHash is not null && ctx.Request.Path != "/health" && !ApiKeyCheck.Matches(ctx.Request.Headers.Authorization, keyHash))
+            if (keyHash is not null && !IsProbe(ctx.Request.Path) && !ApiKeyCheck.Matches(ctx.Request.Headers.Authorization, keyHash))
             {
                 ctx.Response.Headers.WWWAuthenticate = "Bearer";
                 await Error(new ApiException(401, "missing or wrong API key: send Authorization: Bearer KEY", null, "invalid_api_key")).ExecuteAsync(ctx);
@@ -57,14 +57,15 @@ internal static class Endpoints
             await next(ctx);
         });
 
-        app.MapGet("/health", () =>
-        {
-            if (server.Draining) return Status(503, "draining", null);
-            var ready = server.ModelReady;
-            // No detail: /health needs no key, and a load error names server-side paths.
-            if (ready.IsFaulted) return Status(503, "failed", null);
-            return server.Model is { } m ? Status(200, "ok", m.Id) : Status(503, "loading", null);
-        });
+        // Readiness (/health and /health/ready): 200 only when a new request would be admitted, so a balancer's health
+        // check stops sending here while the model loads, once draining has begun, and while the queue is full.
+        app.MapGet("/health", () => Readiness(server));
+        app.MapGet("/health/ready", () => Readiness(server));
+        // Liveness: 200 while the process can still come good (loading, serving, draining); 503 only when the model failed
+        // to load, which only a restart can fix.
+        app.MapGet("/health/live", () => server.ModelReady.IsFaulted
+            ? TypedResults.Json(new HealthReport("failed"), ServerJson.Options, statusCode: 503)
+            : TypedResults.Json(new HealthReport(server.Draining ? "draining" : server.Model is null ? "loading" : "ok"), ServerJson.Options));
 
         app.MapGet("/metrics", async (HttpContext ctx) =>
         {
@@ -631,8 +632,27 @@ internal static class Endpoints
 
     private static IResult Error(ApiException e) => TypedResults.Json(e.ToBody(), ServerJson.Options, statusCode: e.Status);
 
-    private static IResult Status(int code, string status, string? detail) =>
-        TypedResults.Json(new { status, model = code == 200 ? detail : null, error = code != 200 ? detail : null }, ServerJson.Options, statusCode: code);
+    private static readonly HashSet<string> Probes = ["/health", "/health/ready", "/health/live"];
+
+    private static bool IsProbe(PathString path) => path.Value is { } p && Probes.Contains(p);
+
+    /// <summary>
+    /// 503 while loading, after a load failure (no detail: the probe needs no key, and the error names server-side paths),
+    /// while draining and while the queue is full; otherwise 200. The body carries the load a slot-aware balancer weighs.
+    /// </summary>
+    private static IResult Readiness(TiltServer server)
+    {
+        if (server.Draining) return TypedResults.Json(new HealthReport("draining"), ServerJson.Options, statusCode: 503);
+        if (server.ModelReady.IsFaulted) return TypedResults.Json(new HealthReport("failed"), ServerJson.Options, statusCode: 503);
+        if (server.Model is not { } m) return TypedResults.Json(new HealthReport("loading"), ServerJson.Options, statusCode: 503);
+        var s = m.Engine.Status;
+        int queueLimit = m.Engine.Options.MaxQueuedRequests;
+        // Full when a one-sequence request would be refused now: the waiting room is full, or (with no waiting room) every
+        // sequence is taken.
+        bool full = s.QueuedRequests >= queueLimit && (s.QueuedRequests > 0 || s.LiveSequences >= s.MaxSequences);
+        var report = new HealthReport(full ? "busy" : "ok", m.Id, s.QueuedRequests, queueLimit, s.RunningRequests, s.LiveSequences, s.MaxSequences);
+        return TypedResults.Json(report, ServerJson.Options, statusCode: full ? 503 : 200);
+    }
 
     private static string Outcome(int status) => status switch
     {
@@ -647,3 +667,7 @@ internal static class Endpoints
         _ => "error",
     };
 }
+
+/// <summary>The health probes' body: the state, and once the model is loaded the engine's load (snake_case in JSON).</summary>
+internal sealed record HealthReport(string Status, string? Model = null, int? QueuedRequests = null, int? MaxQueuedRequests = null,
+    int? RunningRequests = null, int? LiveSequences = null, int? MaxSequences = null);

@@ -35,6 +35,12 @@ public sealed class TiltServer : IAsyncDisposable
     private Task? _drain;
     private int _disposed;
 
+    /// <summary>
+    /// How long the host waits after the drain deadline for cancelled requests to end and Kestrel to close (a pod's
+    /// termination grace period covers preStop + the drain + this: deploy/k8s/deployment.yaml).
+    /// </summary>
+    internal static readonly TimeSpan ShutdownMargin = TimeSpan.FromSeconds(5);
+
     private TiltServer(ServerOptions options, Func<CancellationToken, Task<ServedModel>> load, Action<WebApplicationBuilder>? configure)
     {
         _options = options;
@@ -56,7 +62,7 @@ public sealed class TiltServer : IAsyncDisposable
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "tilt", ContentRootPath = AppContext.BaseDirectory });
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
-        builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = options.DrainTimeout + TimeSpan.FromSeconds(5));
+        builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = options.DrainTimeout + ShutdownMargin);
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.Limits.MaxRequestBodySize = options.Limits.MaxBodyBytes;

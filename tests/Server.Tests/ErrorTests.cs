@@ -98,6 +98,9 @@ public sealed class ErrorTests
     {
         await using var host = await Host.StartAsync(transport, new ServerOptions { ApiKey = "s3cret" });
         using (var r = await host.Client.GetAsync("/health")) Assert.Equal(200, (int)r.StatusCode);
+        using (var r = await host.Client.GetAsync("/health/ready")) Assert.Equal(200, (int)r.StatusCode);
+        using (var r = await host.Client.GetAsync("/health/live")) Assert.Equal(200, (int)r.StatusCode);
+        using (var r = await host.Client.GetAsync("/health/other")) await ExpectError(r, 401, null);
         using (var r = await host.PostAsync("/v1/completions", """{"prompt": "x", "max_tokens": 2}"""))
             Assert.Equal("invalid_api_key", (await ExpectError(r, 401, null)).GetProperty("code").GetString());
         using (var r = await host.PostAsync("/v1/completions", """{"prompt": "x", "max_tokens": 2}""", key: "s3cre"))
@@ -120,11 +123,14 @@ public sealed class ErrorTests
             await gate.Task;
             return Host.LoadModel();
         }, waitForModel: false);
-        using (var r = await host.Client.GetAsync("/health"))
+        foreach (var path in new[] { "/health", "/health/ready" })
         {
+            using var r = await host.Client.GetAsync(path);
             Assert.Equal(503, (int)r.StatusCode);
             Assert.Contains("loading", await r.Content.ReadAsStringAsync());
         }
+        // Alive while loading: a liveness probe must not restart a replica that is still reading its model.
+        using (var r = await host.Client.GetAsync("/health/live")) Assert.Equal(200, (int)r.StatusCode);
         using (var r = await host.PostAsync("/v1/completions", """{"prompt": "x", "max_tokens": 2}"""))
         {
             await ExpectError(r, 503, null);
@@ -133,6 +139,38 @@ public sealed class ErrorTests
         gate.SetResult();
         await host.Server.ModelReady.WaitAsync(TimeSpan.FromSeconds(60));
         using (var r = await host.Client.GetAsync("/health")) Assert.Equal(200, (int)r.StatusCode);
+    }
+
+    [Fact]
+    public async Task Readiness_carries_the_load_and_is_503_while_the_engine_is_full_liveness_stays_200()
+    {
+        // Capacity 1 sequence and no waiting room: one running request makes the replica full for a balancer.
+        await using var host = await Host.StartAsync(Transport.Loopback, engine: new EngineOptions { MaxSequences = 1, MaxQueuedRequests = 0, KvCacheType = Engine.Models.KvCacheType.F32 });
+        using (var r = await host.Client.GetAsync("/health/ready"))
+        {
+            Assert.Equal(200, (int)r.StatusCode);
+            var body = JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement;
+            Assert.Equal("ok", body.GetProperty("status").GetString());
+            Assert.Equal(0, body.GetProperty("queued_requests").GetInt32());
+            Assert.Equal(0, body.GetProperty("max_queued_requests").GetInt32());
+            Assert.Equal(0, body.GetProperty("live_sequences").GetInt32());
+            Assert.Equal(1, body.GetProperty("max_sequences").GetInt32());
+        }
+        using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var running = await host.PostAsync("/v1/completions", """{"prompt": "Once upon a time", "max_tokens": 400, "stream": true, "seed": 1}""", token: cancel.Token);
+        var reader = new StreamReader(await running.Content.ReadAsStreamAsync(cancel.Token));
+        Assert.StartsWith("data: {", await reader.ReadLineAsync(cancel.Token)); // running: its sequence is taken
+        foreach (var path in new[] { "/health/ready", "/health" })
+        {
+            using var r = await host.Client.GetAsync(path);
+            Assert.Equal(503, (int)r.StatusCode);
+            var body = JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement;
+            Assert.Equal("busy", body.GetProperty("status").GetString());
+            Assert.Equal(1, body.GetProperty("running_requests").GetInt32());
+            Assert.Equal(1, body.GetProperty("live_sequences").GetInt32());
+        }
+        using (var r = await host.Client.GetAsync("/health/live")) Assert.Equal(200, (int)r.StatusCode);
+        await cancel.CancelAsync();
     }
 
     [Fact]
