@@ -18,7 +18,8 @@ namespace Tilt.Hosting;
 /// request into an aligned one. The response carries a <see cref="TiltAlignmentResult"/> in its
 /// <c>AdditionalProperties["alignment"]</c>, the engine's <see cref="AlignedSample"/> as <c>RawRepresentation</c>, and
 /// <see cref="UsageDetails"/>. <c>AddTilt</c> registers one per model (keyed by the model's name; the unkeyed one is the
-/// default model). Thread-safe; disposing it leaves the engine to the host.
+/// default model). The client is bound to its model: <c>ChatOptions.ModelId</c> is not read, and responses name the model.
+/// Thread-safe; disposing it leaves the engine to the host.
 /// </summary>
 public sealed class TiltChatClient : IChatClient
 {
