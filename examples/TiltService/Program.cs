@@ -1,11 +1,13 @@
 // A minimal service that embeds Tilt from its NuGet packages: the Generic Host loads the model at start-up
 // (services.AddTilt), a worker sends one best-of-n request steered by the built-in sentiment lexicon, prints the
-// winner and its reward, and stops the host.
+// winner and its reward, asks the same through Microsoft.Extensions.AI's IChatClient (registered by AddTilt per
+// model), and stops the host.
 //
 //   dotnet run -- --model path/to/model.gguf        (or set TILT_MODEL; default: ../shared/models/stories260K.gguf
 //                                                    found upward from here)
 using System.Diagnostics;
 using System.Globalization;
+using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -52,7 +54,8 @@ catch (TiltException e)
 return Environment.ExitCode;
 
 /// <summary>Sends one aligned request once the model is loaded, prints the result, and stops the host.</summary>
-internal sealed class OneRequest(ITiltEngines engines, IHostApplicationLifetime lifetime) : BackgroundService
+internal sealed class OneRequest(ITiltEngines engines, [FromKeyedServices("stories")] IChatClient chat, IHostApplicationLifetime lifetime)
+    : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -75,6 +78,18 @@ internal sealed class OneRequest(ITiltEngines engines, IHostApplicationLifetime 
                 $"reward {best.Reward:0.###} (lexicon:sentiment, best of 8), KL {best.Kl.Value:0.###} nats, {best.TokensEvaluated} tokens evaluated"));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"start-up {startup:0} ms (process start to model loaded), first request {latency:0} ms"));
+
+            // The same kind of request as a chat: alignment travels in ChatOptions.AdditionalProperties["alignment"].
+            var options = new ChatOptions
+            {
+                MaxOutputTokens = 48,
+                Seed = 1,
+                AdditionalProperties = new() { [TiltAlignment.PropertyName] = new TiltAlignment { Strategy = DecodingStrategy.BestOfN, N = 8 } },
+            };
+            ChatResponse response = await chat.GetResponseAsync(prompt, options, stoppingToken);
+            var alignment = (TiltAlignmentResult)response.AdditionalProperties![TiltAlignment.PropertyName]!;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"chat: reward {alignment.Reward:0.###}, KL {alignment.Kl:0.###} nats ({alignment.KlMethod}), {response.Usage?.OutputTokenCount} output tokens"));
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {

@@ -13,6 +13,12 @@ internal static class CliJson
     };
 
     /// <summary>
+    /// An enum value as the HTTP API spells it (snake_case: <c>best_of_n_estimate</c>, <c>fine</c>), so a KL method or
+    /// band reads the same in <c>--json</c>, batch, export and server output.
+    /// </summary>
+    public static string Snake<T>(T value) where T : struct, Enum => JsonNamingPolicy.SnakeCaseLower.ConvertName(value.ToString());
+
+    /// <summary>
     /// Per-token log-probabilities as JSON: token id, its text, log p at T = 1 (null for a forced-prefix token), the
     /// sampler's log-probability where it differs, and the top alternatives; null when none were asked for.
     /// </summary>

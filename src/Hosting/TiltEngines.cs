@@ -124,7 +124,7 @@ internal sealed class TiltEngines : ITiltEngines, IHostedService, IAsyncDisposab
                 GpuLayers = settings.GpuLayers,
             });
             kernels = StepKernels.Create(settings.Backend, line => _logger.LogDebug("Tilt model {Model}: {Kernels}", engine.Name, line));
-            decoding = new DecodingEngine(model, kernels, settings.ToEngineOptions());
+            decoding = new DecodingEngine(model, kernels, settings.ToEngineOptions(engine.Name));
             lock (_gate)
             {
                 if (_released) throw new ObjectDisposedException(nameof(TiltEngines), "the host stopped while the model loaded");

@@ -76,8 +76,9 @@ public sealed class TiltModelOptions
     public int GpuLayers { get; set; } = 999;
 
     /// <summary>The engine options these settings give (valid after <see cref="TiltOptionsValidator"/> passed).</summary>
-    internal EngineOptions ToEngineOptions() => new()
+    internal EngineOptions ToEngineOptions(string name) => new()
     {
+        ModelName = name,
         MaxSequences = MaxSequences,
         MaxSequenceLength = MaxSequenceLength,
         MaxQueuedRequests = MaxQueuedRequests,

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
@@ -14,6 +15,9 @@ public static class TiltServiceCollectionExtensions
     /// Registers one decoding engine per model in <see cref="TiltOptions.Models"/>: a hosted service loads them when the
     /// host starts (after checking the options: errors name the setting), stops them with a drain when it stops, and logs
     /// through ILogger. Inject <see cref="ITiltEngines"/> to send requests. Calling it again adds more configuration.
+    /// Also registers an <see cref="IChatClient"/> (<see cref="TiltChatClient"/>) per model, keyed by the model's name
+    /// (<c>[FromKeyedServices("stories")] IChatClient chat</c>), and an unkeyed one for <see cref="ITiltEngines.Default"/>;
+    /// an <see cref="IChatClient"/> registered before keeps its place.
     /// </summary>
     /// <example>
     /// <code>
@@ -32,6 +36,11 @@ public static class TiltServiceCollectionExtensions
         services.AddSingleton<TiltEngines>();
         services.AddSingleton<ITiltEngines>(s => s.GetRequiredService<TiltEngines>());
         services.AddSingleton<IHostedService>(s => s.GetRequiredService<TiltEngines>());
+        services.TryAddSingleton<IChatClient>(s => new TiltChatClient(s.GetRequiredService<ITiltEngines>().Default));
+        // Model names are known only once the options are read, so one registration answers any key (a model name);
+        // an unknown name fails the resolution with the configured names.
+        services.TryAddKeyedSingleton<IChatClient>(KeyedService.AnyKey, (s, key) => new TiltChatClient(
+            s.GetRequiredService<ITiltEngines>()[key as string ?? throw new KeyNotFoundException($"a Tilt chat client is keyed by a model name, got {key}")]));
         return services;
     }
 

@@ -1,7 +1,7 @@
 namespace Tilt.Kernels;
 
 /// <summary>
-/// The choice among K scored blocks at a block boundary of blockwise CD (MATH.md [M18]): keep the best, or draw one
+/// The choice among K scored blocks at a block boundary of blockwise CD (docs/math.md [M18]): keep the best, or draw one
 /// with probability proportional to exp(V / beta) (the soft version, [M14] applied to blocks). K is at most a few
 /// hundred, so this runs on the CPU whatever the backend.
 /// </summary>

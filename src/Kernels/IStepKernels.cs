@@ -35,7 +35,7 @@ public interface IStepKernels : IDisposable
         Span<int> tokens, Span<float> baseLogProb, Span<float> samplerLogProb);
 
     /// <summary>
-    /// One fused step of token-wise controlled decoding over a batch (MATH.md [M14], [M15]): tilted scores
+    /// One fused step of token-wise controlled decoding over a batch (docs/math.md [M14], [M15]): tilted scores
     /// s = logits/T + values/beta over each row's candidate set, top-k / top-p on s, a Gumbel-max draw (noise keyed by
     /// token id, so the token does not depend on the order of the candidates), log-probs and the exact per-row KL.
     /// Greedy rows (T = 0) take the argmax of logits + values/beta.
@@ -84,7 +84,7 @@ public interface IStepKernels : IDisposable
     /// <param name="values">[rows] out.</param>
     void ScoreValues(ValueHead head, ReadOnlySpan<float> hidden, int rows, Span<float> values);
 
-    /// <summary>V = sum_i weights[k, i] V_i(hidden[k, :]) for several objectives (MATH.md [M22]).</summary>
+    /// <summary>V = sum_i weights[k, i] V_i(hidden[k, :]) for several objectives (docs/math.md [M22]).</summary>
     /// <param name="heads">The objectives' heads.</param>
     /// <param name="hidden">[rows, d] final hidden states.</param>
     /// <param name="rows">K.</param>

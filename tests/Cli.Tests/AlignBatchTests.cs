@@ -36,6 +36,9 @@ public sealed class AlignBatchTests : IDisposable
         Assert.Equal([0, 0, 0, 1], results.Select(r => r.GetProperty("index").GetInt32()));
         Assert.Equal("lexicon:sentiment", results[1].GetProperty("rewardSpec").GetString()); // absent field: the CLI's option
         Assert.Equal("lexicon:positive", results[0].GetProperty("rewardSpec").GetString());
+        // KL method and band spelled as the HTTP API spells them (snake_case).
+        Assert.Equal("best_of_n_estimate", results[1].GetProperty("kl").GetProperty("method").GetString());
+        Assert.Equal("fine", results[1].GetProperty("kl").GetProperty("band").GetString());
 
         // The same request alone through `align --json` gives the same output.
         var single = await CliRunner.RunAsync("align", "--model", CliRunner.ModelPath, "--strategy", "blockwise", "--k", "4", "--block", "8", "--seed", "3",

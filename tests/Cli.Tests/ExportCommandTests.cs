@@ -72,7 +72,7 @@ public sealed class ExportCommandTests : IDisposable
                 Assert.InRange(c.GetProperty("tokens").GetArrayLength(), 1, 24);
             }
             Assert.Equal(Math.Log(6) - 5.0 / 6, p.GetProperty("klBound").GetProperty("value").GetDouble(), 9);
-            Assert.Equal("BestOfNEstimate", p.GetProperty("kl").GetProperty("method").GetString());
+            Assert.Equal("best_of_n_estimate", p.GetProperty("kl").GetProperty("method").GetString());
         }
 
         // Prompt 0 runs with request id 0, as `align` does: the same draw as a solo best-of-n, whatever ran beside it.
@@ -150,7 +150,7 @@ public sealed class ExportCommandTests : IDisposable
             Assert.Equal(Enumerable.Range(0, blocks.Length), blocks.Select(b => b.GetProperty("block").GetInt32()));
             Assert.All(blocks, b => Assert.Equal(3, b.GetProperty("scores").GetArrayLength()));
             Assert.All(blocks, b => Assert.InRange(b.GetProperty("chosen").GetInt32(), 0, 2));
-            Assert.Equal("BlockEstimate", p.GetProperty("kl").GetProperty("method").GetString());
+            Assert.Equal("block_estimate", p.GetProperty("kl").GetProperty("method").GetString());
         }
 
         string rejection = Path.Combine(_dir, "rejection.jsonl");

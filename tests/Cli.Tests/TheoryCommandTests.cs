@@ -39,7 +39,7 @@ public sealed class TheoryCommandTests
         double klHat = root.GetProperty("expectedKlHat").GetDouble();
         Assert.True(BinaryKl < klHat && klHat < Math.Log(4.0) - 0.75);
         Assert.Equal(0.0625, root.GetProperty("outcomes")[0].GetProperty("piN").GetDouble(), 1e-15);
-        Assert.Equal("Fine", root.GetProperty("klBand").GetString());
+        Assert.Equal("fine", root.GetProperty("klBand").GetString());
     }
 
     [Fact]

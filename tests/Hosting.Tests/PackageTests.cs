@@ -71,6 +71,7 @@ public sealed class PackageTests : IDisposable
         Assert.Equal(LexiconReward.LoadBuiltIn(LexiconReward.Sentiment, Path.Combine(TestPaths.RepositoryRoot, "src", "Engine", "Rewards", "Lexicons")).ScoreText(text),
             double.Parse(reward.Groups["r"].Value, CultureInfo.InvariantCulture));
         Assert.Matches(@"start-up [0-9]+ ms .*first request [0-9]+ ms", output);
+        Assert.Matches(@"chat: reward -?[0-9.]+, KL [0-9.]+ nats \(best_of_n_estimate\), [0-9]+ output tokens", output);
     }
 
     private static void CopyExample(string from, string to)

@@ -164,7 +164,7 @@ public class TiltedStepTests
     [Fact]
     public void WorkedExampleOfMath3()
     {
-        // MATH.md [M3]: p = (0.5, 0.3, 0.2), q = (0.22, 0.11, 0.67), V = log q, beta = 1 => pi ∝ p q.
+        // docs/math.md [M3]: p = (0.5, 0.3, 0.2), q = (0.22, 0.11, 0.67), V = log q, beta = 1 => pi ∝ p q.
         double[] p = [0.5, 0.3, 0.2], q = [0.22, 0.11, 0.67];
         double[] pq = p.Zip(q, (a, b) => a * b).ToArray();
         double[] pi = pq.Select(v => v / pq.Sum()).ToArray();

@@ -198,8 +198,8 @@ internal static class ExportCommand
                 ["logprob"] = Finite(s.LogProb),
                 ["finish"] = s.Finish.ToString().ToLowerInvariant(),
             },
-            ["kl"] = new JsonObject { ["value"] = Finite(s.Kl.Value), ["method"] = s.Kl.Method.ToString() },
-            ["klBound"] = s.KlBound is { } b ? new JsonObject { ["value"] = Finite(b.Value), ["method"] = b.Method.ToString() } : null,
+            ["kl"] = new JsonObject { ["value"] = Finite(s.Kl.Value), ["method"] = CliJson.Snake(s.Kl.Method), ["band"] = CliJson.Snake(s.Kl.Band) },
+            ["klBound"] = s.KlBound is { } b ? new JsonObject { ["value"] = Finite(b.Value), ["method"] = CliJson.Snake(b.Method) } : null,
             ["tokensEvaluated"] = s.TokensEvaluated,
         };
         if (strategy == "blockwise")

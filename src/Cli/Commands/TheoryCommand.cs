@@ -20,7 +20,7 @@ internal static class TheoryCommand
 
     public static Command Create(CliConsole console)
     {
-        var theory = new Command("theory", "Exact alignment statistics for discrete distributions (MATH.md M2-M10).");
+        var theory = new Command("theory", "Exact alignment statistics for discrete distributions (docs/math.md M2-M10).");
         theory.Subcommands.Add(CreateBestOfN(console));
         theory.Subcommands.Add(CreateFamily(console));
         theory.Subcommands.Add(CreateFrontier(console));
@@ -174,7 +174,7 @@ internal static class TheoryCommand
             ["winRateBound"] = bon.WinRateBound,
             ["expectedReward"] = bon.ExpectedReward,
             ["baseExpectedReward"] = o.ExpectedReward(),
-            ["klBand"] = KlBudget.Classify(bon.Kl).ToString(),
+            ["klBand"] = CliJson.Snake(KlBudget.Classify(bon.Kl)),
             ["klBandDescription"] = KlBudget.Describe(bon.Kl),
         };
         w.WriteLine(root.ToJsonString(Indented));
@@ -210,7 +210,7 @@ internal static class TheoryCommand
             ["outcomes"] = rows,
             ["kl"] = pi.KlToBase,
             ["crossEntropy"] = -pi.ExpectedReward,
-            ["klBand"] = KlBudget.Classify(pi.KlToBase).ToString(),
+            ["klBand"] = CliJson.Snake(KlBudget.Classify(pi.KlToBase)),
             ["klBandDescription"] = KlBudget.Describe(pi.KlToBase),
         };
         w.WriteLine(root.ToJsonString(Indented));
@@ -239,7 +239,7 @@ internal static class TheoryCommand
                 ["kl"] = point.Kl,
                 ["expectedReward"] = point.ExpectedReward,
                 ["winRate"] = point.WinRate,
-                ["klBand"] = KlBudget.Classify(point.Kl).ToString(),
+                ["klBand"] = CliJson.Snake(KlBudget.Classify(point.Kl)),
             });
         }
 

@@ -39,7 +39,15 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
         ArgumentNullException.ThrowIfNull(kernels);
         Options = options ?? new EngineOptions();
         _scheduler = new Scheduler(model, kernels, Options);
+        ModelName = ModelNameOf(model, Options);
+        EngineTelemetry.Register(this);
     }
+
+    /// <summary>The model's name in telemetry: <see cref="EngineOptions.ModelName"/>, else the file name without extension.</summary>
+    public string ModelName { get; }
+
+    internal static string ModelNameOf(ILanguageModel model, EngineOptions options) =>
+        options.ModelName ?? Path.GetFileNameWithoutExtension(model.Info.Path);
 
     /// <summary>The model this engine decodes.</summary>
     public ModelInfo Model => _model.Info;
@@ -70,21 +78,42 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
     public async IAsyncEnumerable<AlignEvent> StreamAsync(DecodingRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         var run = Submit(request, cancellationToken, out var cancel);
+        var telemetry = new RequestTelemetry(ModelName, run.Request, run.Activity, run.Clock);
+        Exception? failure = null;
+        bool completed = false;
         using (cancel)
         {
             try
             {
                 // Events may be buffered ahead of the reader: a cancelled caller sees none of them.
-                await foreach (var e in run.Events.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+                await using var events = run.Events.ReadAllAsync(cancellationToken).GetAsyncEnumerator(cancellationToken);
+                while (true)
                 {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    yield return e;
+                    try
+                    {
+                        if (!await events.MoveNextAsync().ConfigureAwait(false))
+                        {
+                            completed = true;
+                            break;
+                        }
+                        cancellationToken.ThrowIfCancellationRequested();
+                    }
+                    catch (Exception e)
+                    {
+                        failure = e;
+                        throw;
+                    }
+
+                    telemetry.Observe(events.Current);
+                    yield return events.Current;
                 }
             }
             finally
             {
                 // Abandoned or finished: either way the scheduler must not keep the request's sequences.
                 cancel.Cancel();
+                // Left early without an error: the caller cancelled it by abandoning the stream.
+                telemetry.End(failure ?? (completed ? null : new OperationCanceledException()));
             }
         }
     }
@@ -192,6 +221,7 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        EngineTelemetry.Unregister(this);
         _scheduler.Dispose();
     }
 
@@ -302,7 +332,17 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
                 ScoringOptions s => new ScoreRun(request, prompt, continuation, s.IncludePrompt && prompt.Length > 0 ? prompt[..1] : prompt, clock, cancel.Token),
                 _ => throw new ArgumentException($"unsupported options type {request.Options.GetType().Name}", nameof(request)),
             };
-            _scheduler.Submit(run);
+            run.Activity = EngineTelemetry.StartRequest(ModelName, request);
+            try
+            {
+                _scheduler.Submit(run);
+            }
+            catch (Exception e)
+            {
+                // Busy or stopping: the request's span ends here, with the reason.
+                new RequestTelemetry(ModelName, request, run.Activity, clock).End(e);
+                throw;
+            }
             return run;
         }
         catch

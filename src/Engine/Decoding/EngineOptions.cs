@@ -40,6 +40,12 @@ public sealed record EngineOptions
     } = 256;
 
     /// <summary>
+    /// The model's name in telemetry (<c>gen_ai.request.model</c> on the engine's metrics and activities). Defaults to null:
+    /// the model file's name without its extension.
+    /// </summary>
+    public string? ModelName { get; init; }
+
+    /// <summary>
     /// Prompt tokens per llama_decode call when a prompt is prefilled (a longer prompt takes several calls in the iteration
     /// that loads it). 1..4096. Defaults to 512.
     /// </summary>

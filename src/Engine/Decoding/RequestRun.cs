@@ -124,12 +124,20 @@ internal abstract class RequestRun
 
     public string ForcedText { get; init; } = "";
 
+    /// <summary>The request's span (<see cref="EngineTelemetry"/>) when something listens; the scheduler thread adds its events.</summary>
+    public Activity? Activity { get; set; }
+
     public void Admit(int[] sequences, long iteration)
     {
         Sequences = sequences;
         SequencesWanted = 0;
         AdmittedIteration = iteration;
         AdmittedAt = Clock.Elapsed;
+        Activity?.AddEvent(new ActivityEvent("tilt.admitted", tags: new ActivityTagsCollection
+        {
+            ["tilt.queued_iterations"] = iteration - SubmittedIteration,
+            ["tilt.sequences"] = sequences.Length,
+        }));
     }
 
     public abstract void Prepare(StepContext context);
@@ -171,6 +179,12 @@ internal abstract class RequestRun
             foreach (int s in Sequences) context.Session.RemoveSequence(s);
         var prompt = context.Prompts.Load(Sequences[0], PromptTokens);
         for (int i = 1; i <= forks; i++) context.Session.CopySequence(Sequences[0], Sequences[i]);
+        Activity?.AddEvent(new ActivityEvent("tilt.prefill", tags: new ActivityTagsCollection
+        {
+            ["tilt.prompt_tokens"] = PromptTokens.Length,
+            ["tilt.cached_prompt_tokens"] = prompt.CachedTokens,
+            ["tilt.forks"] = forks,
+        }));
         return prompt;
     }
 

@@ -17,6 +17,7 @@ internal sealed class Scheduler : IDisposable
 {
     private readonly IStepKernels _kernels;
     private readonly EngineOptions _options;
+    private readonly string _modelName;
     private readonly IDecodingSession _kv;        // the model's session, physical sequence ids
     private readonly SequencePlacement _placement; // logical <-> physical ids, owned here alone
     private readonly PlacedSession _session;      // what requests see: logical ids
@@ -47,6 +48,7 @@ internal sealed class Scheduler : IDisposable
     {
         _kernels = kernels;
         _options = options;
+        _modelName = DecodingEngine.ModelNameOf(model, options);
         _kv = model.CreateSession(new SessionOptions
         {
             MaxSequences = options.MaxSequences,
@@ -299,6 +301,9 @@ internal sealed class Scheduler : IDisposable
             _kv.Step(_batch.OrderedSequences, _batch.OrderedTokens);
             long ended = Stopwatch.GetTimestamp();
             _lastDecodeRuns = _batch.Runs;
+            var model = new KeyValuePair<string, object?>("gen_ai.request.model", _modelName);
+            EngineTelemetry.DecodeRows.Record(_batch.Decodes, model);
+            EngineTelemetry.DecodeIdRuns.Record(_batch.Runs, model);
             Interlocked.Add(ref _decodeRuns, _batch.Runs);
             Interlocked.Increment(ref _decodes);
             _context.LastDecode = Stopwatch.GetElapsedTime(started, ended);

@@ -94,7 +94,7 @@ public sealed class BestOfN
 
     /// <summary>n/(n+1) [M10]: an upper bound on <see cref="WinRate"/>.</summary>
     /// <remarks>
-    /// MATH.md [M10] says equality holds when no two outcomes share a reward. That is exact only for n = 1 or
+    /// The usual statement of [M10] says equality holds when no two outcomes share a reward. That is exact only for n = 1 or
     /// a continuous reward distribution: for a discrete p with distinct rewards and n &gt;= 2 the win-rate is
     /// strictly lower, by the trapezoid-rule error of integrating u^n over the steps of F, about
     /// n / (12 m^2) for m equally likely outcomes. Ties lower it further.

@@ -6,7 +6,7 @@ public enum KlBudgetBand
     /// <summary>KL &lt; 8 nats: probably fine.</summary>
     Fine,
 
-    /// <summary>8 &lt;= KL &lt;= 15 nats: between MATH.md's "fine" and "inspect" marks.</summary>
+    /// <summary>8 &lt;= KL &lt;= 15 nats: between docs/math.md's "fine" and "inspect" marks.</summary>
     Caution,
 
     /// <summary>15 &lt; KL &lt;= 100 nats: inspect outputs for reward hacking.</summary>
@@ -17,7 +17,7 @@ public enum KlBudgetBand
 }
 
 /// <summary>
-/// The [M26] rule of thumb as bands a CLI or a result can show. MATH.md marks &lt; 8 as fine, &gt; 15 as worth
+/// The [M26] rule of thumb as bands a CLI or a result can show. docs/math.md marks &lt; 8 as fine, &gt; 15 as worth
 /// inspecting and &gt; 100 as useless, and says nothing about 8..15; that gap gets its own band, Caution,
 /// rather than being silently folded into a neighbour. Each band's lower edge belongs to the band
 /// above the previous mark: 8 is Caution, 15 is still Caution, 100 is still InspectForRewardHacking.

@@ -2,7 +2,7 @@ namespace Tilt.Kernels;
 
 /// <summary>
 /// Several value heads over the same hidden states, combined with per-row weights: V = sum_i w_i V_i
-/// (MATH.md [M22]: one head per objective, weights chosen per request without retraining).
+/// (docs/math.md [M22]: one head per objective, weights chosen per request without retraining).
 /// </summary>
 public sealed class MultiObjectiveValueHead
 {

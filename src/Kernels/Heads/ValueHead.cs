@@ -1,7 +1,7 @@
 namespace Tilt.Kernels;
 
 /// <summary>
-/// A value head: V[k] = f(h[k, :]) for a batch of final hidden states h [rows, d] (MATH.md [M13]; trained as in
+/// A value head: V[k] = f(h[k, :]) for a batch of final hidden states h [rows, d] (docs/math.md [M13]; trained as in
 /// [M16]/[M17]). The weights are immutable; <see cref="Score"/> is the SIMD CPU definition and the reference for the
 /// ILGPU kernels, which run through <see cref="IStepKernels.ScoreValues(ValueHead, ReadOnlySpan{float}, int, Span{float})"/>.
 /// </summary>

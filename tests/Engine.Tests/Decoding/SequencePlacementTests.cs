@@ -154,7 +154,12 @@ public sealed class SequencePlacementTests(SharedModel shared) : IDisposable
         await Task.WhenAll(first.Where((_, i) => i % 2 == 0));
         Assert.True(await model.Held.WaitAsync(TimeSpan.FromSeconds(60)), "no 8-row decode after the first wave");
         var second = Enumerable.Range(8, 2).Select(i => engine.RunAsync(Request(i, 16))).ToArray();
-        while (engine.Status.QueuedRequests < 2) await Task.Yield(); // queued behind the held decode
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (engine.Status.QueuedRequests < 2) // queued behind the held decode
+        {
+            if (waited.Elapsed > TimeSpan.FromSeconds(60)) { model.Release(); Assert.Fail("the second wave was never queued"); }
+            await Task.Yield();
+        }
         model.Release();
         var all = await Task.WhenAll(first.Concat(second));
         var outputs = all.SelectMany(r => r.Select(s => string.Join(',', s.Tokens))).ToList();

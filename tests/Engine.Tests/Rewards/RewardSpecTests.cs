@@ -204,6 +204,7 @@ public sealed class RewardSpecTests : IDisposable
     [InlineData("regex:(", "invalid regex '('")]
     [InlineData("regex:a{2,1}", "invalid regex 'a{2,1}'")]
     [InlineData("lexicon:missing.txt", "missing.txt: lexicon file not found")]
+    [InlineData("lexicon:happy", "happy: lexicon file not found, and 'happy' is not a built-in lexicon (built-in: lexicon:positive, lexicon:negative, lexicon:sentiment)")]
     [InlineData("lexicon:positive+lenght:3", "positive+lenght:3: lexicon file not found", "'lenght' is not one")]
     public void Errors_quote_the_spec_and_the_offending_part(string spec, params string[] parts)
     {

@@ -165,7 +165,7 @@ public sealed class BestOfNTests
     [Fact]
     public void Expected_klhat_lies_between_the_exact_kl_and_the_bound()
     {
-        // Found numerically (not in MATH.md): KL <= E_{pi_n}[KLhat] <= log n - (n-1)/n, ties included.
+        // Found numerically (not in docs/math.md): KL <= E_{pi_n}[KLhat] <= log n - (n-1)/n, ties included.
         var rng = new Random(11);
         for (int trial = 0; trial < 2000; trial++)
         {
@@ -233,7 +233,7 @@ public sealed class BestOfNTests
         // n = 1: exactly 1/2 for any distribution, ties or not.
         Assert.Equal(0.5, new BestOfN(new DiscreteOutcomes([0.2, 0.3, 0.5], [1.0, 1.0, 0.0]), 1).WinRate, 1e-15);
 
-        // Distinct rewards, n >= 2: strictly below the bound. MATH.md [M10] claims equality here, which
+        // Distinct rewards, n >= 2: strictly below the bound. the usual statement of [M10] claims equality here, which
         // holds only for continuous rewards. For m equally likely outcomes the gap is the trapezoid-rule
         // error of integrating u^n on a grid of step 1/m: n / (12 m^2) + O(n^3 / m^4).
         const int n = 5;

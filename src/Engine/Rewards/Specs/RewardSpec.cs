@@ -301,9 +301,20 @@ public static partial class RewardSpec
 
                         return new LengthReward(target);
                     case "lexicon":
-                        return LexiconReward.BuiltInNames.Contains(argument)
-                            ? LexiconReward.LoadBuiltIn(argument, _context.LexiconDirectory)
-                            : LexiconReward.Load(ResolvePath(argument));
+                        if (LexiconReward.BuiltInNames.Contains(argument))
+                        {
+                            return LexiconReward.LoadBuiltIn(argument, _context.LexiconDirectory);
+                        }
+
+                        // A misspelt built-in name (lexicon:happy) would otherwise read as a missing file only.
+                        string lexiconPath = ResolvePath(argument);
+                        if (!File.Exists(lexiconPath))
+                        {
+                            throw Error($"{lexiconPath}: lexicon file not found, and '{argument}' is not a built-in lexicon " +
+                                $"(built-in: {string.Join(", ", LexiconReward.BuiltInNames.Select(n => "lexicon:" + n))}){PlusHint(argument)}");
+                        }
+
+                        return LexiconReward.Load(lexiconPath);
                     case "regex":
                         return new RegexReward(argument, _context.RegexMatchTimeout ?? RegexReward.DefaultMatchTimeout);
                     case "onnx":
