@@ -103,6 +103,7 @@ public static class EngineTelemetry
     {
         DecodingStrategy.Generate => "generate",
         DecodingStrategy.BestOfN => "best_of_n",
+        DecodingStrategy.SoftBestOfN => "soft_best_of_n",
         DecodingStrategy.Tokenwise => "tokenwise",
         DecodingStrategy.Blockwise => "blockwise",
         DecodingStrategy.Rejection => "rejection",

@@ -79,12 +79,13 @@ internal sealed class SequencePlacement
     }
 
     /// <summary>
-    /// Makes the physical ids of <paramref name="decoded"/> (logical ids, distinct) one contiguous run when that can be done by
-    /// moving decoded sequences into free places: chooses the window of |decoded| physical ids that holds no other held
-    /// sequence and already holds the most decoded ones, and moves the rest in (KV copy + remove on <paramref name="kv"/>,
-    /// which takes physical ids). Returns the number of sequences moved (0 when the ids are already one run or no window
-    /// qualifies). Each move copies one KV stream (llama.cpp applies the copy at the start of the next decode), so it pays
-    /// for itself as soon as it saves one extra graph evaluation of the weights (docs/architecture.md, "Sequence ids").
+    /// Makes the physical ids of <paramref name="decoded"/> (logical ids, distinct) one contiguous run: chooses the window of
+    /// |decoded| physical ids that costs the fewest moves - each decoded sequence outside it moves in, each held sequence
+    /// that is not decoded this time (a request admitted this iteration, a kept prefix, a prompt-cache entry) moves out to a
+    /// free place above - and carries them out (KV copy + remove on <paramref name="kv"/>, which takes physical ids).
+    /// Returns the number of sequences moved (0 when the ids are already one run or no window can be cleared). Each move
+    /// copies one KV stream (llama.cpp applies the copy at the start of the next decode), so it pays for itself as soon as
+    /// it saves one extra graph evaluation of the weights (docs/architecture.md, "Sequence ids").
     /// </summary>
     public int Compact(ReadOnlySpan<int> decoded, IDecodingSession kv)
     {
@@ -101,30 +102,45 @@ internal sealed class SequencePlacement
         }
         if (highest - lowest + 1 == n) return 0; // already one run
 
-        // Sliding window [a, a + n): it qualifies when it holds only decoded or free places; the best holds the most decoded.
-        int bestStart = -1, bestInside = -1, inside = 0, blocked = 0;
+        // Sliding window [a, a + n): cost = decoded outside it + held-not-decoded inside it; feasible when the free places
+        // outside it can take the held ones. The cheapest wins, the lowest on ties (decoded ids stay low, new ones go above).
+        int free = Free;
+        int bestStart = -1, bestCost = int.MaxValue, inside = 0, blocked = 0;
         for (int p = 0; p < capacity; p++)
         {
             if (_decoded[p]) inside++;
             else if (_taken[_logical[p]]) blocked++;
             int start = p - n + 1;
             if (start < 0) continue;
-            if (blocked == 0 && inside > bestInside)
+            int freeInside = n - inside - blocked;
+            int cost = n - inside + blocked;
+            if (free - freeInside >= blocked && cost < bestCost)
             {
-                bestInside = inside;
+                bestCost = cost;
                 bestStart = start;
             }
-            int leaving = start;
-            if (_decoded[leaving]) inside--;
-            else if (_taken[_logical[leaving]]) blocked--;
+            if (_decoded[start]) inside--;
+            else if (_taken[_logical[start]]) blocked--;
         }
-        if (bestStart < 0) return 0;
+        if (bestStart < 0 || bestCost == 0) return 0;
+        int end = bestStart + n;
 
-        int moved = 0, hole = bestStart;
+        int moved = 0;
+        // Held sequences inside the window make room first, to the highest free places outside it.
+        for (int p = bestStart; p < end; p++)
+        {
+            if (_decoded[p] || !_taken[_logical[p]]) continue;
+            int target = capacity - 1;
+            while (target >= bestStart && target < end || _taken[_logical[target]]) target--; // feasible: checked above
+            Move(p, target, kv);
+            moved++;
+        }
+        // Then every decoded sequence outside the window moves into its free places, in order.
+        int hole = bestStart;
         for (int p = 0; p < capacity; p++)
         {
-            if (!_decoded[p] || (p >= bestStart && p < bestStart + n)) continue;
-            while (_decoded[hole]) hole++; // the window's free places, in order; there are exactly as many as sequences outside
+            if (!_decoded[p] || (p >= bestStart && p < end)) continue;
+            while (_taken[_logical[hole]]) hole++;
             Move(p, hole, kv);
             _decoded[hole] = true;
             moved++;

@@ -57,29 +57,30 @@ public sealed class SequencePlacementTests(SharedModel shared) : IDisposable
             p.Return(s);
 
         int moved = p.Compact(decoded, kv);
-        // The window 3..6 holds no other held sequence and already holds 3 and 6: 0 and 1 move to 4 and 5.
+        // Windows 0..3 and 3..6 both cost two moves; the lower wins: the held sequence 2 makes room (to the highest free
+        // place, 7) and 6 moves into its place.
         Assert.Equal(2, moved);
         var physical = decoded.Select(p.Physical).Order().ToArray();
-        Assert.Equal([3, 4, 5, 6], physical);
-        Assert.Equal(2, p.Physical(2));
+        Assert.Equal([0, 1, 2, 3], physical);
+        Assert.Equal(7, p.Physical(2));
         foreach (int s in decoded) Assert.Equal(s + 1, kv.Length(p.Physical(s))); // each KV travelled with its id
-        Assert.Equal(0, kv.Length(0));
-        Assert.Equal(0, kv.Length(1));
-        // The ids behind the moved places are still free and empty: taking them again gives the vacated low places.
+        Assert.Equal(3, kv.Length(p.Physical(2)));
+        Assert.Equal(0, kv.Length(6));
+        // The ids behind the vacated places are still free and empty: taking one gives the lowest free place.
         Assert.Equal(3, p.Free);
-        Assert.Equal(0, p.Physical(p.Take()));
+        Assert.Equal(4, p.Physical(p.Take()));
         Assert.Equal(0, p.Compact(decoded, kv)); // already one run
     }
 
     [Fact]
-    public void NoWindowFreeOfHeldSequencesMeansNoMove()
+    public void WithoutAFreePlaceHeldSequencesCannotMakeRoom()
     {
         using var model = Loop();
         using var kv = model.CreateSession(new SessionOptions { MaxSequences = 4, MaxSequenceLength = 8 });
         var p = new SequencePlacement(4);
         for (int i = 0; i < 4; i++) p.Take();
         foreach (int s in new[] { 0, 1, 2, 3 }) kv.Prefill(s, [1]);
-        Assert.Equal(0, p.Compact([0, 2], kv)); // 1 and 3 are held: every window of 2 holds one of them or is already {0, 2}
+        Assert.Equal(0, p.Compact([0, 2], kv)); // 1 and 3 are held and nothing is free: no window can be cleared
         Assert.Equal(0, p.Physical(0));
         Assert.Equal(2, p.Physical(2));
     }
