@@ -100,7 +100,7 @@ internal static class ExportCommand
             var todo = Enumerable.Range(0, promptSet.Count).Where(i => !export.Done.Contains(i)).ToList();
             console.Error.WriteLine($"export: {promptSet.Count} prompts ({promptSet.Count - todo.Count} already in {outPath}), strategy {which}");
 
-            int need = options switch { BestOfNOptions b => b.N, SoftBestOfNOptions b => b.N, RejectionOptions j => j.N, BlockwiseOptions b => b.K + 1, _ => 1 };
+            int need = options switch { CandidatePoolOptions b => b.N, RejectionOptions j => j.N, BlockwiseOptions b => b.K + 1, _ => 1 };
             int longest = todo.Count == 0 ? 1 : todo.Max(i => lm.Tokenize(promptSet[i]).Length) + options.MaxTokens;
             await using var engine = new DecodingEngine(lm, kernels, new EngineOptions
             {

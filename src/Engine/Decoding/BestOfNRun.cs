@@ -32,12 +32,8 @@ internal sealed class BestOfNRun : RequestRun
         : base(request, promptTokens, clock, cancellation)
     {
         _options = (AlignOptions)request.Options;
-        (_n, _returnCandidates, _lambda) = request.Options switch
-        {
-            BestOfNOptions b => (b.N, b.ReturnCandidates, (double?)null),
-            SoftBestOfNOptions s => (s.N, s.ReturnCandidates, s.Lambda),
-            var o => throw new ArgumentException($"best-of-n does not run {o.GetType().Name}", nameof(request)),
-        };
+        var pool = (CandidatePoolOptions)request.Options;
+        (_n, _returnCandidates, _lambda) = (pool.N, pool.ReturnCandidates, (pool as SoftBestOfNOptions)?.Lambda);
         _reward = request.Reward!;
     }
 

@@ -143,8 +143,7 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
     internal static int SequencesNeeded(DecodingOptions options, int vocabulary, int capacity) => options switch
     {
         GenerationOptions g => g.Samples,
-        BestOfNOptions b => b.N,
-        SoftBestOfNOptions s => s.N,
+        CandidatePoolOptions b => b.N,
         BlockwiseOptions b => b.K,
         RejectionOptions r => r.N,
         TokenwiseOptions t => Math.Min(t.Candidates == 0 ? vocabulary : Math.Min(t.Candidates, vocabulary), capacity - 1) + 1,
@@ -322,7 +321,7 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
             RequestRun run = request.Options switch
             {
                 GenerationOptions => new GenerationRun(request, prompt, clock, cancel.Token) { ForcedTokens = forced, ForcedText = forcedText },
-                BestOfNOptions or SoftBestOfNOptions => new BestOfNRun(request, prompt, clock, cancel.Token) { ForcedTokens = forced, ForcedText = forcedText },
+                CandidatePoolOptions => new BestOfNRun(request, prompt, clock, cancel.Token) { ForcedTokens = forced, ForcedText = forcedText },
                 TokenwiseOptions => new TokenwiseRun(request, prompt, clock, cancel.Token, _model.Info.VocabularySize, Options.MaxSequences)
                 {
                     ForcedTokens = forced, ForcedText = forcedText,

@@ -36,8 +36,11 @@ public abstract record AlignOptions : DecodingOptions
     internal static double CheckBeta(double value, string name) => AlignedFamily.CheckBeta(value, name);
 }
 
-/// <summary>Best-of-n [M4]: n candidates from p in one batch, keep the highest reward.</summary>
-public sealed record BestOfNOptions : AlignOptions
+/// <summary>
+/// The strategies that draw n candidates from p in one batch (sharing the prompt's KV) and return one of them: best-of-n
+/// and soft best-of-n. They differ only in how the one is chosen.
+/// </summary>
+public abstract record CandidatePoolOptions : AlignOptions
 {
     /// <summary>Candidates per output (n), decoded as one batch sharing the prompt's KV. 1..256. Defaults to 4.</summary>
     public int N
@@ -52,22 +55,16 @@ public sealed record BestOfNOptions : AlignOptions
     public bool ReturnCandidates { get; init; }
 }
 
+/// <summary>Best-of-n [M4]: n candidates from p in one batch, keep the highest reward.</summary>
+public sealed record BestOfNOptions : CandidatePoolOptions;
+
 /// <summary>
 /// Soft best-of-n [M27]: n candidates from p in one batch, the winner drawn with probability proportional to
 /// exp(r_i / lambda). lambda -> 0 is best-of-n (ties uniform), lambda -> infinity is the base model; as n grows the law
 /// tends to the KL-regularized optimum pi*_lambda [M2].
 /// </summary>
-public sealed record SoftBestOfNOptions : AlignOptions
+public sealed record SoftBestOfNOptions : CandidatePoolOptions
 {
-    /// <summary>Candidates per output (n), decoded as one batch sharing the prompt's KV. 1..256. Defaults to 4.</summary>
-    public int N
-    {
-        get;
-        init => field = value is >= 1 and <= SessionOptions.MaxSupportedSequences
-            ? value
-            : throw new ArgumentOutOfRangeException(nameof(N), value, $"n must be between 1 and {SessionOptions.MaxSupportedSequences}, got {value}");
-    } = 4;
-
     /// <summary>The selection temperature lambda: finite, at least <see cref="AlignOptions.MinBeta"/>. Defaults to 1.</summary>
     public double Lambda
     {
@@ -76,9 +73,6 @@ public sealed record SoftBestOfNOptions : AlignOptions
             ? value
             : throw new ArgumentOutOfRangeException(nameof(Lambda), value, $"lambda must be a finite number >= {MinBeta:R}, got {value:R}");
     } = 1.0;
-
-    /// <summary>Return every candidate with its reward and log-probability. Defaults to false.</summary>
-    public bool ReturnCandidates { get; init; }
 }
 
 /// <summary>Token-wise controlled decoding [M14]: tilt p(z | prefix) by exp(V(prefix, z)/beta) over the top-k of p.</summary>
