@@ -52,9 +52,7 @@ public sealed record EngineOptions
     public int PrefillChunk
     {
         get;
-        init => field = value is >= 1 and <= 4096
-            ? value
-            : throw new ArgumentOutOfRangeException(nameof(PrefillChunk), value, $"the prefill chunk must be between 1 and 4096 tokens, got {value}");
+        init => field = SessionOptions.CheckPrefillChunk(value, nameof(PrefillChunk));
     } = 512;
 
     /// <summary>

@@ -44,10 +44,14 @@ public sealed record SessionOptions
     public int PrefillChunk
     {
         get;
-        init => field = value is >= 1 and <= 4096
-            ? value
-            : throw new ArgumentOutOfRangeException(nameof(PrefillChunk), value, $"the prefill chunk must be between 1 and 4096 tokens, got {value}");
+        init => field = CheckPrefillChunk(value, nameof(PrefillChunk));
     } = 512;
+
+    /// <summary>The one check of a prefill chunk (the engine's option forwards here): 1..4096 tokens.</summary>
+    internal static int CheckPrefillChunk(int value, string name) =>
+        value is >= 1 and <= 4096
+            ? value
+            : throw new ArgumentOutOfRangeException(name, value, $"the prefill chunk must be between 1 and 4096 tokens, got {value}");
 
     /// <summary>
     /// How sequences share the KV cache. <see cref="KvLayout.PerSequence"/> gives each sequence its own cells
