@@ -82,6 +82,33 @@ public sealed record EngineOptions
     /// </summary>
     public bool CompactSequences { get; init; } = true;
 
+    /// <summary>
+    /// Rewards and reward-backed values scored at once, beside the scheduler (docs/architecture.md, "Scoring stage"): a
+    /// slow reward holds its own request, never the others' decoding. Rewards shared by requests are called from several
+    /// threads when this is above 1 (built-in rewards are thread-safe). 1..64. Defaults to 2.
+    /// </summary>
+    public int ScoringThreads
+    {
+        get;
+        init => field = value is >= 1 and <= 64
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(ScoringThreads), value, $"scoring threads must be between 1 and 64, got {value}");
+    } = 2;
+
+    /// <summary>
+    /// How long the scheduler waits for a reward-backed value it has just started before it moves on without that request
+    /// (which then waits for its value alone; others' slowdown is at most this per such value). Null (the default): as long
+    /// as the iteration's decode took, at least 1 ms and at most 100 ms, so a value as fast as a decode costs no extra
+    /// iteration. 0..10 s.
+    /// </summary>
+    public TimeSpan? ScoringPatience
+    {
+        get;
+        init => field = value is null || (value >= TimeSpan.Zero && value <= TimeSpan.FromSeconds(10))
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(ScoringPatience), value, $"scoring patience must be between 0 and 10 s, got {value}");
+    }
+
     /// <summary>KV cache element type (F32 makes outputs independent of the batch's composition to float rounding). Defaults to F16.</summary>
     public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
 
