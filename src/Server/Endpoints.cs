@@ -59,13 +59,9 @@ internal static class Endpoints
 
         // Readiness (/health and /health/ready): 200 only when a new request would be admitted, so a balancer's health
         // check stops sending here while the model loads, once draining has begun, and while the queue is full.
-        app.MapGet("/health", () => Readiness(server));
-        app.MapGet("/health/ready", () => Readiness(server));
-        // Liveness: 200 while the process can still come good (loading, serving, draining); 503 only when the model failed
-        // to load, which only a restart can fix.
-        app.MapGet("/health/live", () => server.ModelReady.IsFaulted
-            ? TypedResults.Json(new HealthReport("failed"), ServerJson.Options, statusCode: 503)
-            : TypedResults.Json(new HealthReport(server.Draining ? "draining" : server.Model is null ? "loading" : "ok"), ServerJson.Options));
+        app.MapGet("/health", () => Probes.Readiness(server));
+        app.MapGet("/health/ready", () => Probes.Readiness(server));
+        app.MapGet("/health/live", () => Probes.Liveness(server));
 
         app.MapGet("/metrics", async (HttpContext ctx) =>
         {
@@ -75,21 +71,25 @@ internal static class Endpoints
 
         app.MapGet("/v1/models", Handler(ctx => Guard(ctx, log, () =>
         {
-            var m = Ready(server);
-            return Task.FromResult<IResult>(TypedResults.Json(new ModelList("list", [new ModelCard(m.Id, "model", m.Created, "tilt", m.Model.Info.Description)]), ServerJson.Options));
+            var models = Ready(server);
+            return Task.FromResult<IResult>(TypedResults.Json(new ModelList("list", [.. models.All.Select(m => m.Card())]), ServerJson.Options));
         })));
 
+        // A model's card by its id or an alias (the card names the id); unlike generation, an unknown id is a 404 even
+        // with one model: the caller asks whether this model exists.
         app.MapGet("/v1/models/{id}", (HttpContext ctx, string id) => Guard(ctx, log, () =>
         {
-            var m = Ready(server);
-            if (id != m.Id) throw new ApiException(404, $"the model '{id}' does not exist; this server serves '{m.Id}'", "model", "model_not_found");
-            return Task.FromResult<IResult>(TypedResults.Json(new ModelCard(m.Id, "model", m.Created, "tilt", m.Model.Info.Description), ServerJson.Options));
+            var models = Ready(server);
+            var m = models.Find(id) ?? throw new ApiException(404,
+                $"the model '{id}' does not exist; this server serves {string.Join(", ", models.All.Select(x => $"'{x.Id}'"))}", "model", "model_not_found");
+            return Task.FromResult<IResult>(TypedResults.Json(m.Card(), ServerJson.Options));
         }));
 
         app.MapPost("/v1/completions", Handler(ctx => Guard(ctx, log, async () =>
         {
-            var m = Admit(server);
+            var models = Admit(server);
             var body = await ReadBody<CompletionRequest>(ctx, server.Options.Limits);
+            var m = models.Route(body.Model);
             string prompt = Prompt(body.Prompt);
             if (body.Logprobs is < 0 or > TopLogProbs.MaxN)
                 throw new ApiException(400, $"logprobs must be between 0 and {TopLogProbs.MaxN} (top alternatives per token), got {body.Logprobs}", "logprobs", "out_of_range");
@@ -100,14 +100,15 @@ internal static class Endpoints
             if (scoreOnly && body.Alignment is not null)
                 throw ApiException.BadField("alignment", "echo with max_tokens 0 only scores the prompt: alignment has nothing to steer");
             var plan = RequestPlanner.Plan(body, prompt, scoreOnly ? 1 : body.MaxTokens, "max_tokens", 16, body.Logprobs is not null, body.Logprobs ?? 0, body.Echo ?? false,
-                m, server.Options, server.Catalog!) with { ScoreOnly = scoreOnly };
+                m, server.Options) with { ScoreOnly = scoreOnly };
             return await Generate(ctx, server, m, plan, chat: false);
         })));
 
         app.MapPost("/v1/chat/completions", Handler(ctx => Guard(ctx, log, async () =>
         {
-            var m = Admit(server);
+            var models = Admit(server);
             var body = await ReadBody<ChatRequest>(ctx, server.Options.Limits);
+            var m = models.Route(body.Model);
             var messages = Messages(body.Messages, server.Options.Limits);
             if (body.TopLogprobs is < 0 or > TopLogProbs.MaxN)
                 throw new ApiException(400, $"top_logprobs must be between 0 and {TopLogProbs.MaxN}, got {body.TopLogprobs}", "top_logprobs", "out_of_range");
@@ -124,7 +125,7 @@ internal static class Endpoints
             }
             var plan = RequestPlanner.Plan(body, prompt, body.MaxCompletionTokens ?? body.MaxTokens,
                 body.MaxCompletionTokens is not null ? "max_completion_tokens" : "max_tokens", 128, body.Logprobs ?? false, body.TopLogprobs ?? 0, false,
-                m, server.Options, server.Catalog!);
+                m, server.Options);
             return await Generate(ctx, server, m, plan, chat: true);
         })));
 
@@ -164,8 +165,8 @@ internal static class Endpoints
                 var echoed = LogprobShapes.Echo(m.Model, plan.Prompt, (await promptScore).PromptLogProbs!, plan.TopLogprobs);
                 outputs = outputs.Select(o => o with { Logprobs = LogprobShapes.Concat(echoed, o.Logprobs) }).ToList();
             }
-            foreach (var s in samples) server.Metrics.Record(plan.Strategy, s);
-            if (samples.Count > 0) server.Metrics.TimeToFirstText.Observe(samples.Min(s => s.Timings.FirstAccepted.TotalSeconds));
+            foreach (var s in samples) server.Metrics.Record(m.Id, plan.Strategy, s);
+            if (samples.Count > 0) server.Metrics.TimeToFirstText.WithLabels(m.Id).Observe(samples.Min(s => s.Timings.FirstAccepted.TotalSeconds));
             server.Metrics.RequestDuration.WithLabels(route).Observe(clock.Elapsed.TotalSeconds);
             var usage = Usage(plan, samples);
             server.OnFinished(new FinishedRequest(route, "ok", 0, DateTime.UtcNow));
@@ -274,7 +275,7 @@ internal static class Endpoints
                     case SampleCompleted c when c.Result.Index < plan.Choices:
                         var s = c.Result;
                         samples.Add(s);
-                        server.Metrics.Record(plan.Strategy, s);
+                        server.Metrics.Record(m.Id, plan.Strategy, s);
                         string rest = streamed[s.Index] <= s.Text.Length ? s.Text[streamed[s.Index]..] : "";
                         var shaped = Shape(m, plan, s);
                         // The final frame of a streamed choice carries no per-token logprobs (its chunks did), only log p(y|x).
@@ -291,7 +292,7 @@ internal static class Endpoints
                     if (firstText)
                     {
                         firstText = false;
-                        server.Metrics.TimeToFirstText.Observe(clock.Elapsed.TotalSeconds);
+                        server.Metrics.TimeToFirstText.WithLabels(m.Id).Observe(clock.Elapsed.TotalSeconds);
                     }
                     frames++;
                     yield return frame;
@@ -589,10 +590,10 @@ internal static class Endpoints
 
     // ---- errors and admission ----
 
-    private static ServedModel Ready(TiltServer server) =>
-        server.Model ?? throw new ApiException(503, server.ModelReady.IsFaulted ? "the model failed to load" : "the model is still loading", null, "model_loading") { RetryAfterSeconds = 1 };
+    private static ServedModels Ready(TiltServer server) =>
+        server.Models ?? throw new ApiException(503, server.ModelReady.IsFaulted ? "a model failed to load" : "the models are still loading", null, "model_loading") { RetryAfterSeconds = 1 };
 
-    private static ServedModel Admit(TiltServer server)
+    private static ServedModels Admit(TiltServer server)
     {
         if (server.Draining) throw new ApiException(503, "the server is shutting down", null, "shutting_down") { RetryAfterSeconds = 1 };
         return Ready(server);
@@ -623,6 +624,7 @@ internal static class Endpoints
     private static ApiException ToApi(Exception e) => e switch
     {
         ApiException api => api,
+        EngineStoppingException => new ApiException(503, "the server is shutting down", null, "shutting_down") { RetryAfterSeconds = 1 },
         EngineBusyException busy => new ApiException(503, busy.Message, null, "engine_busy") { RetryAfterSeconds = 1 },
         OperationCanceledException => new ApiException(503, "the server is shutting down; the request was cancelled", null, "shutting_down") { RetryAfterSeconds = 1 },
         TiltException t => new ApiException(400, t.Message, null, "invalid_request"),
@@ -632,27 +634,9 @@ internal static class Endpoints
 
     private static IResult Error(ApiException e) => TypedResults.Json(e.ToBody(), ServerJson.Options, statusCode: e.Status);
 
-    private static readonly HashSet<string> Probes = ["/health", "/health/ready", "/health/live"];
+    private static readonly HashSet<string> ProbePaths = ["/health", "/health/ready", "/health/live"];
 
-    private static bool IsProbe(PathString path) => path.Value is { } p && Probes.Contains(p);
-
-    /// <summary>
-    /// 503 while loading, after a load failure (no detail: the probe needs no key, and the error names server-side paths),
-    /// while draining and while the queue is full; otherwise 200. The body carries the load a slot-aware balancer weighs.
-    /// </summary>
-    private static IResult Readiness(TiltServer server)
-    {
-        if (server.Draining) return TypedResults.Json(new HealthReport("draining"), ServerJson.Options, statusCode: 503);
-        if (server.ModelReady.IsFaulted) return TypedResults.Json(new HealthReport("failed"), ServerJson.Options, statusCode: 503);
-        if (server.Model is not { } m) return TypedResults.Json(new HealthReport("loading"), ServerJson.Options, statusCode: 503);
-        var s = m.Engine.Status;
-        int queueLimit = m.Engine.Options.MaxQueuedRequests;
-        // Full when a one-sequence request would be refused now: the waiting room is full, or (with no waiting room) every
-        // sequence is taken.
-        bool full = s.QueuedRequests >= queueLimit && (s.QueuedRequests > 0 || s.LiveSequences >= s.MaxSequences);
-        var report = new HealthReport(full ? "busy" : "ok", m.Id, s.QueuedRequests, queueLimit, s.RunningRequests, s.LiveSequences, s.MaxSequences);
-        return TypedResults.Json(report, ServerJson.Options, statusCode: full ? 503 : 200);
-    }
+    private static bool IsProbe(PathString path) => path.Value is { } p && ProbePaths.Contains(p);
 
     private static string Outcome(int status) => status switch
     {
@@ -667,7 +651,3 @@ internal static class Endpoints
         _ => "error",
     };
 }
-
-/// <summary>The health probes' body: the state, and once the model is loaded the engine's load (snake_case in JSON).</summary>
-internal sealed record HealthReport(string Status, string? Model = null, int? QueuedRequests = null, int? MaxQueuedRequests = null,
-    int? RunningRequests = null, int? LiveSequences = null, int? MaxSequences = null);
