@@ -119,13 +119,14 @@ internal sealed class TiltEngines : ITiltEngines, IHostedService, IAsyncDisposab
         }
     }
 
-    public async ValueTask DisposeAsync()
+    public ValueTask DisposeAsync()
     {
         if (_engines.IsValueCreated)
             foreach (var engine in Configured) engine.BeginStop();
-        await _stopLoading.CancelAsync().ConfigureAwait(false);
+        _stopLoading.Cancel();
         _onStopping.Dispose();
         Release();
+        return ValueTask.CompletedTask;
     }
 
     /// <summary>Stops admitting on every engine and drains them together; once (later calls return the same task).</summary>
@@ -139,10 +140,10 @@ internal sealed class TiltEngines : ITiltEngines, IHostedService, IAsyncDisposab
 
     private async Task DrainAsync()
     {
-        await _stopLoading.CancelAsync().ConfigureAwait(false);
         var drain = _options.Value.DrainTimeout;
-        // Every engine drains at the same time; the host's own shutdown timeout still bounds the whole stop.
-        await Task.WhenAll(Configured.Select(async engine =>
+        // Every engine stops admitting now (before the first await) and drains at the same time; the host's own shutdown
+        // timeout still bounds the whole stop.
+        var stops = Configured.Select(async engine =>
         {
             if (engine.BeginStop() is not { } decoding) return;
             var status = decoding.Status;
@@ -152,7 +153,9 @@ internal sealed class TiltEngines : ITiltEngines, IHostedService, IAsyncDisposab
             status = decoding.Status;
             _logger.LogInformation("Tilt model {Model}: stopped after {Iterations} iterations, {Tokens} tokens decoded",
                 engine.Name, status.Iterations, status.TokensDecoded);
-        })).ConfigureAwait(false);
+        }).ToList();
+        _stopLoading.Cancel();
+        await Task.WhenAll(stops).ConfigureAwait(false);
     }
 
     /// <summary>Loads the models one after another; the first failure ends loading and faults <see cref="WhenLoaded"/>.</summary>
