@@ -25,13 +25,12 @@ internal sealed class TiltEngines : ITiltEngines, IHostedService, IAsyncDisposab
     private readonly IOptions<TiltOptions> _options;
     private readonly ILogger<TiltEngines> _logger;
     private readonly IHostApplicationLifetime? _lifetime;
-    private readonly Lazy<Dictionary<string, TiltEngine>> _engines;
+    private readonly Lazy<ByName> _engines;
     private readonly List<(ILanguageModel Model, IStepKernels Kernels, DecodingEngine Engine)> _loaded = [];
     private readonly TaskCompletionSource _whenLoaded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stopLoading = new();
     private readonly Lock _gate = new();
     private CancellationTokenRegistration _onStopping;
-    private IReadOnlyList<TiltEngine> _configured = []; // in configuration order; set with _engines
     private Task? _drain;
     private bool _released;
 
@@ -44,23 +43,16 @@ internal sealed class TiltEngines : ITiltEngines, IHostedService, IAsyncDisposab
         // Aliases are keys too: a name routes to its model whichever of its names a caller uses (the validator keeps them unique).
         _engines = new(() =>
         {
-            var byName = new Dictionary<string, TiltEngine>(StringComparer.OrdinalIgnoreCase);
-            foreach (var (name, settings) in options.Value.Models) byName[name] = new TiltEngine(name, settings);
-            _configured = [.. byName.Values];
-            foreach (var engine in _configured)
-                foreach (string alias in engine.Aliases) byName.TryAdd(alias, engine);
-            return byName;
+            TiltEngine[] configured = [.. options.Value.Models.Select(m => new TiltEngine(m.Key, m.Value))];
+            var names = configured.ToDictionary(e => e.Name, StringComparer.OrdinalIgnoreCase);
+            foreach (var engine in configured)
+                foreach (string alias in engine.Aliases) names.TryAdd(alias, engine);
+            return new ByName(configured, names);
         });
     }
 
-    private IReadOnlyList<TiltEngine> Configured
-    {
-        get
-        {
-            _ = _engines.Value;
-            return _configured;
-        }
-    }
+    /// <summary>The engines in configuration order.</summary>
+    private IReadOnlyList<TiltEngine> Configured => _engines.Value.Configured;
 
     public IReadOnlyList<string> Names => [.. Configured.Select(e => e.Name)];
 
@@ -86,7 +78,7 @@ internal sealed class TiltEngines : ITiltEngines, IHostedService, IAsyncDisposab
     public bool TryGet(string name, [NotNullWhen(true)] out TiltEngine? engine)
     {
         ArgumentNullException.ThrowIfNull(name);
-        return _engines.Value.TryGetValue(name, out engine);
+        return _engines.Value.Names.TryGetValue(name, out engine);
     }
 
     public async Task StartAsync(CancellationToken cancellationToken)
@@ -249,4 +241,7 @@ internal sealed class TiltEngines : ITiltEngines, IHostedService, IAsyncDisposab
             model.Dispose();
         }
     }
+
+    /// <summary>The engines in configuration order, and every name and alias that leads to one.</summary>
+    private sealed record ByName(IReadOnlyList<TiltEngine> Configured, Dictionary<string, TiltEngine> Names);
 }

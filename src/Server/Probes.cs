@@ -23,7 +23,7 @@ internal static class Probes
         var each = models.All.Select(Of).ToList();
         // A replica stays in rotation while any model would admit a request: one busy model must not starve the others
         // (a request for it is refused with 503 engine_busy, which a balancer retries elsewhere).
-        string status = each.All(m => m.Status == "busy") ? "busy" : each.All(m => m.Status is "ok" or "busy") ? "ok" : each[0].Status;
+        string status = each.FirstOrDefault(m => m.Status is not ("ok" or "busy"))?.Status ?? (each.All(m => m.Status == "busy") ? "busy" : "ok");
         var report = new HealthReport(status, each.Count == 1 ? each[0].Model : null,
             each.Sum(m => m.QueuedRequests), each.Sum(m => m.MaxQueuedRequests), each.Sum(m => m.RunningRequests),
             each.Sum(m => m.LiveSequences), each.Sum(m => m.MaxSequences), each);

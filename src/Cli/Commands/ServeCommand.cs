@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Microsoft.Extensions.Logging;
 using Tilt.Engine.Models;
 using Tilt.Engine.Models.Gguf;
 using Tilt.Server;
@@ -67,7 +68,10 @@ internal static class ServeCommand
                     m.Threads = threads;
                     m.Backend = parse.GetValue(model.Backend);
                 });
-            });
+            },
+            // A model that cannot be loaded is this command's one "error:" line; the engines' own log of it would repeat it
+            // with a stack trace.
+            host => host.Logging.AddFilter("Tilt.Hosting.TiltEngines", LogLevel.Critical));
             await server.StartAsync(cancellationToken);
             foreach (var address in server.Addresses) await console.Out.WriteLineAsync($"listening on {address}");
             await console.Out.FlushAsync(cancellationToken);
