@@ -154,6 +154,8 @@ internal static class RequestPlanner
             Logprobs = logprobs,
             TopLogprobs = topLogprobs,
         };
+        // The request's compute budget: past it, the output in progress is returned (rewards included: scoring checks it too).
+        if (decoding is AlignOptions aligned) decoding = aligned with { Deadline = limits.MaxAlignmentTime };
         var request = new DecodingRequest
         {
             Prompt = prompt, PromptTokens = promptIds, Options = decoding, Reward = reward, Value = value, ForcedPrefix = r.Prefill,

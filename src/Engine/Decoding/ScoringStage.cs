@@ -16,14 +16,14 @@ namespace Tilt.Engine.Decoding;
 /// </summary>
 internal sealed class ScoringStage
 {
-    private readonly TaskScheduler _scheduler;
+    private readonly TaskScheduler? _scheduler; // null: jobs run inline, on the scheduler's thread
     private readonly Action _completed;
 
-    /// <param name="threads">Jobs that may run at once.</param>
+    /// <param name="threads">Jobs that may run at once; 0 runs each where it is started (the scheduler's thread).</param>
     /// <param name="completed">Called (on the job's thread) after each job ends, to wake the scheduler.</param>
     public ScoringStage(int threads, Action completed)
     {
-        _scheduler = new ConcurrentExclusiveSchedulerPair(TaskScheduler.Default, threads).ConcurrentScheduler;
+        _scheduler = threads == 0 ? null : new ConcurrentExclusiveSchedulerPair(TaskScheduler.Default, threads).ConcurrentScheduler;
         _completed = completed;
     }
 
@@ -38,6 +38,18 @@ internal sealed class ScoringStage
     public Task Start(Action work)
     {
         Interlocked.Increment(ref _started);
+        if (_scheduler is null)
+        {
+            try
+            {
+                work();
+                return Task.CompletedTask;
+            }
+            catch (Exception e)
+            {
+                return Task.FromException(e);
+            }
+        }
         var task = Task.Factory.StartNew(work, CancellationToken.None, TaskCreationOptions.DenyChildAttach, _scheduler);
         task.ContinueWith(static (_, state) => ((Action)state!)(), _completed, CancellationToken.None,
             TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
