@@ -34,7 +34,10 @@ public sealed class SlowRewardTests
     [Fact]
     public async Task Four_short_requests_keep_their_solo_latency_while_a_backtracking_reward_runs()
     {
-        await using var host = await Host.StartAsync(engine: new EngineOptions { MaxSequences = 80, MaxSequenceLength = 128 });
+        // The regex limit is raised so that a loaded machine cannot end the slow request early with a timeout: the test
+        // needs it running (for seconds per step) while the short ones are measured.
+        var options = new ServerOptions { Limits = new RequestLimits { RegexMatchTimeout = TimeSpan.FromSeconds(5) } };
+        await using var host = await Host.StartAsync(options: options, engine: new EngineOptions { MaxSequences = 80, MaxSequenceLength = 128 });
         await FourShort(host, 0); // warm-up: JIT, prompt cache
 
         // Solo: the four short requests with nothing else running; the median of three rounds of each request's latency.
@@ -57,16 +60,18 @@ public sealed class SlowRewardTests
         for (int round = 4; round <= 6; round++) shared.AddRange(await FourShort(host, round));
         bool stillRunning = !slow.IsCompleted;
         await stop.CancelAsync();
+        string ended = "";
         try
         {
-            await slow;
+            var response = await slow;
+            ended = $"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}";
         }
         catch (OperationCanceledException)
         {
             // The client gave up on it, as intended: the server cancels the request.
         }
 
-        Assert.True(stillRunning, "the slow request ended before the short ones: the test measured nothing");
+        Assert.True(stillRunning, $"the slow request ended before the short ones ({ended}): the test measured nothing");
         // 2x the solo median, with a 100 ms floor so that scheduling noise on a loaded 2-core runner cannot fail a 20 ms
         // request; the failure this guards against took 22.5 s.
         var soloMedian = Median(solo);

@@ -187,6 +187,7 @@ internal sealed class Scheduler : IDisposable
         _queue.Clear();
         _running.Clear();
         _kv.Dispose();
+        _scoring.Dispose();
         _idle.TrySetResult();
     }
 
