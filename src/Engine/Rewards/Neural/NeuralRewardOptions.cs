@@ -23,7 +23,7 @@ public sealed record NeuralRewardOptions
     public static NeuralRewardOptions Default { get; } = new();
 
     /// <summary>
-    /// The tokenizer file: a WordPiece <c>vocab.txt</c> or a <c>tokenizer.json</c> with a WordPiece or BPE model. Defaults
+    /// The tokenizer file: a WordPiece <c>vocab.txt</c> or a <c>tokenizer.json</c> with a WordPiece, BPE or Unigram model. Defaults
     /// to null: <c>tokenizer.json</c> beside the model when there is one, else <c>vocab.txt</c> beside it.
     /// </summary>
     public string? TokenizerPath { get; init; }

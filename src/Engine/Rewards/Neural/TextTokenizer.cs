@@ -59,7 +59,7 @@ internal abstract class TextTokenizer
 
     /// <summary>
     /// The tokenizer of <paramref name="path"/>: a WordPiece vocab.txt, or a Hugging Face tokenizer.json whose model is
-    /// WordPiece or BPE. Loaded on first use and shared; a file that fails to load is not cached.
+    /// WordPiece, BPE or Unigram (with its SentencePiece model file beside it). Loaded on first use and shared; a file that fails to load is not cached.
     /// </summary>
     /// <exception cref="TiltException">The file is missing, unreadable, or a tokenizer this engine does not support (named).</exception>
     public static TextTokenizer Load(string path)
@@ -142,9 +142,10 @@ internal abstract class TextTokenizer
             {
                 "WordPiece" => WordPieceTextTokenizer.FromTokenizerJson(path, root),
                 "BPE" => BpeTextTokenizer.FromTokenizerJson(path, root),
+                "Unigram" => UnigramTextTokenizer.FromTokenizerJson(path, root),
                 _ => throw new TiltException(
-                    $"{path}: tokenizer model type '{type}' is not supported (WordPiece, as in BERT, and BPE, as in RoBERTa or GPT-2; " +
-                    "Unigram/SentencePiece models such as DeBERTa-v3 cannot be read from tokenizer.json by Microsoft.ML.Tokenizers 2.0)"),
+                    $"{path}: tokenizer model type '{type}' is not supported (WordPiece, as in BERT; BPE, as in RoBERTa or GPT-2; " +
+                    "Unigram, as in DeBERTa-v3, with its SentencePiece model file beside it)"),
             };
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

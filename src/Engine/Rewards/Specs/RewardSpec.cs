@@ -65,7 +65,7 @@ public static partial class RewardSpec
                                   an LLM reward model: prompt and response in the backbone's chat template (or NAME,
                                   or none), head . final hidden state of the last token (tilt head import makes HEAD)
           OPTIONS of onnx: and similarity: are comma-separated: max-length=N (tokens, default 512; longer texts are
-                                  truncated), tokenizer=FILE (default tokenizer.json, WordPiece or BPE, else vocab.txt
+                                  truncated), tokenizer=FILE (default tokenizer.json: WordPiece, BPE or Unigram, else vocab.txt
                                   beside the model), device=cpu|cuda (default cpu), threads=N (ONNX Runtime intra-op
                                   threads; default its own), optimization=all|extended|basic|none (default all)
         Notes:
