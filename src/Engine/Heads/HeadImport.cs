@@ -4,7 +4,7 @@ using Tilt.Engine.Models.Gguf;
 
 namespace Tilt.Engine.Heads;
 
-/// <summary>What <see cref="HeadImport.FromSafetensors"/> reads: a score head of a Hugging Face model and its backbone.</summary>
+/// <summary>What <see cref="HeadImport.FromSafetensors(HeadImportOptions)"/> reads: a score head of a Hugging Face model and its backbone.</summary>
 public sealed record HeadImportOptions
 {
     /// <summary>The safetensors file holding the head (a whole checkpoint shard or a file with the head alone).</summary>
@@ -47,7 +47,18 @@ public static class HeadImport
         var gguf = GgufHeader.Read(backbone);
         int hidden = checked((int)(GgufHyperParameters.FromHeader(gguf).Embedding
                                    ?? throw new TiltException($"{backbone}: the GGUF file declares no embedding_length (the hidden size)")));
+        return FromSafetensors(options, hidden, GgufModel.Sha256Fingerprint(backbone));
+    }
 
+    /// <summary>
+    /// The head for a backbone whose hidden size and fingerprint are known (a loaded model's <c>ModelInfo</c>), so a
+    /// large GGUF file is not hashed a second time.
+    /// </summary>
+    public static HeadFile FromSafetensors(HeadImportOptions options, int hidden, string fingerprint)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(fingerprint);
+        string backbone = Path.GetFullPath(options.BackbonePath);
         var file = SafetensorsFile.Open(options.SafetensorsPath);
         var weight = file.Find(options.Tensor);
         (int labels, int width) = weight.Shape switch
@@ -61,7 +72,7 @@ public static class HeadImport
         if (labels < 1)
             throw new TiltException($"{file.Path}: tensor '{weight.Name}' has shape {weight.ShapeText}: no labels");
         int label = options.Label ?? (labels == 1 ? 0
-            : throw new TiltException($"{file.Path}: tensor '{weight.Name}' {weight.ShapeText} has {labels} labels; choose one with --label 0..{labels - 1}"));
+            : throw new TiltException($"{file.Path}: tensor '{weight.Name}' {weight.ShapeText} has {labels} labels; choose one with --label 0..{labels - 1} (label= in an rm: spec)"));
         if (label >= labels)
             throw new TiltException($"{file.Path}: --label {label} is outside tensor '{weight.Name}' {weight.ShapeText} (labels 0..{labels - 1})");
 
@@ -92,7 +103,7 @@ public static class HeadImport
         {
             Kind = HeadKind.Linear,
             Role = HeadRole.Reward,
-            ModelFingerprint = GgufModel.Sha256Fingerprint(backbone),
+            ModelFingerprint = fingerprint,
             HiddenSize = hidden,
             Feature = "last",
             Normalized = false,

@@ -111,6 +111,36 @@ public sealed class RewardModelRewardTests(RewardModelBackbones backbones, Share
         Assert.Contains("was trained on model", Assert.Throws<TiltException>(() => RewardSpec.Parse($"rm:{backbones.Chat},{backbones.PlainHead}")).Message);
     }
 
+    [Fact]
+    public void A_safetensors_head_named_directly_equals_its_imported_head_file()
+    {
+        string safetensors = Path.Combine(backbones.Folder, "score.safetensors");
+        var direct = Assert.IsType<RewardModelReward>(RewardSpec.Parse($"rm:{backbones.Plain},{safetensors},bias-tensor=score.bias"));
+        var imported = RewardSpec.Parse($"rm:{backbones.Plain},{backbones.PlainHead}");
+        var inputs = Inputs(Prompt, Responses);
+        double[] a = new double[inputs.Length], b = new double[inputs.Length];
+        direct.Score(inputs, a);
+        imported.Score(inputs, b);
+        Assert.Equal(b, a); // the same weights on the same hidden states
+        Assert.Equal($"rm:{backbones.Plain},{safetensors},tensor=score.weight,bias-tensor=score.bias", direct.Description);
+        Assert.Equal(direct.Description, RewardSpec.Parse(direct.Description).Description);
+
+        // Several labels: label=N picks one, and without it the error says how many there are.
+        string labels = Path.Combine(backbones.Folder, "labels.safetensors");
+        float[] w = Tilt.Tests.SafetensorsWriter.RandomValues(3 * RewardModelBackbones.Hidden, 31);
+        Tilt.Tests.SafetensorsWriter.Write(labels, new Tilt.Tests.SafetensorsWriter.Tensor("classifier.weight", "BF16", [3, RewardModelBackbones.Hidden], w));
+        Assert.Contains("has 3 labels", Assert.Throws<TiltException>(() => RewardSpec.Parse($"rm:{backbones.Plain},{labels},tensor=classifier.weight")).Message);
+        var second = RewardSpec.Parse($"rm:{backbones.Plain},{labels},tensor=classifier.weight,label=1");
+        Assert.EndsWith(",tensor=classifier.weight,label=1", second.Description);
+        Assert.NotEqual(second.Score(inputs[0]), RewardSpec.Parse($"rm:{backbones.Plain},{labels},tensor=classifier.weight,label=2").Score(inputs[0]));
+
+        var e = Assert.Throws<TiltException>(() => RewardSpec.Parse($"rm:{backbones.Narrow},{safetensors}"));
+        Assert.Contains($"size {RewardModelBackbones.Hidden}", e.Message);
+        Assert.Contains($"hidden size {RewardModelBackbones.OtherHidden}", e.Message);
+        Assert.Contains("bad option 'label=1'", Assert.Throws<TiltException>(() => RewardSpec.Parse($"rm:{backbones.Plain},{backbones.PlainHead},label=1")).Message);
+        Assert.Contains("'tensor' is given twice", Assert.Throws<TiltException>(() => RewardSpec.Parse($"rm:{backbones.Plain},{labels},tensor=a,tensor=b")).Message);
+    }
+
     [Theory]
     [InlineData("rm:a.gguf", "write rm:BACKBONE.gguf,HEAD[,template=NAME]")]
     [InlineData("rm:a.gguf,b.head,beta=1", "bad option 'beta=1'")]

@@ -63,7 +63,9 @@ public static partial class RewardSpec
                                   models (GGUF or tabular) that share a vocabulary; beta defaults to 0.1
           rm:BACKBONE.gguf,HEAD[,template=NAME]
                                   an LLM reward model: prompt and response in the backbone's chat template (or NAME,
-                                  or none), head . final hidden state of the last token (tilt head import makes HEAD)
+                                  or none), head . final hidden state of the last token (tilt head import makes HEAD);
+                                  HEAD may be a .safetensors file, with tensor=NAME (default score.weight),
+                                  bias-tensor=NAME and label=N
           OPTIONS of onnx: and similarity: are comma-separated: max-length=N (tokens, default 512; longer texts are
                                   truncated), tokenizer=FILE (default tokenizer.json: WordPiece, BPE or Unigram, else vocab.txt
                                   beside the model), device=cpu|cuda (default cpu), threads=N (ONNX Runtime intra-op
