@@ -10,11 +10,9 @@ namespace Tilt.Hosting;
 /// </summary>
 public sealed class TiltEngine
 {
-    private const int NotLoaded = 0, Loaded = 1, Stopped = 2;
-
     private DecodingEngine? _engine;
     private ILanguageModel? _model;
-    private int _state;
+    private int _state; // a TiltEngineState
 
     internal TiltEngine(string name, TiltModelOptions settings)
     {
@@ -28,8 +26,25 @@ public sealed class TiltEngine
     /// <summary>The settings it was loaded with.</summary>
     public TiltModelOptions Settings { get; }
 
+    /// <summary>Other names the model answers to in <see cref="ITiltEngines"/> (<see cref="TiltModelOptions.Aliases"/>).</summary>
+    public IReadOnlyList<string> Aliases => Settings.Aliases;
+
+    /// <summary>Where the engine is in its life: loading, loaded, failed to load, stopped.</summary>
+    public TiltEngineState State => (TiltEngineState)Volatile.Read(ref _state);
+
     /// <summary>True between a successful start and the start of stopping.</summary>
-    public bool IsLoaded => Volatile.Read(ref _state) == Loaded;
+    public bool IsLoaded => State == TiltEngineState.Loaded;
+
+    /// <summary>Why the model could not be loaded (a <see cref="Tilt.Engine.TiltException"/> naming the setting), or null.</summary>
+    public Exception? LoadError { get; private set; }
+
+    /// <summary>
+    /// True while the engine is loaded and a new one-sequence request would be refused with <see cref="EngineBusyException"/>:
+    /// the waiting room is full, or (with <see cref="TiltModelOptions.MaxQueuedRequests"/> 0) every sequence is taken. The
+    /// one rule behind the health check's Degraded and a server's "busy" readiness.
+    /// </summary>
+    public bool IsFull =>
+        IsLoaded && Status is { } s && s.QueuedRequests >= Settings.MaxQueuedRequests && (s.QueuedRequests > 0 || s.LiveSequences >= s.MaxSequences);
 
     /// <summary>The loaded model (vocabulary, special tokens, hidden size).</summary>
     /// <exception cref="InvalidOperationException">The host has not started the engine (or failed to).</exception>
@@ -72,23 +87,47 @@ public sealed class TiltEngine
     {
         _model = model;
         _engine = engine;
-        Volatile.Write(ref _state, Loaded);
+        // A stop that came first wins: the engine was released with the rest (TiltEngines.Release).
+        Interlocked.CompareExchange(ref _state, (int)TiltEngineState.Loaded, (int)TiltEngineState.Loading);
+    }
+
+    internal void Fail(Exception error)
+    {
+        LoadError = error;
+        Interlocked.CompareExchange(ref _state, (int)TiltEngineState.Failed, (int)TiltEngineState.Loading);
     }
 
     /// <summary>Marks the engine stopping (new requests get <see cref="EngineStoppingException"/>) and returns it, or null.</summary>
     internal DecodingEngine? BeginStop()
     {
-        Volatile.Write(ref _state, Stopped);
+        Volatile.Write(ref _state, (int)TiltEngineState.Stopped);
         return _engine;
     }
 
-    private DecodingEngine Running() => Volatile.Read(ref _state) switch
+    private DecodingEngine Running() => State switch
     {
-        Loaded => _engine!,
-        Stopped => throw new EngineStoppingException(),
+        TiltEngineState.Loaded => _engine!,
+        TiltEngineState.Stopped => throw new EngineStoppingException(),
         _ => throw NotStarted(),
     };
 
-    private InvalidOperationException NotStarted() =>
-        new($"the Tilt model '{Name}' is not loaded: the host has not started yet (or its start failed)");
+    private InvalidOperationException NotStarted() => State == TiltEngineState.Failed
+        ? new($"the Tilt model '{Name}' is not loaded: {LoadError?.Message}", LoadError)
+        : new($"the Tilt model '{Name}' is not loaded: the host has not started yet (or its start failed)");
+}
+
+/// <summary>Where a <see cref="TiltEngine"/> is in its life.</summary>
+public enum TiltEngineState
+{
+    /// <summary>Not loaded yet: the host has not started, or is loading it (<see cref="TiltOptions.LoadInBackground"/>).</summary>
+    Loading,
+
+    /// <summary>Loaded: requests are admitted.</summary>
+    Loaded,
+
+    /// <summary>The model could not be loaded (<see cref="TiltEngine.LoadError"/>); only a restart helps.</summary>
+    Failed,
+
+    /// <summary>The host is stopping or stopped: no new requests.</summary>
+    Stopped,
 }

@@ -35,6 +35,15 @@ public sealed class TiltOptions
     /// </summary>
     public string? NativeLibraryPath { get; set; }
 
+    /// <summary>
+    /// When true, the host's start does not wait for the models: they load one after another in the background while the
+    /// host runs (an HTTP server answers its probes meanwhile). Until a model is loaded its requests get
+    /// <see cref="InvalidOperationException"/> and health is Unhealthy; <see cref="ITiltEngines.WhenLoaded"/> completes
+    /// once every model is loaded, or faults with the first model that could not be. Defaults to false: the start waits,
+    /// and a model that cannot be loaded fails it.
+    /// </summary>
+    public bool LoadInBackground { get; set; }
+
     /// <summary>Adds (or replaces) a model named <paramref name="name"/> read from <paramref name="path"/>; returns its settings.</summary>
     public TiltModelOptions AddModel(string name, string path)
     {
@@ -48,8 +57,25 @@ public sealed class TiltOptions
 /// <summary>One model and the capacity of its engine (<see cref="EngineOptions"/>).</summary>
 public sealed class TiltModelOptions
 {
-    /// <summary>The GGUF file (or tabular model JSON) to load. Required; must exist when the host starts.</summary>
+    /// <summary>
+    /// The GGUF file (or tabular model JSON) to load. Required unless <see cref="ModelFactory"/> is set; must exist when
+    /// the host starts.
+    /// </summary>
     public string? Path { get; set; }
+
+    /// <summary>
+    /// Creates the model instead of loading <see cref="Path"/>: for a model your code builds (your own
+    /// <see cref="ILanguageModel"/>, a model loaded with other options). Called once, on the thread that loads, when the
+    /// host starts; the engine owns what it returns and disposes it when the host stops. Defaults to null (load Path).
+    /// </summary>
+    public Func<ILanguageModel>? ModelFactory { get; set; }
+
+    /// <summary>
+    /// Other names the model answers to in <see cref="ITiltEngines"/> (case-insensitive, like model names), e.g. the
+    /// names clients of an OpenAI-compatible server send. An alias may not be a model's name or another model's alias.
+    /// Defaults to none.
+    /// </summary>
+    public List<string> Aliases { get; } = [];
 
     /// <summary>Sequences the engine holds at once over all its requests (best-of-n with n = 8 takes 8). 1..256. Defaults to 64.</summary>
     public int MaxSequences { get; set; } = 64;

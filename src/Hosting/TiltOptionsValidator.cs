@@ -23,6 +23,7 @@ internal sealed class TiltOptionsValidator : IValidateOptions<TiltOptions>
         if (options.NativeLibraryPath is { } native && !File.Exists(native))
             failures.Add($"{root}:NativeLibraryPath: {Path.GetFullPath(native)} not found");
 
+        var aliasOwners = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         foreach ((string model, TiltModelOptions m) in options.Models)
         {
             string key = $"{root}:Models:{model}";
@@ -33,7 +34,11 @@ internal sealed class TiltOptionsValidator : IValidateOptions<TiltOptions>
                 continue;
             }
 
-            if (string.IsNullOrWhiteSpace(m.Path))
+            if (m.ModelFactory is not null)
+            {
+                // The factory builds the model; a Path beside it would be ignored, so it is not checked.
+            }
+            else if (string.IsNullOrWhiteSpace(m.Path))
                 failures.Add($"{key}:Path is required (a GGUF file or a tabular model JSON)");
             else if (!File.Exists(m.Path))
                 failures.Add($"{key}:Path: {Path.GetFullPath(m.Path)} not found");
@@ -45,9 +50,28 @@ internal sealed class TiltOptionsValidator : IValidateOptions<TiltOptions>
             if (m.GpuLayers < 0) failures.Add($"{key}:GpuLayers must be 0 or more, got {m.GpuLayers}");
             if (!Enum.IsDefined(m.KvCacheType)) failures.Add($"{key}:KvCacheType: unknown value {m.KvCacheType}");
             if (!Enum.IsDefined(m.Backend)) failures.Add($"{key}:Backend: unknown value {m.Backend}");
+            CheckAliases(failures, options, model, m, aliasOwners);
         }
 
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    /// <summary>
+    /// A name must lead to one model: an alias that is empty, is a model's name or is claimed twice would make routing by
+    /// name ambiguous.
+    /// </summary>
+    private static void CheckAliases(List<string> failures, TiltOptions options, string model, TiltModelOptions m, Dictionary<string, string> owners)
+    {
+        string key = $"{TiltOptions.SectionName}:Models:{model}:Aliases";
+        foreach (string? alias in m.Aliases)
+        {
+            if (string.IsNullOrWhiteSpace(alias))
+                failures.Add($"{key}: an alias is empty");
+            else if (options.Models.ContainsKey(alias))
+                failures.Add($"{key}: '{alias}' is already the name of a model");
+            else if (!owners.TryAdd(alias, model))
+                failures.Add($"{key}: '{alias}' is already an alias of '{owners[alias]}'");
+        }
     }
 
     private static void Range(List<string> failures, string key, int value, int min, int max)

@@ -195,7 +195,8 @@ public sealed record ChatTopLogprob(string Token, double Logprob, IReadOnlyList<
 
 public sealed record ModelList(string Object, IReadOnlyList<ModelCard> Data);
 
-public sealed record ModelCard(string Id, string Object, long Created, string OwnedBy, string Description);
+/// <summary>A model in <c>/v1/models</c>; <c>aliases</c> (ours) lists the other names requests may use for it.</summary>
+public sealed record ModelCard(string Id, string Object, long Created, string OwnedBy, string Description, IReadOnlyList<string>? Aliases = null);
 
 /// <summary>The server's JSON settings: snake_case, nulls left out unless a field says otherwise, NaN refused on input.</summary>
 internal static class ServerJson

@@ -34,11 +34,12 @@ internal sealed record RequestPlan(
 internal static class RequestPlanner
 {
     public static RequestPlan Plan(GenerationRequestBase r, string prompt, int? maxTokensField, string maxTokensName, int defaultMaxTokens,
-        bool logprobs, int topLogprobs, bool echo, ServedModel served, ServerOptions options, RewardCatalog catalog)
+        bool logprobs, int topLogprobs, bool echo, ServedModel served, ServerOptions options)
     {
         var limits = options.Limits;
-        if (r.Model is { } model && model != served.Id)
-            throw new ApiException(404, $"the model '{model}' does not exist; this server serves '{served.Id}'", "model", "model_not_found");
+        var catalog = served.Catalog;
+        // The engine's own settings: its context fixes the KV cache type and threads every request on it runs with.
+        var engine = served.Engine.Settings;
         if (prompt.Length > limits.MaxPromptChars)
             throw ApiException.BadField("prompt", $"the prompt is {prompt.Length} characters; the limit is {limits.MaxPromptChars}");
 
@@ -59,11 +60,11 @@ internal static class RequestPlanner
             throw ApiException.BadField("prefill", $"the prefill is {forced.Length} characters; the limit is {limits.MaxPromptChars}");
         int[] promptIds = served.Model.Tokenize(prompt); // once: the engine takes these (DecodingRequest.PromptTokens)
         int promptTokens = promptIds.Length + (string.IsNullOrEmpty(r.Prefill) ? 0 : served.Model.Tokenize(r.Prefill, addBos: false).Length);
-        int room = Math.Min(served.Model.Info.TrainedContextSize, served.Engine.Options.MaxSequenceLength - 1) - promptTokens;
+        int room = Math.Min(served.Model.Info.TrainedContextSize, engine.MaxSequenceLength - 1) - promptTokens;
         if (maxTokens > room)
             throw ApiException.BadField(maxTokensName,
                 $"the prompt is {promptTokens} tokens, so {maxTokensName} can be at most {Math.Max(0, room)} (context {served.Model.Info.TrainedContextSize} tokens, " +
-                $"{served.Engine.Options.MaxSequenceLength} per sequence); got {maxTokens}");
+                $"{engine.MaxSequenceLength} per sequence); got {maxTokens}");
 
         var sampling = new SamplingParameters((float)temperature, 0, (float)topP);
         DecodingOptions decoding;
@@ -97,13 +98,13 @@ internal static class RequestPlanner
             {
                 "bon" => new BestOfNOptions
                 {
-                    N = Bound("alignment.n", a.N ?? 4, 1, Math.Min(limits.MaxCandidates, served.Engine.Options.MaxSequences)),
+                    N = Bound("alignment.n", a.N ?? 4, 1, Math.Min(limits.MaxCandidates, engine.MaxSequences)),
                     ReturnCandidates = a.ReturnCandidates ?? false,
                     Samples = n,
                 },
                 "soft-bon" => new SoftBestOfNOptions
                 {
-                    N = Bound("alignment.n", a.N ?? 4, 1, Math.Min(limits.MaxCandidates, served.Engine.Options.MaxSequences)),
+                    N = Bound("alignment.n", a.N ?? 4, 1, Math.Min(limits.MaxCandidates, engine.MaxSequences)),
                     Lambda = a.Lambda is { } lambda && double.IsFinite(lambda) && lambda >= AlignOptions.MinBeta
                         ? lambda
                         : a.Lambda is null ? 1.0 : throw ApiException.BadField("alignment.lambda", $"alignment.lambda must be a finite number >= {AlignOptions.MinBeta:R}, got {a.Lambda:R}"),
@@ -112,7 +113,7 @@ internal static class RequestPlanner
                 },
                 "rejection" => new RejectionOptions
                 {
-                    N = Bound("alignment.n", a.N ?? 16, 1, Math.Min(limits.MaxCandidates, served.Engine.Options.MaxSequences)),
+                    N = Bound("alignment.n", a.N ?? 16, 1, Math.Min(limits.MaxCandidates, engine.MaxSequences)),
                     Alpha = a.Alpha is { } alpha && double.IsFinite(alpha) && alpha >= 0 && alpha < 1
                         ? alpha
                         : a.Alpha is null ? 0.5 : throw ApiException.BadField("alignment.alpha", $"alignment.alpha must be in [0, 1), got {a.Alpha}"),
@@ -122,13 +123,13 @@ internal static class RequestPlanner
                 },
                 "tokenwise" => new TokenwiseOptions
                 {
-                    Candidates = Bound("alignment.top_k", a.TopK ?? 16, 1, Math.Min(limits.MaxCandidates, served.Engine.Options.MaxSequences)),
+                    Candidates = Bound("alignment.top_k", a.TopK ?? 16, 1, Math.Min(limits.MaxCandidates, engine.MaxSequences)),
                     Beta = beta,
                     Samples = n,
                 },
                 _ => new BlockwiseOptions
                 {
-                    K = Bound("alignment.k", a.K ?? 8, 1, Math.Min(limits.MaxCandidates, served.Engine.Options.MaxSequences)),
+                    K = Bound("alignment.k", a.K ?? 8, 1, Math.Min(limits.MaxCandidates, engine.MaxSequences)),
                     BlockSize = Bound("alignment.block", a.Block ?? 8, 1, limits.MaxBlock),
                     Beta = beta,
                     Selection = a.Selection?.ToLowerInvariant() switch
@@ -147,12 +148,14 @@ internal static class RequestPlanner
             MaxTokens = maxTokens,
             Seed = seed,
             Sampling = sampling,
-            KvCacheType = options.KvCacheType,
-            Threads = options.Threads,
+            KvCacheType = engine.KvCacheType,
+            Threads = engine.Threads,
             Stop = StopFor(stops, r, served),
             Logprobs = logprobs,
             TopLogprobs = topLogprobs,
         };
+        // The request's compute budget: past it, the output in progress is returned (rewards included: scoring checks it too).
+        if (decoding is AlignOptions aligned) decoding = aligned with { Deadline = limits.MaxAlignmentTime };
         var request = new DecodingRequest
         {
             Prompt = prompt, PromptTokens = promptIds, Options = decoding, Reward = reward, Value = value, ForcedPrefix = r.Prefill,

@@ -1,37 +1,37 @@
-using Tilt.Engine.Decoding;
 using Tilt.Engine.Models;
-using Tilt.Kernels;
+using Tilt.Hosting;
 
 namespace Tilt.Server;
 
-/// <summary>The one model a server serves: the model (for tokenizing prompts and chat templates) and its decoding engine.</summary>
-public sealed class ServedModel : IAsyncDisposable
+/// <summary>
+/// One model as the server serves it: its engine (built and owned by Tilt.Hosting's <c>AddTilt</c>), the model itself
+/// (for tokenizing prompts and chat templates) and the reward catalog checked against it.
+/// </summary>
+public sealed class ServedModel
 {
-    private readonly IStepKernels _kernels;
-
-    /// <summary>Takes ownership of <paramref name="model"/> and <paramref name="kernels"/>; disposing this disposes them.</summary>
-    public ServedModel(ILanguageModel model, IStepKernels kernels, EngineOptions? options = null)
+    internal ServedModel(TiltEngine engine, RewardCatalog catalog, long created)
     {
-        Model = model ?? throw new ArgumentNullException(nameof(model));
-        _kernels = kernels ?? throw new ArgumentNullException(nameof(kernels));
-        Engine = new DecodingEngine(model, kernels, options);
-        Id = Path.GetFileNameWithoutExtension(model.Info.Path);
-        Created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        Engine = engine;
+        Catalog = catalog;
+        Created = created;
     }
 
-    public ILanguageModel Model { get; }
+    /// <summary>The model's id in the API: its configured name (<c>--model NAME=FILE</c>; a bare file: its name without extension).</summary>
+    public string Id => Engine.Name;
 
-    public DecodingEngine Engine { get; }
+    /// <summary>Other names requests may use for it (<c>--alias NAME=MODEL</c>).</summary>
+    public IReadOnlyList<string> Aliases => Engine.Aliases;
 
-    /// <summary>The model's id in the API (its file name without the extension, e.g. stories260K).</summary>
-    public string Id { get; }
+    /// <summary>The loaded model. Owned by the host.</summary>
+    public ILanguageModel Model => Engine.LanguageModel;
 
+    /// <summary>The model's engine; requests on it share its batches.</summary>
+    public TiltEngine Engine { get; }
+
+    /// <summary>When the server made the model available (Unix seconds; the card's <c>created</c>).</summary>
     public long Created { get; }
 
-    public async ValueTask DisposeAsync()
-    {
-        await Engine.DisposeAsync().ConfigureAwait(false);
-        _kernels.Dispose();
-        Model.Dispose();
-    }
+    internal RewardCatalog Catalog { get; }
+
+    internal ModelCard Card() => new(Id, "model", Created, "tilt", Model.Info.Description, Aliases.Count > 0 ? Aliases : null);
 }

@@ -1,9 +1,11 @@
-using Tilt.Engine.Models;
 using Tilt.Engine.Requests;
 
 namespace Tilt.Server;
 
-/// <summary>How <c>tilt serve</c> listens, whom it admits and what it lets requests ask for.</summary>
+/// <summary>
+/// How <c>tilt serve</c> listens, whom it admits and what it lets requests ask for. What concerns the models and their
+/// engines (files, capacity, KV cache, threads, the drain on shutdown) is Tilt.Hosting's <c>TiltOptions</c>.
+/// </summary>
 public sealed record ServerOptions
 {
     /// <summary>Address to bind. Defaults to loopback (127.0.0.1): exposing the server is an explicit choice.</summary>
@@ -36,17 +38,8 @@ public sealed record ServerOptions
     /// </summary>
     public string? AllowFilesDirectory { get; init; }
 
-    /// <summary>How long in-flight requests may run after a shutdown signal before they are cancelled. Defaults to 10 s.</summary>
-    public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(10);
-
     /// <summary>What one request may ask for.</summary>
     public RequestLimits Limits { get; init; } = new();
-
-    /// <summary>KV cache type of every request (F32 makes outputs independent of what else is in the batch). Defaults to F16.</summary>
-    public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
-
-    /// <summary>CPU threads for llama.cpp; null lets it choose.</summary>
-    public int? Threads { get; init; }
 }
 
 /// <summary>Bounds on what one request may ask for; a value outside them is a 400 naming the field and the limit.</summary>
@@ -81,6 +74,21 @@ public sealed record RequestLimits
 
     /// <summary>Longest reward spec in a request. Defaults to 512 characters.</summary>
     public int MaxRewardSpecChars { get; init; } = 512;
+
+    /// <summary>
+    /// The compute budget of one aligned request: wall time from its arrival, decoding and reward scoring together. When it
+    /// passes, the output in progress is returned as it stands (finish_reason "length") and no further choice is started, so
+    /// no request's rewards or candidates can hold the server's capacity longer than this. Rewards are scored beside the
+    /// decode loop (docs/architecture.md, "Scoring stage"), so a slow reward costs its own request this budget, not the
+    /// others their latency. 1 s..1 h; defaults to 120 s.
+    /// </summary>
+    public TimeSpan MaxAlignmentTime
+    {
+        get;
+        init => field = value >= TimeSpan.FromSeconds(1) && value <= TimeSpan.FromHours(1)
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(MaxAlignmentTime), value, $"the alignment time budget must be between 1 s and 1 h, got {value}");
+    } = TimeSpan.FromSeconds(120);
 
     /// <summary>How long one regex count of a request's reward may run per candidate. Defaults to 100 ms.</summary>
     public TimeSpan RegexMatchTimeout { get; init; } = TimeSpan.FromMilliseconds(100);

@@ -14,25 +14,25 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Prometheus;
 using Tilt.Engine;
+using Microsoft.Extensions.Options;
 using Tilt.Engine.IO;
+using Tilt.Hosting;
 
 namespace Tilt.Server;
 
 /// <summary>
-/// The OpenAI-compatible HTTP server: Kestrel (or a test host), minimal APIs, one <see cref="ServedModel"/>. It listens
-/// at once and loads the model in the background; /health answers 200 only once the model is loaded.
+/// The OpenAI-compatible HTTP server: Kestrel (or a test host), minimal APIs, and the models of Tilt.Hosting's
+/// <c>AddTilt</c> (one engine per model, its options validated once, loaded in the background). It listens at once;
+/// /health answers 200 only once every model is loaded. Requests choose a model by their <c>model</c> field
+/// (<see cref="ServedModels"/>).
 /// </summary>
 public sealed class TiltServer : IAsyncDisposable
 {
     private readonly ServerOptions _options;
-    private readonly Func<CancellationToken, Task<ServedModel>> _load;
-    private readonly TaskCompletionSource<ServedModel> _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly CancellationTokenSource _loadCancel = new();
+    private readonly TaskCompletionSource<ServedModels> _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly FileSandbox _sandbox;
-    private ServedModel? _model;
-    private RewardCatalog? _catalog;
+    private ServedModels? _models;
     private volatile bool _draining;
-    private Task? _drain;
     private int _disposed;
 
     /// <summary>
@@ -41,12 +41,11 @@ public sealed class TiltServer : IAsyncDisposable
     /// </summary>
     internal static readonly TimeSpan ShutdownMargin = TimeSpan.FromSeconds(5);
 
-    private TiltServer(ServerOptions options, Func<CancellationToken, Task<ServedModel>> load, Action<WebApplicationBuilder>? configure)
+    private TiltServer(ServerOptions options, Action<TiltOptions> models, Action<WebApplicationBuilder>? configure)
     {
         _options = options;
-        _load = load;
         _sandbox = new FileSandbox(options.AllowFilesDirectory);
-        // Read after the model loads; a path that cannot be a catalog at all is refused before the server listens.
+        // Read after the models load; a path that cannot be a catalog at all is refused before the server listens.
         if (options.RewardsFile is { } rewards)
         {
             try
@@ -58,11 +57,18 @@ public sealed class TiltServer : IAsyncDisposable
                 throw new TiltException($"--rewards {rewards}: {e.Message}", e);
             }
         }
-        Metrics = new ServerMetrics(() => _model);
+        Metrics = new ServerMetrics(() => _models);
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "tilt", ContentRootPath = AppContext.BaseDirectory });
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
-        builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = options.DrainTimeout + ShutdownMargin);
+        // The engines: loaded while the server already answers probes; they start draining when the host starts stopping
+        // (before Kestrel closes), so Kestrel's wait for in-flight requests is bounded by the drain.
+        builder.Services.AddTilt(o =>
+        {
+            models(o);
+            o.LoadInBackground = true;
+        });
+        builder.Services.AddOptions<HostOptions>().Configure<IOptions<TiltOptions>>((h, tilt) => h.ShutdownTimeout = tilt.Value.DrainTimeout + ShutdownMargin);
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.Limits.MaxRequestBodySize = options.Limits.MaxBodyBytes;
@@ -72,39 +78,43 @@ public sealed class TiltServer : IAsyncDisposable
             else if (IPAddress.TryParse(options.Host, out var address)) k.Listen(address, options.Port);
             else throw new TiltException($"--host must be an IP address or localhost, got '{options.Host}'");
         });
-        // Makes the host's stop wait for the drain (started by ApplicationStopping) to end.
-        builder.Services.AddHostedService(_ => new DrainOnStop(this));
         configure?.Invoke(builder);
-        App = builder.Build();
-        // ApplicationStopping comes before Kestrel closes its listeners: from here new requests get 503, and the drain
-        // deadline starts, after which in-flight requests are cancelled (Kestrel waits for them to end).
-        App.Lifetime.ApplicationStopping.Register(() => Drain());
+        App = Build(builder);
+        Engines = App.Services.GetRequiredService<ITiltEngines>();
+        // ApplicationStopping comes before Kestrel closes its listeners: from here new requests get 503 (and the engines'
+        // drain deadline starts, after which in-flight requests are cancelled; Kestrel waits for them to end).
+        App.Lifetime.ApplicationStopping.Register(() => _draining = true);
         Endpoints.Map(App, this);
     }
 
-    /// <summary>Creates a server; <paramref name="loadModel"/> runs in the background after <see cref="StartAsync"/>.</summary>
+    /// <summary>
+    /// Creates a server over the models <paramref name="models"/> configures (<c>options.AddModel(name, path)</c>, capacity,
+    /// KV cache, threads, aliases, drain timeout); they load in the background after <see cref="StartAsync"/>.
+    /// </summary>
     /// <param name="configure">Changes to the host before it is built (tests use a TestServer).</param>
-    public static TiltServer Create(ServerOptions options, Func<CancellationToken, Task<ServedModel>> loadModel, Action<WebApplicationBuilder>? configure = null)
+    /// <exception cref="TiltException">A setting is invalid (every failure, named by its <c>Tilt:...</c> key), or the host or rewards path is.</exception>
+    public static TiltServer Create(ServerOptions options, Action<TiltOptions> models, Action<WebApplicationBuilder>? configure = null)
     {
         ArgumentNullException.ThrowIfNull(options);
-        ArgumentNullException.ThrowIfNull(loadModel);
-        return new TiltServer(options, loadModel, configure);
+        ArgumentNullException.ThrowIfNull(models);
+        return new TiltServer(options, models, configure);
     }
 
     public WebApplication App { get; }
+
+    /// <summary>The engines, from Tilt.Hosting (loaded or not).</summary>
+    public ITiltEngines Engines { get; }
 
     internal ServerOptions Options => _options;
     internal ServerMetrics Metrics { get; }
     internal FileSandbox Sandbox => _sandbox;
     internal bool Draining => _draining;
 
-    /// <summary>Completes with the model once it is loaded; faults when loading failed.</summary>
-    public Task<ServedModel> ModelReady => _ready.Task;
+    /// <summary>Completes with the models once all are loaded and their reward catalogs read; faults when one failed.</summary>
+    public Task<ServedModels> ModelReady => _ready.Task;
 
-    /// <summary>The loaded model, or null while it loads.</summary>
-    public ServedModel? Model => _model;
-
-    internal RewardCatalog? Catalog => _catalog;
+    /// <summary>The served models, or null while they load.</summary>
+    public ServedModels? Models => _models;
 
     /// <summary>Called when a generation request ends (tests observe cancellation and shutdown through it).</summary>
     internal event Action<FinishedRequest>? RequestFinished;
@@ -113,13 +123,17 @@ public sealed class TiltServer : IAsyncDisposable
     public IReadOnlyList<string> Addresses =>
         App.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.ToList() ?? [];
 
-    /// <summary>Starts listening, then loads the model in the background.</summary>
-    /// <exception cref="TiltException">The address cannot be bound (in use, not this machine's, not permitted).</exception>
+    /// <summary>Starts listening, then loads the models in the background.</summary>
+    /// <exception cref="TiltException">The address cannot be bound (in use, not this machine's, not permitted), or a setting is invalid.</exception>
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
         try
         {
             await App.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OptionsValidationException e)
+        {
+            throw SettingsError(e);
         }
         catch (Exception e) when (e is IOException or SocketException or UnauthorizedAccessException)
         {
@@ -128,17 +142,22 @@ public sealed class TiltServer : IAsyncDisposable
             string why = (e.InnerException is SocketException inner ? inner.Message : e.Message).ReplaceLineEndings(" ");
             throw new TiltException($"cannot listen on {_options.Host}:{_options.Port}: {why}", e);
         }
-        _ = Task.Run(LoadAsync, CancellationToken.None);
+        _ = Task.Run(ServeWhenLoadedAsync, CancellationToken.None);
     }
 
-    private async Task LoadAsync()
+    private async Task ServeWhenLoadedAsync()
     {
         try
         {
-            var model = await _load(_loadCancel.Token).ConfigureAwait(false);
-            _catalog = new RewardCatalog(_options.RewardsFile, _sandbox, _options.Limits, model.Model.Info);
-            _model = model;
-            _ready.TrySetResult(model);
+            await Engines.WhenLoaded.ConfigureAwait(false);
+            long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+            // One catalog per model: the same file, with its heads checked against (and bound to) each model.
+            var served = Engines.Names.Select(name => Engines[name])
+                .Select(e => new ServedModel(e, new RewardCatalog(_options.RewardsFile, _sandbox, _options.Limits, e.Model), created))
+                .ToList();
+            var models = new ServedModels(Engines, served);
+            _models = models;
+            _ready.TrySetResult(models);
         }
         catch (Exception e)
         {
@@ -146,7 +165,7 @@ public sealed class TiltServer : IAsyncDisposable
         }
     }
 
-    /// <summary>Stops admitting, drains in-flight requests within <see cref="ServerOptions.DrainTimeout"/>, then stops.</summary>
+    /// <summary>Stops admitting, drains in-flight requests within the drain timeout (<c>TiltOptions.DrainTimeout</c>), then stops.</summary>
     public Task StopAsync(CancellationToken cancellationToken = default) => App.StopAsync(cancellationToken);
 
     /// <summary>Runs until the host is told to stop (SIGTERM, Ctrl+C, <paramref name="cancellationToken"/>).</summary>
@@ -154,34 +173,30 @@ public sealed class TiltServer : IAsyncDisposable
 
     internal void OnFinished(FinishedRequest record) => RequestFinished?.Invoke(record);
 
-    /// <summary>Starts draining once; later calls return the same task.</summary>
-    internal Task Drain()
-    {
-        lock (_ready)
-        {
-            _draining = true;
-            return _drain ??= Task.Run(async () =>
-            {
-                await _loadCancel.CancelAsync().ConfigureAwait(false);
-                if (_model is { } m) await m.Engine.StopAsync(_options.DrainTimeout).ConfigureAwait(false);
-            });
-        }
-    }
-
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        // The host's services include the engines: disposing it stops and releases them.
         await App.DisposeAsync().ConfigureAwait(false);
-        _loadCancel.Cancel();
-        if (_ready.Task.IsCompletedSuccessfully) await _ready.Task.Result.DisposeAsync().ConfigureAwait(false);
-        _loadCancel.Dispose();
     }
 
-    private sealed class DrainOnStop(TiltServer server) : IHostedService
+    /// <summary>
+    /// Builds the host, which reads the model settings (for its shutdown timeout) and so validates them: their failures
+    /// become one user error naming every setting.
+    /// </summary>
+    private static WebApplication Build(WebApplicationBuilder builder)
     {
-        public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-        public Task StopAsync(CancellationToken cancellationToken) => server.Drain();
+        try
+        {
+            return builder.Build();
+        }
+        catch (OptionsValidationException e)
+        {
+            throw SettingsError(e);
+        }
     }
+
+    private static TiltException SettingsError(OptionsValidationException e) => new(string.Join("; ", e.Failures), e);
 }
 
 /// <summary>How a generation request ended: its outcome label, the SSE data frames sent, and when it finished.</summary>

@@ -159,7 +159,8 @@ public sealed class DeployManifestTests
         using var request = new HttpRequestMessage(HttpMethod.Get, "/metrics");
         request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", "k8s-probe-test");
         using var metrics = await host.Client.SendAsync(request);
-        Assert.Contains($"\n{Str(hpaMetric, "name")} ", await metrics.Content.ReadAsStringAsync());
+        // A series of the metric, per model (labelled) as the server exports every engine gauge.
+        Assert.Matches($"\n{Str(hpaMetric, "name")}\\{{model=\"[^\"]+\"\\}} ", await metrics.Content.ReadAsStringAsync());
     }
 
     [Fact]

@@ -1,5 +1,7 @@
 using System.Text.Json;
 using Tilt.Engine.Decoding;
+using Tilt.Engine.Models.Loading;
+using Tilt.Tests;
 
 namespace Tilt.Server.Tests;
 
@@ -77,7 +79,12 @@ public sealed class ErrorTests
     [InlineData(Transport.InProcess)]
     public async Task Unknown_model_and_route_are_404_and_a_large_body_is_413(Transport transport)
     {
-        await using var host = await Host.StartAsync(transport, new ServerOptions { Limits = new RequestLimits { MaxBodyBytes = 4096 } });
+        // Two models: a server with one answers whatever model a request names (MultiModelTests).
+        await using var host = await Host.StartAsync(transport, new ServerOptions { Limits = new RequestLimits { MaxBodyBytes = 4096 } }, models: o =>
+        {
+            Host.Configure(o.AddModel("stories260K", TestPaths.DefaultModel));
+            Host.Configure(o.AddModel("tales", TestPaths.DefaultModel));
+        });
         using (var r = await host.PostAsync("/v1/completions", """{"model": "gpt-5", "prompt": "x"}"""))
             Assert.Equal("model_not_found", (await ExpectError(r, 404, "model")).GetProperty("code").GetString());
         using (var r = await host.Client.GetAsync("/v1/nothing"))
@@ -118,10 +125,11 @@ public sealed class ErrorTests
     public async Task Health_is_503_until_the_model_is_loaded_and_requests_wait_with_503()
     {
         var gate = new TaskCompletionSource();
-        await using var host = await Host.StartAsync(Transport.Loopback, load: async _ =>
+        // The model loads only once the gate opens (on the host's loading thread, so blocking it there is what a slow load does).
+        await using var host = await Host.StartAsync(Transport.Loopback, models: o => Host.Configure(o.AddModel("stories260K", TestPaths.DefaultModel)).ModelFactory = () =>
         {
-            await gate.Task;
-            return Host.LoadModel();
+            gate.Task.Wait();
+            return LanguageModel.Load(TestPaths.DefaultModel);
         }, waitForModel: false);
         foreach (var path in new[] { "/health", "/health/ready" })
         {

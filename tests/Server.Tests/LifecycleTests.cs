@@ -41,7 +41,7 @@ public sealed class LifecycleTests
     [Fact]
     public async Task Shutdown_lets_in_flight_requests_finish_and_refuses_new_ones()
     {
-        await using var host = await Host.StartAsync(options: new ServerOptions { DrainTimeout = TimeSpan.FromSeconds(60) });
+        await using var host = await Host.StartAsync(drain: TimeSpan.FromSeconds(60));
         var response = await host.PostAsync("/v1/completions",
             """{"prompt": "Once upon a time", "max_tokens": 200, "seed": 1, "stream": true, "alignment": {"strategy": "blockwise", "k": 16, "block": 8}}""");
         var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
@@ -76,7 +76,7 @@ public sealed class LifecycleTests
     [Fact]
     public async Task Shutdown_cancels_what_outlives_the_drain_deadline()
     {
-        await using var host = await Host.StartAsync(options: new ServerOptions { DrainTimeout = TimeSpan.FromMilliseconds(300) });
+        await using var host = await Host.StartAsync(drain: TimeSpan.FromMilliseconds(300));
         var finished = new TaskCompletionSource<FinishedRequest>(TaskCreationOptions.RunContinuationsAsynchronously);
         host.Server.RequestFinished += r => finished.TrySetResult(r);
         var response = await host.PostAsync("/v1/completions", LongStream);
@@ -131,15 +131,15 @@ public sealed class LifecycleTests
         string text = await r.Content.ReadAsStringAsync();
         Assert.Contains("tilt_requests_total{route=\"/v1/completions\",outcome=\"ok\"} 2", text);
         Assert.Contains("tilt_requests_total{route=\"/v1/completions\",outcome=\"bad_request\"} 1", text);
-        Assert.Contains("tilt_queue_depth 0", text);
+        Assert.Contains("tilt_queue_depth{model=\"stories260K\"} 0", text);
         Assert.Contains("tilt_live_sequences", text);
-        Assert.Contains("tilt_reward_count{strategy=\"bon\"} 1", text);
-        Assert.Contains("tilt_kl_count{strategy=\"bon\"} 1", text);
-        Assert.Contains("tilt_step_latency_seconds_count 2", text);
+        Assert.Contains("tilt_reward_count{model=\"stories260K\",strategy=\"bon\"} 1", text);
+        Assert.Contains("tilt_kl_count{model=\"stories260K\",strategy=\"bon\"} 1", text);
+        Assert.Contains("tilt_step_latency_seconds_count{model=\"stories260K\"} 2", text);
         double Value(string name) => double.Parse(text.Split('\n').Single(l => l.StartsWith(name + " ", StringComparison.Ordinal)).Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
-        Assert.True(Value("tilt_tokens_generated_total{strategy=\"bon\"}") >= 1);
+        Assert.True(Value("tilt_tokens_generated_total{model=\"stories260K\",strategy=\"bon\"}") >= 1);
         // Best-of-4 decodes four candidates and returns one: three quarters of its tokens are spent on rejected ones (up to stop tokens).
-        Assert.True(Value("tilt_tokens_rejected_total{strategy=\"bon\"}") >= Value("tilt_tokens_generated_total{strategy=\"bon\"}"));
-        Assert.Equal(0, Value("tilt_tokens_rejected_total{strategy=\"generate\"}"));
+        Assert.True(Value("tilt_tokens_rejected_total{model=\"stories260K\",strategy=\"bon\"}") >= Value("tilt_tokens_generated_total{model=\"stories260K\",strategy=\"bon\"}"));
+        Assert.Equal(0, Value("tilt_tokens_rejected_total{model=\"stories260K\",strategy=\"generate\"}"));
     }
 }

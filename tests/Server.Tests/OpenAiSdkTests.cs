@@ -6,14 +6,21 @@ using OpenAI.Chat;
 
 namespace Tilt.Server.Tests;
 
-/// <summary>One server on stories260K for the SDK tests (loading is the slow part).</summary>
+/// <summary>
+/// One server for the SDK tests (loading is the slow part): stories260K, and the same file as a second model, so that a
+/// name the server does not serve is a 404 (a one-model server answers any name).
+/// </summary>
 public sealed class SdkServerFixture : IAsyncLifetime
 {
     internal Host Host { get; private set; } = null!;
 
     public OpenAIClientOptions Options => new() { Endpoint = new Uri(Host.Server.Addresses.Single() + "/v1"), NetworkTimeout = TimeSpan.FromSeconds(60) };
 
-    public async Task InitializeAsync() => Host = await Host.StartAsync();
+    public async Task InitializeAsync() => Host = await Host.StartAsync(models: o =>
+    {
+        Host.Configure(o.AddModel("stories260K", Tilt.Tests.TestPaths.DefaultModel));
+        Host.Configure(o.AddModel("stories260K-copy", Tilt.Tests.TestPaths.DefaultModel));
+    });
 
     public async Task DisposeAsync() => await Host.DisposeAsync();
 }

@@ -5,8 +5,8 @@ using Microsoft.AspNetCore.TestHost;
 using Tilt.Engine.Decoding;
 using Tilt.Engine.Models;
 using Tilt.Kernels;
+using Tilt.Hosting;
 using Tilt.Tests;
-using Tilt.Engine.Models.Loading;
 
 namespace Tilt.Server.Tests;
 
@@ -28,17 +28,38 @@ internal sealed class Host : IAsyncDisposable
 
     public TiltServer Server { get; }
     public HttpClient Client { get; }
-    public ServedModel Model => Server.Model!;
 
-    public static ServedModel LoadModel(string? path = null, EngineOptions? engine = null) =>
-        new(LanguageModel.Load(path ?? TestPaths.DefaultModel), StepKernels.Create(KernelBackend.Cpu), engine ?? new EngineOptions { KvCacheType = KvCacheType.F32 });
+    /// <summary>The one model a single-model host serves.</summary>
+    public ServedModel Model => Server.Models!.All.Single();
 
+    /// <summary>Settings of the engine a test host serves the model with: F32 KV (outputs independent of the batch), CPU kernels.</summary>
+    public static TiltModelOptions Configure(TiltModelOptions model, EngineOptions? engine = null)
+    {
+        engine ??= new EngineOptions();
+        model.MaxSequences = engine.MaxSequences;
+        model.MaxQueuedRequests = engine.MaxQueuedRequests;
+        model.MaxSequenceLength = engine.MaxSequenceLength;
+        model.KvCacheType = KvCacheType.F32;
+        model.Backend = KernelBackend.Cpu;
+        return model;
+    }
+
+    /// <summary>
+    /// Starts a server on the models <paramref name="models"/> configures; without it, the one model at
+    /// <paramref name="modelPath"/> (default stories260K) under its file name, with <paramref name="engine"/>'s capacity.
+    /// </summary>
     public static async Task<Host> StartAsync(Transport transport = Transport.Loopback, ServerOptions? options = null, EngineOptions? engine = null,
-        Func<CancellationToken, Task<ServedModel>>? load = null, bool waitForModel = true, string? modelPath = null)
+        Action<TiltOptions>? models = null, bool waitForModel = true, string? modelPath = null, TimeSpan? drain = null)
     {
         options ??= new ServerOptions();
-        options = options with { Port = 0, KvCacheType = KvCacheType.F32 };
-        var server = TiltServer.Create(options, load ?? (_ => Task.Run(() => LoadModel(modelPath, engine))),
+        options = options with { Port = 0 };
+        string path = modelPath ?? TestPaths.DefaultModel;
+        models ??= o => Configure(o.AddModel(Path.GetFileNameWithoutExtension(path), path), engine);
+        var server = TiltServer.Create(options, o =>
+            {
+                models(o);
+                if (drain is { } d) o.DrainTimeout = d;
+            },
             transport == Transport.InProcess ? b => b.WebHost.UseTestServer() : null);
         await server.StartAsync();
         HttpClient client;

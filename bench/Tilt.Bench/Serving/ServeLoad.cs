@@ -53,9 +53,9 @@ internal static class ServeLoad
                 (seed, max) => new BlockwiseOptions { K = 4, BlockSize = 8, MaxTokens = max, Seed = (ulong)seed }),
         };
         await using var server = TiltServer.Create(new ServerOptions { Port = 0 },
-            _ => Task.FromResult(new ServedModel(LanguageModel.Load(modelPath), StepKernels.Create(KernelBackend.Cpu), new EngineOptions())));
+            o => o.AddModel(Path.GetFileNameWithoutExtension(modelPath), modelPath).Backend = KernelBackend.Cpu);
         await server.StartAsync();
-        var served = await server.ModelReady;
+        var served = (await server.ModelReady).All[0];
         string address = server.Addresses.Single();
         using var http = new HttpClient { BaseAddress = new Uri(address), Timeout = TimeSpan.FromMinutes(5) };
         http.DefaultRequestHeaders.ConnectionClose = false;

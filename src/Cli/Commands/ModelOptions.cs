@@ -36,9 +36,10 @@ internal sealed class ModelOptions
         Description = "Print llama.cpp warnings and the backend choice to stderr.",
     };
 
-    public void AddTo(Command command)
+    /// <summary>Adds the options to <paramref name="command"/>; <paramref name="model"/> false leaves --model to the command (serve's is repeatable).</summary>
+    public void AddTo(Command command, bool model = true)
     {
-        command.Options.Add(Model);
+        if (model) command.Options.Add(Model);
         command.Options.Add(NativeLibrary);
         command.Options.Add(Backend);
         command.Options.Add(Threads);

@@ -87,14 +87,15 @@ internal sealed class BestOfNRun : RequestRun
         }
         if (!rollout.IsFinished) return;
 
-        deadline = FinishSample(rollout, context.Info.HiddenSize, deadline);
-        _sample++;
-        if (deadline || _sample == _options.Samples || PastDeadline) IsDone = true;
-        else _needPrompt = true;
+        // The candidates' KV is no longer needed: the last output gives its sequences back while its rewards are scored.
+        bool last = deadline || _sample + 1 == _options.Samples || PastDeadline;
+        if (last)
+            foreach (int s in Sequences) Release(s);
+        FinishSample(context, rollout, context.Info.HiddenSize, deadline);
     }
 
-    /// <summary>Scores, picks and emits the output; true when the deadline cut it (scoring included).</summary>
-    private bool FinishSample(Rollout rollout, int d, bool deadline)
+    /// <summary>Scores the candidates beside the scheduler; then picks and emits the output and starts the next or ends.</summary>
+    private void FinishSample(StepContext context, Rollout rollout, int d, bool deadline)
     {
         int n = _n;
         var inputs = new RewardInput[n];
@@ -110,8 +111,22 @@ internal sealed class BestOfNRun : RequestRun
             };
         }
         var rewards = new double[n];
+        var budget = ScoringBudget.Until(_options.Deadline, Clock, Cancellation);
+        int scored = 0;
+        ScoreAside(context, () => scored = _reward.ScoreWithin(inputs, rewards, budget), _ =>
+        {
+            bool cut = Pick(rollout, inputs, rewards, scored, deadline);
+            _sample++;
+            if (cut || _sample == _options.Samples || PastDeadline) IsDone = true;
+            else _needPrompt = true;
+        });
+    }
+
+    /// <summary>Picks and emits the output from the scored candidates; true when the deadline cut it (scoring included).</summary>
+    private bool Pick(Rollout rollout, RewardInput[] inputs, double[] rewards, int scored, bool deadline)
+    {
+        int n = _n;
         // The deadline covers scoring: past it, the output is the best of the candidates scored so far.
-        int scored = _reward.ScoreWithin(inputs, rewards, ScoringBudget.Until(_options.Deadline, Clock, Cancellation));
         deadline |= scored < n;
         var pool = scored == n ? rewards : rewards[..scored];
         int winner = _lambda is { } lambda

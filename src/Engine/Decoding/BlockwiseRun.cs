@@ -56,6 +56,9 @@ internal sealed class BlockwiseRun : RequestRun
 
     public override int SequencesNeeded => _k;
 
+    // Blocks wait for their values with everything they need in hand (texts, final logits and hidden states are copies).
+    public override bool CanPark => true;
+
     public override void Prepare(StepContext context)
     {
         if (!_needPrompt) return;
@@ -92,7 +95,7 @@ internal sealed class BlockwiseRun : RequestRun
     public override void Score(StepContext context)
     {
         var rollout = _rollout;
-        if (rollout is null || IsDone || _needPrompt) return;
+        if (rollout is null || IsDone || _needPrompt || _scoring) return;
         rollout.Collect(context);
         if (!rollout.IsFinished) return;
 

@@ -57,7 +57,7 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
     /// <summary>Current load (queue depth, running requests, live sequences, iterations, tokens decoded).</summary>
     public EngineStatus Status => new(_scheduler.QueuedRequests, _scheduler.RunningRequests, _scheduler.LiveSequences, Options.MaxSequences,
         _scheduler.Iterations, _scheduler.TokensDecoded, _scheduler.CachedPromptTokens, _scheduler.DecodeTime, _scheduler.BusyTime,
-        _scheduler.Decodes, _scheduler.DecodeRuns, _scheduler.LastDecodeRuns, _scheduler.SequenceMoves);
+        _scheduler.Decodes, _scheduler.DecodeRuns, _scheduler.LastDecodeRuns, _scheduler.SequenceMoves, _scheduler.ScoringJobs, _scheduler.ScoringParked);
 
     /// <summary>All outputs of a request, in sample order; built on <see cref="StreamAsync"/>.</summary>
     public async Task<IReadOnlyList<AlignedSample>> RunAsync(DecodingRequest request, CancellationToken cancellationToken = default)

@@ -44,6 +44,11 @@ internal sealed class RejectionRun : RequestRun
 
     public override int SequencesNeeded => _options.N;
 
+    public override bool CanPark => true;
+
+    // The survivors sample their next token from this decode's logits after the decision: keep those rows.
+    public override void Park(StepContext context) => _rollout?.Hold(context);
+
     public override int LiveSequences => IsDone ? 0 : Sequences.Length;
 
     public override void Prepare(StepContext context)
@@ -88,7 +93,7 @@ internal sealed class RejectionRun : RequestRun
     public override void Score(StepContext context)
     {
         var rollout = _rollout;
-        if (rollout is null || _needPrompt || IsDone) return;
+        if (rollout is null || _needPrompt || IsDone || _deciding) return;
         rollout.Collect(context);
         if (_options.Alpha == 0 || rollout.IsFinished) return;
 

@@ -272,10 +272,33 @@ internal sealed class Rollout
         for (int i = 0; i < _settings.Candidates; i++)
         {
             if (_phase[i] != Phase.Sample) continue;
-            var source = _fromStart[i] ? _startLogits : logits.Slice(context.Batch.Row(_handle[i]) * _vocab, _vocab);
+            var source = _fromStart[i] ? _startLogits
+                : _holding ? _held.AsSpan(i * _vocab, _vocab)
+                : logits.Slice(context.Batch.Row(_handle[i]) * _vocab, _vocab);
             _handle[i] = context.Batch.AddSample(source, _settings.Sampling, Key(i));
             if (_settings.TopLogprobs > 0) _topHandle[i] = context.Batch.AddTopLogProbs(source, _settings.TopLogprobs);
         }
+        _holding = false;
+    }
+
+    private float[] _held = [];
+    private bool _holding;
+
+    /// <summary>
+    /// Keeps the logits rows <see cref="Propose"/> will read from this iteration's decode, for a request that samples them in
+    /// a later iteration (it waited for a value past this one; the next decode overwrites the rows).
+    /// </summary>
+    public void Hold(StepContext context)
+    {
+        if (IsFinished) return;
+        if (_held.Length < _settings.Candidates * _vocab) _held = new float[_phase.Length * _vocab];
+        var logits = context.Session.Logits;
+        for (int i = 0; i < _settings.Candidates; i++)
+        {
+            if (_phase[i] != Phase.Sample || _fromStart[i]) continue;
+            logits.Slice(context.Batch.Row(_handle[i]) * _vocab, _vocab).CopyTo(_held.AsSpan(i * _vocab, _vocab));
+        }
+        _holding = true;
     }
 
     /// <summary>Consumes the sampled tokens: appends, detokenizes, decides which candidates continue.</summary>

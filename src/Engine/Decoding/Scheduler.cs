@@ -25,6 +25,8 @@ internal sealed class Scheduler : IDisposable
     private readonly StepBatch _batch;
     private readonly PromptCache _prompts;
     private readonly StepContext _context;
+    private readonly ScoringStage _scoring;
+    private readonly List<RequestRun> _startedScoring = [];
     private readonly LinkedList<RequestRun> _queue = new();
     private readonly List<RequestRun> _running = [];
     private readonly List<(RequestRun Run, Exception Error)> _failed = [];
@@ -65,12 +67,14 @@ internal sealed class Scheduler : IDisposable
         _compact = options.CompactSequences && options.KvLayout == KvLayout.PerSequence;
         _batch = new StepBatch(model.Info.VocabularySize, model.Info.HiddenSize, options.MaxSequences);
         _prompts = new PromptCache(_session, options.PromptCacheEntries, SpareSequence);
+        _scoring = new ScoringStage(options.ScoringThreads, Wake);
         _context = new StepContext
         {
             Session = _session,
             Batch = _batch,
             Model = model,
             Prompts = _prompts,
+            Scoring = _scoring,
         };
         _thread = new Thread(Loop) { IsBackground = true, Name = "tilt-scheduler" };
         _thread.Start();
@@ -97,6 +101,17 @@ internal sealed class Scheduler : IDisposable
     public long SequenceMoves => Interlocked.Read(ref _moves);
     private long _moves;
 
+    /// <summary>Scoring jobs started beside the loop, and those it moved on without (their request waited alone).</summary>
+    public long ScoringJobs => _scoring.Started;
+
+    public long ScoringParked => _scoring.Parked;
+
+    /// <summary>A scoring job ended, or a running request was cancelled: the loop may have work again.</summary>
+    private void Wake()
+    {
+        lock (_gate) Monitor.PulseAll(_gate);
+    }
+
     /// <summary>
     /// Queues a run, or refuses it at once: <see cref="EngineBusyException"/> when the queue is full, <see cref="RequestException"/>
     /// when it can never fit, <see cref="EngineStoppingException"/> when the engine is stopping.
@@ -119,9 +134,9 @@ internal sealed class Scheduler : IDisposable
             {
                 lock (_gate)
                 {
+                    Monitor.PulseAll(_gate); // an admitted run waiting for a score is dropped by the loop, which may sleep
                     if (node.List is null) return;
                     _queue.Remove(node);
-                    Monitor.PulseAll(_gate);
                 }
                 run.Complete(new OperationCanceledException(run.Cancellation));
             });
@@ -181,13 +196,15 @@ internal sealed class Scheduler : IDisposable
         {
             lock (_gate)
             {
-                while (!_stopping && _running.Count == 0 && _queue.Count == 0)
+                while (true)
                 {
-                    if (!_accepting) _idle.TrySetResult();
+                    if (_stopping) return;
+                    Admit();
+                    if (_running.Count > 0 && !AllWaiting()) break;
+                    if (!_accepting && _running.Count == 0 && _queue.Count == 0) _idle.TrySetResult();
+                    // Nothing to step: no request, or every running one waits for a score (a job's end pulses the gate).
                     Monitor.Wait(_gate);
                 }
-                if (_stopping) return;
-                Admit();
             }
             long started = Stopwatch.GetTimestamp();
             try
@@ -205,6 +222,15 @@ internal sealed class Scheduler : IDisposable
             foreach (var run in _running) live += run.LiveSequences;
             _liveSequences = live;
         }
+    }
+
+    /// <summary>True when every running request waits for a scoring job (and none was cancelled, which the loop must drop).</summary>
+    private bool AllWaiting()
+    {
+        if (_cancelAll) return false;
+        foreach (var run in _running)
+            if (!run.IsWaiting || run.Cancellation.IsCancellationRequested) return false;
+        return true;
     }
 
     /// <summary>Admits waiting requests in arrival order while their sequences are free (no overtaking: no starvation).</summary>
@@ -287,6 +313,20 @@ internal sealed class Scheduler : IDisposable
             else if (run.Cancellation.IsCancellationRequested) Release(run, new OperationCanceledException(run.Cancellation));
         }
         if (_running.Count == 0) return;
+        // Scores that came back since the last iteration: each run applies its own on this thread, before its next hook.
+        foreach (var run in _running)
+        {
+            if (!run.HasScoringResult) continue;
+            try
+            {
+                run.Resume(_context);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                _failed.Add((run, e));
+            }
+        }
+        ReleaseFailed();
 
         _batch.Clear();
         _context.LastDecode = TimeSpan.Zero;
@@ -311,15 +351,53 @@ internal sealed class Scheduler : IDisposable
             Interlocked.Add(ref _tokensDecoded, _batch.Decodes);
         }
         Each(static (run, c) => run.Score(c));
-        foreach (var (owner, error) in _batch.EvaluateValues(_kernels)) _failed.Add(((RequestRun)owner, error));
+        foreach (var (owner, error) in _batch.EvaluateValues(_kernels, _scoring, _startedScoring)) _failed.Add(((RequestRun)owner, error));
         ReleaseFailed();
+        AwaitScoring();
         Each(static (run, c) => run.Propose(c));
         _batch.Sample(_kernels);
         Each(static (run, c) => run.Advance(c));
         FreeReleased();
         for (int i = _running.Count - 1; i >= 0; i--)
-            if (_running[i].IsDone) Release(_running[i], null);
+            if (!_running[i].IsWaiting && !_running[i].HasScoringResult && _running[i].IsDone) Release(_running[i], null);
         Interlocked.Increment(ref _iterations);
+    }
+
+    /// <summary>
+    /// Waits up to the patience for the values started in this iteration; a run whose value is done goes on in this iteration,
+    /// the others are parked (they keep what they need of this decode) and the loop moves on without them.
+    /// </summary>
+    private void AwaitScoring()
+    {
+        if (_startedScoring.Count == 0) return;
+
+        var patience = _options.ScoringPatience
+                       ?? TimeSpan.FromTicks(Math.Clamp(_context.LastDecode.Ticks, TimeSpan.TicksPerMillisecond, 100 * TimeSpan.TicksPerMillisecond));
+        long deadline = Stopwatch.GetTimestamp() + (long)(patience.TotalSeconds * Stopwatch.Frequency);
+        foreach (var run in _startedScoring)
+        {
+            if (!_running.Contains(run)) continue; // failed meanwhile
+            long left = deadline - Stopwatch.GetTimestamp();
+            if (run.IsWaiting && left > 0) run.WaitForScoring(TimeSpan.FromSeconds((double)left / Stopwatch.Frequency));
+            try
+            {
+                if (run.IsWaiting)
+                {
+                    _scoring.CountParked();
+                    run.Park(_context);
+                }
+                else
+                {
+                    run.Resume(_context);
+                }
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                _failed.Add((run, e));
+            }
+        }
+        _startedScoring.Clear();
+        ReleaseFailed();
     }
 
     /// <summary>Moves a run from running to the end of the queue, freeing all its sequences; it is admitted again with a full set.</summary>
@@ -340,6 +418,8 @@ internal sealed class Scheduler : IDisposable
     {
         foreach (var run in _running)
         {
+            // A run waiting for a score has its result applied first; a finished one (its last score came back) only leaves.
+            if (run.IsWaiting || run.HasScoringResult || run.IsDone) continue;
             try
             {
                 hook(run, _context);

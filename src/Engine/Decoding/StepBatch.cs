@@ -221,10 +221,13 @@ internal sealed class StepBatch
     }
 
     /// <summary>
-    /// Evaluates every queued value: trained heads batched across requests through the step kernels, other value functions
-    /// one request at a time. Returns the owners whose evaluation failed, with the error (the others are unaffected).
+    /// Evaluates every queued value: trained heads batched across requests through the step kernels; reward-backed values
+    /// (those that read text) of runs that can wait are started on <paramref name="scoring"/> (the run waits for its job, and
+    /// is added to <paramref name="started"/>);
+    /// the others one request at a time here. Returns the owners whose evaluation failed, with the error (the others are
+    /// unaffected).
     /// </summary>
-    public List<(object Owner, Exception Error)> EvaluateValues(IStepKernels kernels)
+    public List<(object Owner, Exception Error)> EvaluateValues(IStepKernels kernels, ScoringStage? scoring = null, List<RequestRun>? started = null)
     {
         var failures = new List<(object, Exception)>();
         if (_values.Count == 0) return failures;
@@ -242,6 +245,12 @@ internal sealed class StepBatch
         foreach (var v in _values)
         {
             if (v.Value is HeadValue) continue;
+            if (scoring is not null && v.Value.NeedsInputs && v.Owner is RequestRun { CanPark: true } run)
+            {
+                run.Await(scoring.Start(() => v.Value.Evaluate(v.Inputs, v.Hidden, v.Count, v.Destination.AsSpan(0, v.Count))));
+                started?.Add(run);
+                continue;
+            }
             try
             {
                 v.Value.Evaluate(v.Value.NeedsInputs ? v.Inputs : null, v.Hidden, v.Count, v.Destination.AsSpan(0, v.Count));

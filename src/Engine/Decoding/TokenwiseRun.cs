@@ -38,6 +38,7 @@ internal sealed class TokenwiseRun : RequestRun
         Tilting,        // values queued this iteration; tilt and sample in Propose
         Sampled,        // the token-wise row is queued; consume it in Advance
         PrefixDecode,   // (chunked) the chosen token is decoded on the prefix
+        Scoring,        // the finished output's reward is being scored beside the scheduler
         Done,
     }
 
@@ -84,6 +85,27 @@ internal sealed class TokenwiseRun : RequestRun
     }
 
     public override int SequencesNeeded => _perDecode + 1;
+
+    public override bool CanPark => true;
+
+    /// <summary>
+    /// Waiting for its values past this decode: keep the candidates' next-token logits (the chosen one's start the next step
+    /// unless the step was chunked, which decodes the token again).
+    /// </summary>
+    public override void Park(StepContext context)
+    {
+        if (_chunked || _state != State.Tilting) return;
+        if (_parked.Length < _k * _vocab) _parked = new float[_k * _vocab];
+        for (int j = 0; j < _candidates; j++)
+        {
+            if (_candidateRow[j] < 0) continue;
+            context.Session.Logits.Slice(context.Batch.Row(_candidateRow[j]) * _vocab, _vocab).CopyTo(_parked.AsSpan(j * _vocab, _vocab));
+        }
+        _isParked = true;
+    }
+
+    private float[] _parked = [];
+    private bool _isParked;
 
     public override void Prepare(StepContext context)
     {
@@ -133,7 +155,7 @@ internal sealed class TokenwiseRun : RequestRun
         {
             if (PastDeadline)
             {
-                Finish(AlignFinish.Deadline);
+                Finish(context, AlignFinish.Deadline);
                 return;
             }
             BeginStep(context);
@@ -210,6 +232,8 @@ internal sealed class TokenwiseRun : RequestRun
     public override void Advance(StepContext context)
     {
         if (_state != State.Sampled) return;
+        bool parked = _isParked;
+        _isParked = false;
         var (token, baseLp, tiltedLp, kl) = context.Batch.TiltResult(_tiltHandle);
         int chosen = Array.IndexOf(_candidateIds, token, 0, _candidates);
         if (chosen < 0) throw new TiltException($"the step kernel returned token {token}, which is not a candidate");
@@ -240,13 +264,13 @@ internal sealed class TokenwiseRun : RequestRun
 
         if (eos || _text.Stopped)
         {
-            Finish(eos ? AlignFinish.Eos : AlignFinish.Stop);
+            Finish(context, eos ? AlignFinish.Eos : AlignFinish.Stop);
             return;
         }
         _candidateHidden.AsSpan(chosen * _d, _d).CopyTo(_hidden);
         if (_tokens.Count >= _options.MaxTokens)
         {
-            Finish(AlignFinish.Length);
+            Finish(context, AlignFinish.Length);
             return;
         }
         if (_chunked)
@@ -256,7 +280,8 @@ internal sealed class TokenwiseRun : RequestRun
             _state = State.PrefixDecode;
             return;
         }
-        context.Session.Logits.Slice(context.Batch.Row(_candidateRow[chosen]) * _vocab, _vocab).CopyTo(_logits);
+        if (parked) _parked.AsSpan(chosen * _vocab, _vocab).CopyTo(_logits);
+        else context.Session.Logits.Slice(context.Batch.Row(_candidateRow[chosen]) * _vocab, _vocab).CopyTo(_logits);
         int keep = _candidateSequence[chosen];
         foreach (int s in Sequences) if (s != keep) context.Session.RemoveSequence(s);
         _current = keep;
@@ -300,7 +325,8 @@ internal sealed class TokenwiseRun : RequestRun
         return list;
     }
 
-    private void Finish(AlignFinish finish)
+    /// <summary>Ends the output: its reward is scored beside the scheduler, then <see cref="Report"/> emits it.</summary>
+    private void Finish(StepContext context, AlignFinish finish)
     {
         if (!_text.Stopped) _text.Append(_decoder.Flush());
         string text = _text.ToString();
@@ -308,7 +334,14 @@ internal sealed class TokenwiseRun : RequestRun
         // A deadline can end the output while text is still held back for a possible stop string.
         if (_text.TakeStreamable(final: true) is { Length: > 0 } rest) Emit(new TextAccepted(_sample, [], rest, _klSum));
         var rewards = new double[1];
-        _reward.ScoreChecked([new RewardInput { Prompt = Request.Prompt, Text = text, Tokens = tokens, IsFinished = finish is AlignFinish.Eos or AlignFinish.Stop, FinalHidden = _hidden.ToArray() }], rewards);
+        var input = new RewardInput { Prompt = Request.Prompt, Text = text, Tokens = tokens, IsFinished = finish is AlignFinish.Eos or AlignFinish.Stop, FinalHidden = _hidden.ToArray() };
+        _state = State.Scoring;
+        ScoreAside(context, () => _reward.ScoreChecked([input], rewards), _ => Report(finish, text, tokens, rewards[0]));
+    }
+
+    private void Report(AlignFinish finish, string text, int[] tokens, double reward)
+    {
+        var rewards = new[] { reward };
         EmitResult(new AlignedSample(_sample, text, tokens, rewards[0], _logProb, new KlReport(_klSum, KlMethod.StepDriftSum), null, finish,
             _evaluated, new AlignTimings(_prefill, _firstAccepted ?? Clock.Elapsed - _sampleStart, Clock.Elapsed - _sampleStart, _decodeCalls) { ModelTime = _modelTime }, [])
         {

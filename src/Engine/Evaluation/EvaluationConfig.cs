@@ -93,7 +93,15 @@ public sealed record EvaluatedPoint
     /// <summary>Mean KL estimate of the outputs (the strategy's own estimator), nats.</summary>
     public required double Kl { get; init; }
     public required double KlStandardError { get; init; }
+    /// <summary>How <see cref="Kl"/> was obtained, spelled as every front-end spells it (<c>best_of_n_estimate</c>, ...).</summary>
     public required string KlMethod { get; init; }
+
+    /// <summary>A KL method as the HTTP API, <c>--json</c>, batch and export spell it: snake_case.</summary>
+    public static string MethodName(Tilt.Engine.Requests.KlMethod method) => Respell(method.ToString());
+
+    /// <summary>snake_case of a PascalCase name (what earlier points files hold); a name already in snake_case is kept.</summary>
+    internal static string Respell(string name) =>
+        name.Any(char.IsUpper) ? System.Text.Json.JsonNamingPolicy.SnakeCaseLower.ConvertName(name) : name;
 
     /// <summary>Exact KL(pi || p) where the model is tabular and the policy can be enumerated; else null.</summary>
     public double? KlExact { get; init; }

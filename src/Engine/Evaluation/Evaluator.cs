@@ -137,7 +137,7 @@ public sealed class Evaluator
             winRates.Add(WinRate.Estimate(r, baseRewards[p]));
             rewards.AddRange(r);
             kls.AddRange(outputs.Select(o => o.Kl.Value));
-            klMethod = outputs[0].Kl.Method.ToString();
+            klMethod = EvaluatedPoint.MethodName(outputs[0].Kl.Method);
             evaluated += outputs.Sum(o => (double)o.TokensEvaluated);
             outputTokens += outputs.Sum(o => Math.Max(1, o.Tokens.Count));
             latency += outputs.Sum(o => o.Timings.Total.TotalMilliseconds);

@@ -18,7 +18,11 @@ let exited;
 let client;
 
 before(async () => {
-  server = spawn('dotnet', [cli, 'serve', '--port', '0', '--api-key', KEY, '--kv-f32', '--drain-seconds', '5'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Two models (the same file under two names) and an alias: a model name the server does not serve is then a 404
+  // (a server with one model answers any name).
+  const model = process.env.TILT_MODEL ?? path.resolve(root, '../shared/models/stories260K.gguf');
+  server = spawn('dotnet', [cli, 'serve', '--port', '0', '--api-key', KEY, '--kv-f32', '--drain-seconds', '5',
+    '--model', `stories260K=${model}`, '--model', `tales=${model}`, '--alias', 'gpt-4o-mini=tales'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
   exited = new Promise((resolve) => server.on('exit', (code, signal) => resolve({ code, signal })));
   let stderr = '';
   server.stderr.on('data', (d) => { stderr += d; });
@@ -187,6 +191,10 @@ test('errors come back as the SDK\'s typed errors', async () => {
   await assert.rejects(wrongKey.models.list(), (e) => e instanceof OpenAI.AuthenticationError && e.status === 401);
   const models = await client.models.list();
   assert.equal(models.data[0].id, 'stories260K');
+  assert.deepEqual(models.data.map((m) => m.id), ['stories260K', 'tales']);
+  // An alias routes to its model, and the response names the model.
+  const aliased = await client.completions.create({ model: 'gpt-4o-mini', prompt: 'Once', max_tokens: 4, seed: 1 });
+  assert.equal(aliased.model, 'tales');
 });
 
 test('SIGTERM: the server drains and exits with code 0', async () => {
