@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Tilt.Engine.Rewards.Llama;
 using Tilt.Engine.Rewards.Neural;
 
 namespace Tilt.Engine.Rewards.Specs;
@@ -16,7 +17,7 @@ public static partial class RewardSpec
     public const int MaxNesting = 16;
 
     /// <summary>Reward kinds, written <c>KIND:ARGUMENT</c>.</summary>
-    public static IReadOnlyList<string> Kinds { get; } = ["length", "lexicon", "regex", "head", "onnx", "similarity", "dpo"];
+    public static IReadOnlyList<string> Kinds { get; } = ["length", "lexicon", "regex", "head", "onnx", "similarity", "dpo", "rm"];
 
     /// <summary>Ensemble names, written <c>NAME(A;B;...)</c>.</summary>
     public static IReadOnlyList<string> EnsembleNames { get; } = ["mean", "min", "meanstd"];
@@ -60,9 +61,15 @@ public static partial class RewardSpec
                                   and TARGET's; in TARGET write \+ \; \( \) \\ for + ; ( ) \
           dpo:POLICY,REF[,beta=B] DPO's implicit reward beta * (log pi_policy(y|x) - log pi_ref(y|x)) [M23] of two
                                   models (GGUF or tabular) that share a vocabulary; beta defaults to 0.1
+          rm:BACKBONE.gguf,HEAD[,template=NAME]
+                                  an LLM reward model: prompt and response in the backbone's chat template (or NAME,
+                                  or none), head . final hidden state of the last token (tilt head import makes HEAD);
+                                  HEAD may be a .safetensors file, with tensor=NAME (default score.weight),
+                                  bias-tensor=NAME and label=N
           OPTIONS of onnx: and similarity: are comma-separated: max-length=N (tokens, default 512; longer texts are
-                                  truncated), tokenizer=FILE (default tokenizer.json, else vocab.txt beside the model),
-                                  device=cpu|cuda (default cpu)
+                                  truncated), tokenizer=FILE (default tokenizer.json: WordPiece, BPE or Unigram, else vocab.txt
+                                  beside the model), device=cpu|cuda (default cpu), threads=N (ONNX Runtime intra-op
+                                  threads; default its own), optimization=all|extended|basic|none (default all)
         Notes:
           Relative paths resolve against the working directory. Spaces around + * ; ( ) are ignored, and
           arguments are trimmed. A '+' starts a new term only before [W*]KIND: or NAME( of a known kind or
@@ -324,6 +331,8 @@ public static partial class RewardSpec
                         return CreateSimilarity(argument);
                     case "dpo":
                         return new DpoReward(DpoModels.Parse(argument, ResolvePath));
+                    case "rm":
+                        return RewardModelReward.Parse(argument, ResolvePath);
                     default: // head
                         Func<string, IReward> factory = _context.HeadRewardFactory
                             ?? throw Error($"'head:{argument}' needs a loaded model: trained reward heads read the model's hidden states, and no model was given");
@@ -534,6 +543,7 @@ public static partial class RewardSpec
             "onnx" => "MODEL.onnx[,label=I][,input=response], e.g. onnx:reward-model.onnx",
             "similarity" => "MODEL.onnx|TARGET TEXT, e.g. similarity:model.onnx|a happy story about friends",
             "dpo" => "POLICY.gguf,REF.gguf[,beta=B], e.g. dpo:tuned.gguf,base.gguf,beta=0.1",
+            "rm" => "BACKBONE.gguf,HEAD[,template=NAME], e.g. rm:reward-model.gguf,reward.head",
             _ => "FILE, e.g. head:reward.head",
         };
 
