@@ -254,6 +254,30 @@ internal abstract class RequestRun
         return prompt;
     }
 
+    /// <summary>
+    /// The rollout of <paramref name="n"/> candidates drawn from p after the prompt, one per sequence the run holds, with the
+    /// request's own sampling, seed, stops and log-probability settings; candidate i draws from RNG row
+    /// <paramref name="firstRow"/> + i, so a request's draws never depend on what shares the batch.
+    /// </summary>
+    protected Rollout.Settings CandidatesFromPrompt(int n, uint firstRow, bool decodeLastToken)
+    {
+        var o = Request.Options;
+        return new Rollout.Settings
+        {
+            Candidates = n,
+            Sequences = Sequences.ToArray(),
+            Rows = Enumerable.Range(0, n).Select(i => firstRow + (uint)i).ToArray(),
+            MaxTokens = o.MaxTokens,
+            Sampling = o.Sampling,
+            Seed = o.Seed,
+            Request = o.RequestId,
+            DecodeLastToken = decodeLastToken,
+            Stop = Stops,
+            Logprobs = o.Logprobs,
+            TopLogprobs = o.TopLogprobs,
+        };
+    }
+
     /// <summary>Emits a finished output with what the skeleton knows of the request (prompt, queueing).</summary>
     protected void EmitResult(AlignedSample sample) => Emit(new SampleCompleted(sample with
     {
@@ -268,6 +292,19 @@ internal abstract class RequestRun
         QueuedIterations = AdmittedIteration - SubmittedIteration,
         Timings = sample.Timings with { Queued = AdmittedAt },
     }));
+
+    /// <summary>
+    /// Counts the output just emitted (<paramref name="sample"/> is the run's output index); true when another one follows,
+    /// false when the request is done: the deadline cut this one, every output asked for exists, or the deadline passed.
+    /// </summary>
+    protected bool NextOutput(ref int sample, bool cut)
+    {
+        sample++;
+        int wanted = Request.Options is AlignOptions a ? a.Samples : 1;
+        if (!cut && sample < wanted && !PastDeadline) return true;
+        IsDone = true;
+        return false;
+    }
 
     /// <summary>True when the request's deadline (measured from submission) has passed.</summary>
     protected bool PastDeadline =>

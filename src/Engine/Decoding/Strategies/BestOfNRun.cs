@@ -51,20 +51,7 @@ internal sealed class BestOfNRun : RequestRun
         _cachedPrompt = prompt.CachedTokens;
         _prefill = Clock.Elapsed - _sampleStart;
         _rollout ??= new Rollout(context.Model, n);
-        _rollout.Start(new Rollout.Settings
-        {
-            Candidates = n,
-            Sequences = Sequences,
-            Rows = Enumerable.Range(0, n).Select(i => (uint)(_sample * n + i)).ToArray(),
-            MaxTokens = _options.MaxTokens,
-            Sampling = _options.Sampling,
-            Seed = _options.Seed,
-            Request = _options.RequestId,
-            DecodeLastToken = _reward.NeedsHiddenState,
-            Stop = Stops,
-            Logprobs = Request.Options.Logprobs,
-            TopLogprobs = Request.Options.TopLogprobs,
-        }, prompt.Logits, prompt.Hidden);
+        _rollout.Start(CandidatesFromPrompt(n, (uint)(_sample * n), decodeLastToken: _reward.NeedsHiddenState), prompt.Logits, prompt.Hidden);
         _step = 0;
     }
 
@@ -116,9 +103,7 @@ internal sealed class BestOfNRun : RequestRun
         ScoreAside(context, () => scored = _reward.ScoreWithin(inputs, rewards, budget), _ =>
         {
             bool cut = Pick(rollout, inputs, rewards, scored, deadline);
-            _sample++;
-            if (cut || _sample == _options.Samples || PastDeadline) IsDone = true;
-            else _needPrompt = true;
+            _needPrompt = NextOutput(ref _sample, cut);
         });
     }
 

@@ -72,20 +72,7 @@ internal sealed class RejectionRun : RequestRun
         _rejectedAt = new int[n];
         _rejectedScore = new double[n];
         _survivors.Clear();
-        _rollout.Start(new Rollout.Settings
-        {
-            Candidates = n,
-            Sequences = Sequences.ToArray(),
-            Rows = Enumerable.Range(0, n).Select(i => (uint)(_sample * n + i)).ToArray(),
-            MaxTokens = _options.MaxTokens,
-            Sampling = _options.Sampling,
-            Seed = _options.Seed,
-            Request = _options.RequestId,
-            DecodeLastToken = _reward.NeedsHiddenState,
-            Stop = Stops,
-            Logprobs = Request.Options.Logprobs,
-            TopLogprobs = Request.Options.TopLogprobs,
-        }, prompt.Logits, prompt.Hidden);
+        _rollout.Start(CandidatesFromPrompt(n, (uint)(_sample * n), decodeLastToken: _reward.NeedsHiddenState), prompt.Logits, prompt.Hidden);
     }
 
     public override void Plan(StepContext context) => _rollout?.Plan(context.Batch);
@@ -151,9 +138,7 @@ internal sealed class RejectionRun : RequestRun
         }
         if (!rollout.IsFinished) return;
         FinishSample(rollout, context.Hidden, deadline);
-        _sample++;
-        if (deadline || _sample == _options.Samples || PastDeadline) IsDone = true;
-        else _needPrompt = true;
+        _needPrompt = NextOutput(ref _sample, deadline);
     }
 
     /// <summary>

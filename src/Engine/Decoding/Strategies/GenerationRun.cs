@@ -44,21 +44,8 @@ internal sealed class GenerationRun : RequestRun
         _prompt = LoadPrompt(context, clear: false, forks: Sequences.Length - 1);
         _prefill = Clock.Elapsed;
         _rollout = new Rollout(context.Model, _options.Samples);
-        _rollout.Start(new Rollout.Settings
-        {
-            Candidates = _options.Samples,
-            Sequences = Sequences,
-            Rows = Enumerable.Range(0, _options.Samples).Select(i => _options.FirstRow + (uint)i).ToArray(),
-            MaxTokens = _options.MaxTokens,
-            Sampling = _options.Sampling,
-            Seed = _options.Seed,
-            Request = _options.RequestId,
-            // A sample cut by the limit has its last token decoded, so its whole text has a hidden state too.
-            DecodeLastToken = _stride > 0,
-            Stop = Stops,
-            Logprobs = Request.Options.Logprobs,
-            TopLogprobs = Request.Options.TopLogprobs,
-        }, _prompt.Logits, _prompt.Hidden);
+        // A sample cut by the limit has its last token decoded, so its whole text has a hidden state too.
+        _rollout.Start(CandidatesFromPrompt(_options.Samples, _options.FirstRow, decodeLastToken: _stride > 0), _prompt.Logits, _prompt.Hidden);
         if (_stride > 0)
             for (int i = 0; i < _options.Samples; i++) Record(i, 0, _prompt.Hidden);
     }
