@@ -16,7 +16,9 @@ namespace Tilt.Bench.EndToEnd;
 /// process, interleaved per repetition, a fresh engine per run:
 /// (A) R concurrent best-of-N requests with the MiniLM <c>similarity:</c> reward: aggregate output tokens/s and request
 /// latency p50/p99; (B) R-1 best-of-4 lexicon requests beside one token-wise request whose reward takes a fixed time per
-/// call (a stand-in for a remote or large reward model): the others' tokens/s with and without the slow one.
+/// call (a stand-in for a remote or large reward model): the others' tokens/s with and without the slow one;
+/// (C) the MiniLM reward on 16 real candidates: one call of 16 against 16 calls of one, for ONNX Runtime intra-op threads
+/// 1, 2 and its default.
 /// Usage: scoring [--model stories260K|15m|110m|FILE] [--requests 8] [--n 16] [--tokens 32] [--reps 5] [--threads N]
 /// [--slow-ms 50] [--markdown FILE]
 /// </summary>
@@ -100,6 +102,36 @@ internal static class ScoringHarness
             var ratios = alone.Zip(beside, (x, y) => y / x).Order().ToList();
             report.AppendLine($"| {Name(scoring)} | {Median(alone):F0} | {Median(beside):F0} | {ratios[ratios.Count / 2]:F2} ({ratios[0]:F2}-{ratios[^1]:F2}) |");
         }
+        report.AppendLine();
+        report.AppendLine("C: similarity:MiniLM on 16 stories260K candidates (48 tokens): one call of 16 against 16 calls of one, interleaved");
+        report.AppendLine();
+        report.AppendLine("| intra-op threads | 16 singles, ms median (min-max) | 16 in one call | speed-up median |");
+        report.AppendLine("| --- | --- | --- | --- |");
+        var candidates = NeuralBenchData.Candidates(16);
+        foreach (int? intraOp in new int?[] { 1, 2, null })
+        {
+            var reward = SimilarityReward.Create(NeuralBenchData.MiniLmPath, NeuralBenchData.Target, new NeuralRewardOptions { IntraOpThreads = intraOp });
+            var singles = new List<double>();
+            var batched = new List<double>();
+            var rewards = new double[16];
+            for (int rep = -1; rep < reps; rep++)
+            {
+                var clock = Stopwatch.StartNew();
+                for (int i = 0; i < 16; i++) reward.ScoreChecked([candidates[i]], rewards.AsSpan(i, 1));
+                double one = clock.Elapsed.TotalMilliseconds;
+                clock.Restart();
+                reward.ScoreChecked(candidates, rewards);
+                double all = clock.Elapsed.TotalMilliseconds;
+                if (rep < 0) continue;
+                singles.Add(one);
+                batched.Add(all);
+            }
+            var ratios = singles.Zip(batched, (x, y) => x / y).ToList();
+            report.AppendLine($"| {intraOp?.ToString() ?? "default"} | {Median(singles):F0} ({singles.Min():F0}-{singles.Max():F0}) | " +
+                              $"{Median(batched):F0} ({batched.Min():F0}-{batched.Max():F0}) | {Median(ratios):F2}x |");
+        }
+        report.AppendLine();
+        report.AppendLine($"load average after: {File.ReadAllText("/proc/loadavg").Split(' ')[0]}");
         Console.WriteLine(report);
         if (markdown.Length > 0) File.WriteAllText(markdown, report.ToString());
         return 0;
