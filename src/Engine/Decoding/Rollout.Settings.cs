@@ -44,6 +44,17 @@ internal sealed partial class Rollout
         /// <summary>The last characters of the continued text (enough for the longest stop string but one).</summary>
         public string StopTail { get; init; } = "";
 
+        /// <summary>
+        /// [Candidates] which prefix each candidate continues (a row of the start logits and hidden states given to
+        /// <see cref="Start"/>); null: all continue row 0. Beam search continues several beams in one rollout.
+        /// </summary>
+        public int[]? StartGroup { get; init; }
+
+        /// <summary>Per prefix (start row): <see cref="StopPrefix"/> and <see cref="StopTail"/> of that prefix; null: the shared ones.</summary>
+        public ITextDecoder[]? StopPrefixes { get; init; }
+
+        public string[]? StopTails { get; init; }
+
         /// <summary>Record every token's log p (<see cref="TokenLogProbs"/>); implied by <see cref="TopLogprobs"/> &gt; 0.</summary>
         public bool Logprobs { get; init; }
 

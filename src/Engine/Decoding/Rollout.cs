@@ -31,7 +31,7 @@ internal sealed partial class Rollout
     private readonly int[] _handle;       // [K] sampling handle (Sample phase) or decode row (Decode phases)
     private readonly bool[] _fromStart;   // [K] the next sample reads the start logits (no decode yet)
     private readonly int[] _topHandle;    // [K] top-N handle of the row sampled this iteration
-    private readonly float[] _startLogits;   // [vocab] shared start row (all candidates start from one prefix)
+    private float[] _startLogits;   // [prefixes, vocab] start rows (Settings.StartGroup; one shared row by default)
     private Settings _settings = null!;
     private int _remaining; // candidates not Done
     private StopMatcher? _textStop; // the matcher the candidates' StopTexts were made with
@@ -137,7 +137,8 @@ internal sealed partial class Rollout
 
     /// <summary>
     /// Starts a run: every candidate already holds the same prefix, whose next-token logits are <paramref name="startLogits"/>
-    /// [vocab] and hidden state <paramref name="startHidden"/> [d].
+    /// [vocab] and hidden state <paramref name="startHidden"/> [d] (with <see cref="Settings.StartGroup"/>: one row of each per
+    /// prefix, [prefixes, vocab] and [prefixes, d]).
     /// </summary>
     public void Start(Settings settings, ReadOnlySpan<float> startLogits, ReadOnlySpan<float> startHidden)
     {
@@ -145,7 +146,9 @@ internal sealed partial class Rollout
         if (n < 1 || n > _phase.Length)
             throw new ArgumentOutOfRangeException(nameof(settings), n, $"candidates must be 1..{_phase.Length}");
         _settings = settings;
-        startLogits[.._vocab].CopyTo(_startLogits);
+        int rows = settings.StartGroup is { } groups ? groups.Take(n).Max() + 1 : 1;
+        if (_startLogits.Length < rows * _vocab) _startLogits = new float[rows * _vocab];
+        startLogits[..(rows * _vocab)].CopyTo(_startLogits);
         for (int i = 0; i < n; i++)
         {
             Tokens[i].Clear();
@@ -162,7 +165,7 @@ internal sealed partial class Rollout
             Stepped[i] = false;
             _phase[i] = Phase.Sample;
             _fromStart[i] = true;
-            startHidden[.._hidden].CopyTo(FinalHidden.AsSpan(i * _hidden, _hidden));
+            startHidden.Slice(Group(i) * _hidden, _hidden).CopyTo(FinalHidden.AsSpan(i * _hidden, _hidden));
         }
         if (settings.TrackText) _textStop = settings.Stop;
         TokensDecoded = 0;
@@ -227,7 +230,7 @@ internal sealed partial class Rollout
         for (int i = 0; i < _settings.Candidates; i++)
         {
             if (_phase[i] != Phase.Sample) continue;
-            var source = _fromStart[i] ? _startLogits
+            var source = _fromStart[i] ? _startLogits.AsSpan(Group(i) * _vocab, _vocab)
                 : _holding ? _held.AsSpan(i * _vocab, _vocab)
                 : logits.Slice(context.Batch.Row(_handle[i]) * _vocab, _vocab);
             _handle[i] = context.Batch.AddSample(source, _settings.Sampling, Key(i));
@@ -378,12 +381,17 @@ internal sealed partial class Rollout
     /// <summary>Without text tracking: whether the candidate's newest token completed a stop string after the prefix.</summary>
     private bool StopInPreview(int candidate, StopMatcher stop)
     {
-        string tail = _settings.StopTail;
-        string text = tail + _settings.StopPrefix!.Preview(TokenSpan(candidate));
+        int g = Group(candidate);
+        string tail = _settings.StopTails?[g] ?? _settings.StopTail;
+        var prefix = _settings.StopPrefixes?[g] ?? _settings.StopPrefix!;
+        string text = tail + prefix.Preview(TokenSpan(candidate));
         return stop.Find(text, tail.Length) >= 0;
     }
 
     public ReadOnlySpan<int> TokenSpan(int candidate) => CollectionsMarshal.AsSpan(Tokens[candidate]);
+
+    /// <summary>The prefix (start row) a candidate continues.</summary>
+    private int Group(int candidate) => _settings.StartGroup?[candidate] ?? 0;
 
     private RngKey Key(int candidate) =>
         new(_settings.Seed, _settings.Request, (uint)(_settings.StepOffset + Tokens[candidate].Count), _settings.Rows[candidate]);
