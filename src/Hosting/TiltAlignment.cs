@@ -7,7 +7,7 @@ namespace Tilt.Hosting;
 /// Alignment settings of one chat request through <see cref="TiltChatClient"/>: put it in
 /// <c>ChatOptions.AdditionalProperties["alignment"]</c> (<see cref="PropertyName"/>). Without it a request is plain
 /// generation. Unset numbers take the engine's defaults (best-of-n N = 4; rejection N = 16; blockwise K = 8, block 8; token-wise top-k 16;
-/// beta 1).
+/// beta 1; lambda 1). The fields are the strategy catalogue's (<see cref="StrategyFields"/>), checked as every front-end checks them.
 /// </summary>
 /// <example>
 /// <code>
@@ -23,10 +23,10 @@ public sealed record TiltAlignment
     /// <summary>The reward spec used when neither <see cref="Reward"/> nor <see cref="RewardFunction"/> is given.</summary>
     public const string DefaultReward = "lexicon:sentiment";
 
-    /// <summary>BestOfN, Tokenwise, Blockwise or Rejection (Generate: plain sampling, as without alignment).</summary>
+    /// <summary>BestOfN, SoftBestOfN, Tokenwise, Blockwise or Rejection (Generate: plain sampling, as without alignment).</summary>
     public required DecodingStrategy Strategy { get; init; }
 
-    /// <summary>Best-of-n and rejection: candidates per output.</summary>
+    /// <summary>Best-of-n, soft best-of-n and rejection: candidates per output.</summary>
     public int? N { get; init; }
 
     /// <summary>Blockwise CD: candidate blocks per step.</summary>
@@ -47,6 +47,12 @@ public sealed record TiltAlignment
     /// <summary>Rejection: tokens between decisions.</summary>
     public int? Every { get; init; }
 
+    /// <summary>Soft best-of-n: selection temperature, the winner drawn with probability proportional to exp(r / lambda).</summary>
+    public double? Lambda { get; init; }
+
+    /// <summary>Blockwise CD: argmax (the default) or a block sampled with probability proportional to exp(V / beta).</summary>
+    public BlockSelectionMode? Selection { get; init; }
+
     /// <summary>A reward spec (<c>RewardSpec.Parse</c>), e.g. <c>lexicon:positive</c> or <c>0.7*lexicon:sentiment+0.3*length:40</c>;
     /// defaults to <see cref="DefaultReward"/>. Ignored when <see cref="RewardFunction"/> is set.</summary>
     public string? Reward { get; init; }
@@ -54,8 +60,12 @@ public sealed record TiltAlignment
     /// <summary>A reward object of the host's own (a callback, a trained head); takes precedence over <see cref="Reward"/>.</summary>
     public IReward? RewardFunction { get; init; }
 
-    /// <summary>Best-of-n and rejection: return every candidate in <see cref="TiltAlignmentResult.Candidates"/>.</summary>
+    /// <summary>Best-of-n, soft best-of-n and rejection: return every candidate in <see cref="TiltAlignmentResult.Candidates"/>.</summary>
     public bool ReturnCandidates { get; init; }
+
+    /// <summary>The property of a catalogue field: <c>top_k</c> -> <c>TopK</c>.</summary>
+    internal static string PropertyOf(string field) =>
+        string.Concat(field.Split('_').Select(part => part.Length == 0 ? part : char.ToUpperInvariant(part[0]) + part[1..]));
 }
 
 /// <summary>

@@ -180,49 +180,12 @@ public sealed class Evaluator
 
     private Task<IReadOnlyList<AlignedSample>> RunAsync(DecodingEngine engine, EvaluationConfig config, string prompt, uint promptIndex, CancellationToken ct)
     {
-        uint request = promptIndex;
-        var reward = _settings.Reward;
-        DecodingRequest r = config.Method switch
-        {
-            EvaluationMethod.BestOfN => new DecodingRequest
-            {
-                Prompt = prompt, Reward = reward, Options = new BestOfNOptions
-                {
-                    N = config.N, Samples = _settings.OutputsPerPrompt, MaxTokens = _settings.MaxTokens, Seed = _settings.Seed, RequestId = request, Threads = _settings.Threads,
-                },
-            },
-            EvaluationMethod.SoftBestOfN => new DecodingRequest
-            {
-                Prompt = prompt, Reward = reward, Options = new SoftBestOfNOptions
-                {
-                    N = config.N, Lambda = config.Beta, Samples = _settings.OutputsPerPrompt, MaxTokens = _settings.MaxTokens, Seed = _settings.Seed,
-                    RequestId = request, Threads = _settings.Threads,
-                },
-            },
-            EvaluationMethod.Rejection => new DecodingRequest
-            {
-                Prompt = prompt, Reward = reward, Value = _settings.ValueFor(1.0), Options = new RejectionOptions
-                {
-                    N = config.N, Alpha = config.Beta, Every = config.M, Samples = _settings.OutputsPerPrompt, MaxTokens = _settings.MaxTokens,
-                    Seed = _settings.Seed, RequestId = request, Threads = _settings.Threads,
-                },
-            },
-            EvaluationMethod.Blockwise => new DecodingRequest
-            {
-                Prompt = prompt, Reward = reward, Value = _settings.ValueFor(1.0), Options = new BlockwiseOptions
-                {
-                    K = config.K, BlockSize = config.M, Samples = _settings.OutputsPerPrompt, MaxTokens = _settings.MaxTokens, Seed = _settings.Seed, RequestId = request, Threads = _settings.Threads,
-                },
-            },
-            _ => new DecodingRequest
-            {
-                Prompt = prompt, Reward = reward, Value = _settings.ValueFor(config.Beta), Options = new TokenwiseOptions
-                {
-                    Candidates = config.K, Beta = config.Beta, Samples = _settings.OutputsPerPrompt, MaxTokens = _settings.MaxTokens, Seed = _settings.Seed, RequestId = request, Threads = _settings.Threads,
-                },
-            },
-        };
-        return engine.RunAsync(r with { ForcedPrefix = _settings.ForcedPrefix }, ct);
+        var spec = config.Spec with { Samples = _settings.OutputsPerPrompt };
+        var options = spec.Build() with { MaxTokens = _settings.MaxTokens, Seed = _settings.Seed, RequestId = promptIndex, Threads = _settings.Threads };
+        // Exact soft values depend on the tilt strength; only token-wise CD tilts by the point's beta.
+        var value = spec.Entry.ReadsValue ? _settings.ValueFor(config.Method == EvaluationMethod.Tokenwise ? config.Beta : 1.0) : null;
+        var request = new DecodingRequest { Prompt = prompt, Reward = _settings.Reward, Value = value, Options = options, ForcedPrefix = _settings.ForcedPrefix };
+        return engine.RunAsync(request, ct);
     }
 
     /// <summary>
