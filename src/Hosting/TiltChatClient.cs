@@ -166,14 +166,11 @@ public sealed class TiltChatClient : IChatClient
     {
         if (alignment.Strategy is DecodingStrategy.Score)
             throw new ArgumentException($"alignment strategy {alignment.Strategy} is not one a chat can use ({string.Join(", ", StrategyCatalog.Entries.Select(e => e.Strategy))})", "options");
-        var spec = new StrategySpec
-        {
-            Strategy = alignment.Strategy, N = alignment.N, K = alignment.K, Block = alignment.Block, TopK = alignment.TopK, Beta = alignment.Beta,
-            Alpha = alignment.Alpha, Every = alignment.Every, Lambda = alignment.Lambda, Selection = alignment.Selection, ReturnCandidates = alignment.ReturnCandidates,
-        };
+        if (alignment.Samples is not (null or 1))
+            throw new ArgumentException($"{nameof(TiltAlignment)}.{nameof(TiltAlignment.Samples)}: a chat response is one output, got {alignment.Samples}", "options");
         try
         {
-            return spec.Build(new StrategyLimits { MaxTokens = maxTokens });
+            return alignment.Build(new StrategyLimits { MaxTokens = maxTokens });
         }
         catch (StrategyFieldException e)
         {

@@ -111,16 +111,7 @@ internal static class RequestOptionsMapping
             Samples = o.Samples,
             DeadlineMs = o.DeadlineMs > 0 ? o.DeadlineMs : null,
         };
-        return Relabel(() => spec.Build(new StrategyLimits { MaxTokens = o.MaxTokens }) with
-        {
-            MaxTokens = o.MaxTokens,
-            Seed = o.Seed,
-            RequestId = o.RequestId,
-            Sampling = new SamplingParameters(o.Temperature, o.TopK, o.TopP),
-            Threads = threads,
-            Logprobs = o.Logprobs != 0 || o.TopLogprobs > 0,
-            TopLogprobs = o.TopLogprobs,
-        });
+        return Relabel(() => WithShared(spec.Build(new StrategyLimits { MaxTokens = o.MaxTokens }), o, threads));
     }
 
     /// <summary>Options of plain sampling.</summary>
@@ -130,18 +121,20 @@ internal static class RequestOptionsMapping
         if (o.DeadlineMs != 0)
             throw StatusException.InvalidArgument(
                 $"tilt_request_options.deadline_ms must be 0 for TILT_STRATEGY_SAMPLE (deadlines belong to the aligned strategies), got {o.DeadlineMs}");
-        return Relabel(() => new GenerationOptions
-        {
-            Samples = o.Samples,
-            MaxTokens = o.MaxTokens,
-            Seed = o.Seed,
-            RequestId = o.RequestId,
-            Sampling = new SamplingParameters(o.Temperature, o.TopK, o.TopP),
-            Threads = threads,
-            Logprobs = o.Logprobs != 0 || o.TopLogprobs > 0,
-            TopLogprobs = o.TopLogprobs,
-        });
+        return Relabel(() => WithShared(new GenerationOptions { Samples = o.Samples }, o, threads));
     }
+
+    /// <summary>The members every decoding strategy reads: length, seed, sampling, threads, log-probabilities.</summary>
+    private static T WithShared<T>(T options, in TiltRequestOptions o, int? threads) where T : DecodingOptions => options with
+    {
+        MaxTokens = o.MaxTokens,
+        Seed = o.Seed,
+        RequestId = o.RequestId,
+        Sampling = new SamplingParameters(o.Temperature, o.TopK, o.TopP),
+        Threads = threads,
+        Logprobs = o.Logprobs != 0 || o.TopLogprobs > 0,
+        TopLogprobs = o.TopLogprobs,
+    };
 
     private static int? ReadThreads(in TiltRequestOptions o) => o.Threads switch
     {

@@ -183,7 +183,7 @@ public sealed class Evaluator
         var spec = config.Spec with { Samples = _settings.OutputsPerPrompt };
         var options = spec.Build() with { MaxTokens = _settings.MaxTokens, Seed = _settings.Seed, RequestId = promptIndex, Threads = _settings.Threads };
         // Exact soft values depend on the tilt strength; only token-wise CD tilts by the point's beta.
-        var value = spec.Entry.ReadsValue ? _settings.ValueFor(config.Method == EvaluationMethod.Tokenwise ? config.Beta : 1.0) : null;
+        var value = StrategyCatalog.Get(spec.Strategy).ReadsValue ? _settings.ValueFor(config.Method == EvaluationMethod.Tokenwise ? config.Beta : 1.0) : null;
         var request = new DecodingRequest { Prompt = prompt, Reward = _settings.Reward, Value = value, Options = options, ForcedPrefix = _settings.ForcedPrefix };
         return engine.RunAsync(request, ct);
     }

@@ -148,17 +148,18 @@ public static class StrategyCatalog
 /// </summary>
 public static class StrategyFields
 {
+    /// <summary>The strategy's name (<see cref="StrategyCatalog.Parse"/>).</summary>
     public const string Strategy = "strategy";
-    public const string N = "n";
-    public const string K = "k";
-    public const string Block = "block";
-    public const string TopK = "top_k";
-    public const string Beta = "beta";
-    public const string Alpha = "alpha";
-    public const string Every = "every";
-    public const string Lambda = "lambda";
-    public const string Selection = "selection";
-    public const string Samples = "samples";
-    public const string ReturnCandidates = "return_candidates";
-    public const string DeadlineMs = "deadline_ms";
+
+    /// <summary>Candidate pools (best-of-n, soft best-of-n, rejection): candidates, return them all, soft best-of-n's lambda.</summary>
+    public const string N = "n", ReturnCandidates = "return_candidates", Lambda = "lambda";
+
+    /// <summary>Controlled decoding: blockwise CD's blocks and how one is picked, token-wise CD's candidate tokens, the tilt.</summary>
+    public const string K = "k", Block = "block", Selection = "selection", TopK = "top_k", Beta = "beta";
+
+    /// <summary>Early rejection: the fraction stopped and the tokens between decisions.</summary>
+    public const string Alpha = "alpha", Every = "every";
+
+    /// <summary>Every strategy: independent outputs and the request's wall-clock budget.</summary>
+    public const string Samples = "samples", DeadlineMs = "deadline_ms";
 }

@@ -7,51 +7,49 @@ namespace Tilt.Engine.Requests;
 /// An aligned strategy and its named fields as a front-end received them (<see cref="StrategyFields"/>): null = not
 /// given, the strategy's default. <see cref="Build"/> validates what the strategy reads (each error names the field, the
 /// value and the allowed range) and builds the engine's options; the shared decoding fields (max tokens, seed, sampling,
-/// stop, log-probabilities) are set on the result by the front-end.
+/// stop, log-probabilities) are set on the result by the front-end. Not sealed: a front-end's own request type can be a
+/// spec with more (Tilt.Hosting's <c>TiltAlignment</c> adds the reward).
 /// </summary>
-public sealed record StrategySpec
+public record StrategySpec
 {
     /// <summary>Which strategy (one of <see cref="StrategyCatalog.Entries"/>).</summary>
     public required DecodingStrategy Strategy { get; init; }
 
-    /// <summary>Best-of-n, soft best-of-n, rejection: candidates per output.</summary>
+    /// <summary><c>n</c>: candidates per output of best-of-n and soft best-of-n (default 4) and rejection (16); 1..256.</summary>
     public int? N { get; init; }
 
-    /// <summary>Blockwise: candidate blocks per step.</summary>
+    /// <summary><c>k</c>: blockwise CD's candidate blocks per step, 1..256 (default 8).</summary>
     public int? K { get; init; }
 
-    /// <summary>Blockwise: tokens per block.</summary>
+    /// <summary><c>block</c>: blockwise CD's tokens per block (M), at least 1 (default 8).</summary>
     public int? Block { get; init; }
 
-    /// <summary>Token-wise: candidate tokens per step (0 = the whole vocabulary).</summary>
+    /// <summary><c>top_k</c>: token-wise CD's candidate tokens per step, 0 = the whole vocabulary (default 16).</summary>
     public int? TopK { get; init; }
 
-    /// <summary>Token-wise, blockwise (sampled selection): tilt strength.</summary>
+    /// <summary><c>beta</c>: the tilt of token-wise CD and of blockwise CD's sampled selection, finite and >= 1e-30 (default 1).</summary>
     public double? Beta { get; init; }
 
-    /// <summary>Rejection: fraction of the unfinished candidates stopped at each decision.</summary>
+    /// <summary><c>alpha</c>: the fraction of rejection's unfinished candidates stopped per decision, in [0, 1) (default 0.5).</summary>
     public double? Alpha { get; init; }
 
-    /// <summary>Rejection: generated tokens between decisions.</summary>
+    /// <summary><c>every</c>: rejection's tokens between decisions, shorter than max tokens (default 8).</summary>
     public int? Every { get; init; }
 
-    /// <summary>Soft best-of-n: selection temperature.</summary>
+    /// <summary><c>lambda</c>: soft best-of-n's selection temperature, finite and >= 1e-30 (default 1).</summary>
     public double? Lambda { get; init; }
 
-    /// <summary>Blockwise: argmax or sampled selection.</summary>
+    /// <summary><c>selection</c>: how blockwise CD picks its block (default argmax).</summary>
     public BlockSelectionMode? Selection { get; init; }
 
-    /// <summary>Best-of-n, soft best-of-n, rejection: return every candidate.</summary>
+    /// <summary><c>return_candidates</c>: the candidate pools return every candidate (default false).</summary>
     public bool? ReturnCandidates { get; init; }
 
-    /// <summary>Every strategy: independent aligned outputs.</summary>
+    /// <summary><c>samples</c>: independent aligned outputs, 1..100000 (default 1).</summary>
     public int? Samples { get; init; }
 
-    /// <summary>Every strategy: wall-clock budget of the request in milliseconds.</summary>
+    /// <summary><c>deadline_ms</c>: the request's wall-clock budget in milliseconds, positive (default none).</summary>
     public long? DeadlineMs { get; init; }
-
-    /// <summary>The catalogue's entry of <see cref="Strategy"/>.</summary>
-    public StrategyEntry Entry => StrategyCatalog.Get(Strategy);
 
     /// <summary>
     /// Checks the fields the strategy reads (every given field with <see cref="StrategyLimits.CheckUnread"/>) against
@@ -61,7 +59,7 @@ public sealed record StrategySpec
     public void Validate(StrategyLimits? limits = null)
     {
         limits ??= StrategyLimits.Engine;
-        var entry = Entry;
+        var entry = StrategyCatalog.Get(Strategy);
         bool Checks(string field) => limits.CheckUnread || entry.Reads(field);
 
         if (N is { } n && Checks(StrategyFields.N)) Count(StrategyFields.N, n, 1, limits.MaxCandidates);
@@ -83,7 +81,7 @@ public sealed record StrategySpec
     {
         limits ??= StrategyLimits.Engine;
         Validate(limits);
-        var options = Entry.Build(this);
+        var options = StrategyCatalog.Get(Strategy).Build(this);
         // A default decision interval must fit the output as much as a given one does.
         if (options is RejectionOptions rejection && Every is null) CheckEvery(rejection.Every, limits.MaxTokens);
         return options with
