@@ -1,17 +1,4 @@
-using System.Diagnostics;
-using System.Text;
-using System.Text.Json;
-using Tilt.Engine;
-using Tilt.Engine.Decoding;
-using Tilt.Engine.Heads;
-using Tilt.Engine.IO;
-using Tilt.Engine.Models;
-using Tilt.Engine.Rewards;
 using Tilt.Engine.Text;
-using Tilt.Engine.Values;
-using Tilt.Kernels;
-using Tilt.Engine.Requests;
-using Tilt.Engine.Rewards.Specs;
 
 namespace Tilt.Cli.Commands;
 

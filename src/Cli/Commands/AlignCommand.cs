@@ -1,16 +1,4 @@
-using System.CommandLine;
-using System.Text.Json;
-using Tilt.Engine;
-using Tilt.Engine.Decoding;
-using Tilt.Engine.Heads;
-using Tilt.Engine.Models;
 using Tilt.Engine.Models.Tabular;
-using Tilt.Engine.Rewards;
-using Tilt.Engine.Statistics;
-using Tilt.Engine.Values;
-using Tilt.Kernels;
-using Tilt.Engine.Requests;
-using Tilt.Engine.Rewards.Specs;
 
 namespace Tilt.Cli.Commands;
 

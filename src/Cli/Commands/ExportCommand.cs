@@ -1,20 +1,4 @@
-using System.CommandLine;
-using System.Diagnostics;
-using System.Globalization;
-using System.Text;
-using System.Text.Json;
 using System.Text.Json.Nodes;
-using Tilt.Engine;
-using Tilt.Engine.Decoding;
-using Tilt.Engine.Heads;
-using Tilt.Engine.IO;
-using Tilt.Engine.Models;
-using Tilt.Engine.Rewards;
-using Tilt.Engine.Training;
-using Tilt.Engine.Values;
-using Tilt.Kernels;
-using Tilt.Engine.Requests;
-using Tilt.Engine.Rewards.Specs;
 
 namespace Tilt.Cli.Commands;
 

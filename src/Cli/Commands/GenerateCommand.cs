@@ -1,10 +1,3 @@
-using Tilt.Engine.Decoding;
-using System.CommandLine;
-using System.Text;
-using System.Text.Json;
-using Tilt.Kernels;
-using Tilt.Engine.Requests;
-
 namespace Tilt.Cli.Commands;
 
 /// <summary><c>tilt generate</c>: base-model sampling of n parallel continuations.</summary>

@@ -1,6 +1,3 @@
-using System.CommandLine;
-using Tilt.Engine.Requests;
-
 namespace Tilt.Cli.Commands;
 
 /// <summary><c>--stop TEXT</c> (repeatable) and <c>--include-stop</c>, shared by the commands that decode.</summary>

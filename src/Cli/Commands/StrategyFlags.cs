@@ -1,6 +1,3 @@
-using System.CommandLine;
-using Tilt.Engine.Requests;
-
 namespace Tilt.Cli.Commands;
 
 /// <summary>

@@ -1,5 +1,3 @@
-using System.CommandLine;
-using Tilt.Engine.Statistics;
 using static Tilt.Cli.Commands.TheoryInput;
 using static Tilt.Cli.Commands.TheoryReports;
 

@@ -1,6 +1,3 @@
-using System.Globalization;
-using Tilt.Engine.Statistics;
-
 namespace Tilt.Cli.Commands;
 
 /// <summary>

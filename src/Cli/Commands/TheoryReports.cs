@@ -1,8 +1,5 @@
-using System.Globalization;
 using System.Text.Encodings.Web;
-using System.Text.Json;
 using System.Text.Json.Nodes;
-using Tilt.Engine.Statistics;
 
 namespace Tilt.Cli.Commands;
 

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Runtime.CompilerServices;
 using Tilt.Engine.Decoding;
 using Tilt.Engine.Models;
 using Tilt.Engine.Models.Tabular;
