@@ -40,13 +40,7 @@ public sealed record RewardTrainingOptions
     public ulong Seed { get; init; }
 
     /// <summary>Texts decoded together when computing features (1..256). Defaults to 128.</summary>
-    public int BatchSize
-    {
-        get;
-        init => field = value is >= 1 and <= SessionOptions.MaxSupportedSequences
-            ? value
-            : throw new ArgumentOutOfRangeException(nameof(BatchSize), value, $"the batch size must be between 1 and {SessionOptions.MaxSupportedSequences}, got {value}");
-    } = 128;
+    public int BatchSize { get; init => field = SessionOptions.CheckSequences(value, nameof(BatchSize), "the batch size"); } = 128;
 
     /// <summary>CPU threads for llama.cpp. Defaults to null (its choice).</summary>
     public int? Threads { get; init; }
