@@ -22,9 +22,7 @@ internal static class AlignCommand
         var seed = new Option<ulong>("--seed") { Description = "RNG seed.", DefaultValueFactory = _ => 0UL };
         var maxTokens = new Option<int>("--max-tokens") { Description = "Generated tokens per output at most.", DefaultValueFactory = _ => 128 };
         var prefill = new Option<string?>("--prefill") { Description = "Force the response to start with this text (not sampled, excluded from KL, seen by the reward): how deep is the alignment?" };
-        var logprobs = GenerateCommand.LogprobsOption();
-        var stop = StopOptions.Create();
-        var includeStop = StopOptions.CreateInclude();
+        var outputs = new OutputFlags();
         var json = new Option<bool>("--json") { Description = "One JSON object per output." };
         var requests = new Option<string?>("--requests") { Description = "Batch mode: a JSONL file of requests (prompt, strategy, n, k, block, beta, top_k, seed, max_tokens, reward, value_head, ...); absent fields take this command's options. " +
                 $"At most {AlignBatch.MaxRequestLines} lines; every line is parsed and queued first, and decoding takes about as long as running them in batches of --max-sequences." };
@@ -34,7 +32,7 @@ internal static class AlignCommand
 
         var command = new Command("align", "Sample from an aligned policy: best-of-n, token-wise or blockwise controlled decoding towards a reward.");
         model.AddTo(command);
-        foreach (var o in (Option[])[strategy, prompt, reward, valueHead, value, .. fields.All, temperature, seed, maxTokens, prefill, stop, includeStop, logprobs, json, requests, output, concurrency, maxSequences])
+        foreach (var o in (Option[])[strategy, prompt, reward, valueHead, value, .. fields.All, temperature, seed, maxTokens, prefill, .. outputs.All, json, requests, output, concurrency, maxSequences])
             command.Options.Add(o);
 
         command.SetAction((parse, cancellationToken) => console.GuardAsync(async () =>
@@ -46,7 +44,7 @@ internal static class AlignCommand
                 // A line without a strategy takes --strategy, parsed (and refused when wrong) only for such a line.
                 var lineFields = fields.Spec(parse, StrategyCatalog.Find(parse.GetValue(strategy))?.Strategy ?? DecodingStrategy.Blockwise);
                 var defaults = new AlignBatch.Defaults(parse.GetValue(strategy)!, parse.GetValue(prompt)!, parse.GetValue(reward)!, parse.GetValue(valueHead), lineFields,
-                    parse.GetValue(temperature), parse.GetValue(seed), parse.GetValue(maxTokens), StopOptions.Get(parse, stop, includeStop));
+                    parse.GetValue(temperature), parse.GetValue(seed), parse.GetValue(maxTokens), outputs.Stops(parse));
                 var engineOptions = new Tilt.Engine.Decoding.EngineOptions { MaxSequences = parse.GetValue(maxSequences) };
                 using var batchModel = model.LoadModel(parse, console);
                 using var batchKernels = model.CreateKernels(parse, console);
@@ -57,16 +55,13 @@ internal static class AlignCommand
             var entry = StrategyFlags.ParseStrategy(parse.GetValue(strategy));
 
             // Validate every option before loading the model: the catalogue names a bad field by its flag.
-            var options = StrategyFlags.Build(fields.Spec(parse, entry.Strategy), new StrategyLimits { MaxTokens = parse.GetValue(maxTokens) }) with
+            var options = outputs.Apply(StrategyFlags.Build(fields.Spec(parse, entry.Strategy), new StrategyLimits { MaxTokens = parse.GetValue(maxTokens) }) with
             {
                 MaxTokens = parse.GetValue(maxTokens),
                 Seed = parse.GetValue(seed),
                 Sampling = new SamplingParameters(parse.GetValue(temperature)),
                 Threads = model.GetThreads(parse),
-                Stop = StopOptions.Get(parse, stop, includeStop),
-                Logprobs = parse.GetValue(logprobs) is not null,
-                TopLogprobs = parse.GetValue(logprobs) ?? 0,
-            };
+            }, parse);
 
             using var lm = model.LoadModel(parse, console);
             using var kernels = model.CreateKernels(parse, console);

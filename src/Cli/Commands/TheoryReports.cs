@@ -12,15 +12,8 @@ internal static class TheoryReports
     public static void WriteBestOfNText(TextWriter w, BestOfN bon)
     {
         DiscreteOutcomes o = bon.Outcomes;
-        w.WriteLine($"best-of-n with n = {bon.N} over {o.Count} outcomes ({o.TieGroupCount} distinct rewards)");
-        w.WriteLine();
-        w.WriteLine($"{"outcome",-8} {"p",-20} {"r",-20} {"pi_n"}");
-        for (int i = 0; i < o.Count; i++)
-        {
-            w.WriteLine($"{i,-8} {Num(o.Probabilities[i]),-20} {Num(o.Rewards[i]),-20} {Num(bon.Probabilities[i])}");
-        }
-
-        w.WriteLine();
+        OutcomeTable(w, $"best-of-n with n = {bon.N} over {o.Count} outcomes ({o.TieGroupCount} distinct rewards)",
+            ("p", o.Probabilities), ("r", o.Rewards), ("pi_n", bon.Probabilities));
         Row(w, "KL(pi_n || p), exact [M6]", bon.Kl);
         Row(w, "KL bound log n - (n-1)/n [M7]", bon.KlBound);
         Row(w, "E[KLhat] under pi_n [M9]", bon.ExpectedKlHat);
@@ -59,15 +52,7 @@ internal static class TheoryReports
 
     public static void WriteFamilyText(TextWriter w, double[] p, double[] q, TiltedDistribution pi)
     {
-        w.WriteLine($"aligned family pi_beta ~ p * q^(1/beta) [M3] with beta = {Num(pi.Beta)}");
-        w.WriteLine();
-        w.WriteLine($"{"outcome",-8} {"p",-20} {"q",-20} {"pi_beta"}");
-        for (int i = 0; i < p.Length; i++)
-        {
-            w.WriteLine($"{i,-8} {Num(p[i]),-20} {Num(q[i]),-20} {Num(pi.Probabilities[i])}");
-        }
-
-        w.WriteLine();
+        OutcomeTable(w, $"aligned family pi_beta ~ p * q^(1/beta) [M3] with beta = {Num(pi.Beta)}", ("p", p), ("q", q), ("pi_beta", pi.Probabilities));
         Row(w, "KL(pi_beta || p)", pi.KlToBase);
         Row(w, "cross-entropy H(pi_beta, q)", -pi.ExpectedReward);
         w.WriteLine($"{"KL budget [M26]",-32} {KlBudget.Describe(pi.KlToBase)}");
@@ -122,6 +107,21 @@ internal static class TheoryReports
 
         var root = new JsonObject { ["baseExpectedReward"] = outcomes.ExpectedReward(), ["points"] = rows };
         w.WriteLine(root.ToJsonString(Indented));
+    }
+
+    /// <summary>A title, then one row per outcome: its index and three columns (the last one unpadded), then a blank line.</summary>
+    private static void OutcomeTable(TextWriter w, string title, (string Name, IReadOnlyList<double> Values) a, (string Name, IReadOnlyList<double> Values) b,
+        (string Name, IReadOnlyList<double> Values) c)
+    {
+        w.WriteLine(title);
+        w.WriteLine();
+        w.WriteLine($"{"outcome",-8} {a.Name,-20} {b.Name,-20} {c.Name}");
+        for (int i = 0; i < a.Values.Count; i++)
+        {
+            w.WriteLine($"{i,-8} {Num(a.Values[i]),-20} {Num(b.Values[i]),-20} {Num(c.Values[i])}");
+        }
+
+        w.WriteLine();
     }
 
     private static void Row(TextWriter w, string label, double value) => w.WriteLine($"{label,-32} {Num(value)}");
