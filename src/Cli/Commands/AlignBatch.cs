@@ -45,7 +45,7 @@ internal static class AlignBatch
             if (string.IsNullOrWhiteSpace(text)) continue;
             try
             {
-                lines.Add(Parse(number, text, defaults, model, rewards, values, threads));
+                lines.Add(Parse(number, text, defaults, model, rewards, values));
             }
             catch (Exception e) when (e is TiltException or ArgumentException or JsonException)
             {
@@ -118,7 +118,7 @@ internal static class AlignBatch
     }
 
     private static Line Parse(int number, string text, Defaults d, ILanguageModel model, Dictionary<string, IReward> rewards,
-        Dictionary<string, IValueFunction> values, int? threads)
+        Dictionary<string, IValueFunction> values)
     {
         using var doc = JsonDocument.Parse(text);
         if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new TiltException("a request line must be a JSON object");
@@ -187,7 +187,7 @@ internal static class AlignBatch
             var stop = new StopSequences { Strings = stopStrings, TokenIds = stopIds, IncludeStop = includeStop };
             options = options with
             {
-                MaxTokens = maxTokens, Seed = seed, Sampling = new SamplingParameters(temperature), Threads = threads, RequestId = requestId,
+                MaxTokens = maxTokens, Seed = seed, Sampling = new SamplingParameters(temperature), RequestId = requestId,
                 Stop = stop.IsEmpty ? null : stop,
                 Logprobs = topLogprobs is not null,
                 TopLogprobs = topLogprobs ?? 0,

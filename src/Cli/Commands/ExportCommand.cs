@@ -49,7 +49,6 @@ internal static class ExportCommand
             var options = StrategyFlags.Build(strategySpec, new StrategyLimits { MaxTokens = parse.GetValue(maxTokens) }) with
             {
                 MaxTokens = parse.GetValue(maxTokens), Seed = parse.GetValue(seed), Sampling = new SamplingParameters(parse.GetValue(temperature)),
-                Threads = model.GetThreads(parse),
             };
             if (parse.GetValue(minReward) is { } floor && !double.IsFinite(floor)) throw new ArgumentException($"--min-reward must be a finite number, got {floor}");
             int sequences = parse.GetValue(maxSequences);

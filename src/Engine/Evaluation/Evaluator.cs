@@ -42,6 +42,8 @@ public sealed record EvaluationSettings
     /// prefix that leads away from the reward. Defaults to none.
     /// </summary>
     public string? ForcedPrefix { get; init; }
+
+    /// <summary>CPU threads of the evaluator's engines (their setting alone: requests never carry it). Defaults to null, one per physical core.</summary>
     public int? Threads { get; init; }
 }
 
@@ -85,7 +87,7 @@ public sealed class Evaluator
                     Prompt = _settings.Prompts[p],
                     Options = new GenerationOptions
                     {
-                        Samples = batch, MaxTokens = _settings.MaxTokens, Seed = _settings.Seed ^ 0xBA5EUL, RequestId = (uint)(p * 1000 + done), Threads = _settings.Threads,
+                        Samples = batch, MaxTokens = _settings.MaxTokens, Seed = _settings.Seed ^ 0xBA5EUL, RequestId = (uint)(p * 1000 + done),
                     },
                     Reward = _settings.Reward,
                     ForcedPrefix = _settings.ForcedPrefix,
@@ -180,7 +182,7 @@ public sealed class Evaluator
     private Task<IReadOnlyList<AlignedSample>> RunAsync(DecodingEngine engine, EvaluationConfig config, string prompt, uint promptIndex, CancellationToken ct)
     {
         var spec = config.Spec with { Samples = _settings.OutputsPerPrompt };
-        var options = spec.Build() with { MaxTokens = _settings.MaxTokens, Seed = _settings.Seed, RequestId = promptIndex, Threads = _settings.Threads };
+        var options = spec.Build() with { MaxTokens = _settings.MaxTokens, Seed = _settings.Seed, RequestId = promptIndex };
         // Exact soft values depend on the tilt strength; only token-wise CD tilts by the point's beta.
         var value = StrategyCatalog.Get(spec.Strategy).ReadsValue ? _settings.ValueFor(config.Method == EvaluationMethod.Tokenwise ? config.Beta : 1.0) : null;
         var request = new DecodingRequest { Prompt = prompt, Reward = _settings.Reward, Value = value, Options = options, ForcedPrefix = _settings.ForcedPrefix };
