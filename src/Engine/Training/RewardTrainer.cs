@@ -156,18 +156,7 @@ public sealed class RewardTrainer
         cancellationToken.ThrowIfCancellationRequested();
         var solution = FitLogistic(Differences(fit), Ones(fit.Length), Differences(validation), Ones(validation.Length), d, intercept: false, options);
         var head = TrainedHead.Linear(scaling, solution.Weights, 0.0);
-        var report = new RewardTrainingReport
-        {
-            Method = RewardMethod.BradleyTerry,
-            Feature = options.Feature,
-            TrainExamples = fit.Length,
-            ValidationExamples = validation.Length,
-            Lambda = solution.Lambda,
-            Iterations = solution.Iterations,
-            Training = PairAccuracy(head, chosen, rejected, fit.Concat(validation).ToArray()),
-            HeldOut = PairAccuracy(head, chosen, rejected, heldOut),
-        };
-        return (head, report);
+        return (head, Report(RewardMethod.BradleyTerry, options, fit, validation, heldOut, solution, rows => PairAccuracy(head, chosen, rejected, rows)));
     }
 
     /// <summary>Logistic classifier on given features; the head's value is the log-odds of the positive label.</summary>
@@ -194,21 +183,24 @@ public sealed class RewardTrainer
         cancellationToken.ThrowIfCancellationRequested();
         var solution = FitLogistic(Standardized(fit), Signs(fit), Standardized(validation), Signs(validation), d, intercept: true, options);
         var head = TrainedHead.Linear(scaling, solution.Weights, solution.Bias);
-        var report = new RewardTrainingReport
-        {
-            Method = RewardMethod.Classifier,
-            Feature = options.Feature,
-            TrainExamples = fit.Length,
-            ValidationExamples = validation.Length,
-            Lambda = solution.Lambda,
-            Iterations = solution.Iterations,
-            Training = ClassifierAccuracy(head, features, labels, fit.Concat(validation).ToArray()),
-            HeldOut = ClassifierAccuracy(head, features, labels, heldOut),
-        };
-        return (head, report);
+        return (head, Report(RewardMethod.Classifier, options, fit, validation, heldOut, solution, rows => ClassifierAccuracy(head, features, labels, rows)));
     }
 
     /// <summary>Chooses lambda on the validation rows (unless fixed), then refits on fit + validation rows.</summary>
+    /// <summary>The report of a fitted head: its accuracy on the rows it was fitted on (fit and validation) and on the held-out rows.</summary>
+    private static RewardTrainingReport Report(RewardMethod method, RewardTrainingOptions options, int[] fit, int[] validation, int[] heldOut, LogisticSolution solution,
+        Func<int[], RewardHeldOutReport> accuracy) => new()
+    {
+        Method = method,
+        Feature = options.Feature,
+        TrainExamples = fit.Length,
+        ValidationExamples = validation.Length,
+        Lambda = solution.Lambda,
+        Iterations = solution.Iterations,
+        Training = accuracy(fit.Concat(validation).ToArray()),
+        HeldOut = accuracy(heldOut),
+    };
+
     private static LogisticSolution FitLogistic(float[] fitZ, double[] fitLabels, float[] validationZ, double[] validationLabels, int d, bool intercept, RewardTrainingOptions options)
     {
         if (fitLabels.Length == 0) throw new TiltException("no training examples left after the held-out split");
