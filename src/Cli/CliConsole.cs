@@ -1,6 +1,3 @@
-using System.CommandLine;
-using Tilt.Engine;
-
 namespace Tilt.Cli;
 
 /// <summary>

@@ -1,6 +1,3 @@
-using System.Text.Json;
-using Tilt.Engine.Requests;
-
 namespace Tilt.Cli;
 
 /// <summary>JSON settings of every machine-readable output: camelCase, compact, non-ASCII kept readable.</summary>

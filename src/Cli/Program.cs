@@ -1,4 +1,3 @@
-using System.CommandLine;
 using System.Runtime.InteropServices;
 using Tilt.Cli.Commands;
 

@@ -149,32 +149,33 @@ public sealed class TiltChatClient : IChatClient
     private static DecodingOptions DecodingOptionsOf(ChatOptions? options, TiltAlignment? alignment)
     {
         var sampling = new SamplingParameters(options?.Temperature ?? 1f, options?.TopK ?? 0, options?.TopP ?? 1f);
-        DecodingOptions decoding = (alignment?.Strategy ?? DecodingStrategy.Generate) switch
-        {
-            DecodingStrategy.Generate => new GenerationOptions(),
-            DecodingStrategy.BestOfN => new BestOfNOptions { N = alignment!.N ?? 4, ReturnCandidates = alignment.ReturnCandidates },
-            DecodingStrategy.Tokenwise => new TokenwiseOptions { Candidates = alignment!.TopK ?? 16, Beta = alignment.Beta ?? 1.0 },
-            DecodingStrategy.Blockwise => new BlockwiseOptions { K = alignment!.K ?? 8, BlockSize = alignment.Block ?? 8, Beta = alignment.Beta ?? 1.0 },
-            DecodingStrategy.Rejection => Rejection(alignment!),
-            var other => throw new ArgumentException($"alignment strategy {other} is not one a chat can use (BestOfN, Tokenwise, Blockwise, Rejection)", nameof(options)),
-        };
+        var plain = new GenerationOptions();
+        int maxTokens = options?.MaxOutputTokens ?? plain.MaxTokens;
+        DecodingOptions decoding = alignment is null || alignment.Strategy == DecodingStrategy.Generate ? plain : Aligned(alignment, maxTokens);
         return decoding with
         {
-            MaxTokens = options?.MaxOutputTokens ?? decoding.MaxTokens,
+            MaxTokens = maxTokens,
             Seed = options?.Seed is { } seed ? unchecked((ulong)seed) : (ulong)Random.Shared.NextInt64(),
             Sampling = sampling,
             Stop = options?.StopSequences is { Count: > 0 } stop ? StopSequences.FromStrings(stop) : null,
         };
     }
 
-    private static RejectionOptions Rejection(TiltAlignment alignment)
+    /// <summary>The alignment through the strategy catalogue; a bad field is named as its TiltAlignment property.</summary>
+    private static AlignOptions Aligned(TiltAlignment alignment, int maxTokens)
     {
-        var options = new RejectionOptions { ReturnCandidates = alignment.ReturnCandidates };
-        if (alignment.N is { } n) options = options with { N = n };
-        if (alignment.Alpha is { } a) options = options with { Alpha = a };
-        if (alignment.Every is { } every) options = options with { Every = every };
-        options.ValidateSchedule();
-        return options;
+        if (alignment.Strategy is DecodingStrategy.Score)
+            throw new ArgumentException($"alignment strategy {alignment.Strategy} is not one a chat can use ({string.Join(", ", StrategyCatalog.Entries.Select(e => e.Strategy))})", "options");
+        if (alignment.Samples is not (null or 1))
+            throw new ArgumentException($"{nameof(TiltAlignment)}.{nameof(TiltAlignment.Samples)}: a chat response is one output, got {alignment.Samples}", "options");
+        try
+        {
+            return alignment.Build(new StrategyLimits { MaxTokens = maxTokens });
+        }
+        catch (StrategyFieldException e)
+        {
+            throw new ArgumentException(e.MessageFor($"{nameof(TiltAlignment)}.{TiltAlignment.PropertyOf(e.Field)}"), "options", e);
+        }
     }
 
     private IReward? RewardOf(TiltAlignment? alignment)

@@ -8,7 +8,6 @@ using Tilt.Engine.Decoding;
 using Tilt.Engine.Models;
 using Tilt.Engine.Models.Gguf;
 using Tilt.Kernels;
-using Tilt.Engine.Models.Loading;
 
 namespace Tilt.Hosting;
 

@@ -4,7 +4,6 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using Tilt.Hosting;
-using Tilt.Engine.Requests;
 
 namespace Microsoft.Extensions.DependencyInjection;
 

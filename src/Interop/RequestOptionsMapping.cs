@@ -9,24 +9,24 @@ namespace Tilt.Interop;
 /// </summary>
 internal static class RequestOptionsMapping
 {
+    /// <summary>The C names of the engine option properties whose own checks can refuse a value (the shared decoding fields).</summary>
     private static readonly Dictionary<string, string> CFieldNames = new(StringComparer.Ordinal)
     {
         ["Samples"] = "samples",
         ["MaxTokens"] = "max_tokens",
-        ["N"] = "n",
-        ["K"] = "k",
-        ["BlockSize"] = "block_size",
-        ["Candidates"] = "tokenwise_top_k",
-        ["Beta"] = "beta",
         ["Temperature"] = "temperature",
         ["TopK"] = "top_k",
         ["TopP"] = "top_p",
-        ["Deadline"] = "deadline_ms",
-        ["Alpha"] = "alpha",
-        ["Every"] = "every",
-        ["Lambda"] = "lambda",
         ["TopLogprobs"] = "top_logprobs",
         ["Continuation"] = "continuation",
+    };
+
+    /// <summary>The C member of a strategy catalogue field (<see cref="StrategyFields"/>) where its name differs.</summary>
+    private static string CMember(string field) => field switch
+    {
+        StrategyFields.Block => "block_size",
+        StrategyFields.TopK => "tokenwise_top_k",
+        _ => field,
     };
 
     /// <summary>
@@ -87,50 +87,31 @@ internal static class RequestOptionsMapping
         return Relabel(() => new ScoringOptions { Continuation = text, TopLogprobs = top, Threads = threads });
     }
 
-    /// <summary>Options of an aligned strategy (best-of-n, token-wise, blockwise).</summary>
+    /// <summary>Options of an aligned strategy, through the strategy catalogue (only the fields the strategy reads are checked).</summary>
     public static AlignOptions ToAligned(TiltRequestOptions o, Strategy strategy)
     {
         int? threads = ReadThreads(o);
         if (o.DeadlineMs < 0)
             throw StatusException.InvalidArgument($"tilt_request_options.deadline_ms must be >= 0 (0 = none), got {o.DeadlineMs}");
-        return Relabel(() =>
+        if (strategy == Strategy.Blockwise && o.Selection is not (0 or 1))
+            throw StatusException.InvalidArgument($"tilt_request_options.selection must be a tilt_selection (0 or 1), got {o.Selection}");
+        var spec = new StrategySpec
         {
-            AlignOptions options = strategy switch
+            Strategy = strategy switch
             {
-                Strategy.BestOfN => new BestOfNOptions { N = o.N },
-                Strategy.SoftBestOfN => new SoftBestOfNOptions { N = o.N, Lambda = o.Lambda },
-                Strategy.Tokenwise => new TokenwiseOptions { Candidates = o.TokenwiseTopK, Beta = o.Beta },
-                Strategy.Rejection => new RejectionOptions { N = o.N, Alpha = o.Alpha, Every = o.Every },
-                Strategy.Blockwise => new BlockwiseOptions
-                {
-                    K = o.K,
-                    BlockSize = o.BlockSize,
-                    Selection = o.Selection switch
-                    {
-                        0 => BlockSelectionMode.Argmax,
-                        1 => BlockSelectionMode.Sample,
-                        _ => throw StatusException.InvalidArgument(
-                            $"tilt_request_options.selection must be a tilt_selection (0 or 1), got {o.Selection}"),
-                    },
-                    Beta = o.Beta,
-                },
+                Strategy.BestOfN => DecodingStrategy.BestOfN,
+                Strategy.SoftBestOfN => DecodingStrategy.SoftBestOfN,
+                Strategy.Tokenwise => DecodingStrategy.Tokenwise,
+                Strategy.Blockwise => DecodingStrategy.Blockwise,
+                Strategy.Rejection => DecodingStrategy.Rejection,
                 _ => throw new ArgumentOutOfRangeException(nameof(strategy), strategy, "not an aligned strategy"),
-            };
-            options = options with
-            {
-                Samples = o.Samples,
-                MaxTokens = o.MaxTokens,
-                Seed = o.Seed,
-                RequestId = o.RequestId,
-                Sampling = new SamplingParameters(o.Temperature, o.TopK, o.TopP),
-                Deadline = o.DeadlineMs > 0 ? TimeSpan.FromMilliseconds(o.DeadlineMs) : null,
-                Threads = threads,
-                Logprobs = o.Logprobs != 0 || o.TopLogprobs > 0,
-                TopLogprobs = o.TopLogprobs,
-            };
-            (options as RejectionOptions)?.ValidateSchedule();
-            return options;
-        });
+            },
+            N = o.N, K = o.K, Block = o.BlockSize, TopK = o.TokenwiseTopK, Beta = o.Beta, Alpha = o.Alpha, Every = o.Every, Lambda = o.Lambda,
+            Selection = o.Selection == 1 ? BlockSelectionMode.Sample : BlockSelectionMode.Argmax,
+            Samples = o.Samples,
+            DeadlineMs = o.DeadlineMs > 0 ? o.DeadlineMs : null,
+        };
+        return Relabel(() => WithShared(spec.Build(new StrategyLimits { MaxTokens = o.MaxTokens }), o, threads));
     }
 
     /// <summary>Options of plain sampling.</summary>
@@ -140,18 +121,20 @@ internal static class RequestOptionsMapping
         if (o.DeadlineMs != 0)
             throw StatusException.InvalidArgument(
                 $"tilt_request_options.deadline_ms must be 0 for TILT_STRATEGY_SAMPLE (deadlines belong to the aligned strategies), got {o.DeadlineMs}");
-        return Relabel(() => new GenerationOptions
-        {
-            Samples = o.Samples,
-            MaxTokens = o.MaxTokens,
-            Seed = o.Seed,
-            RequestId = o.RequestId,
-            Sampling = new SamplingParameters(o.Temperature, o.TopK, o.TopP),
-            Threads = threads,
-            Logprobs = o.Logprobs != 0 || o.TopLogprobs > 0,
-            TopLogprobs = o.TopLogprobs,
-        });
+        return Relabel(() => WithShared(new GenerationOptions { Samples = o.Samples }, o, threads));
     }
+
+    /// <summary>The members every decoding strategy reads: length, seed, sampling, threads, log-probabilities.</summary>
+    private static T WithShared<T>(T options, in TiltRequestOptions o, int? threads) where T : DecodingOptions => options with
+    {
+        MaxTokens = o.MaxTokens,
+        Seed = o.Seed,
+        RequestId = o.RequestId,
+        Sampling = new SamplingParameters(o.Temperature, o.TopK, o.TopP),
+        Threads = threads,
+        Logprobs = o.Logprobs != 0 || o.TopLogprobs > 0,
+        TopLogprobs = o.TopLogprobs,
+    };
 
     private static int? ReadThreads(in TiltRequestOptions o) => o.Threads switch
     {
@@ -165,6 +148,10 @@ internal static class RequestOptionsMapping
         try
         {
             return build();
+        }
+        catch (StrategyFieldException e)
+        {
+            throw StatusException.InvalidArgument(e.MessageFor($"tilt_request_options.{CMember(e.Field)}"));
         }
         catch (ArgumentException e)
         {

@@ -38,7 +38,9 @@ internal static class RequestPlanner
     {
         var limits = options.Limits;
         var catalog = served.Catalog;
-        // The engine's own settings: its context fixes the KV cache type and threads every request on it runs with.
+        // The engine's own settings: its context fixes the KV cache type and threads every request on it runs with. A
+        // request names the KV cache type only because the engine refuses one that asks for another (CanServe); threads
+        // are left to the engine.
         var engine = served.Engine.Settings;
         if (prompt.Length > limits.MaxPromptChars)
             throw ApiException.BadField("prompt", $"the prompt is {prompt.Length} characters; the limit is {limits.MaxPromptChars}");
@@ -78,69 +80,20 @@ internal static class RequestPlanner
         }
         else
         {
-            strategy = a.Strategy?.ToLowerInvariant() switch
-            {
-                null => throw ApiException.BadField("alignment.strategy", "alignment.strategy is required: bon, soft-bon, tokenwise, blockwise or rejection"),
-                "bon" or "soft-bon" or "tokenwise" or "blockwise" or "rejection" => a.Strategy.ToLowerInvariant(),
-                _ => throw new ApiException(400, $"unknown alignment.strategy '{a.Strategy}' (known: bon, soft-bon, tokenwise, blockwise, rejection)", "alignment.strategy", "unknown_strategy"),
-            };
+            var entry = a.Strategy is null
+                ? throw ApiException.BadField("alignment.strategy", $"alignment.strategy is required: {StrategyCatalog.Names(StrategyCatalog.Entries)}")
+                : StrategyCatalog.Find(a.Strategy)
+                  ?? throw new ApiException(400, $"unknown alignment.strategy '{a.Strategy}' (known: {string.Join(", ", StrategyCatalog.Entries.Select(e => e.Name))})",
+                      "alignment.strategy", "unknown_strategy");
+            strategy = entry.Name;
             rewardName = a.Reward ?? RewardCatalog.DefaultReward;
             reward = catalog.Reward(rewardName);
-            double beta = a.Beta ?? 1.0;
-            if (!double.IsFinite(beta) || beta < AlignOptions.MinBeta)
-                throw ApiException.BadField("alignment.beta", $"alignment.beta must be a finite number >= {AlignOptions.MinBeta:R}, got {beta:R}");
             if (a.ValueHead is { } head)
             {
-                if (strategy is "bon" or "soft-bon") throw ApiException.BadField("alignment.value_head", "alignment.value_head steers tokenwise and blockwise CD; best-of-n ranks by the reward");
+                if (!entry.ReadsValue) throw ApiException.BadField("alignment.value_head", "alignment.value_head steers tokenwise and blockwise CD; best-of-n ranks by the reward");
                 value = catalog.ValueHead(head);
             }
-            decoding = strategy switch
-            {
-                "bon" => new BestOfNOptions
-                {
-                    N = Bound("alignment.n", a.N ?? 4, 1, Math.Min(limits.MaxCandidates, engine.MaxSequences)),
-                    ReturnCandidates = a.ReturnCandidates ?? false,
-                    Samples = n,
-                },
-                "soft-bon" => new SoftBestOfNOptions
-                {
-                    N = Bound("alignment.n", a.N ?? 4, 1, Math.Min(limits.MaxCandidates, engine.MaxSequences)),
-                    Lambda = a.Lambda is { } lambda && double.IsFinite(lambda) && lambda >= AlignOptions.MinBeta
-                        ? lambda
-                        : a.Lambda is null ? 1.0 : throw ApiException.BadField("alignment.lambda", $"alignment.lambda must be a finite number >= {AlignOptions.MinBeta:R}, got {a.Lambda:R}"),
-                    ReturnCandidates = a.ReturnCandidates ?? false,
-                    Samples = n,
-                },
-                "rejection" => new RejectionOptions
-                {
-                    N = Bound("alignment.n", a.N ?? 16, 1, Math.Min(limits.MaxCandidates, engine.MaxSequences)),
-                    Alpha = a.Alpha is { } alpha && double.IsFinite(alpha) && alpha >= 0 && alpha < 1
-                        ? alpha
-                        : a.Alpha is null ? 0.5 : throw ApiException.BadField("alignment.alpha", $"alignment.alpha must be in [0, 1), got {a.Alpha}"),
-                    Every = Bound("alignment.every", a.Every ?? 8, 1, Math.Max(1, maxTokens - 1)),
-                    ReturnCandidates = a.ReturnCandidates ?? false,
-                    Samples = n,
-                },
-                "tokenwise" => new TokenwiseOptions
-                {
-                    Candidates = Bound("alignment.top_k", a.TopK ?? 16, 1, Math.Min(limits.MaxCandidates, engine.MaxSequences)),
-                    Beta = beta,
-                    Samples = n,
-                },
-                _ => new BlockwiseOptions
-                {
-                    K = Bound("alignment.k", a.K ?? 8, 1, Math.Min(limits.MaxCandidates, engine.MaxSequences)),
-                    BlockSize = Bound("alignment.block", a.Block ?? 8, 1, limits.MaxBlock),
-                    Beta = beta,
-                    Selection = a.Selection?.ToLowerInvariant() switch
-                    {
-                        null or "argmax" => BlockSelectionMode.Argmax,
-                        "sample" => BlockSelectionMode.Sample,
-                        _ => throw ApiException.BadField("alignment.selection", $"alignment.selection must be argmax or sample, got '{a.Selection}'"),
-                    },
-                    Samples = n,
-                },
-            };
+            decoding = Aligned(a, entry, n, maxTokens, Math.Min(limits.MaxCandidates, engine.MaxSequences), limits.MaxBlock);
         }
 
         decoding = decoding with
@@ -149,7 +102,6 @@ internal static class RequestPlanner
             Seed = seed,
             Sampling = sampling,
             KvCacheType = engine.KvCacheType,
-            Threads = engine.Threads,
             Stop = StopFor(stops, r, served),
             Logprobs = logprobs,
             TopLogprobs = topLogprobs,
@@ -162,6 +114,32 @@ internal static class RequestPlanner
         };
         return new RequestPlan(prompt, promptTokens, request, n, stops, r.Stream ?? false, r.StreamOptions?.IncludeUsage ?? false,
             logprobs, topLogprobs, strategy, rewardName, echo);
+    }
+
+    /// <summary>
+    /// The alignment object through the strategy catalogue, under the server's limits. Every field the request sets is
+    /// checked (a JSON object names only what its sender meant), whether or not the strategy reads it.
+    /// </summary>
+    private static AlignOptions Aligned(AlignmentRequest a, StrategyEntry entry, int choices, int maxTokens, int maxCandidates, int maxBlock)
+    {
+        try
+        {
+            var spec = new StrategySpec
+            {
+                Strategy = entry.Strategy, N = a.N, K = a.K, Block = a.Block, TopK = a.TopK, Beta = a.Beta, Alpha = a.Alpha, Every = a.Every, Lambda = a.Lambda,
+                Selection = a.Selection is { } selection ? StrategyCatalog.ParseSelection(selection) : null,
+                ReturnCandidates = a.ReturnCandidates, Samples = choices,
+            };
+            return spec.Build(new StrategyLimits
+            {
+                MaxCandidates = maxCandidates, MinTopK = 1, MaxTopK = maxCandidates, MaxBlock = maxBlock, MaxTokens = maxTokens, CheckUnread = true,
+            });
+        }
+        catch (StrategyFieldException e)
+        {
+            string field = $"alignment.{e.Field}";
+            throw new ApiException(400, e.MessageFor(field), field, e.OutOfRange ? "out_of_range" : "invalid_value");
+        }
     }
 
     private static StopSequences? StopFor(IReadOnlyList<string> stops, GenerationRequestBase r, ServedModel served)

@@ -55,6 +55,18 @@ public sealed class AlignBatchTests : IDisposable
         Assert.Equal(results.Select(r => r.GetProperty("text").GetString()), Results(serial).Select(r => r.GetProperty("text").GetString()));
     }
 
+    [Fact]
+    public async Task AStrategyAliasRunsAsItsStrategyAndIsReportedByItsName()
+    {
+        string requests = Requests("""{"prompt": "The cat", "strategy": "Best-Of-N", "n": 2, "seed": 1, "max_tokens": 8}""");
+        string output = Path.Combine(_dir, "results.jsonl");
+        var run = await CliRunner.RunAsync("align", "--model", CliRunner.ModelPath, "--requests", requests, "--out", output);
+        Assert.True(run.ExitCode == 0, run.Error);
+        var result = Results(output).Single();
+        Assert.Equal("bon", result.GetProperty("strategy").GetString());
+        Assert.Equal("best_of_n_estimate", result.GetProperty("kl").GetProperty("method").GetString());
+    }
+
     /// <summary>Issue 25: the engine is sized with the forced prefix, so a long prefill that align --prefill takes works in a batch too.</summary>
     [Fact]
     public async Task APrefillLongerThanThePromptAndMaxTokensFitsTheBatchEngine()
@@ -75,6 +87,8 @@ public sealed class AlignBatchTests : IDisposable
     [InlineData("""{"prompt": "x", "n": "four", "strategy": "bon"}""", "line 2: field 'n': expected an integer")]
     [InlineData("""{"prompt": "x", "strategy": "bon", "n": 999}""", "line 2: field 'n': n must be between 1 and 256")]
     [InlineData("""{"prompt": "x", "strategy": "greedy"}""", "line 2: field 'strategy'")]
+    [InlineData("""{"prompt": "x", "strategy": "blockwise", "selection": "best"}""", "line 2: field 'selection': selection must be argmax or sample, got 'best'")]
+    [InlineData("""{"prompt": "x", "strategy": "rejection", "max_tokens": 8, "every": 8}""", "line 2: field 'every': every must be between 1 and 7")]
     [InlineData("""{"prompt": "x", "colour": "red"}""", "line 2: unknown field 'colour'")]
     [InlineData("""{"prompt": "x", "reward": "lexicon:/nonexistent/w.txt"}""", "line 2: field 'reward'")]
     [InlineData("""[1, 2]""", "line 2: a request line must be a JSON object")]

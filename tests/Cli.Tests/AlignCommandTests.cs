@@ -77,7 +77,7 @@ public sealed class AlignCommandTests : IDisposable
     }
 
     [Theory]
-    [InlineData(new[] { "--strategy", "blockwise", "--k", "0" }, "K must be between 1 and 256")]
+    [InlineData(new[] { "--strategy", "blockwise", "--k", "0" }, "--k must be between 1 and 256, got 0")]
     [InlineData(new[] { "--strategy", "bon", "--n", "300" }, "n must be between 1 and 256")]
     [InlineData(new[] { "--strategy", "tokenwise", "--beta", "0" }, "beta must be a finite number >= 1E-30")]
     [InlineData(new[] { "--strategy", "tokenwise", "--beta", "NaN" }, "beta must be a finite number >= 1E-30")]

@@ -28,7 +28,7 @@ public sealed class RejectionAndPrefillCommandTests : IDisposable
     [Theory]
     [InlineData(new[] { "--alpha", "1" }, "alpha must be in [0, 1)")]
     [InlineData(new[] { "--alpha", "-0.5" }, "alpha must be in [0, 1)")]
-    [InlineData(new[] { "--every", "48" }, "decision interval (48 tokens) must be shorter than max tokens (48)")]
+    [InlineData(new[] { "--every", "48" }, "--every must be between 1 and 47 (a decision interval shorter than max tokens, 48), got 48")]
     [InlineData(new[] { "--n", "0" }, "n must be between 1 and 256")]
     public async Task BadRejectionSettingsAreOneLineErrors(string[] extra, string expected)
     {

@@ -82,6 +82,21 @@ public sealed class ChatClientTests(ChatHostFixture fixture) : IClassFixture<Cha
         Assert.Equal(first.Text, again.Text);
     }
 
+    [Fact]
+    public async Task Soft_best_of_n_runs_through_a_chat_and_bad_fields_name_the_property()
+    {
+        var alignment = new TiltAlignment { Strategy = DecodingStrategy.SoftBestOfN, N = 4, Lambda = 0.5, Reward = "lexicon:sentiment", ReturnCandidates = true };
+        var response = await Pipeline().GetResponseAsync("Once upon a time", Aligned(alignment, maxTokens: 12));
+        var result = Assert.IsType<TiltAlignmentResult>(response.AdditionalProperties![TiltAlignment.PropertyName]);
+        Assert.Equal(DecodingStrategy.SoftBestOfN, result.Strategy);
+        Assert.Equal(4, result.Candidates.Count);
+
+        var e = await Assert.ThrowsAsync<ArgumentException>(() => Pipeline().GetResponseAsync("x", Aligned(alignment with { Lambda = 0 })));
+        Assert.StartsWith("TiltAlignment.Lambda must be a finite number >= 1E-30, got 0", e.Message);
+        e = await Assert.ThrowsAsync<ArgumentException>(() => Pipeline().GetResponseAsync("x", Aligned(new TiltAlignment { Strategy = DecodingStrategy.Blockwise, TopK = -1, K = 0 })));
+        Assert.StartsWith("TiltAlignment.K must be between 1 and 256, got 0", e.Message);
+    }
+
     [Theory]
     [InlineData(DecodingStrategy.Blockwise)]
     [InlineData(DecodingStrategy.Tokenwise)]

@@ -62,6 +62,9 @@ public sealed class MappingTests
     [InlineData("selection", (int)Strategy.Blockwise)]
     [InlineData("threads", (int)Strategy.Tokenwise)]
     [InlineData("deadline_ms", (int)Strategy.Blockwise)]
+    [InlineData("alpha", (int)Strategy.Rejection)]
+    [InlineData("every", (int)Strategy.Rejection)]
+    [InlineData("lambda", (int)Strategy.SoftBestOfN)]
     public void A_bad_field_is_named_in_the_message(string field, int strategyValue)
     {
         var strategy = (Strategy)strategyValue;
@@ -80,6 +83,9 @@ public sealed class MappingTests
             "samples" => o with { Samples = 0 },
             "selection" => o with { Selection = 2 },
             "threads" => o with { Threads = -1 },
+            "alpha" => o with { Alpha = 1 },
+            "every" => o with { Every = o.MaxTokens },
+            "lambda" => o with { Lambda = 0 },
             _ => o with { DeadlineMs = -1 },
         };
         var e = Assert.Throws<StatusException>(() => strategy == Strategy.Sample
@@ -89,6 +95,16 @@ public sealed class MappingTests
         Assert.StartsWith($"tilt_request_options.{field}", e.Message);
         Assert.DoesNotContain("(Parameter", e.Message);
         Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Fact]
+    public void Fields_a_strategy_does_not_read_are_not_checked()
+    {
+        // The struct carries every member; best-of-n reads n alone, so a zero k or block size is no error.
+        var o = HeaderDefaults() with { K = 0, BlockSize = 0, Selection = 7, Every = 0, Alpha = 2, Lambda = 0 };
+        Assert.Equal(new BestOfNOptions(), RequestOptionsMapping.ToAligned(o, Strategy.BestOfN));
+        var e = Assert.Throws<StatusException>(() => RequestOptionsMapping.ToAligned(o with { N = 0 }, Strategy.BestOfN));
+        Assert.Equal("tilt_request_options.n must be between 1 and 256, got 0", e.Message);
     }
 
     [Fact]

@@ -47,6 +47,11 @@ public sealed class ErrorTests
     [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"blockwise\", \"k\": 0}}", "alignment.k")]
     [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"blockwise\", \"block\": 257}}", "alignment.block")]
     [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"tokenwise\", \"top_k\": 65}}", "alignment.top_k")]
+    [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"tokenwise\", \"top_k\": 0}}", "alignment.top_k")]
+    [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"blockwise\", \"selection\": \"best\"}}", "alignment.selection")]
+    [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"rejection\", \"alpha\": 1}}", "alignment.alpha")]
+    [InlineData("{\"prompt\": \"x\", \"max_tokens\": 8, \"alignment\": {\"strategy\": \"rejection\", \"every\": 8}}", "alignment.every")]
+    [InlineData("{\"prompt\": \"x\", \"max_tokens\": 8, \"alignment\": {\"strategy\": \"rejection\"}}", "alignment.every")]
     [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"bon\", \"stratgy\": 1}}", "alignment.stratgy")]
     [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"bon\", \"reward\": \"nosuchkind:1\"}}", "alignment.reward")]
     [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"bon\", \"reward\": \"lexicon:/etc/passwd\"}}", "alignment.reward")]
@@ -66,7 +71,19 @@ public sealed class ErrorTests
     {
         await using var host = await Host.StartAsync(Transport.InProcess);
         using (var r = await host.PostAsync("/v1/completions", """{"prompt": "x", "alignment": {"strategy": "blockwise", "k": 100}}"""))
-            Assert.Contains("between 1 and 64, got 100", (await ExpectError(r, 400, "alignment.k")).GetProperty("message").GetString());
+        {
+            var error = await ExpectError(r, 400, "alignment.k");
+            Assert.Equal("alignment.k must be between 1 and 64, got 100", error.GetProperty("message").GetString());
+            Assert.Equal("out_of_range", error.GetProperty("code").GetString());
+        }
+        using (var r = await host.PostAsync("/v1/completions", """{"prompt": "x", "alignment": {"strategy": "soft-bon", "lambda": 0}}"""))
+        {
+            var error = await ExpectError(r, 400, "alignment.lambda");
+            Assert.Equal("alignment.lambda must be a finite number >= 1E-30, got 0", error.GetProperty("message").GetString());
+            Assert.Equal("invalid_value", error.GetProperty("code").GetString());
+        }
+        using (var r = await host.PostAsync("/v1/completions", """{"prompt": "x", "alignment": {"strategy": "beam"}}"""))
+            Assert.Equal("unknown_strategy", (await ExpectError(r, 400, "alignment.strategy")).GetProperty("code").GetString());
         using (var r = await host.PostAsync("/v1/completions", """{"prompt": "x", "alignment": {"strategy": "bon", "reward": "lexicon:/etc/passwd"}}"""))
             Assert.Contains("cannot make the server read files", (await ExpectError(r, 400, "alignment.reward")).GetProperty("message").GetString());
         // The prompt plus max_tokens must fit the context; the error says how many tokens fit.

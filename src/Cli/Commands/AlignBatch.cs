@@ -1,17 +1,4 @@
-using System.Diagnostics;
-using System.Text;
-using System.Text.Json;
-using Tilt.Engine;
-using Tilt.Engine.Decoding;
-using Tilt.Engine.Heads;
-using Tilt.Engine.IO;
-using Tilt.Engine.Models;
-using Tilt.Engine.Rewards;
 using Tilt.Engine.Text;
-using Tilt.Engine.Values;
-using Tilt.Kernels;
-using Tilt.Engine.Requests;
-using Tilt.Engine.Rewards.Specs;
 
 namespace Tilt.Cli.Commands;
 
@@ -28,13 +15,15 @@ internal static class AlignBatch
     /// </summary>
     public const int MaxRequestLines = 100_000;
 
-    /// <summary>The CLI's values: what a line's absent fields take.</summary>
-    public sealed record Defaults(string Strategy, string Prompt, string Reward, string? ValueHead, int N, int K, int Block, double Beta,
-        int TopK, float Temperature, ulong Seed, int MaxTokens, int Samples, BlockSelectionMode Selection, bool Candidates, double Alpha, int Every,
-        StopSequences? Stop = null, double Lambda = 1.0);
+    /// <summary>
+    /// The CLI's values: what a line's absent fields take. <paramref name="Fields"/> holds the strategy fields (its own
+    /// strategy is replaced by the line's).
+    /// </summary>
+    public sealed record Defaults(string Strategy, string Prompt, string Reward, string? ValueHead, StrategySpec Fields, float Temperature, ulong Seed,
+        int MaxTokens, StopSequences? Stop = null);
 
     /// <summary>One parsed line.</summary>
-    private sealed record Line(int Number, string Strategy, DecodingRequest Request, string RewardSpec, string? ValueHead);
+    private sealed record Line(int Number, StrategyEntry Strategy, DecodingRequest Request, string RewardSpec, string? ValueHead);
 
     public static async Task<int> RunAsync(CliConsole console, ILanguageModel model, IStepKernels kernels, string requestsPath, string outPath,
         Defaults defaults, int concurrency, int maxSequences, int? threads, CancellationToken cancellationToken)
@@ -56,7 +45,7 @@ internal static class AlignBatch
             if (string.IsNullOrWhiteSpace(text)) continue;
             try
             {
-                lines.Add(Parse(number, text, defaults, model, rewards, values, threads));
+                lines.Add(Parse(number, text, defaults, model, rewards, values));
             }
             catch (Exception e) when (e is TiltException or ArgumentException or JsonException)
             {
@@ -129,21 +118,19 @@ internal static class AlignBatch
     }
 
     private static Line Parse(int number, string text, Defaults d, ILanguageModel model, Dictionary<string, IReward> rewards,
-        Dictionary<string, IValueFunction> values, int? threads)
+        Dictionary<string, IValueFunction> values)
     {
         using var doc = JsonDocument.Parse(text);
         if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new TiltException("a request line must be a JSON object");
-        string strategy = d.Strategy, prompt = d.Prompt, rewardSpec = d.Reward;
+        string? strategy = d.Strategy;
+        string prompt = d.Prompt, rewardSpec = d.Reward;
         string? valueHead = d.ValueHead;
-        int n = d.N, k = d.K, block = d.Block, topK = d.TopK, maxTokens = d.MaxTokens, samples = d.Samples;
-        double beta = d.Beta, alpha = d.Alpha, lambda = d.Lambda;
-        int every = d.Every;
+        var fields = d.Fields;
+        int maxTokens = d.MaxTokens;
         float temperature = d.Temperature;
         ulong seed = d.Seed;
         uint requestId = 0;
         string? prefill = null;
-        var selection = d.Selection;
-        bool candidates = d.Candidates;
         IReadOnlyList<string> stopStrings = d.Stop?.Strings ?? [];
         IReadOnlyList<int> stopIds = d.Stop?.TokenIds ?? [];
         bool includeStop = d.Stop?.IncludeStop ?? false;
@@ -154,29 +141,23 @@ internal static class AlignBatch
             switch (p.Name)
             {
                 case "prompt": prompt = Str(p); break;
-                case "strategy": strategy = Str(p).ToLowerInvariant(); break;
+                case StrategyFields.Strategy: strategy = Str(p); break;
                 case "reward": rewardSpec = Str(p); break;
                 case "value_head": valueHead = v.ValueKind == JsonValueKind.Null ? null : Str(p); break;
-                case "n": n = Int(p); break;
-                case "k": k = Int(p); break;
-                case "block": block = Int(p); break;
-                case "top_k": topK = Int(p); break;
+                case StrategyFields.N: fields = fields with { N = Int(p) }; break;
+                case StrategyFields.K: fields = fields with { K = Int(p) }; break;
+                case StrategyFields.Block: fields = fields with { Block = Int(p) }; break;
+                case StrategyFields.TopK: fields = fields with { TopK = Int(p) }; break;
+                case StrategyFields.Samples: fields = fields with { Samples = Int(p) }; break;
+                case StrategyFields.Beta: fields = fields with { Beta = Num(p) }; break;
+                case StrategyFields.Alpha: fields = fields with { Alpha = Num(p) }; break;
+                case StrategyFields.Lambda: fields = fields with { Lambda = Num(p) }; break;
+                case StrategyFields.Every: fields = fields with { Every = Int(p) }; break;
+                case StrategyFields.Selection: fields = fields with { Selection = Catalogued(() => StrategyCatalog.ParseSelection(Str(p))) }; break;
+                case StrategyFields.ReturnCandidates: fields = fields with { ReturnCandidates = Bool(p) }; break;
                 case "max_tokens": maxTokens = Int(p); break;
-                case "samples": samples = Int(p); break;
-                case "beta": beta = Num(p); break;
-                case "alpha": alpha = Num(p); break;
-                case "lambda": lambda = Num(p); break;
-                case "every": every = Int(p); break;
                 case "temperature": temperature = (float)Num(p); break;
                 case "seed": seed = v.ValueKind == JsonValueKind.Number && v.TryGetUInt64(out ulong s) ? s : throw Field(p, "a non-negative integer"); break;
-                case "selection":
-                    selection = Str(p).ToLowerInvariant() switch
-                    {
-                        "argmax" => BlockSelectionMode.Argmax,
-                        "sample" => BlockSelectionMode.Sample,
-                        var other => throw new TiltException($"field 'selection': must be argmax or sample, got '{other}'"),
-                    };
-                    break;
                 case "prefill": prefill = v.ValueKind == JsonValueKind.Null ? null : Str(p); break;
                 case "request_id": requestId = v.ValueKind == JsonValueKind.Number && v.TryGetUInt32(out uint id) ? id : throw Field(p, "an integer 0..4294967295"); break;
                 case "stop":
@@ -194,29 +175,19 @@ internal static class AlignBatch
                         : throw Field(p, "an array of token ids");
                     break;
                 case "logprobs": topLogprobs = v.ValueKind == JsonValueKind.Null ? null : Int(p); break;
-                case "include_stop": includeStop = v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : throw Field(p, "true or false"); break;
-                case "return_candidates": candidates = v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : throw Field(p, "true or false"); break;
+                case "include_stop": includeStop = Bool(p); break;
                 default: throw new TiltException($"unknown field '{p.Name}' (known: prompt, strategy, reward, value_head, n, k, block, beta, alpha, lambda, every, top_k, temperature, seed, request_id, prefill, max_tokens, samples, selection, return_candidates, stop, stop_token_ids, include_stop, logprobs)");
             }
         }
 
-        var sampling = new SamplingParameters(temperature);
-        AlignOptions options;
+        var entry = Catalogued(() => StrategyCatalog.Parse(strategy));
+        AlignOptions options = Catalogued(() => (fields with { Strategy = entry.Strategy }).Build(new StrategyLimits { MaxTokens = maxTokens }));
         try
         {
-            options = strategy switch
-            {
-                "bon" => new BestOfNOptions { N = n, ReturnCandidates = candidates },
-                "soft-bon" => new SoftBestOfNOptions { N = n, Lambda = lambda, ReturnCandidates = candidates },
-                "tokenwise" => new TokenwiseOptions { Candidates = topK, Beta = beta },
-                "blockwise" => new BlockwiseOptions { K = k, BlockSize = block, Selection = selection, Beta = beta },
-                "rejection" => new RejectionOptions { N = n, Alpha = alpha, Every = every, ReturnCandidates = candidates },
-                _ => throw new TiltException($"field 'strategy': must be bon, soft-bon, tokenwise, blockwise or rejection, got '{strategy}'"),
-            };
             var stop = new StopSequences { Strings = stopStrings, TokenIds = stopIds, IncludeStop = includeStop };
             options = options with
             {
-                MaxTokens = maxTokens, Samples = samples, Seed = seed, Sampling = sampling, Threads = threads, RequestId = requestId,
+                MaxTokens = maxTokens, Seed = seed, Sampling = new SamplingParameters(temperature), RequestId = requestId,
                 Stop = stop.IsEmpty ? null : stop,
                 Logprobs = topLogprobs is not null,
                 TopLogprobs = topLogprobs ?? 0,
@@ -252,7 +223,7 @@ internal static class AlignBatch
             }
             values[valueHead] = value;
         }
-        return new Line(number, strategy, new DecodingRequest { Prompt = prompt, Options = options, Reward = reward, Value = value, ForcedPrefix = prefill }, rewardSpec, valueHead);
+        return new Line(number, entry, new DecodingRequest { Prompt = prompt, Options = options, Reward = reward, Value = value, ForcedPrefix = prefill }, rewardSpec, valueHead);
     }
 
     private static string Str(JsonProperty p) => p.Value.ValueKind == JsonValueKind.String ? p.Value.GetString()! : throw Field(p, "a string");
@@ -262,21 +233,30 @@ internal static class AlignBatch
     private static double Num(JsonProperty p) =>
         p.Value.ValueKind == JsonValueKind.Number && p.Value.TryGetDouble(out double v) && double.IsFinite(v) ? v : throw Field(p, "a finite number");
 
+    private static bool Bool(JsonProperty p) =>
+        p.Value.ValueKind is JsonValueKind.True or JsonValueKind.False ? p.Value.GetBoolean() : throw Field(p, "true or false");
+
+    /// <summary>Runs a catalogue step; a bad field is reported as the line's field (the catalogue's names are the line's).</summary>
+    private static T Catalogued<T>(Func<T> step)
+    {
+        try
+        {
+            return step();
+        }
+        catch (StrategyFieldException e)
+        {
+            throw new TiltException($"field '{e.Field}': {e.Message}");
+        }
+    }
+
     private static TiltException Field(JsonProperty p, string expected) =>
         new($"field '{p.Name}': expected {expected}, got {p.Value.GetRawText()}");
 
+    /// <summary>The line's name of a shared decoding field the engine's options refused.</summary>
     private static string FieldName(string? param) => param switch
     {
-        "N" => "n",
-        "K" => "k",
-        "BlockSize" => "block",
-        "Candidates" => "top_k",
-        "Beta" => "beta",
         "MaxTokens" => "max_tokens",
-        "Samples" => "samples",
         "Temperature" => "temperature",
-        "Alpha" => "alpha",
-        "Every" => "every",
         "TopLogprobs" => "logprobs",
         _ => param ?? "?",
     };
@@ -292,13 +272,13 @@ internal static class AlignBatch
     {
         Line = line.Number,
         s.Index,
-        Strategy = line.Strategy,
+        Strategy = line.Strategy.Name,
         line.Request.Prompt,
         s.Text,
         s.Tokens,
         s.Reward,
         RewardSpec = line.RewardSpec,
-        Value = line.Strategy is "bon" or "soft-bon" ? null : line.ValueHead is { } head ? $"head:{Path.GetFileName(head)}" : $"prefix({line.Request.Reward!.Description})",
+        Value = !line.Strategy.ReadsValue ? null : line.ValueHead is { } head ? $"head:{Path.GetFileName(head)}" : $"prefix({line.Request.Reward!.Description})",
         Logprob = s.LogProb,
         Kl = new { s.Kl.Value, Method = CliJson.Snake(s.Kl.Method), Band = CliJson.Snake(s.Kl.Band) },
         KlBound = s.KlBound is { } b ? new { b.Value, Method = CliJson.Snake(b.Method) } : null,

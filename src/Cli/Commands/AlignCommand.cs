@@ -1,16 +1,4 @@
-using System.CommandLine;
-using System.Text.Json;
-using Tilt.Engine;
-using Tilt.Engine.Decoding;
-using Tilt.Engine.Heads;
-using Tilt.Engine.Models;
 using Tilt.Engine.Models.Tabular;
-using Tilt.Engine.Rewards;
-using Tilt.Engine.Statistics;
-using Tilt.Engine.Values;
-using Tilt.Kernels;
-using Tilt.Engine.Requests;
-using Tilt.Engine.Rewards.Specs;
 
 namespace Tilt.Cli.Commands;
 
@@ -29,25 +17,12 @@ internal static class AlignCommand
         };
         var valueHead = new Option<string?>("--value-head") { Description = "Trained value head file (tilt-head/1) for CD; default: the reward applied to the prefix." };
         var value = new Option<string?>("--value") { Description = "exact (V* = E[r] by enumeration [M13]) or exact-soft (beta log E[exp(r/beta)]) on tabular models; dpo:POLICY,REF[,beta=B] (token-level DPO log-ratio [M23])." };
-        var n = new Option<int>("--n") { Description = "Best-of-n, soft best-of-n and rejection: candidates (1..256).", DefaultValueFactory = _ => 8 };
-        var k = new Option<int>("--k") { Description = "Blockwise: candidate blocks per step (1..256).", DefaultValueFactory = _ => 8 };
-        var block = new Option<int>("--block") { Description = "Blockwise: tokens per block (M).", DefaultValueFactory = _ => 8 };
-        var selection = new Option<BlockSelectionMode>("--selection") { Description = "Blockwise: Argmax or Sample (∝ exp(V/beta)).", DefaultValueFactory = _ => BlockSelectionMode.Argmax };
-        var beta = new Option<double>("--beta") { Description = "Tilt strength (token-wise; blockwise with --selection Sample).", DefaultValueFactory = _ => 1.0 };
-        var topK = new Option<int>("--top-k") { Description = "Token-wise: candidate tokens per step (top-k of p); 0 = whole vocabulary.", DefaultValueFactory = _ => 16 };
+        var fields = new StrategyFlags();
         var temperature = new Option<float>("--temperature", "-t") { Description = "Temperature of the base proposals.", DefaultValueFactory = _ => 1f };
         var seed = new Option<ulong>("--seed") { Description = "RNG seed.", DefaultValueFactory = _ => 0UL };
         var maxTokens = new Option<int>("--max-tokens") { Description = "Generated tokens per output at most.", DefaultValueFactory = _ => 128 };
-        var samples = new Option<int>("--samples") { Description = "Independent aligned outputs (for statistics).", DefaultValueFactory = _ => 1 };
-        var deadline = new Option<int?>("--deadline-ms") { Description = "Wall-clock budget in milliseconds; an output cut by it is marked partial." };
-        var candidates = new Option<bool>("--candidates") { Description = "Best-of-n and rejection: also print every candidate with its reward." };
-        var lambda = new Option<double>("--lambda") { Description = "Soft best-of-n: selection temperature, the winner drawn ∝ exp(r/lambda) (small: best-of-n; large: the base model) [M27].", DefaultValueFactory = _ => 1.0 };
-        var alpha = new Option<double>("--alpha") { Description = "Rejection: fraction of the unfinished candidates stopped at each decision, in [0, 1).", DefaultValueFactory = _ => 0.5 };
         var prefill = new Option<string?>("--prefill") { Description = "Force the response to start with this text (not sampled, excluded from KL, seen by the reward): how deep is the alignment?" };
-        var logprobs = GenerateCommand.LogprobsOption();
-        var stop = StopOptions.Create();
-        var includeStop = StopOptions.CreateInclude();
-        var every = new Option<int>("--every") { Description = "Rejection: generated tokens between decisions.", DefaultValueFactory = _ => 8 };
+        var outputs = new OutputFlags();
         var json = new Option<bool>("--json") { Description = "One JSON object per output." };
         var requests = new Option<string?>("--requests") { Description = "Batch mode: a JSONL file of requests (prompt, strategy, n, k, block, beta, top_k, seed, max_tokens, reward, value_head, ...); absent fields take this command's options. " +
                 $"At most {AlignBatch.MaxRequestLines} lines; every line is parsed and queued first, and decoding takes about as long as running them in batches of --max-sequences." };
@@ -57,20 +32,19 @@ internal static class AlignCommand
 
         var command = new Command("align", "Sample from an aligned policy: best-of-n, token-wise or blockwise controlled decoding towards a reward.");
         model.AddTo(command);
-        foreach (var o in new Option[] { strategy, prompt, reward, valueHead, value, n, k, block, selection, beta, topK, temperature, seed, maxTokens, samples, deadline, candidates, alpha, lambda, every, prefill, stop, includeStop, logprobs, json, requests, output, concurrency, maxSequences })
+        foreach (var o in (Option[])[strategy, prompt, reward, valueHead, value, .. fields.All, temperature, seed, maxTokens, prefill, .. outputs.All, json, requests, output, concurrency, maxSequences])
             command.Options.Add(o);
 
         command.SetAction((parse, cancellationToken) => console.GuardAsync(async () =>
         {
-            string which = parse.GetValue(strategy)!.ToLowerInvariant();
             if (parse.GetValue(requests) is { } requestsFile)
             {
                 string outFile = parse.GetValue(output) ?? throw new ArgumentException("--requests needs --out FILE.jsonl for the results");
                 if (parse.GetValue(value) is not null) throw new ArgumentException("--value (exact tabular values) is not available in batch mode");
-                var defaults = new AlignBatch.Defaults(which, parse.GetValue(prompt)!, parse.GetValue(reward)!, parse.GetValue(valueHead), parse.GetValue(n),
-                    parse.GetValue(k), parse.GetValue(block), parse.GetValue(beta), parse.GetValue(topK), parse.GetValue(temperature), parse.GetValue(seed),
-                    parse.GetValue(maxTokens), parse.GetValue(samples), parse.GetValue(selection), parse.GetValue(candidates), parse.GetValue(alpha), parse.GetValue(every),
-                    StopOptions.Get(parse, stop, includeStop), parse.GetValue(lambda));
+                // A line without a strategy takes --strategy, parsed (and refused when wrong) only for such a line.
+                var lineFields = fields.Spec(parse, StrategyCatalog.Find(parse.GetValue(strategy))?.Strategy ?? DecodingStrategy.Blockwise);
+                var defaults = new AlignBatch.Defaults(parse.GetValue(strategy)!, parse.GetValue(prompt)!, parse.GetValue(reward)!, parse.GetValue(valueHead), lineFields,
+                    parse.GetValue(temperature), parse.GetValue(seed), parse.GetValue(maxTokens), outputs.Stops(parse));
                 var engineOptions = new Tilt.Engine.Decoding.EngineOptions { MaxSequences = parse.GetValue(maxSequences) };
                 using var batchModel = model.LoadModel(parse, console);
                 using var batchKernels = model.CreateKernels(parse, console);
@@ -78,34 +52,16 @@ internal static class AlignCommand
                     engineOptions.MaxSequences, model.GetThreads(parse), cancellationToken);
             }
             if (parse.GetValue(output) is not null) throw new ArgumentException("--out is for batch mode (--requests FILE.jsonl)");
-            if (which is not ("bon" or "soft-bon" or "tokenwise" or "blockwise" or "rejection"))
-                throw new ArgumentException($"--strategy must be bon, soft-bon, tokenwise, blockwise or rejection, got '{which}'");
-            var sampling = new SamplingParameters(parse.GetValue(temperature));
-            TimeSpan? budget = parse.GetValue(deadline) is { } ms
-                ? ms > 0 ? TimeSpan.FromMilliseconds(ms) : throw new ArgumentException($"--deadline-ms must be positive, got {ms}")
-                : null;
+            var entry = StrategyFlags.ParseStrategy(parse.GetValue(strategy));
 
-            // Validate every option before loading the model (each init accessor throws a named error).
-            AlignOptions options = which switch
-            {
-                "bon" => new BestOfNOptions { N = parse.GetValue(n), ReturnCandidates = parse.GetValue(candidates) },
-                "soft-bon" => new SoftBestOfNOptions { N = parse.GetValue(n), Lambda = parse.GetValue(lambda), ReturnCandidates = parse.GetValue(candidates) },
-                "rejection" => new RejectionOptions { N = parse.GetValue(n), Alpha = parse.GetValue(alpha), Every = parse.GetValue(every), ReturnCandidates = parse.GetValue(candidates) },
-                "tokenwise" => new TokenwiseOptions { Candidates = parse.GetValue(topK), Beta = parse.GetValue(beta) },
-                _ => new BlockwiseOptions { K = parse.GetValue(k), BlockSize = parse.GetValue(block), Selection = parse.GetValue(selection), Beta = parse.GetValue(beta) },
-            };
-            options = options with
+            // Validate every option before loading the model: the catalogue names a bad field by its flag.
+            var options = outputs.Apply(StrategyFlags.Build(fields.Spec(parse, entry.Strategy), new StrategyLimits { MaxTokens = parse.GetValue(maxTokens) }) with
             {
                 MaxTokens = parse.GetValue(maxTokens),
-                Samples = parse.GetValue(samples),
                 Seed = parse.GetValue(seed),
-                Sampling = sampling,
-                Deadline = budget,
+                Sampling = new SamplingParameters(parse.GetValue(temperature)),
                 Threads = model.GetThreads(parse),
-                Stop = StopOptions.Get(parse, stop, includeStop),
-                Logprobs = parse.GetValue(logprobs) is not null,
-                TopLogprobs = parse.GetValue(logprobs) ?? 0,
-            };
+            }, parse);
 
             using var lm = model.LoadModel(parse, console);
             using var kernels = model.CreateKernels(parse, console);
@@ -121,7 +77,7 @@ internal static class AlignCommand
             var events = DecodingEngine.StreamOnOwnEngine(lm, kernels,
                 new DecodingRequest
                 {
-                    Prompt = text, Options = options, Reward = rewardFn, Value = options is BestOfNOptions or SoftBestOfNOptions ? null : valueFn,
+                    Prompt = text, Options = options, Reward = rewardFn, Value = entry.ReadsValue ? valueFn : null,
                     ForcedPrefix = parse.GetValue(prefill),
                 }, cancellationToken);
 
@@ -135,7 +91,7 @@ internal static class AlignCommand
                         await console.Out.WriteAsync(accepted.TextDelta);
                         break;
                     case SampleCompleted done when asJson:
-                        await console.Out.WriteLineAsync(JsonSerializer.Serialize(ToJson(done.Result, which, rewardFn, valueFn, lm), CliJson.Options));
+                        await console.Out.WriteLineAsync(JsonSerializer.Serialize(ToJson(done.Result, entry, rewardFn, valueFn, lm), CliJson.Options));
                         break;
                     case SampleCompleted done:
                         if (streamText) await console.Out.WriteLineAsync();
@@ -191,15 +147,15 @@ internal static class AlignCommand
         _ => method.ToString(),
     };
 
-    private static object ToJson(AlignedSample s, string strategy, IReward reward, IValueFunction value, ILanguageModel model) => new
+    private static object ToJson(AlignedSample s, StrategyEntry strategy, IReward reward, IValueFunction value, ILanguageModel model) => new
     {
         s.Index,
-        Strategy = strategy,
+        Strategy = strategy.Name,
         s.Text,
         s.Tokens,
         s.Reward,
         RewardSpec = reward.Description,
-        Value = strategy is "bon" or "soft-bon" ? null : value.Description,
+        Value = strategy.ReadsValue ? value.Description : null,
         Logprob = s.LogProb,
         Kl = new { s.Kl.Value, Method = CliJson.Snake(s.Kl.Method), Band = CliJson.Snake(s.Kl.Band) },
         KlBound = s.KlBound is { } b ? new { b.Value, Method = CliJson.Snake(b.Method) } : null,

@@ -1,12 +1,3 @@
-using System.CommandLine;
-using System.Globalization;
-using Tilt.Engine.Heads;
-using Tilt.Engine.IO;
-using Tilt.Engine.Rewards;
-using Tilt.Engine.Training;
-using Tilt.Kernels;
-using Tilt.Engine.Rewards.Specs;
-
 namespace Tilt.Cli.Commands;
 
 /// <summary>

@@ -1,19 +1,6 @@
-using System.CommandLine;
-using System.Diagnostics;
-using System.Globalization;
-using System.Text;
 using Tilt.Cli.Reports;
-using Tilt.Engine;
 using Tilt.Engine.Evaluation;
-using Tilt.Engine.Heads;
-using Tilt.Engine.IO;
-using Tilt.Engine.Models;
 using Tilt.Engine.Models.Tabular;
-using Tilt.Engine.Rewards;
-using Tilt.Engine.Statistics;
-using Tilt.Engine.Training;
-using Tilt.Engine.Values;
-using Tilt.Engine.Rewards.Specs;
 
 namespace Tilt.Cli.Commands;
 

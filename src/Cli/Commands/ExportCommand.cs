@@ -1,20 +1,4 @@
-using System.CommandLine;
-using System.Diagnostics;
-using System.Globalization;
-using System.Text;
-using System.Text.Json;
 using System.Text.Json.Nodes;
-using Tilt.Engine;
-using Tilt.Engine.Decoding;
-using Tilt.Engine.Heads;
-using Tilt.Engine.IO;
-using Tilt.Engine.Models;
-using Tilt.Engine.Rewards;
-using Tilt.Engine.Training;
-using Tilt.Engine.Values;
-using Tilt.Kernels;
-using Tilt.Engine.Requests;
-using Tilt.Engine.Rewards.Specs;
 
 namespace Tilt.Cli.Commands;
 
@@ -29,6 +13,9 @@ internal static class ExportCommand
     /// <summary>The format name in the header line.</summary>
     public const string Format = "tilt-export/1";
 
+    /// <summary>The strategies with candidates or blocks to export (token-wise CD has neither).</summary>
+    private static readonly DecodingStrategy[] Exported = [DecodingStrategy.BestOfN, DecodingStrategy.SoftBestOfN, DecodingStrategy.Blockwise, DecodingStrategy.Rejection];
+
     public static Command Create(CliConsole console)
     {
         var model = new ModelOptions();
@@ -37,12 +24,7 @@ internal static class ExportCommand
         var reward = new Option<string>("--reward", "-r") { Description = "Reward spec (as in align).", DefaultValueFactory = _ => "lexicon:sentiment" };
         var valueHead = new Option<string?>("--value-head") { Description = "Blockwise/rejection: a trained value head (default: the reward on the prefix)." };
         var value = new Option<string?>("--value") { Description = "Blockwise/rejection: dpo:POLICY,REF[,beta=B] (token-level DPO value)." };
-        var n = new Option<int>("--n") { Description = "Best-of-n / rejection: candidates per prompt (1..256).", DefaultValueFactory = _ => 8 };
-        var k = new Option<int>("--k") { Description = "Blockwise: candidate blocks per step.", DefaultValueFactory = _ => 8 };
-        var block = new Option<int>("--block") { Description = "Blockwise: tokens per block.", DefaultValueFactory = _ => 8 };
-        var lambda = new Option<double>("--lambda") { Description = "Soft best-of-n: selection temperature (the winner drawn ∝ exp(r/lambda)).", DefaultValueFactory = _ => 1.0 };
-        var alpha = new Option<double>("--alpha") { Description = "Rejection: fraction of unfinished candidates stopped per decision.", DefaultValueFactory = _ => 0.5 };
-        var every = new Option<int>("--every") { Description = "Rejection: tokens between decisions.", DefaultValueFactory = _ => 8 };
+        var fields = new StrategyFlags();
         var temperature = new Option<float>("--temperature", "-t") { Description = "Temperature of the base proposals.", DefaultValueFactory = _ => 1f };
         var seed = new Option<ulong>("--seed") { Description = "RNG seed (prompt i draws with request id i).", DefaultValueFactory = _ => 0UL };
         var maxTokens = new Option<int>("--max-tokens") { Description = "Generated tokens per candidate at most.", DefaultValueFactory = _ => 64 };
@@ -56,24 +38,18 @@ internal static class ExportCommand
 
         var command = new Command("export", "Write best-of-n / blockwise / rejection candidates with rewards, base log-probs, ranks and KL as JSONL (distillation data).");
         model.AddTo(command);
-        foreach (var o in new Option[] { prompts, strategy, reward, valueHead, value, n, k, block, alpha, lambda, every, temperature, seed, maxTokens, minReward, output, maxSequences, f32 })
+        foreach (var o in (Option[])[prompts, strategy, reward, valueHead, value, .. fields.CandidateFields, temperature, seed, maxTokens, minReward, output, maxSequences, f32])
             command.Options.Add(o);
 
         command.SetAction((parse, cancellationToken) => console.GuardAsync(async () =>
         {
-            string which = parse.GetValue(strategy)!.ToLowerInvariant();
-            var sampling = new SamplingParameters(parse.GetValue(temperature));
-            AlignOptions options = which switch
+            var entry = StrategyFlags.ParseStrategy(parse.GetValue(strategy), Exported);
+            // Every candidate is exported, so the pool strategies always return them.
+            var strategySpec = fields.Spec(parse, entry.Strategy) with { ReturnCandidates = true, Samples = 1 };
+            var options = StrategyFlags.Build(strategySpec, new StrategyLimits { MaxTokens = parse.GetValue(maxTokens) }) with
             {
-                "bon" => new BestOfNOptions { N = parse.GetValue(n), ReturnCandidates = true },
-                "soft-bon" => new SoftBestOfNOptions { N = parse.GetValue(n), Lambda = parse.GetValue(lambda), ReturnCandidates = true },
-                "blockwise" => new BlockwiseOptions { K = parse.GetValue(k), BlockSize = parse.GetValue(block) },
-                "rejection" => new RejectionOptions { N = parse.GetValue(n), Alpha = parse.GetValue(alpha), Every = parse.GetValue(every), ReturnCandidates = true },
-                _ => throw new ArgumentException($"--strategy must be bon, soft-bon, blockwise or rejection, got '{which}'"),
+                MaxTokens = parse.GetValue(maxTokens), Seed = parse.GetValue(seed), Sampling = new SamplingParameters(parse.GetValue(temperature)),
             };
-            options = options with { MaxTokens = parse.GetValue(maxTokens), Samples = 1, Seed = parse.GetValue(seed), Sampling = sampling, Threads = model.GetThreads(parse) };
-            if (options is RejectionOptions r && r.Every >= r.MaxTokens)
-                throw new ArgumentException($"--every ({r.Every}) must be shorter than --max-tokens ({r.MaxTokens}): no decision would ever be made");
             if (parse.GetValue(minReward) is { } floor && !double.IsFinite(floor)) throw new ArgumentException($"--min-reward must be a finite number, got {floor}");
             int sequences = parse.GetValue(maxSequences);
             if (sequences is < 1 or > SessionOptions.MaxSupportedSequences)
@@ -93,12 +69,12 @@ internal static class ExportCommand
                 (null, { } spec) => throw new ArgumentException($"--value must be dpo:POLICY,REF[,beta=B], got '{spec}'"),
                 _ => null,
             };
-            if (which is "bon" or "soft-bon" && valueFn is not null) throw new ArgumentException("--value-head / --value are for blockwise and rejection; best-of-n ranks by the reward");
+            if (!entry.ReadsValue && valueFn is not null) throw new ArgumentException("--value-head / --value are for blockwise and rejection; best-of-n ranks by the reward");
 
-            var settings = Settings(which, options, rewardFn, valueFn, parse.GetValue(minReward), lm.Info, kv);
+            var settings = Settings(entry, options, rewardFn, valueFn, parse.GetValue(minReward), lm.Info, kv);
             var export = ExportFile.Open(outPath, settings, lm.Info, promptSet);
             var todo = Enumerable.Range(0, promptSet.Count).Where(i => !export.Done.Contains(i)).ToList();
-            console.Error.WriteLine($"export: {promptSet.Count} prompts ({promptSet.Count - todo.Count} already in {outPath}), strategy {which}");
+            console.Error.WriteLine($"export: {promptSet.Count} prompts ({promptSet.Count - todo.Count} already in {outPath}), strategy {entry.Name}");
 
             int need = options switch { CandidatePoolOptions b => b.N, RejectionOptions j => j.N, BlockwiseOptions b => b.K + 1, _ => 1 };
             int longest = todo.Count == 0 ? 1 : todo.Max(i => lm.Tokenize(promptSet[i]).Length) + options.MaxTokens;
@@ -127,7 +103,7 @@ internal static class ExportCommand
                 double? min = parse.GetValue(minReward);
                 string line = min is { } m && !(sample.Reward >= m)
                     ? FilteredLine(i, promptSet[i], sample)
-                    : PromptLine(i, promptSet[i], which, sample, scored);
+                    : PromptLine(i, promptSet[i], entry.Strategy, sample, scored);
                 lock (export)
                 {
                     export.Append(line);
@@ -155,14 +131,14 @@ internal static class ExportCommand
     }
 
     /// <summary>What must match for a rerun to append to an existing file.</summary>
-    private static JsonObject Settings(string strategy, AlignOptions options, IReward reward, IValueFunction? value, double? minReward, ModelInfo model,
+    private static JsonObject Settings(StrategyEntry strategy, AlignOptions options, IReward reward, IValueFunction? value, double? minReward, ModelInfo model,
         KvCacheType kv)
     {
         var s = new JsonObject
         {
-            ["strategy"] = strategy,
+            ["strategy"] = strategy.Name,
             ["reward"] = reward.Description,
-            ["value"] = strategy is "bon" or "soft-bon" ? null : value is HeadValue head ? $"{head.Description}@sha256:{head.WeightsSha256}" : value?.Description ?? $"prefix({reward.Description})",
+            ["value"] = !strategy.ReadsValue ? null : value is HeadValue head ? $"{head.Description}@sha256:{head.WeightsSha256}" : value?.Description ?? $"prefix({reward.Description})",
             ["maxTokens"] = options.MaxTokens,
             ["seed"] = options.Seed,
             ["temperature"] = options.Sampling.Temperature,
@@ -182,7 +158,7 @@ internal static class ExportCommand
         return s;
     }
 
-    private static string PromptLine(int index, string prompt, string strategy, AlignedSample s, IReadOnlyList<CandidatesScored> scored)
+    private static string PromptLine(int index, string prompt, DecodingStrategy strategy, AlignedSample s, IReadOnlyList<CandidatesScored> scored)
     {
         var line = new JsonObject
         {
@@ -191,7 +167,7 @@ internal static class ExportCommand
             ["prompt"] = prompt,
             ["winner"] = new JsonObject
             {
-                ["candidate"] = strategy == "blockwise" ? null : scored.LastOrDefault(c => c.Step == 0)?.Chosen,
+                ["candidate"] = strategy == DecodingStrategy.Blockwise ? null : scored.LastOrDefault(c => c.Step == 0)?.Chosen,
                 ["text"] = s.Text,
                 ["tokens"] = Tokens(s.Tokens),
                 ["reward"] = Finite(s.Reward),
@@ -202,7 +178,7 @@ internal static class ExportCommand
             ["klBound"] = s.KlBound is { } b ? new JsonObject { ["value"] = Finite(b.Value), ["method"] = CliJson.Snake(b.Method) } : null,
             ["tokensEvaluated"] = s.TokensEvaluated,
         };
-        if (strategy == "blockwise")
+        if (strategy == DecodingStrategy.Blockwise)
         {
             var blocks = new JsonArray();
             foreach (var c in scored)

@@ -1,10 +1,3 @@
-using Tilt.Engine.Decoding;
-using System.CommandLine;
-using System.Text;
-using System.Text.Json;
-using Tilt.Kernels;
-using Tilt.Engine.Requests;
-
 namespace Tilt.Cli.Commands;
 
 /// <summary><c>tilt generate</c>: base-model sampling of n parallel continuations.</summary>
@@ -20,29 +13,24 @@ internal static class GenerateCommand
         var temperature = new Option<float>("--temperature", "-t") { Description = "Sampling temperature; 0 = greedy.", DefaultValueFactory = _ => 1f };
         var topK = new Option<int>("--top-k") { Description = "Keep the k most likely tokens; 0 = off.", DefaultValueFactory = _ => 0 };
         var topP = new Option<float>("--top-p") { Description = "Nucleus sampling mass in (0, 1]; 1 = off.", DefaultValueFactory = _ => 1f };
-        var logprobs = LogprobsOption();
-        var stop = StopOptions.Create();
-        var includeStop = StopOptions.CreateInclude();
+        var outputs = new OutputFlags();
         var json = new Option<bool>("--json") { Description = "One JSON object per sample (text, tokens, logprob, finish), one per line." };
 
         var command = new Command("generate", "Sample n continuations of a prompt from the base model in one batch that shares the prompt's KV cache.");
         model.AddTo(command);
-        foreach (var o in new Option[] { prompt, n, maxTokens, seed, temperature, topK, topP, stop, includeStop, logprobs, json }) command.Options.Add(o);
+        foreach (var o in (Option[])[prompt, n, maxTokens, seed, temperature, topK, topP, .. outputs.All, json]) command.Options.Add(o);
 
         command.SetAction((parse, cancellationToken) => console.GuardAsync(async () =>
         {
             // Validate the cheap things before loading anything.
-            var options = new GenerationOptions
+            var options = outputs.Apply(new GenerationOptions
             {
                 Samples = parse.GetValue(n),
                 MaxTokens = parse.GetValue(maxTokens),
                 Seed = parse.GetValue(seed),
                 Sampling = new SamplingParameters(parse.GetValue(temperature), parse.GetValue(topK), parse.GetValue(topP)),
                 Threads = model.GetThreads(parse),
-                Stop = StopOptions.Get(parse, stop, includeStop),
-                Logprobs = parse.GetValue(logprobs) is not null,
-                TopLogprobs = parse.GetValue(logprobs) ?? 0,
-            };
+            }, parse);
             using var lm = model.LoadModel(parse, console);
             using var kernels = model.CreateKernels(parse, console);
             string text = console.CheckPrompt(parse.GetValue(prompt)!);
@@ -104,11 +92,6 @@ internal static class GenerateCommand
 
     private static string Finish(AlignedSample s) => s.Finish.ToString().ToLowerInvariant();
 
-    /// <summary><c>--logprobs N</c>: per-token log-probabilities in the JSON output, with N alternatives (0..20).</summary>
-    internal static Option<int?> LogprobsOption() => new("--logprobs")
-    {
-        Description = "With --json: each token's log p (T = 1) and its N most likely alternatives (0..20).",
-    };
 
     private static async Task WriteSample(CliConsole console, AlignedSample s, string prompt, bool asJson, Tilt.Engine.Models.ILanguageModel model)
     {

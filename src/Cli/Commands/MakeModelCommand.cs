@@ -1,7 +1,3 @@
-using System.CommandLine;
-using System.Diagnostics;
-using Tilt.Engine;
-using Tilt.Engine.IO;
 using Tilt.Engine.Models.Gguf;
 using Tilt.Engine.Text;
 

@@ -1,8 +1,4 @@
-using System.CommandLine;
-using Tilt.Engine;
-using Tilt.Engine.Models;
 using Tilt.Engine.Models.Gguf;
-using Tilt.Kernels;
 using Tilt.Engine.Models.Loading;
 
 namespace Tilt.Cli.Commands;

@@ -1,10 +1,3 @@
-using System.CommandLine;
-using System.Text.Json;
-using Tilt.Engine;
-using Tilt.Engine.Decoding;
-using Tilt.Engine.Models;
-using Tilt.Engine.Requests;
-
 namespace Tilt.Cli.Commands;
 
 /// <summary>

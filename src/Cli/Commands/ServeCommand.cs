@@ -1,6 +1,4 @@
-using System.CommandLine;
 using Microsoft.Extensions.Logging;
-using Tilt.Engine.Models;
 using Tilt.Engine.Models.Gguf;
 using Tilt.Server;
 

@@ -1,4 +1,3 @@
-using Tilt.Engine;
 using Tilt.Hosting;
 
 namespace Tilt.Cli.Commands;

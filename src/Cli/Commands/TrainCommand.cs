@@ -1,16 +1,3 @@
-using System.CommandLine;
-using System.Diagnostics;
-using System.Globalization;
-using System.Text.Json;
-using Tilt.Engine;
-using Tilt.Engine.Heads;
-using Tilt.Engine.IO;
-using Tilt.Engine.Models;
-using Tilt.Engine.Rewards;
-using Tilt.Engine.Training;
-using Tilt.Kernels;
-using Tilt.Engine.Rewards.Specs;
-
 namespace Tilt.Cli.Commands;
 
 /// <summary>

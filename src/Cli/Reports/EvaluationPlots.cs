@@ -1,7 +1,5 @@
 using ScottPlot;
 using Tilt.Engine.Evaluation;
-using Tilt.Engine.IO;
-using Tilt.Engine.Statistics;
 
 namespace Tilt.Cli.Reports;
 

@@ -1,12 +1,6 @@
-using System.Globalization;
-using System.Text;
 using ScottPlot;
-using Tilt.Engine;
 using Tilt.Engine.Evaluation;
-using Tilt.Engine.IO;
-using Tilt.Engine.Models;
 using Tilt.Engine.Text;
-using Tilt.Kernels;
 
 namespace Tilt.Cli.Reports;
 

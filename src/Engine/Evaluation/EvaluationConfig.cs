@@ -45,6 +45,16 @@ public sealed record EvaluationConfig(EvaluationMethod Method, int N = 0, int K 
         _ => "token-wise CD",
     };
 
+    /// <summary>The point as the strategy catalogue's fields (<see cref="StrategyFields"/>); its options come from there.</summary>
+    public StrategySpec Spec => Method switch
+    {
+        EvaluationMethod.BestOfN => new StrategySpec { Strategy = DecodingStrategy.BestOfN, N = N },
+        EvaluationMethod.SoftBestOfN => new StrategySpec { Strategy = DecodingStrategy.SoftBestOfN, N = N, Lambda = Beta },
+        EvaluationMethod.Rejection => new StrategySpec { Strategy = DecodingStrategy.Rejection, N = N, Alpha = Beta, Every = M },
+        EvaluationMethod.Blockwise => new StrategySpec { Strategy = DecodingStrategy.Blockwise, K = K, Block = M },
+        _ => new StrategySpec { Strategy = DecodingStrategy.Tokenwise, TopK = K, Beta = Beta },
+    };
+
     /// <summary>
     /// The configuration as it runs on outputs of <paramref name="maxTokens"/> tokens: rejection decides every 8 tokens,
     /// and for shorter outputs four times over the output instead (a decision interval must be shorter than the output).

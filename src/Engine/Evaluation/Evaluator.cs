@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Runtime.CompilerServices;
 using Tilt.Engine.Decoding;
 using Tilt.Engine.Models;
 using Tilt.Engine.Models.Tabular;
@@ -43,6 +42,8 @@ public sealed record EvaluationSettings
     /// prefix that leads away from the reward. Defaults to none.
     /// </summary>
     public string? ForcedPrefix { get; init; }
+
+    /// <summary>CPU threads of the evaluator's engines (their setting alone: requests never carry it). Defaults to null, one per physical core.</summary>
     public int? Threads { get; init; }
 }
 
@@ -86,7 +87,7 @@ public sealed class Evaluator
                     Prompt = _settings.Prompts[p],
                     Options = new GenerationOptions
                     {
-                        Samples = batch, MaxTokens = _settings.MaxTokens, Seed = _settings.Seed ^ 0xBA5EUL, RequestId = (uint)(p * 1000 + done), Threads = _settings.Threads,
+                        Samples = batch, MaxTokens = _settings.MaxTokens, Seed = _settings.Seed ^ 0xBA5EUL, RequestId = (uint)(p * 1000 + done),
                     },
                     Reward = _settings.Reward,
                     ForcedPrefix = _settings.ForcedPrefix,
@@ -180,49 +181,12 @@ public sealed class Evaluator
 
     private Task<IReadOnlyList<AlignedSample>> RunAsync(DecodingEngine engine, EvaluationConfig config, string prompt, uint promptIndex, CancellationToken ct)
     {
-        uint request = promptIndex;
-        var reward = _settings.Reward;
-        DecodingRequest r = config.Method switch
-        {
-            EvaluationMethod.BestOfN => new DecodingRequest
-            {
-                Prompt = prompt, Reward = reward, Options = new BestOfNOptions
-                {
-                    N = config.N, Samples = _settings.OutputsPerPrompt, MaxTokens = _settings.MaxTokens, Seed = _settings.Seed, RequestId = request, Threads = _settings.Threads,
-                },
-            },
-            EvaluationMethod.SoftBestOfN => new DecodingRequest
-            {
-                Prompt = prompt, Reward = reward, Options = new SoftBestOfNOptions
-                {
-                    N = config.N, Lambda = config.Beta, Samples = _settings.OutputsPerPrompt, MaxTokens = _settings.MaxTokens, Seed = _settings.Seed,
-                    RequestId = request, Threads = _settings.Threads,
-                },
-            },
-            EvaluationMethod.Rejection => new DecodingRequest
-            {
-                Prompt = prompt, Reward = reward, Value = _settings.ValueFor(1.0), Options = new RejectionOptions
-                {
-                    N = config.N, Alpha = config.Beta, Every = config.M, Samples = _settings.OutputsPerPrompt, MaxTokens = _settings.MaxTokens,
-                    Seed = _settings.Seed, RequestId = request, Threads = _settings.Threads,
-                },
-            },
-            EvaluationMethod.Blockwise => new DecodingRequest
-            {
-                Prompt = prompt, Reward = reward, Value = _settings.ValueFor(1.0), Options = new BlockwiseOptions
-                {
-                    K = config.K, BlockSize = config.M, Samples = _settings.OutputsPerPrompt, MaxTokens = _settings.MaxTokens, Seed = _settings.Seed, RequestId = request, Threads = _settings.Threads,
-                },
-            },
-            _ => new DecodingRequest
-            {
-                Prompt = prompt, Reward = reward, Value = _settings.ValueFor(config.Beta), Options = new TokenwiseOptions
-                {
-                    Candidates = config.K, Beta = config.Beta, Samples = _settings.OutputsPerPrompt, MaxTokens = _settings.MaxTokens, Seed = _settings.Seed, RequestId = request, Threads = _settings.Threads,
-                },
-            },
-        };
-        return engine.RunAsync(r with { ForcedPrefix = _settings.ForcedPrefix }, ct);
+        var spec = config.Spec with { Samples = _settings.OutputsPerPrompt };
+        var options = spec.Build() with { MaxTokens = _settings.MaxTokens, Seed = _settings.Seed, RequestId = promptIndex };
+        // Exact soft values depend on the tilt strength; only token-wise CD tilts by the point's beta.
+        var value = StrategyCatalog.Get(spec.Strategy).ReadsValue ? _settings.ValueFor(config.Method == EvaluationMethod.Tokenwise ? config.Beta : 1.0) : null;
+        var request = new DecodingRequest { Prompt = prompt, Reward = _settings.Reward, Value = value, Options = options, ForcedPrefix = _settings.ForcedPrefix };
+        return engine.RunAsync(request, ct);
     }
 
     /// <summary>

@@ -82,10 +82,8 @@ public static class AtomicFile
     public static void Write(string path, Action<Stream> write, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(write);
-        string full = CheckTarget(path);
-        string temp = TemporaryFor(full);
-        LiveTemporaries[temp] = 0;
-        try
+        // The body never awaits, so the replacement completes before GetResult: nothing blocks on another thread.
+        Replace(path, temp =>
         {
             using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
             {
@@ -93,18 +91,8 @@ public static class AtomicFile
                 cancellationToken.ThrowIfCancellationRequested();
                 stream.Flush(flushToDisk: true);
             }
-            cancellationToken.ThrowIfCancellationRequested();
-            File.Move(temp, full, overwrite: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new TiltException($"{full}: cannot write: {e.Message}", e);
-        }
-        finally
-        {
-            TryDelete(temp);
-            LiveTemporaries.TryRemove(temp, out _);
-        }
+            return Task.CompletedTask;
+        }, cancellationToken).GetAwaiter().GetResult();
     }
 
     /// <summary>
@@ -113,13 +101,10 @@ public static class AtomicFile
     /// </summary>
     /// <exception cref="TiltException">The file cannot be written (the message names it); nothing is left behind.</exception>
     /// <exception cref="OperationCanceledException">Cancelled; the target is untouched and the temporary file removed.</exception>
-    public static async Task WriteAsync(string path, Func<Stream, Task> write, CancellationToken cancellationToken = default)
+    public static Task WriteAsync(string path, Func<Stream, Task> write, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(write);
-        string full = CheckTarget(path);
-        string temp = TemporaryFor(full);
-        LiveTemporaries[temp] = 0;
-        try
+        return Replace(path, async temp =>
         {
             await using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20, useAsync: true))
             {
@@ -127,6 +112,21 @@ public static class AtomicFile
                 cancellationToken.ThrowIfCancellationRequested();
                 stream.Flush(flushToDisk: true);
             }
+        }, cancellationToken);
+    }
+
+    /// <summary>
+    /// The one replacement both writes share: <paramref name="writeTemporary"/> fills a new temporary file beside the
+    /// target, which is then renamed over it; on any failure or cancellation the temporary file is removed.
+    /// </summary>
+    private static async Task Replace(string path, Func<string, Task> writeTemporary, CancellationToken cancellationToken)
+    {
+        string full = CheckTarget(path);
+        string temp = TemporaryFor(full);
+        LiveTemporaries[temp] = 0;
+        try
+        {
+            await writeTemporary(temp).ConfigureAwait(false);
             cancellationToken.ThrowIfCancellationRequested();
             File.Move(temp, full, overwrite: true);
         }

@@ -1,7 +1,6 @@
 using System.Text;
 using LLama;
 using LLama.Exceptions;
-using Tilt.Engine.Models;
 
 namespace Tilt.Engine.Models;
 

@@ -47,6 +47,15 @@ public sealed record SessionOptions
         init => field = CheckPrefillChunk(value, nameof(PrefillChunk));
     } = 512;
 
+    /// <summary>
+    /// The one check of a count of sequences decoded together (candidates, blocks, samples, a batch): 1..
+    /// <see cref="MaxSupportedSequences"/>, else an error naming <paramref name="param"/> ("{label} must be between 1 and 256, got 300").
+    /// </summary>
+    public static int CheckSequences(int value, string param, string label) =>
+        value is >= 1 and <= MaxSupportedSequences
+            ? value
+            : throw new ArgumentOutOfRangeException(param, value, $"{label} must be between 1 and {MaxSupportedSequences}, got {value}");
+
     /// <summary>The one check of a prefill chunk (the engine's option forwards here): 1..4096 tokens.</summary>
     internal static int CheckPrefillChunk(int value, string name) =>
         value is >= 1 and <= 4096

@@ -43,13 +43,7 @@ public abstract record AlignOptions : DecodingOptions
 public abstract record CandidatePoolOptions : AlignOptions
 {
     /// <summary>Candidates per output (n), decoded as one batch sharing the prompt's KV. 1..256. Defaults to 4.</summary>
-    public int N
-    {
-        get;
-        init => field = value is >= 1 and <= SessionOptions.MaxSupportedSequences
-            ? value
-            : throw new ArgumentOutOfRangeException(nameof(N), value, $"n must be between 1 and {SessionOptions.MaxSupportedSequences}, got {value}");
-    } = 4;
+    public int N { get; init => field = SessionOptions.CheckSequences(value, nameof(N), "n"); } = 4;
 
     /// <summary>Return every candidate with its reward and log-probability. Defaults to false.</summary>
     public bool ReturnCandidates { get; init; }
@@ -107,13 +101,7 @@ public enum BlockSelectionMode
 public sealed record BlockwiseOptions : AlignOptions
 {
     /// <summary>Candidate blocks per step (K), decoded as one batch. 1..256. Defaults to 8.</summary>
-    public int K
-    {
-        get;
-        init => field = value is >= 1 and <= SessionOptions.MaxSupportedSequences
-            ? value
-            : throw new ArgumentOutOfRangeException(nameof(K), value, $"K must be between 1 and {SessionOptions.MaxSupportedSequences}, got {value}");
-    } = 8;
+    public int K { get; init => field = SessionOptions.CheckSequences(value, nameof(K), "K"); } = 8;
 
     /// <summary>Tokens per block (M). With M >= the whole response, blockwise CD is best-of-K [M18]. Defaults to 8.</summary>
     public int BlockSize
@@ -140,13 +128,7 @@ public sealed record BlockwiseOptions : AlignOptions
 public sealed record RejectionOptions : AlignOptions
 {
     /// <summary>Initial candidates (N). 1..256. Defaults to 16.</summary>
-    public int N
-    {
-        get;
-        init => field = value is >= 1 and <= SessionOptions.MaxSupportedSequences
-            ? value
-            : throw new ArgumentOutOfRangeException(nameof(N), value, $"n must be between 1 and {SessionOptions.MaxSupportedSequences}, got {value}");
-    } = 16;
+    public int N { get; init => field = SessionOptions.CheckSequences(value, nameof(N), "n"); } = 16;
 
     /// <summary>Fraction of the unfinished candidates stopped at each decision, in [0, 1). Defaults to 0.5.</summary>
     public double Alpha

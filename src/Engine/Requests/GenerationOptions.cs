@@ -6,14 +6,7 @@ namespace Tilt.Engine.Requests;
 public sealed record GenerationOptions : DecodingOptions
 {
     /// <summary>Parallel samples (K), decoded as one batch that shares the prompt's KV cache. 1..256. Defaults to 1.</summary>
-    public int Samples
-    {
-        get;
-        init => field = value is >= 1 and <= SessionOptions.MaxSupportedSequences
-            ? value
-            : throw new ArgumentOutOfRangeException(nameof(Samples), value,
-                $"the number of samples must be between 1 and {SessionOptions.MaxSupportedSequences}, got {value}");
-    } = 1;
+    public int Samples { get; init => field = SessionOptions.CheckSequences(value, nameof(Samples), "the number of samples"); } = 1;
 
     /// <summary>
     /// 0 (the default): no hidden states. s &gt; 0: each output also carries the final hidden state (after the last norm) of

@@ -24,34 +24,17 @@ public sealed record StopSequences
     public IReadOnlyList<string> Strings
     {
         get;
-        init
-        {
-            ArgumentNullException.ThrowIfNull(value, nameof(Strings));
-            if (value.Count > MaxStrings)
-                throw new ArgumentOutOfRangeException(nameof(Strings), value.Count, $"at most {MaxStrings} stop strings, got {value.Count}");
-            foreach (var s in value)
-            {
-                int bytes = s is null ? 0 : Encoding.UTF8.GetByteCount(s);
-                if (bytes is < 1 or > MaxStringBytes)
-                    throw new ArgumentOutOfRangeException(nameof(Strings), bytes, $"each stop string must be 1 to {MaxStringBytes} UTF-8 bytes, got {bytes}");
-            }
-            field = value.ToArray();
-        }
+        init => field = Checked(value, nameof(Strings), MaxStrings, "stop strings", s =>
+            (s is null ? 0 : Encoding.UTF8.GetByteCount(s)) is var bytes and (< 1 or > MaxStringBytes)
+                ? (bytes, $"each stop string must be 1 to {MaxStringBytes} UTF-8 bytes, got {bytes}")
+                : null);
     } = [];
 
     /// <summary>Token ids that end a sequence like EOS (at most <see cref="MaxTokenIds"/>, each >= 0). Defaults to none.</summary>
     public IReadOnlyList<int> TokenIds
     {
         get;
-        init
-        {
-            ArgumentNullException.ThrowIfNull(value, nameof(TokenIds));
-            if (value.Count > MaxTokenIds)
-                throw new ArgumentOutOfRangeException(nameof(TokenIds), value.Count, $"at most {MaxTokenIds} stop token ids, got {value.Count}");
-            foreach (int id in value)
-                if (id < 0) throw new ArgumentOutOfRangeException(nameof(TokenIds), id, $"stop token ids must be >= 0, got {id}");
-            field = value.ToArray();
-        }
+        init => field = Checked(value, nameof(TokenIds), MaxTokenIds, "stop token ids", id => id < 0 ? (id, $"stop token ids must be >= 0, got {id}") : null);
     } = [];
 
     /// <summary>
@@ -66,4 +49,14 @@ public sealed record StopSequences
     /// <summary>Stop strings alone (the common case).</summary>
     public static StopSequences FromStrings(IEnumerable<string> strings, bool includeStop = false) =>
         new() { Strings = strings.ToArray(), IncludeStop = includeStop };
+
+    /// <summary>A copy of <paramref name="value"/> once its length and every item pass; else the error naming <paramref name="param"/>.</summary>
+    private static T[] Checked<T>(IReadOnlyList<T> value, string param, int max, string items, Func<T, (object Actual, string Message)?> problem)
+    {
+        ArgumentNullException.ThrowIfNull(value, param);
+        if (value.Count > max) throw new ArgumentOutOfRangeException(param, value.Count, $"at most {max} {items}, got {value.Count}");
+        foreach (var item in value)
+            if (problem(item) is { } bad) throw new ArgumentOutOfRangeException(param, bad.Actual, bad.Message);
+        return value.ToArray();
+    }
 }

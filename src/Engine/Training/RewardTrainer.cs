@@ -40,13 +40,7 @@ public sealed record RewardTrainingOptions
     public ulong Seed { get; init; }
 
     /// <summary>Texts decoded together when computing features (1..256). Defaults to 128.</summary>
-    public int BatchSize
-    {
-        get;
-        init => field = value is >= 1 and <= SessionOptions.MaxSupportedSequences
-            ? value
-            : throw new ArgumentOutOfRangeException(nameof(BatchSize), value, $"the batch size must be between 1 and {SessionOptions.MaxSupportedSequences}, got {value}");
-    } = 128;
+    public int BatchSize { get; init => field = SessionOptions.CheckSequences(value, nameof(BatchSize), "the batch size"); } = 128;
 
     /// <summary>CPU threads for llama.cpp. Defaults to null (its choice).</summary>
     public int? Threads { get; init; }
@@ -162,18 +156,7 @@ public sealed class RewardTrainer
         cancellationToken.ThrowIfCancellationRequested();
         var solution = FitLogistic(Differences(fit), Ones(fit.Length), Differences(validation), Ones(validation.Length), d, intercept: false, options);
         var head = TrainedHead.Linear(scaling, solution.Weights, 0.0);
-        var report = new RewardTrainingReport
-        {
-            Method = RewardMethod.BradleyTerry,
-            Feature = options.Feature,
-            TrainExamples = fit.Length,
-            ValidationExamples = validation.Length,
-            Lambda = solution.Lambda,
-            Iterations = solution.Iterations,
-            Training = PairAccuracy(head, chosen, rejected, fit.Concat(validation).ToArray()),
-            HeldOut = PairAccuracy(head, chosen, rejected, heldOut),
-        };
-        return (head, report);
+        return (head, Report(RewardMethod.BradleyTerry, options, fit, validation, heldOut, solution, rows => PairAccuracy(head, chosen, rejected, rows)));
     }
 
     /// <summary>Logistic classifier on given features; the head's value is the log-odds of the positive label.</summary>
@@ -200,21 +183,24 @@ public sealed class RewardTrainer
         cancellationToken.ThrowIfCancellationRequested();
         var solution = FitLogistic(Standardized(fit), Signs(fit), Standardized(validation), Signs(validation), d, intercept: true, options);
         var head = TrainedHead.Linear(scaling, solution.Weights, solution.Bias);
-        var report = new RewardTrainingReport
-        {
-            Method = RewardMethod.Classifier,
-            Feature = options.Feature,
-            TrainExamples = fit.Length,
-            ValidationExamples = validation.Length,
-            Lambda = solution.Lambda,
-            Iterations = solution.Iterations,
-            Training = ClassifierAccuracy(head, features, labels, fit.Concat(validation).ToArray()),
-            HeldOut = ClassifierAccuracy(head, features, labels, heldOut),
-        };
-        return (head, report);
+        return (head, Report(RewardMethod.Classifier, options, fit, validation, heldOut, solution, rows => ClassifierAccuracy(head, features, labels, rows)));
     }
 
     /// <summary>Chooses lambda on the validation rows (unless fixed), then refits on fit + validation rows.</summary>
+    /// <summary>The report of a fitted head: its accuracy on the rows it was fitted on (fit and validation) and on the held-out rows.</summary>
+    private static RewardTrainingReport Report(RewardMethod method, RewardTrainingOptions options, int[] fit, int[] validation, int[] heldOut, LogisticSolution solution,
+        Func<int[], RewardHeldOutReport> accuracy) => new()
+    {
+        Method = method,
+        Feature = options.Feature,
+        TrainExamples = fit.Length,
+        ValidationExamples = validation.Length,
+        Lambda = solution.Lambda,
+        Iterations = solution.Iterations,
+        Training = accuracy(fit.Concat(validation).ToArray()),
+        HeldOut = accuracy(heldOut),
+    };
+
     private static LogisticSolution FitLogistic(float[] fitZ, double[] fitLabels, float[] validationZ, double[] validationLabels, int d, bool intercept, RewardTrainingOptions options)
     {
         if (fitLabels.Length == 0) throw new TiltException("no training examples left after the held-out split");

@@ -20,13 +20,7 @@ public sealed record RolloutOptions : DecodingOptions
     } = 2000;
 
     /// <summary>Rollouts of one prompt decoded as one batch (forks of the prompt's KV cache). 1..256. Defaults to 128.</summary>
-    public int BatchSize
-    {
-        get;
-        init => field = value is >= 1 and <= SessionOptions.MaxSupportedSequences
-            ? value
-            : throw new ArgumentOutOfRangeException(nameof(BatchSize), value, $"the batch size must be between 1 and {SessionOptions.MaxSupportedSequences}, got {value}");
-    } = 128;
+    public int BatchSize { get; init => field = SessionOptions.CheckSequences(value, nameof(BatchSize), "the batch size"); } = 128;
 
     /// <summary>
     /// Record the hidden state after every Stride-th prefix (0, s, 2s, ...); 0 records none (rewards only, e.g. for

@@ -1,5 +1,4 @@
 using ILGPU;
-using ILGPU.Runtime.Cuda;
 
 namespace Tilt.Kernels.Ilgpu;
 

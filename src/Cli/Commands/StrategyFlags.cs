@@ -1,0 +1,80 @@
+namespace Tilt.Cli.Commands;
+
+/// <summary>
+/// The strategies' named fields (<see cref="StrategyFields"/>) as flags: <c>--n</c>, <c>--k</c>, <c>--block</c>,
+/// <c>--top-k</c>, ... shared by <c>align</c> and <c>export</c>, read into a <see cref="StrategySpec"/>.
+/// </summary>
+internal sealed class StrategyFlags
+{
+    public Option<int> N { get; } = new("--n") { Description = "Best-of-n, soft best-of-n and rejection: candidates (1..256).", DefaultValueFactory = _ => 8 };
+    public Option<int> K { get; } = new("--k") { Description = "Blockwise: candidate blocks per step (1..256).", DefaultValueFactory = _ => 8 };
+    public Option<int> Block { get; } = new("--block") { Description = "Blockwise: tokens per block (M).", DefaultValueFactory = _ => 8 };
+    public Option<BlockSelectionMode> Selection { get; } = new("--selection") { Description = "Blockwise: Argmax or Sample (∝ exp(V/beta)).", DefaultValueFactory = _ => BlockSelectionMode.Argmax };
+    public Option<double> Beta { get; } = new("--beta") { Description = "Tilt strength (token-wise; blockwise with --selection Sample).", DefaultValueFactory = _ => 1.0 };
+    public Option<int> TopK { get; } = new("--top-k") { Description = "Token-wise: candidate tokens per step (top-k of p); 0 = whole vocabulary.", DefaultValueFactory = _ => 16 };
+    public Option<double> Lambda { get; } = new("--lambda")
+    {
+        Description = "Soft best-of-n: selection temperature, the winner drawn ∝ exp(r/lambda) (small: best-of-n; large: the base model) [M27].", DefaultValueFactory = _ => 1.0,
+    };
+    public Option<double> Alpha { get; } = new("--alpha") { Description = "Rejection: fraction of the unfinished candidates stopped at each decision, in [0, 1).", DefaultValueFactory = _ => 0.5 };
+    public Option<int> Every { get; } = new("--every") { Description = "Rejection: generated tokens between decisions.", DefaultValueFactory = _ => 8 };
+    public Option<int> Samples { get; } = new("--samples") { Description = "Independent aligned outputs (for statistics).", DefaultValueFactory = _ => 1 };
+    public Option<int?> DeadlineMs { get; } = new("--deadline-ms") { Description = "Wall-clock budget in milliseconds; an output cut by it is marked partial." };
+    public Option<bool> Candidates { get; } = new("--candidates") { Description = "Best-of-n and rejection: also print every candidate with its reward." };
+
+    /// <summary>The fields of the strategies that draw whole candidates (best-of-n, soft best-of-n, blockwise, rejection).</summary>
+    public Option[] CandidateFields => [N, K, Block, Alpha, Lambda, Every];
+
+    /// <summary>Every field, for a command that offers every strategy.</summary>
+    public Option[] All => [N, K, Block, Selection, Beta, TopK, Samples, DeadlineMs, Candidates, Alpha, Lambda, Every];
+
+    /// <summary>The fields this command has, as given (or their defaults); those it lacks stay null, the strategy's default.</summary>
+    public StrategySpec Spec(ParseResult parse, DecodingStrategy strategy)
+    {
+        var command = parse.CommandResult.Command;
+        T? Get<T>(Option<T> option) where T : struct => command.Options.Contains(option) ? parse.GetValue(option) : null;
+        return new StrategySpec
+        {
+            Strategy = strategy,
+            N = Get(N), K = Get(K), Block = Get(Block), Selection = Get(Selection), Beta = Get(Beta), TopK = Get(TopK), Lambda = Get(Lambda),
+            Alpha = Get(Alpha), Every = Get(Every), Samples = Get(Samples), ReturnCandidates = Get(Candidates),
+            DeadlineMs = command.Options.Contains(DeadlineMs) ? parse.GetValue(DeadlineMs) : null,
+        };
+    }
+
+    /// <summary>The flag of a named field: <c>top_k</c> -> <c>--top-k</c>.</summary>
+    public static string Flag(string field) => field switch
+    {
+        StrategyFields.ReturnCandidates => "--candidates",
+        _ => "--" + field.Replace('_', '-'),
+    };
+
+    /// <summary>A catalogue error with the field spelled as its flag ("--k must be between 1 and 256, got 0").</summary>
+    public static ArgumentException Error(StrategyFieldException e) => new(e.MessageFor(Flag(e.Field)));
+
+    /// <summary>Builds <paramref name="spec"/>, a bad field reported as its flag.</summary>
+    public static AlignOptions Build(StrategySpec spec, StrategyLimits limits)
+    {
+        try
+        {
+            return spec.Build(limits);
+        }
+        catch (StrategyFieldException e)
+        {
+            throw Error(e);
+        }
+    }
+
+    /// <summary><c>--strategy</c>, parsed by the catalogue; <paramref name="allowed"/> when the command offers only some.</summary>
+    public static StrategyEntry ParseStrategy(string? name, IReadOnlyCollection<DecodingStrategy>? allowed = null)
+    {
+        try
+        {
+            return StrategyCatalog.Parse(name, allowed);
+        }
+        catch (StrategyFieldException e)
+        {
+            throw Error(e);
+        }
+    }
+}
