@@ -98,8 +98,11 @@ public sealed class AlignmentRequest
     /// <summary>Blockwise candidate blocks.</summary>
     public int? K { get; init; }
 
-    /// <summary>Blockwise tokens per block.</summary>
+    /// <summary>Blockwise and beam search: tokens per block.</summary>
     public int? Block { get; init; }
+
+    /// <summary>Beam search: beams kept after every step (1..k).</summary>
+    public int? Beams { get; init; }
 
     /// <summary>Tilt strength (token-wise; blockwise with selection "sample").</summary>
     public double? Beta { get; init; }

@@ -8,7 +8,7 @@ internal static class AlignCommand
     public static Command Create(CliConsole console)
     {
         var model = new ModelOptions();
-        var strategy = new Option<string>("--strategy", "-s") { Description = "bon | soft-bon | tokenwise | blockwise | rejection.", DefaultValueFactory = _ => "blockwise" };
+        var strategy = new Option<string>("--strategy", "-s") { Description = "bon | soft-bon | tokenwise | blockwise | beam | rejection.", DefaultValueFactory = _ => "blockwise" };
         var prompt = new Option<string>("--prompt", "-p") { Description = "Prompt text.", DefaultValueFactory = _ => "Once upon a time" };
         var reward = new Option<string>("--reward", "-r")
         {
