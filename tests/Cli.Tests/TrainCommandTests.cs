@@ -67,6 +67,12 @@ public sealed class TrainCommandTests : IDisposable
         var old = await CliRunner.RunAsync([.. align, "--strategy", "blockwise", "--block", "4", "--value-head", bare]);
         Assert.True(old.ExitCode == 0, old.Error);
         Assert.DoesNotContain("warning:", old.Error);
+
+        // evaluate's quick sweep decides blockwise at M = 8, past the table: its last range, once for both K.
+        var evaluate = await CliRunner.RunAsync("evaluate", "--model", CliRunner.TabularExample(), "--value-head", weak, "--quick",
+            "--methods", "blockwise", "--max-tokens", "4", "--outputs", "10", "--base-samples", "20", "--out", PathOf("eval"));
+        Assert.True(evaluate.ExitCode == 0, evaluate.Error);
+        Assert.Single(evaluate.Error.Split('\n'), line => line.StartsWith($"warning: value head {weak} explains R^2=0.01 at length 8 (held-out prefixes of 4-7 tokens)", StringComparison.Ordinal));
     }
 
     [Fact]
