@@ -70,6 +70,7 @@ internal static class AlignCommand
                 HeadRewardFactory = path => HeadReward.Load(path, lm.Info),
             });
             var valueFn = CreateValue(lm, rewardFn, parse.GetValue(valueHead), parse.GetValue(value), options);
+            ValueHeadWarning.Write(console.Error, parse.GetValue(valueHead), [ValueHeadWarning.DecisionLength(options)]);
             string text = console.CheckPrompt(parse.GetValue(prompt)!);
             bool asJson = parse.GetValue(json);
 

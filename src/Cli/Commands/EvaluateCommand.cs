@@ -74,6 +74,7 @@ internal static class EvaluateCommand
                 .Where(c => parse.GetValue(methods) is not { } only || MethodNames(only).Contains(c.Method)).ToList();
             // Shard I of N takes points I, I + N, I + 2N, ... of the sweep: the shards cover it exactly once together.
             var sweep = fullSweep.Where((_, j) => j % shardCount == shardIndex).ToList();
+            ValueHeadWarning.Write(console.Error, parse.GetValue(valueHead), sweep.Select(ValueHeadWarning.DecisionLength));
             if (shardCount > 1) console.Error.WriteLine($"evaluate: shard {shardIndex}/{shardCount}: {sweep.Count} of the sweep's {fullSweep.Count} points");
             if (parse.GetValue(prefills) is { } prefillsFile)
                 return await PrefillSweep.RunAsync(console, lm, kernels, settings, sweep, prefillsFile, folder, cancellationToken);

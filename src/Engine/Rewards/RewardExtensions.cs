@@ -55,14 +55,16 @@ public static class RewardExtensions
     /// first candidate is scored alone and always, so a caller has an output to return; the others go in chunks sized by
     /// the time per candidate measured so far to fit what is left of the budget (so a neural reward still scores them in
     /// few batched calls), with the budget checked between chunks; a regex reward's match timeout is cut to what is left.
+    /// A reward that holds <c>calibrated(...)</c> is scored in one call whatever the deadline ([M28] ranks the whole batch).
     /// </summary>
     /// <returns>How many leading candidates were scored: all of them unless the deadline passed.</returns>
     /// <exception cref="OperationCanceledException">The budget's token was cancelled.</exception>
     public static int ScoreWithin(this IReward reward, IReadOnlyList<RewardInput> candidates, Span<double> rewards, ScoringBudget budget)
     {
         budget.Cancellation.ThrowIfCancellationRequested();
-        // Without a deadline the batch is scored in one call (neural rewards run all candidates in one pass).
-        if (!budget.HasDeadline)
+        // Without a deadline the batch is scored in one call (neural rewards run all candidates in one pass). A
+        // calibrated reward is too: it ranks each candidate against the others, and chunks would be ranked apart.
+        if (!budget.HasDeadline || CalibratedReward.IsBatchRelative(reward))
         {
             reward.ScoreChecked(candidates, rewards);
             return candidates.Count;

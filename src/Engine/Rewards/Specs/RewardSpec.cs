@@ -19,8 +19,11 @@ public static partial class RewardSpec
     /// <summary>Reward kinds, written <c>KIND:ARGUMENT</c>.</summary>
     public static IReadOnlyList<string> Kinds { get; } = ["length", "lexicon", "regex", "head", "onnx", "similarity", "dpo", "rm"];
 
-    /// <summary>Ensemble names, written <c>NAME(A;B;...)</c>.</summary>
-    public static IReadOnlyList<string> EnsembleNames { get; } = ["mean", "min", "meanstd"];
+    /// <summary>
+    /// Ensemble names, written <c>NAME(A;B;...)</c>, and <c>calibrated(A)</c>, which takes one member: it is parsed
+    /// like an ensemble so that it nests and weighs the same way.
+    /// </summary>
+    public static IReadOnlyList<string> EnsembleNames { get; } = ["mean", "min", "meanstd", "calibrated"];
 
     /// <summary>Parses a spec.</summary>
     /// <param name="spec">The spec text.</param>
@@ -43,6 +46,9 @@ public static partial class RewardSpec
           mean(A;B;...)           mean of sums A, B, ... (ensemble [M21])
           min(A;B;...)            minimum of A, B, ... (pessimistic ensemble)
           meanstd(L;A;B;...)      mean - L * std of A, B, ... (population std, L >= 0)
+          calibrated(A)           A's quantile among the candidates scored in the same call for the same prompt [M28]:
+                                  (#lower + 0.5 * #equal) / n, in (0, 1); 0.5 for a lone candidate. Puts rewards of
+                                  different scales on one scale, e.g. mean(calibrated(A);calibrated(B))
           Ensembles may be weighted terms of a sum and may nest (up to 16 levels).
         Kinds:
           length:N                -|n - N| / N, n = continuation tokens without the stop token
@@ -169,8 +175,8 @@ public static partial class RewardSpec
                 }
 
                 throw Error(_position < _spec.Length && _spec[_position] == '('
-                    ? $"unexpected '(' at '{Excerpt(_position)}': parentheses only follow an ensemble name (mean, min, meanstd)"
-                    : $"expected a term (KIND:ARG, WEIGHT*KIND:ARG or mean/min/meanstd(...)) at '{Excerpt(_position)}'");
+                    ? $"unexpected '(' at '{Excerpt(_position)}': parentheses only follow an ensemble name (mean, min, meanstd, calibrated)"
+                    : $"expected a term (KIND:ARG, WEIGHT*KIND:ARG or mean/min/meanstd/calibrated(...)) at '{Excerpt(_position)}'");
             }
 
             if (nameEnd < _spec.Length && _spec[nameEnd] == ':')
@@ -219,7 +225,7 @@ public static partial class RewardSpec
         }
 
         /// <summary>After NAME '(': [LAMBDA ';'] sum (';' sum)* ')'.</summary>
-        private RewardEnsemble ParseEnsemble(string name, int nameStart, int depth)
+        private IReward ParseEnsemble(string name, int nameStart, int depth)
         {
             if (depth > MaxNesting)
             {
@@ -286,8 +292,15 @@ public static partial class RewardSpec
                 }
             }
 
+            if (name == "calibrated" && members.Count != 1)
+            {
+                throw Error($"'{Excerpt(nameStart)}' has {members.Count} members; calibrated takes one spec, calibrated(A): " +
+                    "to calibrate several, write mean(calibrated(A);calibrated(B))");
+            }
+
             return name switch
             {
+                "calibrated" => new CalibratedReward(members[0]),
                 "mean" => new RewardEnsemble(EnsembleMode.Mean, members),
                 "min" => new RewardEnsemble(EnsembleMode.Min, members),
                 _ => new RewardEnsemble(EnsembleMode.MeanMinusStd, members, lambda),
@@ -547,7 +560,12 @@ public static partial class RewardSpec
             _ => "FILE, e.g. head:reward.head",
         };
 
-        private static string EnsembleHint(string name) => name == "meanstd" ? "meanstd(LAMBDA;A;B;...)" : $"{name}(A;B;...)";
+        private static string EnsembleHint(string name) => name switch
+        {
+            "meanstd" => "meanstd(LAMBDA;A;B;...)",
+            "calibrated" => "calibrated(A)",
+            _ => $"{name}(A;B;...)",
+        };
 
         /// <summary>Explains an argument that swallowed a term: "length:3+lenght:4" reads as length "3+lenght:4".</summary>
         private static string PlusHint(string argument)
