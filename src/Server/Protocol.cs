@@ -83,7 +83,7 @@ public sealed class StreamOptionsDto
 [JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
 public sealed class AlignmentRequest
 {
-    /// <summary>bon | tokenwise | blockwise | rejection.</summary>
+    /// <summary>bon | soft-bon | tokenwise | blockwise | beam | rejection.</summary>
     public string? Strategy { get; init; }
 
     /// <summary>A reward name (built-in or from --rewards) or a spec that reads no files.</summary>

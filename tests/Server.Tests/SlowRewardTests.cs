@@ -9,7 +9,7 @@ namespace Tilt.Server.Tests;
 /// backtracks for tens of milliseconds per candidate (under the per-candidate timeout) once held the scheduler's thread,
 /// so an 8-token request sent meanwhile took 22.5 s instead of 0.05 s. Rewards are scored beside the decode loop now.
 /// </summary>
-public sealed class SlowRewardTests
+public sealed class SlowRewardTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     private const string Short = """{"prompt": "Once upon a time", "max_tokens": 8, "seed": SEED}""";
 
@@ -77,6 +77,8 @@ public sealed class SlowRewardTests
         var soloMedian = Median(solo);
         var limit = TimeSpan.FromTicks(Math.Max(2 * soloMedian.Ticks, TimeSpan.FromMilliseconds(100).Ticks));
         var sharedMedian = Median(shared);
+        output.WriteLine($"short requests: solo median {soloMedian.TotalMilliseconds:F0} ms, beside the slow request median {sharedMedian.TotalMilliseconds:F0} ms, " +
+                         $"slowest {shared.Max().TotalMilliseconds:F0} ms; scoring jobs {status.Status!.ScoringJobs}, parked {status.Status!.ScoringParked}");
         Assert.True(sharedMedian <= limit,
             $"short requests took {sharedMedian.TotalMilliseconds:F0} ms (median) beside the slow one, {soloMedian.TotalMilliseconds:F0} ms alone; limit {limit.TotalMilliseconds:F0} ms");
         Assert.True(shared.Max() < TimeSpan.FromSeconds(2), $"slowest short request took {shared.Max().TotalMilliseconds:F0} ms");

@@ -141,7 +141,7 @@ public static class StrategyCatalog
         _ => throw new StrategyFieldException(StrategyFields.Selection, $"'{name}'", "must be argmax or sample"),
     };
 
-    /// <summary>"bon, soft-bon, tokenwise, blockwise or rejection".</summary>
+    /// <summary>"bon, soft-bon, tokenwise, blockwise, beam or rejection".</summary>
     public static string Names(IEnumerable<StrategyEntry> entries)
     {
         var names = entries.Select(e => e.Name).ToArray();
