@@ -15,7 +15,11 @@ namespace Tilt.Engine.Decoding;
 /// </summary>
 internal sealed class StepContext
 {
-    public required IDecodingSession Session { get; init; }
+    /// <summary>The last decode's rows (read only).</summary>
+    public required StepOutputs Outputs { get; init; }
+
+    /// <summary>KV moves the hook plans; the scheduler applies them after the hook.</summary>
+    public required KvMoves Kv { get; init; }
     public required StepBatch Batch { get; init; }
     public required ILanguageModel Model { get; init; }
     public required PromptCache Prompts { get; init; }
@@ -242,9 +246,10 @@ internal abstract class RequestRun
     protected PromptState LoadPrompt(StepContext context, bool clear, int forks)
     {
         if (clear)
-            foreach (int s in Sequences) context.Session.RemoveSequence(s);
+            foreach (int s in Sequences) context.Kv.Clear(s);
+        // The scheduler's prompt cache applies the planned clears before it loads the prompt.
         var prompt = context.Prompts.Load(Sequences[0], PromptTokens);
-        for (int i = 1; i <= forks; i++) context.Session.CopySequence(Sequences[0], Sequences[i]);
+        for (int i = 1; i <= forks; i++) context.Kv.Copy(Sequences[0], Sequences[i]);
         Activity?.AddEvent(new ActivityEvent("tilt.prefill", tags: new ActivityTagsCollection
         {
             ["tilt.prompt_tokens"] = PromptTokens.Length,

@@ -197,8 +197,8 @@ internal sealed partial class Rollout
     {
         Array.Clear(DecodedNow, 0, _settings.Candidates);
         if (IsFinished) return;
-        var logits = context.Session.Logits;
-        var hidden = context.Session.Hidden;
+        var logits = context.Outputs.Logits;
+        var hidden = context.Outputs.Hidden;
         bool decoded = false;
         for (int i = 0; i < _settings.Candidates; i++)
         {
@@ -226,7 +226,7 @@ internal sealed partial class Rollout
     public void Propose(StepContext context)
     {
         if (IsFinished) return;
-        var logits = context.Session.Logits;
+        var logits = context.Outputs.Logits;
         for (int i = 0; i < _settings.Candidates; i++)
         {
             if (_phase[i] != Phase.Sample) continue;
@@ -250,7 +250,7 @@ internal sealed partial class Rollout
     {
         if (IsFinished) return;
         if (_held.Length < _settings.Candidates * _vocab) _held = new float[_phase.Length * _vocab];
-        var logits = context.Session.Logits;
+        var logits = context.Outputs.Logits;
         for (int i = 0; i < _settings.Candidates; i++)
         {
             if (_phase[i] != Phase.Sample || _fromStart[i]) continue;

@@ -14,9 +14,11 @@ internal sealed partial class Scheduler
             try
             {
                 run.Resume(_context);
+                _kvPlan.Apply(_session);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
+                _kvPlan.Discard();
                 _failed.Add((run, e));
             }
         }
@@ -65,9 +67,11 @@ internal sealed partial class Scheduler
                 {
                     run.Resume(_context);
                 }
+                _kvPlan.Apply(_session);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
+                _kvPlan.Discard();
                 _failed.Add((run, e));
             }
         }

@@ -26,6 +26,7 @@ internal sealed partial class Scheduler : IDisposable
     private readonly PromptCache _prompts;
     private readonly StepContext _context;
     private readonly ScoringStage _scoring;
+    private readonly KvMoves _kvPlan = new(); // what runs plan, applied by this loop after each hook
     private readonly List<RequestRun> _startedScoring = [];
     private readonly LinkedList<RequestRun> _queue = new();
     private readonly List<RequestRun> _running = [];
@@ -66,11 +67,12 @@ internal sealed partial class Scheduler : IDisposable
         // Only the per-sequence layout splits decodes at id gaps; in the shared (unified) pool a move would copy for nothing.
         _compact = options.CompactSequences && options.KvLayout == KvLayout.PerSequence;
         _batch = new StepBatch(model.Info.VocabularySize, model.Info.HiddenSize, options.MaxSequences);
-        _prompts = new PromptCache(_session, options.PromptCacheEntries, SpareSequence);
+        _prompts = new PromptCache(_session, options.PromptCacheEntries, SpareSequence, _kvPlan);
         _scoring = new ScoringStage(options.ScoringThreads, Wake);
         _context = new StepContext
         {
-            Session = _session,
+            Outputs = new StepOutputs(_session),
+            Kv = _kvPlan,
             Batch = _batch,
             Model = model,
             Prompts = _prompts,
@@ -277,9 +279,11 @@ internal sealed partial class Scheduler : IDisposable
             try
             {
                 hook(run, _context);
+                _kvPlan.Apply(_session);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
+                _kvPlan.Discard();
                 _failed.Add((run, e));
             }
         }

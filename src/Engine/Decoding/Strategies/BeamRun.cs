@@ -135,7 +135,7 @@ internal sealed class BeamRun : RequestRun
             {
                 int i = j * each + e;
                 sequences[i] = e == 0 ? alive[j].Sequence : spare.Dequeue();
-                if (e > 0) context.Session.CopySequence(alive[j].Sequence, sequences[i]);
+                if (e > 0) context.Kv.Copy(alive[j].Sequence, sequences[i]);
                 groups[i] = j;
                 _parentOf[i] = alive[j];
             }

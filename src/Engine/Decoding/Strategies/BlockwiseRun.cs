@@ -127,7 +127,7 @@ internal sealed class BlockwiseRun : RequestRun
     private void StartBlock(StepContext context)
     {
         // Candidate 0 continues on the prefix's own sequence; the others fork it.
-        for (int i = 1; i < _k; i++) context.Session.CopySequence(_order[0], _order[i]);
+        for (int i = 1; i < _k; i++) context.Kv.Copy(_order[0], _order[i]);
         int m = Math.Min(_options.BlockSize, _options.MaxTokens - _out.Tokens.Count);
         _rollout!.Start(new Rollout.Settings
         {

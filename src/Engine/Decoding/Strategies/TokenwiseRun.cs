@@ -93,7 +93,7 @@ internal sealed class TokenwiseRun : RequestRun
         for (int j = 0; j < _candidates; j++)
         {
             if (_candidateRow[j] < 0) continue;
-            context.Session.Logits.Slice(context.Batch.Row(_candidateRow[j]) * _vocab, _vocab).CopyTo(_parked.AsSpan(j * _vocab, _vocab));
+            context.Outputs.Logits.Slice(context.Batch.Row(_candidateRow[j]) * _vocab, _vocab).CopyTo(_parked.AsSpan(j * _vocab, _vocab));
         }
         _isParked = true;
     }
@@ -155,7 +155,7 @@ internal sealed class TokenwiseRun : RequestRun
             if (IsStop(context, _candidateIds[j])) continue;
             int sequence = Sequences[next] == _current ? Sequences[++next] : Sequences[next];
             next++;
-            context.Session.CopySequence(_current, sequence);
+            context.Kv.Copy(_current, sequence);
             _candidateSequence[j] = sequence;
             _candidateRow[j] = context.Batch.AddDecode(sequence, _candidateIds[j]);
             decoded++;
@@ -169,8 +169,8 @@ internal sealed class TokenwiseRun : RequestRun
         {
             // The chosen token decoded on the prefix: its logits and state start the next step.
             int prefix = context.Batch.Row(_prefixRow);
-            context.Session.Logits.Slice(prefix * _vocab, _vocab).CopyTo(_logits);
-            context.Session.Hidden.Slice(prefix * _d, _d).CopyTo(_hidden);
+            context.Outputs.Logits.Slice(prefix * _vocab, _vocab).CopyTo(_logits);
+            context.Outputs.Hidden.Slice(prefix * _d, _d).CopyTo(_hidden);
             _out.Evaluated++;
             _out.DecodeCalls++;
             _out.ModelTime += context.LastDecode;
@@ -185,7 +185,7 @@ internal sealed class TokenwiseRun : RequestRun
             int row = context.Batch.Row(_candidateRow[j]);
             any = true;
             _out.Evaluated++;
-            context.Session.Hidden.Slice(row * _d, _d).CopyTo(_candidateHidden.AsSpan(j * _d, _d));
+            context.Outputs.Hidden.Slice(row * _d, _d).CopyTo(_candidateHidden.AsSpan(j * _d, _d));
         }
         if (any) _out.ModelTime += context.LastDecode;
         if (_nextToDecode < _candidates) return;
@@ -260,14 +260,14 @@ internal sealed class TokenwiseRun : RequestRun
         if (_chunked)
         {
             // Later chunks reused the chosen fork's sequence: decode the token on the prefix itself.
-            foreach (int s in Sequences) if (s != _current) context.Session.RemoveSequence(s);
+            foreach (int s in Sequences) if (s != _current) context.Kv.Clear(s);
             _state = State.PrefixDecode;
             return;
         }
         if (parked) _parked.AsSpan(chosen * _vocab, _vocab).CopyTo(_logits);
-        else context.Session.Logits.Slice(context.Batch.Row(_candidateRow[chosen]) * _vocab, _vocab).CopyTo(_logits);
+        else context.Outputs.Logits.Slice(context.Batch.Row(_candidateRow[chosen]) * _vocab, _vocab).CopyTo(_logits);
         int keep = _candidateSequence[chosen];
-        foreach (int s in Sequences) if (s != keep) context.Session.RemoveSequence(s);
+        foreach (int s in Sequences) if (s != keep) context.Kv.Clear(s);
         _current = keep;
         _state = State.StartStep;
     }
