@@ -264,10 +264,10 @@ internal abstract class RequestRun
     /// request's own sampling, seed, stops and log-probability settings; candidate i draws from RNG row
     /// <paramref name="firstRow"/> + i, so a request's draws never depend on what shares the batch.
     /// </summary>
-    protected Rollout.Settings CandidatesFromPrompt(int n, uint firstRow, bool decodeLastToken)
+    protected ContinuationBatch.Settings CandidatesFromPrompt(int n, uint firstRow, bool decodeLastToken)
     {
         var o = Request.Options;
-        return new Rollout.Settings
+        return new ContinuationBatch.Settings
         {
             Candidates = n,
             Sequences = Sequences.ToArray(),

@@ -44,7 +44,7 @@ internal sealed class Beam
     /// on the block's sequence, its text rebuilt token by token as blockwise CD accepts a block (a stop token of the request
     /// ends it; the decoder is flushed when the output ends).
     /// </summary>
-    public Beam Extend(StepContext context, Rollout rollout, int i, double score, StopMatcher? stops, int maxTokens, bool logprobs)
+    public Beam Extend(StepContext context, ContinuationBatch rollout, int i, double score, StopMatcher? stops, int maxTokens, bool logprobs)
     {
         int vocab = context.Vocab, d = context.Hidden;
         var next = new Beam(rollout.SequenceOf(i), context.Model.CreateTextDecoder(), new StopText(stops),
@@ -79,7 +79,7 @@ internal sealed class Beam
     /// The text of this beam if candidate block <paramref name="i"/> (which continued it) were accepted: cut at a stop string
     /// it completes (which may start in the beam's text), without a stop token's text unless the request keeps stops.
     /// </summary>
-    public string CandidateText(Rollout rollout, int i, StopMatcher? stops)
+    public string CandidateText(ContinuationBatch rollout, int i, StopMatcher? stops)
     {
         var block = rollout.TokenSpan(i);
         string prefix = Text.ToString();

@@ -23,7 +23,7 @@ internal sealed class BeamRun : RequestRun
     private readonly IReward _reward;
     private readonly IValueFunction _value;
     private readonly int _k;
-    private Rollout? _rollout;
+    private ContinuationBatch? _rollout;
     private int _sample;
     private bool _needPrompt = true;
     private bool _scoring;
@@ -68,7 +68,7 @@ internal sealed class BeamRun : RequestRun
         _modelTime = TimeSpan.Zero;
         _firstText = null;
         _stream = new BeamStream(context.Model.CreateTextDecoder(), Stops);
-        _rollout ??= new Rollout(context.Model, _k);
+        _rollout ??= new ContinuationBatch(context.Model, _k);
         _scores = new double[_k];
         StartStep(context);
     }

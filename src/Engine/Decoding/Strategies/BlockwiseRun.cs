@@ -23,7 +23,7 @@ internal sealed class BlockwiseRun : RequestRun
     private readonly IReward _reward;
     private readonly IValueFunction _value;
     private readonly int _k;
-    private Rollout? _rollout;
+    private ContinuationBatch? _rollout;
     private int[] _order = [];      // [K] sequence of each candidate: _order[0] holds the prefix
     private int _sample;
     private bool _needPrompt = true;
@@ -65,7 +65,7 @@ internal sealed class BlockwiseRun : RequestRun
         _prefixHidden = prompt.Hidden.ToArray();
         _blockLogProbs.Clear();
         _block = 0;
-        _rollout ??= new Rollout(context.Model, _k);
+        _rollout ??= new ContinuationBatch(context.Model, _k);
         _scores = new double[_k];
         if (PastDeadline) Finish(context, AlignFinish.Deadline);
         else StartBlock(context);
@@ -129,7 +129,7 @@ internal sealed class BlockwiseRun : RequestRun
         // Candidate 0 continues on the prefix's own sequence; the others fork it.
         for (int i = 1; i < _k; i++) context.Kv.Copy(_order[0], _order[i]);
         int m = Math.Min(_options.BlockSize, _options.MaxTokens - _out.Tokens.Count);
-        _rollout!.Start(new Rollout.Settings
+        _rollout!.Start(new ContinuationBatch.Settings
         {
             Candidates = _k,
             Sequences = _order,
@@ -241,7 +241,7 @@ internal sealed class BlockwiseRun : RequestRun
     /// The text of the output if candidate block <paramref name="i"/> were accepted: cut at a stop string that it completes
     /// (which may start in the accepted text), without a stop token's text unless the request keeps stops.
     /// </summary>
-    private string CandidateText(Rollout rollout, int i)
+    private string CandidateText(ContinuationBatch rollout, int i)
     {
         var block = rollout.TokenSpan(i);
         string prefix = _out.Text.ToString();

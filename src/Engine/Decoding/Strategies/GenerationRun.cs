@@ -13,7 +13,7 @@ namespace Tilt.Engine.Decoding;
 internal sealed class GenerationRun : RequestRun
 {
     private readonly GenerationOptions _options;
-    private Rollout? _rollout;
+    private ContinuationBatch? _rollout;
     private PromptState? _prompt;
     private readonly bool[] _reported;
     private TimeSpan _prefill;
@@ -43,7 +43,7 @@ internal sealed class GenerationRun : RequestRun
         if (_prompt is not null) return;
         _prompt = LoadPrompt(context, clear: false, forks: Sequences.Length - 1);
         _prefill = Clock.Elapsed;
-        _rollout = new Rollout(context.Model, _options.Samples);
+        _rollout = new ContinuationBatch(context.Model, _options.Samples);
         // A sample cut by the limit has its last token decoded, so its whole text has a hidden state too.
         _rollout.Start(CandidatesFromPrompt(_options.Samples, _options.FirstRow, decodeLastToken: _stride > 0), _prompt.Logits, _prompt.Hidden);
         if (_stride > 0)
@@ -109,9 +109,9 @@ internal sealed class GenerationRun : RequestRun
     }
 
     /// <summary>The sample's text is complete (stopped or at the limit); with hidden states its last token may still be decoded.</summary>
-    private bool Complete(Rollout rollout, int i) => rollout.Stopped[i] || rollout.Tokens[i].Count >= _options.MaxTokens;
+    private bool Complete(ContinuationBatch rollout, int i) => rollout.Stopped[i] || rollout.Tokens[i].Count >= _options.MaxTokens;
 
-    private AlignedSample Result(int i, Rollout rollout)
+    private AlignedSample Result(int i, ContinuationBatch rollout)
     {
         string text = rollout.FinishText(i);
         int[] tokens = rollout.Tokens[i].ToArray();

@@ -20,7 +20,7 @@ internal sealed class RejectionRun : RequestRun
     private readonly RejectionOptions _options;
     private readonly IReward _reward;
     private readonly IValueFunction _value;
-    private Rollout? _rollout;
+    private ContinuationBatch? _rollout;
     private int _sample;
     private bool _needPrompt = true;
     private bool _deciding;
@@ -66,7 +66,7 @@ internal sealed class RejectionRun : RequestRun
         var prompt = LoadPrompt(context, clear: _sample > 0, forks: n - 1);
         _cachedPrompt = prompt.CachedTokens;
         _prefill = Clock.Elapsed - _sampleStart;
-        _rollout ??= new Rollout(context.Model, n);
+        _rollout ??= new ContinuationBatch(context.Model, n);
         _scores = new double[n];
         _rejected = new bool[n];
         _rejectedAt = new int[n];
@@ -145,7 +145,7 @@ internal sealed class RejectionRun : RequestRun
     /// Stops the floor(alpha x U) lowest-valued of the U unfinished candidates (ties: the higher candidate index goes
     /// first, a fixed rule the exact enumeration in the tests follows) and frees their sequences.
     /// </summary>
-    private void Reject(StepContext context, Rollout rollout)
+    private void Reject(StepContext context, ContinuationBatch rollout)
     {
         for (int j = 0; j < _scores.Length; j++)
             if (!double.IsFinite(_scores[j]))
@@ -167,7 +167,7 @@ internal sealed class RejectionRun : RequestRun
         _survivors.Add(Enumerable.Range(0, _options.N).Count(i => !_rejected[i]));
     }
 
-    private void FinishSample(Rollout rollout, int d, bool deadline)
+    private void FinishSample(ContinuationBatch rollout, int d, bool deadline)
     {
         int n = _options.N;
         var survivors = Enumerable.Range(0, n).Where(i => !_rejected[i]).ToArray();

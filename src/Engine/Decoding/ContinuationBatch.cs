@@ -21,7 +21,7 @@ namespace Tilt.Engine.Decoding;
 /// Noise for candidate i at response position t comes from RNG row Rows[i] and step StepOffset + t, so a candidate's text
 /// depends neither on K, nor on which other candidates are alive, nor on what other requests share the batch.
 /// </summary>
-internal sealed partial class Rollout
+internal sealed partial class ContinuationBatch
 {
     private readonly ModelInfo _info;
     private readonly ILanguageModel _model;
@@ -36,7 +36,7 @@ internal sealed partial class Rollout
     private int _remaining; // candidates not Done
     private StopMatcher? _textStop; // the matcher the candidates' StopTexts were made with
 
-    public Rollout(ILanguageModel model, int capacity)
+    public ContinuationBatch(ILanguageModel model, int capacity)
     {
         _model = model;
         _info = model.Info;

@@ -4,7 +4,7 @@ using Tilt.Engine.Requests;
 
 namespace Tilt.Engine.Decoding;
 
-internal sealed partial class Rollout
+internal sealed partial class ContinuationBatch
 {
     /// <summary>What one run does.</summary>
     public sealed record Settings
