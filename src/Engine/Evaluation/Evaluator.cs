@@ -275,14 +275,14 @@ public sealed class Evaluator
         int state = prefix.Length > 0 ? prefix[^1] : model.StateAfter(promptTokens);
         var candidates = Enumerable.Range(0, v).Where(z => model.NextProbability(state, z) > 0).ToArray();
         var hidden = new float[candidates.Length * d];
-        var inputs = new ValueInput[candidates.Length];
+        var inputs = new RewardInput[candidates.Length];
         for (int j = 0; j < candidates.Length; j++)
         {
             int z = candidates[j];
             bool stop = model.Info.IsStop(z);
             hidden[j * d + (stop ? state : z)] = 1f; // the session's one-hot hidden state after prefix + z (stop: the prefix's)
             int[] extended = [.. prefix, z];
-            inputs[j] = new ValueInput { Prompt = prompt, PromptTokens = promptTokens, Tokens = extended, Text = model.Detokenize(extended), IsFinished = stop };
+            inputs[j] = new RewardInput { Prompt = prompt, PromptTokens = promptTokens, Tokens = extended, Text = model.Detokenize(extended), IsFinished = stop };
         }
         var values = new double[candidates.Length];
         value.Evaluate(value.NeedsInputs ? inputs : null, hidden, candidates.Length, values);

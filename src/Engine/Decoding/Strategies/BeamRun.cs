@@ -88,8 +88,8 @@ internal sealed class BeamRun : RequestRun
         // Every block of the step is complete: queue their values (batched with the other requests' values).
         _scoring = true;
         int n = _parentOf.Length;
-        IReadOnlyList<ValueInput>? inputs = _value.NeedsInputs
-            ? [.. Enumerable.Range(0, n).Select(i => new ValueInput
+        IReadOnlyList<RewardInput>? inputs = _value.NeedsInputs
+            ? [.. Enumerable.Range(0, n).Select(i => new RewardInput
             {
                 Prompt = Request.Prompt,
                 PromptTokens = PromptTokens,

@@ -85,14 +85,14 @@ internal sealed class BlockwiseRun : RequestRun
 
         // Every block is complete: queue their values (batched with the other requests' values).
         _scoring = true;
-        IReadOnlyList<ValueInput>? inputs = null;
+        IReadOnlyList<RewardInput>? inputs = null;
         if (_value.NeedsInputs)
         {
-            var list = new ValueInput[_k];
+            var list = new RewardInput[_k];
             for (int i = 0; i < _k; i++)
             {
                 var block = rollout.TokenSpan(i);
-                list[i] = new ValueInput
+                list[i] = new RewardInput
                 {
                     Prompt = Request.Prompt,
                     PromptTokens = PromptTokens,

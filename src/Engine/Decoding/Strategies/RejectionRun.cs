@@ -97,8 +97,8 @@ internal sealed class RejectionRun : RequestRun
         var hidden = new float[unfinished.Length * d];
         for (int j = 0; j < unfinished.Length; j++)
             rollout.FinalHidden.AsSpan(unfinished[j] * d, d).CopyTo(hidden.AsSpan(j * d));
-        IReadOnlyList<ValueInput>? inputs = _value.NeedsInputs
-            ? unfinished.Select(i => new ValueInput
+        IReadOnlyList<RewardInput>? inputs = _value.NeedsInputs
+            ? unfinished.Select(i => new RewardInput
             {
                 Prompt = Request.Prompt,
                 PromptTokens = PromptTokens,

@@ -290,14 +290,14 @@ internal sealed class TokenwiseRun : RequestRun
         _state = State.Decoding;
     }
 
-    private List<ValueInput> BuildInputs(StepContext context)
+    private List<RewardInput> BuildInputs(StepContext context)
     {
-        var list = new List<ValueInput>(_candidates);
+        var list = new List<RewardInput>(_candidates);
         string prefix = _out.Text.ToString();
         for (int j = 0; j < _candidates; j++)
         {
             int id = _candidateIds[j];
-            list.Add(new ValueInput
+            list.Add(new RewardInput
             {
                 Prompt = Request.Prompt,
                 PromptTokens = PromptTokens,
