@@ -292,6 +292,51 @@ public sealed unsafe class ExportsTests
     }
 
     [Fact]
+    public void Beam_search_runs_and_api_1_3_structs_take_the_default_beams()
+    {
+        nint model = LoadTabular();
+        nint reward;
+        var spec = (delegate* unmanaged[Cdecl]<nint, byte*, nint*, int>)&Exports.RewardCreateSpec;
+        fixed (byte* s = "length:3\0"u8)
+            Assert.Equal(TiltStatus.Ok, spec(0, s, &reward));
+        var run = (delegate* unmanaged[Cdecl]<nint, delegate* unmanaged[Cdecl]<void*, TiltEvent*, int>, void*, int>)&Exports.RequestRun;
+        var outputInfo = (delegate* unmanaged[Cdecl]<nint, int, TiltOutputInfo*, int>)&Exports.RequestOutputInfo;
+        var options = MappingTests.HeaderDefaults() with { Strategy = (int)Strategy.Beam, K = 4, BlockSize = 2, MaxTokens = 8, Seed = 5 };
+        Assert.Equal(2, options.Beams);
+
+        // A caller compiled against API 1.3 passes the struct without beams: whatever lies beyond it is not read, and
+        // the default (2) gives the same search as beams = 2.
+        var old = options with
+        {
+            StructSize = (uint)Marshal.OffsetOf<TiltRequestOptions>(nameof(TiltRequestOptions.Beams)),
+            Beams = 4,
+            Reserved3 = 7,
+        };
+        nint current = Create(model, "", options, reward), previous = Create(model, "", old, reward);
+        Assert.Equal(TiltStatus.Ok, run(current, null, null));
+        Assert.Equal(TiltStatus.Ok, run(previous, null, null));
+        Assert.Equal(Text(current), Text(previous));
+        var info = new TiltOutputInfo { StructSize = (uint)sizeof(TiltOutputInfo) };
+        Assert.Equal(TiltStatus.Ok, outputInfo(current, 0, &info));
+        Assert.Equal((int)NativeKlMethod.BlockEstimate, info.KlMethod);
+        Assert.Equal((int)NativeKlMethod.BlockBound, info.KlBoundMethod);
+        Assert.InRange(info.NTokens, 1, 8);
+        Free(&Exports.RequestFree, current);
+        Free(&Exports.RequestFree, previous);
+
+        var create = (delegate* unmanaged[Cdecl]<nint, byte*, TiltRequestOptions*, nint, nint, nint*, int>)&Exports.RequestCreate;
+        var bad = options with { Beams = 5 };
+        nint refused = 0;
+        fixed (byte* p = "\0"u8)
+            Assert.Equal(TiltStatus.InvalidArgument, create(model, p, &bad, reward, 0, &refused));
+        Assert.Contains("tilt_request_options.beams", _lastError);
+        Assert.Contains("must not exceed k (4)", _lastError);
+        Assert.Equal(0, refused);
+        Free(&Exports.RewardFree, reward);
+        Free(&Exports.ModelFree, model);
+    }
+
+    [Fact]
     public void Scoring_a_given_text_returns_its_exact_per_token_log_probabilities_and_alternatives()
     {
         nint model = LoadTabular();

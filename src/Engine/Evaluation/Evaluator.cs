@@ -191,11 +191,12 @@ public sealed class Evaluator
 
     /// <summary>
     /// Exact KL and win-rate of a configuration, averaged over prompts, where the model is tabular: best-of-n from
-    /// [M5]-[M10]; token-wise CD by enumerating its policy pi(y) = prod_t pi(y_t | s_t). Blockwise CD: null.
+    /// [M5]-[M10]; token-wise CD by enumerating its policy pi(y) = prod_t pi(y_t | s_t). Blockwise CD, rejection and
+    /// beam search: null.
     /// </summary>
     private (double? Kl, double? WinRate) ExactFigures(EvaluationConfig config)
     {
-        if (_model is not TabularModel tabular || config.Method is EvaluationMethod.Blockwise or EvaluationMethod.Rejection) return (null, null);
+        if (_model is not TabularModel tabular || config.Method is EvaluationMethod.Blockwise or EvaluationMethod.Rejection or EvaluationMethod.Beam) return (null, null);
         if (config.Method == EvaluationMethod.Tokenwise && config.K != 0 && config.K < tabular.Info.VocabularySize) return (null, null);
         double kl = 0, win = 0;
         foreach (string prompt in _settings.Prompts)
