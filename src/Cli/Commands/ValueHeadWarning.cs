@@ -17,6 +17,7 @@ internal static class ValueHeadWarning
     public static int? DecisionLength(AlignOptions options) => options switch
     {
         BlockwiseOptions blockwise => blockwise.BlockSize,
+        BeamOptions beam => beam.BlockSize,
         TokenwiseOptions => 1,
         RejectionOptions rejection => rejection.Every,
         _ => null,
@@ -25,7 +26,7 @@ internal static class ValueHeadWarning
     /// <summary><see cref="DecisionLength(AlignOptions)"/> of an evaluation point.</summary>
     public static int? DecisionLength(EvaluationConfig config) => config.Method switch
     {
-        EvaluationMethod.Blockwise or EvaluationMethod.Rejection => config.M,
+        EvaluationMethod.Blockwise or EvaluationMethod.Beam or EvaluationMethod.Rejection => config.M,
         EvaluationMethod.Tokenwise => 1,
         _ => null,
     };
