@@ -175,13 +175,24 @@ function Invoke-ClusterTestTask {
     Write-TestCount $results $failedProjects
 }
 
+# The end-to-end tables, with the C loop over llama.h (../shared/bench/rawbatch, built here against the libraries the
+# engine loads) as the baseline beside the engine in the same script. Run it on a quiet machine (see docs/performance.md).
 function Invoke-Perf {
     $results = Join-Path $root 'docs/results'
     New-Item -ItemType Directory -Force -Path $results | Out-Null
+    Invoke-Step "build src/Interop ($configuration)" { dotnet build (Join-Path $root 'src/Interop') -c $configuration -nologo }
+    $build = Join-Path $root 'native/build'
+    $managed = Join-Path $root "src/Interop/bin/$configuration/net10.0"
+    Invoke-Step 'configure native' { cmake -S (Join-Path $root 'native') -B $build -DCMAKE_BUILD_TYPE=Release "-DTILT_MANAGED_DIR=$managed" }
+    Invoke-Step 'build the C loop (tilt_rawbatch)' { cmake --build $build --target tilt_rawbatch }
+    $rawbatch = Join-Path $build 'bin/tilt_rawbatch'
+    $load = if (Test-Path /proc/loadavg) { (Get-Content /proc/loadavg).Split(' ')[0] } else { 'unknown' }
+    Write-Host "load average before: $load (numbers are results only on a quiet machine: well under 1)"
     foreach ($preset in @('15m', '110m')) {
         Invoke-Step "perf $preset" {
-            dotnet run --project (Join-Path $root 'bench/Tilt.Bench') -c Release -- e2e --model $preset --k 1,4,16,64 `
-                --tokens 32 --reps 5 --threads 1,all --out (Join-Path $results "perf-$preset.json") --markdown (Join-Path $results "perf-$preset.md")
+            dotnet run --project (Join-Path $root 'bench/Tilt.Bench') -c Release -- e2e --model $preset --k 1,16,64 `
+                --tokens 32 --reps 5 --threads 1,all --rawbatch $rawbatch `
+                --out (Join-Path $results "perf-$preset.json") --markdown (Join-Path $results "perf-$preset.md")
         }
     }
 }

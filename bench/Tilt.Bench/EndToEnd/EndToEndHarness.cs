@@ -16,7 +16,10 @@ namespace Tilt.Bench.EndToEnd;
 /// <summary>
 /// End-to-end comparison on one model, same run, same K and lengths (issue: performance harness):
 /// <list type="bullet">
-/// <item>raw: a minimal loop over LLamaSharp's batch decode with argmax next tokens and no engine logic (the ceiling);</item>
+/// <item>C loop: ../shared/bench/rawbatch, a C loop over llama.h built against the same libraries (build.ps1 perf builds it;
+/// --rawbatch or $TILT_RAWBATCH), run as a child process in the environment the harness was started in: the baseline;</item>
+/// <item>raw: a minimal loop over LLamaSharp's batch decode with argmax next tokens and no engine logic, in this process
+/// (so under the engine's OpenMP wait policy);</item>
 /// <item>engine: base generation, best-of-n, blockwise CD and token-wise CD;</item>
 /// <item>naive: best-of-n as n sequential single-sequence generations.</item>
 /// </list>
@@ -24,7 +27,7 @@ namespace Tilt.Bench.EndToEnd;
 /// alike; medians and min/max over repetitions are reported, with the ratios engine/raw (same K, same threads) and
 /// engine/naive.
 /// Usage: e2e --model FILE|15m|110m|1b [--k 1,4,16,64] [--tokens 64] [--block 8] [--reps 5] [--threads 1,all]
-/// [--methods raw,generate,best-of-n,naive,blockwise,tokenwise] [--naive-max-k 16] [--out FILE.json] [--markdown FILE.md]
+/// [--methods c-loop,raw,generate,best-of-n,naive,blockwise,tokenwise] [--naive-max-k 16] [--rawbatch PATH] [--out FILE.json] [--markdown FILE.md]
 /// (<c>all</c> = the engine's default, one thread per physical core).
 /// </summary>
 internal static class EndToEndHarness
@@ -34,6 +37,9 @@ internal static class EndToEndHarness
     public static int Run(string[] args)
     {
         var options = Options.Parse(args);
+        // The C loop runs in the environment the user started the harness in: captured before the engine sets its own
+        // OpenMP wait policy (which this process's children would otherwise inherit).
+        var userOmp = CLoop.UserEnvironment();
         string path = EndToEndModels.Resolve(options.Model);
         Console.Error.WriteLine($"model {path}");
         using var model = GgufModel.Load(path);
@@ -55,6 +61,8 @@ internal static class EndToEndHarness
             {
                 foreach (int threads in options.Threads)
                 {
+                    var c = options.Runs("c-loop") && options.RawBatch is { } exe
+                        ? CLoop.Run(exe, path, k, threads, model.Tokenize(Prompt).Length, options.Tokens, userOmp) : null;
                     var raw = options.Runs("raw") ? RawDecode(path, k, threads, options) : null;
                     var generate = options.Runs("generate") ? Generate(model, kernels, k, threads, options) : null;
                     var bon = options.Runs("best-of-n") ? BestOfN(model, kernels, reward, k, threads, options) : null;
@@ -63,6 +71,7 @@ internal static class EndToEndHarness
                     var blockwise = options.Runs("blockwise") ? Blockwise(model, kernels, reward, k, threads, options) : null;
                     var tokenwise = options.Runs("tokenwise") ? Tokenwise(model, kernels, reward, k, threads, options) : null;
                     if (rep < 0) continue;
+                    Add(threads, "C loop", c);
                     Add(threads, "raw", raw);
                     Add(threads, "engine generate", generate);
                     Add(threads, "engine best-of-n", bon);
@@ -76,7 +85,7 @@ internal static class EndToEndHarness
         }
 
         var report = new Report(Path.GetFileName(path), model.Info.Description, CpuTopology.LogicalCpus, CpuTopology.PhysicalCores,
-            options.Threads, OpenMpWaitPolicy.Describe(), Process.GetCurrentProcess().Threads.Count,
+            options.Threads, $"engine: {OpenMpWaitPolicy.Describe()}; C loop: {CLoop.Describe(userOmp)}", Process.GetCurrentProcess().Threads.Count,
             [GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2)],
             options.Tokens, options.Block, options.Reps, Process.GetCurrentProcess().PeakWorkingSet64, rows);
         string json = JsonSerializer.Serialize(report, new JsonSerializerOptions
@@ -227,7 +236,7 @@ internal static class EndToEndHarness
     private static IReadOnlyList<AlignedSample> Run(GgufModel model, IStepKernels kernels, DecodingRequest request) =>
         DecodingEngine.RunOnOwnEngineAsync(model, kernels, request).GetAwaiter().GetResult();
 
-    private sealed record Measurement(TimeSpan Prefill, TimeSpan Total, long TokensDecoded, int Steps, TimeSpan ModelTime, BlockStats? Blocks)
+    internal sealed record Measurement(TimeSpan Prefill, TimeSpan Total, long TokensDecoded, int Steps, TimeSpan ModelTime, BlockStats? Blocks)
     {
         public double DecodeSeconds => (Total - Prefill).TotalSeconds;
         public double TokensPerSecond => TokensDecoded / Math.Max(1e-9, DecodeSeconds);
@@ -235,7 +244,7 @@ internal static class EndToEndHarness
         public double OverheadShare => ModelTime > TimeSpan.Zero ? 1 - ModelTime.TotalSeconds / DecodeSeconds : double.NaN;
     }
 
-    private sealed record BlockStats(double FirstMs, double PerBlockMs, int Blocks, int Tokens);
+    internal sealed record BlockStats(double FirstMs, double PerBlockMs, int Blocks, int Tokens);
 
     /// <summary>Median and spread over repetitions of one method at one K and thread count.</summary>
     private sealed record Row(int K, int Threads, string Method, double TokensPerSecond, double TokensPerSecondMin, double TokensPerSecondMax,
@@ -269,11 +278,12 @@ internal static class EndToEndHarness
             $"llama.cpp threads {string.Join(", ", r.Threads)} of {r.PhysicalCores} physical cores / {r.LogicalCpus} logical CPUs; {r.OpenMp}; " +
             $"{r.ProcessThreads} OS threads at the end; GC collections gen0/1/2 {string.Join("/", r.GcCollections)}; peak working set {r.PeakWorkingSetBytes / 1048576.0:F0} MiB");
         sb.AppendLine();
-        sb.AppendLine("| K | threads | method | tokens/s | spread | step ms | overhead | vs raw | vs naive | first block ms | per block ms |");
-        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|");
+        sb.AppendLine("| K | threads | method | tokens/s | spread | step ms | overhead | vs C loop | vs raw | vs naive | first block ms | per block ms |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var group in r.Rows.GroupBy(x => (x.K, x.Threads)))
         {
             var raw = group.FirstOrDefault(x => x.Method == "raw");
+            var cLoop = group.FirstOrDefault(x => x.Method == "C loop");
             var naive = group.FirstOrDefault(x => x.Method == "naive best-of-n");
             foreach (var x in group)
             {
@@ -281,16 +291,19 @@ internal static class EndToEndHarness
                     x.Method is "engine generate" or "engine best-of-n" ? $"{x.TokensPerSecond / raw.TokensPerSecond:F2}" :
                     x.Method == "engine blockwise" && x.PerBlockMs is { } pb ? $"{pb / (raw.StepMs * r.Block):F2} (block / {r.Block} raw steps)" : "";
                 string vsNaive = x.Method == "engine best-of-n" && naive is not null ? $"{naive.TotalMs / x.TotalMs:F2}x faster" : "";
+                string vsC = cLoop is null || x.Method is "C loop" || !(x.Method is "raw" or "engine generate" or "engine best-of-n") ? ""
+                    : $"{x.TokensPerSecond / cLoop.TokensPerSecond:F2}";
                 string overhead = double.IsNaN(x.OverheadShare) ? "" : $"{x.OverheadShare:P1}";
-                sb.AppendLine($"| {x.K} | {x.Threads} | {x.Method} | {x.TokensPerSecond:F0} [{x.TokensPerSecondMin:F0}-{x.TokensPerSecondMax:F0}] | {x.Spread:P0} | {x.StepMs:F2} | {overhead} | {vsRaw} | {vsNaive} | {x.FirstBlockMs?.ToString("F1") ?? ""} | {x.PerBlockMs?.ToString("F1") ?? ""} |");
+                sb.AppendLine($"| {x.K} | {x.Threads} | {x.Method} | {x.TokensPerSecond:F0} [{x.TokensPerSecondMin:F0}-{x.TokensPerSecondMax:F0}] | {x.Spread:P0} | {x.StepMs:F2} | {overhead} | {vsC} | {vsRaw} | {vsNaive} | {x.FirstBlockMs?.ToString("F1") ?? ""} | {x.PerBlockMs?.ToString("F1") ?? ""} |");
             }
         }
         return sb.ToString();
     }
 
-    private static readonly string[] Methods = ["raw", "generate", "best-of-n", "naive", "blockwise", "tokenwise"];
+    private static readonly string[] Methods = ["c-loop", "raw", "generate", "best-of-n", "naive", "blockwise", "tokenwise"];
 
-    private sealed record Options(string Model, int[] Ks, int Tokens, int Block, int Reps, int[] Threads, string[] Methods, string? Out, string? Markdown, int NaiveMaxK)
+    private sealed record Options(string Model, int[] Ks, int Tokens, int Block, int Reps, int[] Threads, string[] Methods, string? Out, string? Markdown, int NaiveMaxK,
+        string? RawBatch)
     {
         public bool Runs(string method) => Methods.Contains(method);
 
@@ -303,6 +316,7 @@ internal static class EndToEndHarness
             string[] methods = EndToEndHarness.Methods;
             string? output = null, markdown = null;
             int naiveMaxK = 16;
+            string? rawBatch = Environment.GetEnvironmentVariable("TILT_RAWBATCH") is { Length: > 0 } env ? env : null;
             for (int i = 0; i < args.Length; i++)
             {
                 string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -325,10 +339,12 @@ internal static class EndToEndHarness
                     case "--out": output = Value(); break;
                     case "--markdown": markdown = Value(); break;
                     case "--naive-max-k": naiveMaxK = int.Parse(Value()); break;
+                    case "--rawbatch": rawBatch = Value(); break;
                     default: throw new ArgumentException($"unknown option {args[i]}");
                 }
             }
-            return new Options(model, ks, tokens, block, reps, threads.Distinct().ToArray(), methods, output, markdown, naiveMaxK);
+            if (rawBatch is not null && !File.Exists(rawBatch)) throw new ArgumentException($"--rawbatch {rawBatch}: not found (build.ps1 perf builds it)");
+            return new Options(model, ks, tokens, block, reps, threads.Distinct().ToArray(), methods, output, markdown, naiveMaxK, rawBatch);
         }
     }
 }
