@@ -31,7 +31,8 @@ public sealed class TabularExactValue : IValueFunction
     private readonly int _maxTokens;
     private readonly ExactValueKind _kind;
     private readonly double _beta;
-    private readonly Dictionary<string, double> _cache = new(StringComparer.Ordinal);
+    // Shared by the requests that use this value, whose scoring may run on several scoring threads at once.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, double> _cache = new(StringComparer.Ordinal);
 
     /// <param name="maxTokens">The response's token limit: completions stop there, as the strategy's do.</param>
     /// <param name="beta">Temperature of the soft value (ignored for <see cref="ExactValueKind.Expected"/>).</param>
