@@ -125,6 +125,22 @@ public sealed class BeamSearchTests(SharedModel shared) : IDisposable
     }
 
     [Fact]
+    public async Task Per_token_log_probabilities_and_a_deadline_come_back_like_blockwise_cds()
+    {
+        var options = new BeamOptions { Beams = 2, K = 4, BlockSize = 4, MaxTokens = 24, Seed = 9, KvCacheType = KvCacheType.F32, Logprobs = true };
+        var s = (await OwnEngine.Run(shared.Model, _kernels, Prompt, options, _reward)).Single();
+        Assert.NotNull(s.TokenLogProbs);
+        Assert.Equal(s.Tokens.Count, s.TokenLogProbs!.Count);
+        Assert.Equal(s.Tokens, s.TokenLogProbs.Select(t => t.Token));
+        Assert.Equal(s.LogProb, s.TokenLogProbs.Sum(t => t.LogProb), 4);
+
+        // A deadline shorter than one step ends the search where it stands, with an output marked partial.
+        var cut = (await OwnEngine.Run(shared.Model, _kernels, Prompt, options with { MaxTokens = 200, Deadline = TimeSpan.FromTicks(1) }, _reward)).Single();
+        Assert.Equal(AlignFinish.Deadline, cut.Finish);
+        Assert.True(cut.IsPartial);
+    }
+
+    [Fact]
     public async Task More_beams_than_blocks_is_refused_naming_both()
     {
         var e = await Assert.ThrowsAsync<ArgumentException>(() => OwnEngine.Run(_tabular, _kernels, "",
