@@ -3,7 +3,8 @@ namespace Tilt.Kernels;
 /// <summary>
 /// What every backend's step shares: the shape checks of <see cref="SampleBase"/> and <see cref="TiltedStep"/> before
 /// their one fused pass (base sampling is the tilted step with every token a candidate and no values), the top-N pass
-/// and the combination of several heads. A backend supplies the fused pass (<see cref="Execute"/>) and one head's scoring.
+/// and the combination of several heads. A backend supplies the fused pass (<see cref="Execute"/>) and one head's scoring
+/// (<see cref="Score"/>).
 /// </summary>
 internal abstract class FusedStepKernels : IStepKernels
 {
@@ -14,7 +15,7 @@ internal abstract class FusedStepKernels : IStepKernels
         Span<int> tokens, Span<float> baseLogProb, Span<float> samplerLogProb)
     {
         Validation.SampleBase(logits.Length, rows, vocab, parameters, keys.Length, tokens.Length, baseLogProb.Length, samplerLogProb.Length);
-        Execute(logits, rows, vocab, default, vocab, default, default, parameters, keys, tokens, baseLogProb, samplerLogProb, default);
+        if (rows > 0) Execute(logits, rows, vocab, default, vocab, default, default, parameters, keys, tokens, baseLogProb, samplerLogProb, default);
     }
 
     // Rows that ask for alternatives are few (a request's own rows) and the logits are host spans on every backend, so
@@ -30,10 +31,16 @@ internal abstract class FusedStepKernels : IStepKernels
     {
         Validation.TiltedStep(logits.Length, rows, vocab, candidateIds.Length, candidates, values.Length, beta, parameters,
             keys.Length, tokens.Length, baseLogProb.Length, tiltedLogProb.Length, kl.Length);
-        Execute(logits, rows, vocab, candidateIds, candidates, values, beta, parameters, keys, tokens, baseLogProb, tiltedLogProb, kl);
+        if (rows > 0) Execute(logits, rows, vocab, candidateIds, candidates, values, beta, parameters, keys, tokens, baseLogProb, tiltedLogProb, kl);
     }
 
-    public abstract void ScoreValues(ValueHead head, ReadOnlySpan<float> hidden, int rows, Span<float> values);
+    public void ScoreValues(ValueHead head, ReadOnlySpan<float> hidden, int rows, Span<float> values)
+    {
+        ArgumentNullException.ThrowIfNull(head);
+        Validation.Shape(rows, head.InputSize, hidden.Length, nameof(hidden));
+        Validation.Rows(rows, values.Length, nameof(values));
+        if (rows > 0) Score(head, hidden, rows, values);
+    }
 
     public void ScoreValues(MultiObjectiveValueHead heads, ReadOnlySpan<float> hidden, int rows, ReadOnlySpan<float> weights, Span<float> values)
     {
@@ -46,8 +53,11 @@ internal abstract class FusedStepKernels : IStepKernels
         heads.Combine(perHead, rows, weights, values);
     }
 
+    /// <summary>One head's values of rows &gt; 0 hidden states, shapes checked.</summary>
+    protected abstract void Score(ValueHead head, ReadOnlySpan<float> hidden, int rows, Span<float> values);
+
     /// <summary>
-    /// The fused pass over validated shapes. Dense (<paramref name="candidateIds"/> empty): every token of the row is a
+    /// The fused pass over validated shapes and rows &gt; 0. Dense (<paramref name="candidateIds"/> empty): every token of the row is a
     /// candidate; no values: plain base sampling, where <paramref name="tiltedLogProb"/> receives the sampler's log-prob.
     /// </summary>
     protected abstract void Execute(ReadOnlySpan<float> logits, int rows, int vocab,

@@ -48,13 +48,8 @@ internal sealed unsafe class CpuStepKernels : FusedStepKernels
     // Rows per task of a parallel value head: a multiple of 4 (the MLP's register block).
     private const int HeadChunkRows = 8;
 
-    public override void ScoreValues(ValueHead head, ReadOnlySpan<float> hidden, int rows, Span<float> values)
+    protected override void Score(ValueHead head, ReadOnlySpan<float> hidden, int rows, Span<float> values)
     {
-        ArgumentNullException.ThrowIfNull(head);
-        Validation.Shape(rows, head.InputSize, hidden.Length, nameof(hidden));
-        Validation.Rows(rows, values.Length, nameof(values));
-        if (rows == 0)
-            return;
         if (rows <= HeadChunkRows || (long)rows * head.CostPerRow < ParallelThreshold * 16)
         {
             head.ScoreRows(hidden, 0, rows, values);
@@ -93,8 +88,6 @@ internal sealed unsafe class CpuStepKernels : FusedStepKernels
         ReadOnlySpan<SamplingParameters> parameters, ReadOnlySpan<RngKey> keys,
         Span<int> tokens, Span<float> baseLogProb, Span<float> tiltedLogProb, Span<float> kl)
     {
-        if (rows == 0)
-            return;
         fixed (float* pl = logits)
         fixed (int* pc = candidateIds)
         fixed (float* pv = values)

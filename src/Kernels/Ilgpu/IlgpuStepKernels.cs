@@ -126,8 +126,6 @@ internal sealed class IlgpuStepKernels : FusedStepKernels
         ReadOnlySpan<SamplingParameters> parameters, ReadOnlySpan<RngKey> keys,
         Span<int> tokens, Span<float> baseLogProb, Span<float> tiltedLogProb, Span<float> kl)
     {
-        if (rows == 0)
-            return;
         bool dense = candidateIds.IsEmpty;
         // Candidate ids are checked on the host (cheap, and the same message as the CPU backend); everything that
         // needs a pass over the logits or values is checked by the kernel and reported through RowOutput.Status.
@@ -192,13 +190,8 @@ internal sealed class IlgpuStepKernels : FusedStepKernels
         }
     }
 
-    public override void ScoreValues(ValueHead head, ReadOnlySpan<float> hidden, int rows, Span<float> values)
+    protected override void Score(ValueHead head, ReadOnlySpan<float> hidden, int rows, Span<float> values)
     {
-        ArgumentNullException.ThrowIfNull(head);
-        Validation.Shape(rows, head.InputSize, hidden.Length, nameof(hidden));
-        Validation.Rows(rows, values.Length, nameof(values));
-        if (rows == 0)
-            return;
         DeviceHead device = _heads.GetValue(head, h => new DeviceHead(_accelerator, h));
         long n = (long)rows * head.InputSize;
         Grow(ref _hidden, n);
