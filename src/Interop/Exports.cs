@@ -1,13 +1,5 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using Tilt.Engine;
-using Tilt.Engine.Heads;
-using Tilt.Engine.Models;
-using Tilt.Engine.Models.Gguf;
-using Tilt.Engine.Rewards;
-using Tilt.Kernels;
-using Tilt.Engine.Models.Loading;
-using Tilt.Engine.Rewards.Specs;
 
 namespace Tilt.Interop;
 
@@ -15,9 +7,10 @@ namespace Tilt.Interop;
 /// The [UnmanagedCallersOnly] entry points behind tilt.h, bound by name by the shim (native/src/tilt_host.c). Each
 /// one validates its arguments, does its work through the engine and returns a status; every exception is caught
 /// here and becomes a status plus the thread's last error. The shim has already cleared the last error and checked
-/// that the runtime is initialized; NULL options were replaced by the header's defaults.
+/// that the runtime is initialized; NULL options were replaced by the header's defaults. This file holds the runtime's
+/// calls and the argument conventions; Exports.Models.cs the model, reward and value handles; Exports.Requests.cs requests.
 /// </summary>
-public static unsafe class Exports
+public static unsafe partial class Exports
 {
     /// <summary>TILT_API_VERSION this assembly implements: major 1, minor 3.</summary>
     public const uint ApiVersion = (1u << 16) | 3u;
@@ -83,299 +76,6 @@ public static unsafe class Exports
         return TiltStatus.Ok;
     }
 
-    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    public static int ModelLoad(byte* path, TiltModelOptions* options, nint* outModel)
-    {
-        try
-        {
-            if (outModel == null) throw StatusException.InvalidArgument("out_model is NULL");
-            CheckSize(options, "tilt_model_options");
-            var backend = options->Backend switch
-            {
-                0 => KernelBackend.Auto,
-                1 => KernelBackend.Cpu,
-                2 => KernelBackend.Cuda,
-                _ => throw StatusException.InvalidArgument($"tilt_model_options.backend must be a tilt_backend (0..2), got {options->Backend}"),
-            };
-            string? library = Utf8.ReadOrNull(options->NativeLibrary, "tilt_model_options.native_library");
-            string file = Utf8.ReadOrNull(path, "path") ?? DefaultModel.Resolve();
-
-            var model = LanguageModel.Load(file, new GgufLoadOptions { NativeLibraryPath = library });
-            IStepKernels kernels;
-            try
-            {
-                kernels = StepKernels.Create(backend);
-            }
-            catch
-            {
-                model.Dispose();
-                throw;
-            }
-            *outModel = HandleTable.Add(new ModelHandle(model, kernels));
-            return TiltStatus.Ok;
-        }
-        catch (Exception e)
-        {
-            return ErrorSink.FromException(e, TiltStatus.ModelLoad);
-        }
-    }
-
-    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    public static int ModelGetInfo(nint model, TiltModelInfo* outInfo)
-    {
-        try
-        {
-            var info = HandleTable.Get<ModelHandle>(model, "model").Model.Info;
-            CheckSize(outInfo, "tilt_model_info", "out_info");
-            outInfo->VocabSize = info.VocabularySize;
-            outInfo->HiddenSize = info.HiddenSize;
-            outInfo->ContextSize = info.TrainedContextSize;
-            outInfo->IsTabular = info.Kind == ModelKind.Tabular ? 1 : 0;
-            outInfo->Reserved = 0;
-            return TiltStatus.Ok;
-        }
-        catch (Exception e)
-        {
-            return ErrorSink.FromException(e);
-        }
-    }
-
-    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    public static int ModelFree(nint model) => Free<ModelHandle>(model, "model");
-
-    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    public static int RewardCreateCallback(delegate* unmanaged[Cdecl]<void*, byte*, byte*, int, double*, int> function, void* userData,
-        byte* name, nint* outReward)
-    {
-        try
-        {
-            if (function == null) throw StatusException.InvalidArgument("fn is NULL");
-            if (outReward == null) throw StatusException.InvalidArgument("out_reward is NULL");
-            string description = Utf8.ReadOrNull(name, "name") is { Length: > 0 } n && !string.IsNullOrWhiteSpace(n) ? n : "callback";
-            var host = new HostReward(function, userData);
-            *outReward = HandleTable.Add(new RewardHandle(new CallbackReward(host.Score, description), null));
-            return TiltStatus.Ok;
-        }
-        catch (Exception e)
-        {
-            return ErrorSink.FromException(e);
-        }
-    }
-
-    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    public static int RewardCreateSpec(nint model, byte* spec, nint* outReward)
-    {
-        try
-        {
-            var owner = model == 0 ? null : HandleTable.Get<ModelHandle>(model, "model");
-            string text = Utf8.Read(spec, "spec");
-            if (outReward == null) throw StatusException.InvalidArgument("out_reward is NULL");
-            bool readsModel = false;
-            var reward = RewardSpec.Parse(text, new RewardSpecContext
-            {
-                HeadRewardFactory = owner is null
-                    ? null
-                    : path =>
-                    {
-                        readsModel = true;
-                        return HeadReward.Load(path, owner.Model.Info);
-                    },
-            });
-            *outReward = HandleTable.Add(new RewardHandle(reward, readsModel ? owner!.Model.Info.Fingerprint : null));
-            return TiltStatus.Ok;
-        }
-        catch (Exception e)
-        {
-            return ErrorSink.FromException(e, TiltStatus.Engine);
-        }
-    }
-
-    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    public static int RewardLoadHead(nint model, byte* path, nint* outReward)
-    {
-        try
-        {
-            var owner = HandleTable.Get<ModelHandle>(model, "model");
-            string file = Utf8.Read(path, "path");
-            if (outReward == null) throw StatusException.InvalidArgument("out_reward is NULL");
-            var info = owner.Model.Info;
-            *outReward = HandleTable.Add(new RewardHandle(HeadReward.Load(file, info), info.Fingerprint));
-            return TiltStatus.Ok;
-        }
-        catch (Exception e)
-        {
-            return ErrorSink.FromException(e, TiltStatus.ModelLoad);
-        }
-    }
-
-    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    public static int RewardFree(nint reward) => Free<RewardHandle>(reward, "reward");
-
-    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    public static int ValueLoadHead(nint model, byte* path, nint* outValue)
-    {
-        try
-        {
-            var owner = HandleTable.Get<ModelHandle>(model, "model");
-            string file = Utf8.Read(path, "path");
-            if (outValue == null) throw StatusException.InvalidArgument("out_value is NULL");
-            var info = owner.Model.Info;
-            *outValue = HandleTable.Add(new ValueHandle(HeadValue.Load(file, info), info.Fingerprint));
-            return TiltStatus.Ok;
-        }
-        catch (Exception e)
-        {
-            return ErrorSink.FromException(e, TiltStatus.ModelLoad);
-        }
-    }
-
-    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    public static int ValueFree(nint value) => Free<ValueHandle>(value, "value");
-
-    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    public static int RequestCreate(nint model, byte* prompt, TiltRequestOptions* options, nint reward, nint value, nint* outRequest)
-    {
-        try
-        {
-            var owner = HandleTable.Get<ModelHandle>(model, "model");
-            var rewardHandle = reward == 0 ? null : HandleTable.Get<RewardHandle>(reward, "reward");
-            var valueHandle = value == 0 ? null : HandleTable.Get<ValueHandle>(value, "value");
-            string text = Utf8.Read(prompt, "prompt");
-            var read = ReadRequestOptions(options);
-            if (outRequest == null) throw StatusException.InvalidArgument("out_request is NULL");
-            var request = RequestHandle.Create(owner, text, read, rewardHandle, valueHandle);
-            owner.AddReference();
-            *outRequest = HandleTable.Add(request);
-            return TiltStatus.Ok;
-        }
-        catch (Exception e)
-        {
-            return ErrorSink.FromException(e);
-        }
-    }
-
-    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    public static int RequestRun(nint request, delegate* unmanaged[Cdecl]<void*, TiltEvent*, int> onEvent, void* userData)
-    {
-        try
-        {
-            return HandleTable.Get<RequestHandle>(request, "request").Run(onEvent, userData);
-        }
-        catch (Exception e)
-        {
-            return ErrorSink.FromException(e);
-        }
-    }
-
-    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    public static int RequestCancel(nint request)
-    {
-        try
-        {
-            HandleTable.Get<RequestHandle>(request, "request").Cancel();
-            return TiltStatus.Ok;
-        }
-        catch (Exception e)
-        {
-            return ErrorSink.FromException(e);
-        }
-    }
-
-    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    public static int RequestOutputCount(nint request, int* outCount)
-    {
-        try
-        {
-            var handle = HandleTable.Get<RequestHandle>(request, "request");
-            if (outCount == null) throw StatusException.InvalidArgument("out_count is NULL");
-            *outCount = handle.OutputCount;
-            return TiltStatus.Ok;
-        }
-        catch (Exception e)
-        {
-            return ErrorSink.FromException(e);
-        }
-    }
-
-    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    public static int RequestOutputText(nint request, int index, byte* buffer, nuint bufferSize, nuint* outSize)
-    {
-        try
-        {
-            var output = HandleTable.Get<RequestHandle>(request, "request").GetOutput(index);
-            return CopyOut<byte>(output.Utf8Text, buffer, bufferSize, outSize, "buf", "buf_size", "out_size");
-        }
-        catch (Exception e)
-        {
-            return ErrorSink.FromException(e);
-        }
-    }
-
-    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    public static int RequestOutputTokens(nint request, int index, int* buffer, nuint bufferCount, nuint* outCount)
-    {
-        try
-        {
-            var output = HandleTable.Get<RequestHandle>(request, "request").GetOutput(index);
-            return CopyOut<int>(output.Tokens, buffer, bufferCount, outCount, "buf", "buf_count", "out_count");
-        }
-        catch (Exception e)
-        {
-            return ErrorSink.FromException(e);
-        }
-    }
-
-    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    public static int RequestOutputLogprobs(nint request, int index, double* buffer, nuint bufferCount, nuint* outCount)
-    {
-        try
-        {
-            var output = HandleTable.Get<RequestHandle>(request, "request").GetOutput(index);
-            if (output.LogProbs is not { } values)
-                throw StatusException.InvalidArgument("the request did not ask for log-probabilities (set logprobs or top_logprobs in tilt_request_options)");
-            return CopyOut<double>(values, buffer, bufferCount, outCount, "buf", "buf_count", "out_count");
-        }
-        catch (Exception e)
-        {
-            return ErrorSink.FromException(e);
-        }
-    }
-
-    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    public static int RequestOutputTopLogprobs(nint request, int index, int* tokens, double* logprobs, nuint bufferCount, nuint* outCount)
-    {
-        try
-        {
-            var output = HandleTable.Get<RequestHandle>(request, "request").GetOutput(index);
-            if (output.Top == 0)
-                throw StatusException.InvalidArgument("the request asked for no alternatives (set top_logprobs in tilt_request_options)");
-            int status = CopyOut<int>(output.TopTokens, tokens, bufferCount, outCount, "tokens", "buf_count", "out_count");
-            return status != TiltStatus.Ok ? status : CopyOut<double>(output.TopLogProbs, logprobs, bufferCount, outCount, "logprobs", "buf_count", "out_count");
-        }
-        catch (Exception e)
-        {
-            return ErrorSink.FromException(e);
-        }
-    }
-
-    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    public static int RequestOutputInfo(nint request, int index, TiltOutputInfo* outInfo)
-    {
-        try
-        {
-            var output = HandleTable.Get<RequestHandle>(request, "request").GetOutput(index);
-            CheckSize(outInfo, "tilt_output_info", "out_info");
-            *outInfo = output.Info;
-            return TiltStatus.Ok;
-        }
-        catch (Exception e)
-        {
-            return ErrorSink.FromException(e);
-        }
-    }
-
-    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    public static int RequestFree(nint request) => Free<RequestHandle>(request, "request");
 
     private static int Free<T>(nint handle, string argument) where T : HandleObject
     {
@@ -391,7 +91,6 @@ public static unsafe class Exports
         }
     }
 
-    /// <summary>A caller's struct must be there and carry the header's sizeof in its first field.</summary>
     /// <summary>
     /// tilt_request_options of this API version, or of API 1.1 (the struct without the stop fields, which then take their
     /// defaults), so a caller compiled against 1.1 keeps working.
@@ -414,6 +113,7 @@ public static unsafe class Exports
         return read;
     }
 
+    /// <summary>A caller's struct must be there and carry the header's sizeof in its first field.</summary>
     private static void CheckSize<T>(T* value, string type, string? argument = null) where T : unmanaged
     {
         if (value == null) throw StatusException.InvalidArgument($"{argument ?? "options"} is NULL");
