@@ -121,36 +121,28 @@ public static unsafe partial class Exports
     }
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    public static int RewardLoadHead(nint model, byte* path, nint* outReward)
-    {
-        try
-        {
-            var owner = HandleTable.Get<ModelHandle>(model, "model");
-            string file = Utf8.Read(path, "path");
-            if (outReward == null) throw StatusException.InvalidArgument("out_reward is NULL");
-            var info = owner.Model.Info;
-            *outReward = HandleTable.Add(new RewardHandle(HeadReward.Load(file, info), info.Fingerprint));
-            return TiltStatus.Ok;
-        }
-        catch (Exception e)
-        {
-            return ErrorSink.FromException(e, TiltStatus.ModelLoad);
-        }
-    }
+    public static int RewardLoadHead(nint model, byte* path, nint* outReward) =>
+        LoadHead(model, path, outReward, "out_reward", static (file, info) => new RewardHandle(HeadReward.Load(file, info), info.Fingerprint));
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     public static int RewardFree(nint reward) => Free<RewardHandle>(reward, "reward");
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    public static int ValueLoadHead(nint model, byte* path, nint* outValue)
+    public static int ValueLoadHead(nint model, byte* path, nint* outValue) =>
+        LoadHead(model, path, outValue, "out_value", static (file, info) => new ValueHandle(HeadValue.Load(file, info), info.Fingerprint));
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    public static int ValueFree(nint value) => Free<ValueHandle>(value, "value");
+
+    /// <summary>A trained head file read against the model's info (its fingerprint must match), as a new handle.</summary>
+    private static int LoadHead(nint model, byte* path, nint* outHandle, string outName, Func<string, ModelInfo, HandleObject> load)
     {
         try
         {
             var owner = HandleTable.Get<ModelHandle>(model, "model");
             string file = Utf8.Read(path, "path");
-            if (outValue == null) throw StatusException.InvalidArgument("out_value is NULL");
-            var info = owner.Model.Info;
-            *outValue = HandleTable.Add(new ValueHandle(HeadValue.Load(file, info), info.Fingerprint));
+            if (outHandle == null) throw StatusException.InvalidArgument($"{outName} is NULL");
+            *outHandle = HandleTable.Add(load(file, owner.Model.Info));
             return TiltStatus.Ok;
         }
         catch (Exception e)
@@ -158,7 +150,4 @@ public static unsafe partial class Exports
             return ErrorSink.FromException(e, TiltStatus.ModelLoad);
         }
     }
-
-    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    public static int ValueFree(nint value) => Free<ValueHandle>(value, "value");
 }

@@ -72,48 +72,18 @@ public static unsafe partial class Exports
     }
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    public static int RequestOutputText(nint request, int index, byte* buffer, nuint bufferSize, nuint* outSize)
-    {
-        try
-        {
-            var output = HandleTable.Get<RequestHandle>(request, "request").GetOutput(index);
-            return CopyOut<byte>(output.Utf8Text, buffer, bufferSize, outSize, "buf", "buf_size", "out_size");
-        }
-        catch (Exception e)
-        {
-            return ErrorSink.FromException(e);
-        }
-    }
+    public static int RequestOutputText(nint request, int index, byte* buffer, nuint bufferSize, nuint* outSize) =>
+        CopyOutput(request, index, static o => o.Utf8Text, buffer, bufferSize, outSize, "buf_size", "out_size");
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    public static int RequestOutputTokens(nint request, int index, int* buffer, nuint bufferCount, nuint* outCount)
-    {
-        try
-        {
-            var output = HandleTable.Get<RequestHandle>(request, "request").GetOutput(index);
-            return CopyOut<int>(output.Tokens, buffer, bufferCount, outCount, "buf", "buf_count", "out_count");
-        }
-        catch (Exception e)
-        {
-            return ErrorSink.FromException(e);
-        }
-    }
+    public static int RequestOutputTokens(nint request, int index, int* buffer, nuint bufferCount, nuint* outCount) =>
+        CopyOutput(request, index, static o => o.Tokens, buffer, bufferCount, outCount, "buf_count", "out_count");
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
-    public static int RequestOutputLogprobs(nint request, int index, double* buffer, nuint bufferCount, nuint* outCount)
-    {
-        try
-        {
-            var output = HandleTable.Get<RequestHandle>(request, "request").GetOutput(index);
-            if (output.LogProbs is not { } values)
-                throw StatusException.InvalidArgument("the request did not ask for log-probabilities (set logprobs or top_logprobs in tilt_request_options)");
-            return CopyOut<double>(values, buffer, bufferCount, outCount, "buf", "buf_count", "out_count");
-        }
-        catch (Exception e)
-        {
-            return ErrorSink.FromException(e);
-        }
-    }
+    public static int RequestOutputLogprobs(nint request, int index, double* buffer, nuint bufferCount, nuint* outCount) =>
+        CopyOutput(request, index, static o => o.LogProbs
+            ?? throw StatusException.InvalidArgument("the request did not ask for log-probabilities (set logprobs or top_logprobs in tilt_request_options)"),
+            buffer, bufferCount, outCount, "buf_count", "out_count");
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     public static int RequestOutputTopLogprobs(nint request, int index, int* tokens, double* logprobs, nuint bufferCount, nuint* outCount)
@@ -150,4 +120,19 @@ public static unsafe partial class Exports
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     public static int RequestFree(nint request) => Free<RequestHandle>(request, "request");
+
+    /// <summary>One array of an output through the buffer convention (<see cref="CopyOut"/>); <paramref name="select"/> picks it or refuses.</summary>
+    private static int CopyOutput<T>(nint request, int index, Func<Output, T[]> select, T* buffer, nuint capacity, nuint* outSize, string capacityName,
+        string sizeName) where T : unmanaged
+    {
+        try
+        {
+            var output = HandleTable.Get<RequestHandle>(request, "request").GetOutput(index);
+            return CopyOut<T>(select(output), buffer, capacity, outSize, "buf", capacityName, sizeName);
+        }
+        catch (Exception e)
+        {
+            return ErrorSink.FromException(e);
+        }
+    }
 }
