@@ -8,6 +8,7 @@ namespace Tilt.Bench;
 /// <c>concurrent ...</c> runs N concurrent requests on one engine against one-at-a-time and raw batched decode;
 /// <c>serve-load ...</c> drives <c>tilt serve</c> with concurrent streaming clients over loopback HTTP and in-process;
 /// <c>fragment ...</c> runs a workload that fragments sequence ids, with id compaction on and off, against the C loop;
+/// <c>scoring ...</c> compares the scoring stage with scoring on the scheduler's thread (neural rewards, a slow reward);
 /// <c>cuda-parity ...</c> checks the CUDA step kernels against the CPU backend (needs a GPU);
 /// <c>neural-share ...</c> measures the share of a best-of-n request's time spent in a neural reward;
 /// anything else goes to BenchmarkDotNet's switcher (micro-benchmarks: step kernels, generation).
@@ -19,6 +20,7 @@ public static class Program
         if (args.Length > 0 && args[0] == "e2e") return EndToEndHarness.Run(args[1..]);
         if (args.Length > 0 && args[0] == "concurrent") return ConcurrencyHarness.Run(args[1..]);
         if (args.Length > 0 && args[0] == "fragment") return FragmentationHarness.Run(args[1..]);
+        if (args.Length > 0 && args[0] == "scoring") return ScoringHarness.Run(args[1..]);
         if (args.Length > 0 && args[0] == "cuda-parity") return Kernels.CudaParity.Run(args[1..]);
         if (args.Length > 0 && args[0] == "neural-share") return Neural.NeuralRewardShare.Run(args[1..]);
         if (args.Length > 0 && args[0] == "serve-load") return Serving.ServeLoad.Run(args[1..]);

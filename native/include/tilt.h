@@ -62,7 +62,7 @@ extern "C" {
 
 /* The API version: the major changes on any incompatible change, the minor when functions are added. */
 #define TILT_API_VERSION_MAJOR 1
-#define TILT_API_VERSION_MINOR 3
+#define TILT_API_VERSION_MINOR 4
 #define TILT_API_VERSION ((TILT_API_VERSION_MAJOR << 16) | TILT_API_VERSION_MINOR)
 
 /* ------------------------------------------------------------------------------------------------------------ */
@@ -233,8 +233,8 @@ TILT_API tilt_status tilt_reward_load_head(const tilt_model * model, const char 
  * TILT_ERR_INVALID_HANDLE (already freed or not a reward: nothing happens). */
 TILT_API tilt_status tilt_reward_free(tilt_reward * reward);
 
-/* A trained value head (tilt-head/1 file) for token-wise and blockwise CD. On TILT_OK, *out_value is a new
- * handle the caller owns. Returns TILT_OK; TILT_ERR_INVALID_ARGUMENT; TILT_ERR_INVALID_HANDLE (model);
+/* A trained value head (tilt-head/1 file) for token-wise and blockwise CD and beam search. On TILT_OK, *out_value
+ * is a new handle the caller owns. Returns TILT_OK; TILT_ERR_INVALID_ARGUMENT; TILT_ERR_INVALID_HANDLE (model);
  * TILT_ERR_MODEL_LOAD (file missing or malformed, or trained on another model); TILT_ERR_NOT_INITIALIZED. */
 TILT_API tilt_status tilt_value_load_head(const tilt_model * model, const char * path, tilt_value ** out_value);
 
@@ -258,6 +258,9 @@ typedef enum tilt_strategy {
     TILT_STRATEGY_SCORE = 6,          /* score a given text: `continuation` is teacher-forced after the prompt (nothing
                                          is generated); one output whose tokens are the continuation's, whose logprob
                                          is their sum, with per-token log p and top_logprobs alternatives (API 1.3) */
+    TILT_STRATEGY_BEAM = 7,           /* reward-guided beam search over blocks [M29]: k candidate blocks of block_size
+                                         tokens per step over all beams, the best `beams` kept; the kept beam of highest
+                                         reward wins. beams = 1 is blockwise CD with argmax selection (API 1.4) */
 } tilt_strategy;
 
 typedef enum tilt_selection {
@@ -272,8 +275,8 @@ typedef struct tilt_request_options {
                                  batch). Defaults to 1. */
     int32_t max_tokens;       /* generated tokens per output at most, stop token included (>= 1). Defaults to 128. */
     int32_t n;                /* best-of-n: candidates per output (1..256). Defaults to 4. */
-    int32_t k;                /* blockwise: candidate blocks per step, K (1..256). Defaults to 8. */
-    int32_t block_size;       /* blockwise: tokens per block, M (>= 1). Defaults to 8. */
+    int32_t k;                /* blockwise, beam: candidate blocks per step, K (1..256). Defaults to 8. */
+    int32_t block_size;       /* blockwise, beam: tokens per block, M (>= 1). Defaults to 8. */
     int32_t selection;        /* blockwise: tilt_selection. Defaults to TILT_SELECTION_ARGMAX. */
     int32_t tokenwise_top_k;  /* token-wise: candidate tokens per step, the top-k of p; 0 = whole vocabulary.
                                  Defaults to 16. */
@@ -317,6 +320,11 @@ typedef struct tilt_request_options {
                                        (tilt_request_output_logprobs). Always on for TILT_STRATEGY_SCORE. Defaults to 0. */
     int32_t top_logprobs;           /* 0..20: the most likely alternatives of each output token's row, with their
                                        log p (tilt_request_output_top_logprobs); > 0 implies logprobs. Defaults to 0. */
+    /* API 1.4: beam search. A caller compiled against 1.1, 1.2 or 1.3 passes its struct_size; beams then takes its
+       default. */
+    int32_t beams;                  /* beam search: beams kept after every step, B (1..k; k and block_size are read as
+                                       for blockwise). Defaults to 2. (API 1.4) */
+    int32_t reserved3;              /* must be 0 (API 1.4) */
 } tilt_request_options;
 
 /* Defaults: as documented at each field. Pure. */
@@ -324,8 +332,8 @@ TILT_API tilt_request_options tilt_request_default_options(void);
 
 /* Creates a request on model; it does not run yet. prompt: UTF-8 (checked). options may be NULL (defaults);
  * every field is validated here. reward is required by the aligned strategies and optional for
- * TILT_STRATEGY_SAMPLE (then each sample is scored by it). value may be NULL: token-wise and blockwise CD then
- * use the reward applied to the unfinished prefix; best-of-n and sampling ignore it. The request keeps the model,
+ * TILT_STRATEGY_SAMPLE (then each sample is scored by it). value may be NULL: token-wise and blockwise CD and beam
+ * search then use the reward applied to the unfinished prefix; best-of-n and sampling ignore it. The request keeps the model,
  * reward and value alive: their handles may be freed at once. On TILT_OK, *out_request is a new handle the
  * caller owns: free it with tilt_request_free.
  * Returns TILT_OK; TILT_ERR_INVALID_ARGUMENT (a NULL pointer, invalid UTF-8, an option out of range, a missing

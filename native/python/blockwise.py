@@ -14,7 +14,8 @@ class RequestOptions(C.Structure):  # tilt_request_options
          ("alpha", F64), ("every", I32), ("reserved", I32),
          ("stop", C.c_void_p), ("stop_token_ids", C.c_void_p), ("n_stop", I32), ("n_stop_token_ids", I32),
          ("include_stop", I32), ("reserved2", I32),  # API 1.2
-         ("lambda_", F64), ("continuation", C.c_char_p), ("logprobs", I32), ("top_logprobs", I32)]  # API 1.3
+         ("lambda_", F64), ("continuation", C.c_char_p), ("logprobs", I32), ("top_logprobs", I32),  # API 1.3
+         ("beams", I32), ("reserved3", I32)]  # API 1.4
 
 class Event(C.Structure):  # the leading fields of tilt_event: enough to read a text event
     _fields_ = fields(I32, "struct_size kind sample step n_tokens n_scores chosen live_sequences") + [("text", C.c_char_p)]

@@ -22,7 +22,8 @@ I32, F32, F64 = C.c_int32, C.c_float, C.c_double
 
 OK, INVALID_ARGUMENT, INVALID_HANDLE, BUFFER_TOO_SMALL = 0, -1, -2, -3
 MODEL_LOAD, CALLBACK, CANCELLED = -6, -8, -9
-SAMPLE, BEST_OF_N, TOKENWISE, BLOCKWISE = 0, 1, 2, 3
+SAMPLE, BEST_OF_N, TOKENWISE, BLOCKWISE, BEAM = 0, 1, 2, 3, 7
+KL_BLOCK_ESTIMATE = 5
 EVENT_TEXT, EVENT_OUTPUT_DONE = 1, 4
 
 
@@ -37,7 +38,8 @@ class RequestOptions(C.Structure):
          ("alpha", F64), ("every", I32), ("reserved", I32),
          ("stop", C.c_void_p), ("stop_token_ids", C.c_void_p), ("n_stop", I32), ("n_stop_token_ids", I32),
          ("include_stop", I32), ("reserved2", I32),  # API 1.2
-         ("lambda_", F64), ("continuation", C.c_char_p), ("logprobs", I32), ("top_logprobs", I32)]  # API 1.3
+         ("lambda_", F64), ("continuation", C.c_char_p), ("logprobs", I32), ("top_logprobs", I32),  # API 1.3
+         ("beams", I32), ("reserved3", I32)]  # API 1.4
 
 
 class Event(C.Structure):
@@ -227,6 +229,22 @@ class TiltTest(unittest.TestCase):
         self.assertEqual(lib.tilt_request_run(request, NO_STREAM, None), CANCELLED)
         timer.join()
         self.assertLess(time.monotonic() - start, 10)
+
+    def test_beam_search_with_python_reward(self):
+        defaults = lib.tilt_request_default_options()
+        self.assertEqual((defaults.struct_size, defaults.beams), (C.sizeof(RequestOptions), 2), "the mirror is tilt.h's")
+        python_reward = PythonReward()
+        reward = self.reward(python_reward)
+        request = self.request(options(BEAM, 32, k=4, block_size=8, beams=2), reward)
+        check(lib.tilt_request_run(request, NO_STREAM, None))
+        text, info = self.text(request), self.info(request)
+        self.assertEqual(info.kl_method, KL_BLOCK_ESTIMATE)
+        self.assertTrue(1 <= info.n_tokens <= 32 and text)
+        self.assertTrue(any(not finished for _, finished, _ in python_reward.calls), "prefixes were valued")
+        handle = P()
+        self.assertEqual(lib.tilt_request_create(self.model, b"x", C.byref(options(BEAM, 8, k=2, beams=3)), reward, None,
+                                                 C.byref(handle)), INVALID_ARGUMENT)
+        self.assertIn("tilt_request_options.beams", last_error())
 
     def test_misuse_is_an_error_status(self):
         reward = self.reward(PythonReward())

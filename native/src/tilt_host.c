@@ -132,6 +132,8 @@ TILT_API tilt_request_options tilt_request_default_options(void) {
     o.continuation = NULL;
     o.logprobs = 0;
     o.top_logprobs = 0;
+    o.beams = 2;
+    o.reserved3 = 0;
     return o;
 }
 
@@ -200,7 +202,7 @@ static const uint32_t abi_layout[] = {
     FIELD(tilt_model_info, struct_size), FIELD(tilt_model_info, vocab_size), FIELD(tilt_model_info, hidden_size),
     FIELD(tilt_model_info, context_size), FIELD(tilt_model_info, is_tabular), FIELD(tilt_model_info, reserved),
 
-    sizeof(tilt_request_options), 30,
+    sizeof(tilt_request_options), 32,
     FIELD(tilt_request_options, struct_size), FIELD(tilt_request_options, strategy),
     FIELD(tilt_request_options, samples), FIELD(tilt_request_options, max_tokens), FIELD(tilt_request_options, n),
     FIELD(tilt_request_options, k), FIELD(tilt_request_options, block_size), FIELD(tilt_request_options, selection),
@@ -212,7 +214,7 @@ static const uint32_t abi_layout[] = {
     FIELD(tilt_request_options, stop), FIELD(tilt_request_options, stop_token_ids), FIELD(tilt_request_options, n_stop),
     FIELD(tilt_request_options, n_stop_token_ids), FIELD(tilt_request_options, include_stop), FIELD(tilt_request_options, reserved2),
     FIELD(tilt_request_options, lambda), FIELD(tilt_request_options, continuation), FIELD(tilt_request_options, logprobs),
-    FIELD(tilt_request_options, top_logprobs),
+    FIELD(tilt_request_options, top_logprobs), FIELD(tilt_request_options, beams), FIELD(tilt_request_options, reserved3),
 
     sizeof(tilt_event), 17,
     FIELD(tilt_event, struct_size), FIELD(tilt_event, kind), FIELD(tilt_event, sample), FIELD(tilt_event, step),

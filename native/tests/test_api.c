@@ -892,6 +892,42 @@ static void rejection(void) {
     expect_no_live_handles();
 }
 
+/* API 1.4: beam search keeps `beams` of k blocks per step; a 1.3-sized struct (without beams) gets beams = 2, and
+ * beams > k is refused naming the field. */
+static void beam_search(void) {
+    if (!setup()) { g_failures++; return; }
+    tilt_reward * reward = NULL;
+    OK(tilt_reward_create_spec(NULL, "lexicon:sentiment", &reward));
+    tilt_request_options o = options(TILT_STRATEGY_BEAM, 32);
+    EXPECT(o.beams == 2 && o.reserved3 == 0, "beam defaults: beams %d", o.beams);
+    o.k = 4;
+    tilt_request_options old = o;
+    old.struct_size = (uint32_t)offsetof(tilt_request_options, beams);
+    old.beams = 3; /* beyond the 1.3 struct: not read */
+    tilt_request * req = NULL, * earlier = NULL;
+    OK(tilt_request_create(g_model, "Once upon a time", &o, reward, NULL, &req));
+    OK(tilt_request_create(g_model, "Once upon a time", &old, reward, NULL, &earlier));
+    OK(tilt_request_run(req, NULL, NULL));
+    OK(tilt_request_run(earlier, NULL, NULL));
+    tilt_output_info info = { .struct_size = sizeof info };
+    OK(tilt_request_output_info(req, 0, &info));
+    EXPECT(info.kl_method == TILT_KL_BLOCK_ESTIMATE && info.kl_bound_method == TILT_KL_BLOCK_BOUND &&
+           info.n_tokens >= 1 && info.n_tokens <= 32, "beam KL method %d, %d tokens", info.kl_method, info.n_tokens);
+    char * a = output_text(req, 0), * b = output_text(earlier, 0);
+    EXPECT(a && b && strcmp(a, b) == 0, "a 1.3 struct gets beams = 2: '%s' vs '%s'", a ? a : "", b ? b : "");
+    free(a);
+    free(b);
+    OK(tilt_request_free(req));
+    OK(tilt_request_free(earlier));
+    o.beams = 5;
+    req = NULL;
+    EXPECT_STATUS(tilt_request_create(g_model, "Once upon a time", &o, reward, NULL, &req), TILT_ERR_INVALID_ARGUMENT);
+    EXPECT(req == NULL && strstr(tilt_last_error(), "tilt_request_options.beams") != NULL, "message: %s", tilt_last_error());
+    OK(tilt_reward_free(reward));
+    OK(tilt_model_free(g_model));
+    expect_no_live_handles();
+}
+
 static void shutdown_frees_everything(void) {
     if (!setup()) { g_failures++; return; }
     tilt_reward * reward = NULL;
@@ -968,7 +1004,7 @@ static const test_case cases[] = {
     { "cancel_before_run", cancel_before_run }, { "free_while_running", free_while_running },
     { "deadline", deadline }, { "concurrent_runs", concurrent_runs }, { "rejection", rejection }, { "sample_strategy", sample_strategy },
     { "stop_sequences", stop_sequences },
-    { "tokenwise", tokenwise }, { "shutdown_frees_everything", shutdown_frees_everything },
+    { "tokenwise", tokenwise }, { "beam_search", beam_search }, { "shutdown_frees_everything", shutdown_frees_everything },
     { "backend_parity", backend_parity },
 };
 

@@ -41,6 +41,7 @@ public static class Program
         root.Subcommands.Add(EvaluateCommand.Create(console));
         root.Subcommands.Add(ExportCommand.Create(console));
         root.Subcommands.Add(MakeModelCommand.Create(console));
+        root.Subcommands.Add(HeadCommand.Create(console));
         root.Subcommands.Add(ServeCommand.Create(console));
 
         var parse = root.Parse(args);

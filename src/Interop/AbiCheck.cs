@@ -99,6 +99,11 @@ internal static unsafe class AbiCheck
         Expect("tilt_request_options.lambda", request.Lambda, new SoftBestOfNOptions().Lambda);
         Expect("tilt_request_options.logprobs", request.Logprobs, 0);
         Expect("tilt_request_options.top_logprobs", request.TopLogprobs, 0);
+        var beam = new BeamOptions();
+        Expect("tilt_request_options.beams", request.Beams, beam.Beams);
+        Expect("tilt_request_options.k (beam)", request.K, beam.K);
+        Expect("tilt_request_options.block_size (beam)", request.BlockSize, beam.BlockSize);
+        Expect("tilt_request_options.reserved3", request.Reserved3, 0);
         return problems.Count == 0 ? null : string.Join("; ", problems);
     }
 

@@ -12,8 +12,8 @@ namespace Tilt.Interop;
 /// </summary>
 public static unsafe partial class Exports
 {
-    /// <summary>TILT_API_VERSION this assembly implements: major 1, minor 3.</summary>
-    public const uint ApiVersion = (1u << 16) | 3u;
+    /// <summary>TILT_API_VERSION this assembly implements: major 1, minor 4.</summary>
+    public const uint ApiVersion = (1u << 16) | 4u;
 
     /// <summary>Checks the shim's ABI and defaults and attaches its error sink. Called once per tilt_runtime_init.</summary>
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
@@ -92,8 +92,8 @@ public static unsafe partial class Exports
     }
 
     /// <summary>
-    /// tilt_request_options of this API version, or of API 1.1 (the struct without the stop fields, which then take their
-    /// defaults), so a caller compiled against 1.1 keeps working.
+    /// tilt_request_options of this API version, or of API 1.1, 1.2 or 1.3 (the struct without the members added since,
+    /// which then take their defaults), so a caller compiled against an older header keeps working.
     /// </summary>
     internal static TiltRequestOptions ReadRequestOptions(TiltRequestOptions* options)
     {
@@ -101,13 +101,15 @@ public static unsafe partial class Exports
         uint size = options->StructSize;
         uint v11 = (uint)Marshal.OffsetOf<TiltRequestOptions>(nameof(TiltRequestOptions.Stop));
         uint v12 = (uint)Marshal.OffsetOf<TiltRequestOptions>(nameof(TiltRequestOptions.Lambda));
+        uint v13 = (uint)Marshal.OffsetOf<TiltRequestOptions>(nameof(TiltRequestOptions.Beams));
         if (size == (uint)sizeof(TiltRequestOptions)) return *options;
-        if (size != v11 && size != v12)
+        if (size != v11 && size != v12 && size != v13)
             throw StatusException.InvalidArgument($"tilt_request_options.struct_size is {size}, expected sizeof(tilt_request_options) = {sizeof(TiltRequestOptions)} " +
-                $"(or {v12} from API 1.2, {v11} from API 1.1; initialize it with tilt_request_default_options() or sizeof)");
+                $"(or {v13} from API 1.3, {v12} from API 1.2, {v11} from API 1.1; initialize it with tilt_request_default_options() or sizeof)");
         // The fields an older caller does not have take their defaults.
         var read = default(TiltRequestOptions);
         read.Lambda = new Tilt.Engine.Requests.SoftBestOfNOptions().Lambda;
+        read.Beams = new Tilt.Engine.Requests.BeamOptions().Beams;
         Buffer.MemoryCopy(options, &read, sizeof(TiltRequestOptions), size);
         read.StructSize = (uint)sizeof(TiltRequestOptions);
         return read;

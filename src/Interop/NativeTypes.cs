@@ -84,6 +84,10 @@ public unsafe struct TiltRequestOptions
     public byte* Continuation;
     public int Logprobs;
     public int TopLogprobs;
+
+    // API 1.4: beam search.
+    public int Beams;
+    public int Reserved3;
 }
 
 /// <summary>tilt_event.</summary>
@@ -162,6 +166,7 @@ internal enum Strategy
     Rejection = 4,
     SoftBestOfN = 5,
     Score = 6,
+    Beam = 7,
 }
 
 internal enum EventKind

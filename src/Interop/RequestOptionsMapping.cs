@@ -59,9 +59,10 @@ internal static class RequestOptionsMapping
 
     public static Strategy ReadStrategy(in TiltRequestOptions o) =>
         o.Reserved != 0 ? throw StatusException.InvalidArgument($"tilt_request_options.reserved must be 0, got {o.Reserved}") :
-        o.Strategy is >= (int)Strategy.Sample and <= (int)Strategy.Score
+        o.Reserved3 != 0 ? throw StatusException.InvalidArgument($"tilt_request_options.reserved3 must be 0, got {o.Reserved3}") :
+        o.Strategy is >= (int)Strategy.Sample and <= (int)Strategy.Beam
             ? (Strategy)o.Strategy
-            : throw StatusException.InvalidArgument($"tilt_request_options.strategy must be a tilt_strategy (0..6), got {o.Strategy}");
+            : throw StatusException.InvalidArgument($"tilt_request_options.strategy must be a tilt_strategy (0..7), got {o.Strategy}");
 
     /// <summary>The per-token log-probabilities a request asked for (API 1.3): whether, and how many alternatives.</summary>
     public static (bool Logprobs, int Top) ReadLogprobs(in TiltRequestOptions o, Strategy strategy)
@@ -104,9 +105,10 @@ internal static class RequestOptionsMapping
                 Strategy.Tokenwise => DecodingStrategy.Tokenwise,
                 Strategy.Blockwise => DecodingStrategy.Blockwise,
                 Strategy.Rejection => DecodingStrategy.Rejection,
+                Strategy.Beam => DecodingStrategy.Beam,
                 _ => throw new ArgumentOutOfRangeException(nameof(strategy), strategy, "not an aligned strategy"),
             },
-            N = o.N, K = o.K, Block = o.BlockSize, TopK = o.TokenwiseTopK, Beta = o.Beta, Alpha = o.Alpha, Every = o.Every, Lambda = o.Lambda,
+            N = o.N, K = o.K, Block = o.BlockSize, TopK = o.TokenwiseTopK, Beta = o.Beta, Alpha = o.Alpha, Every = o.Every, Lambda = o.Lambda, Beams = o.Beams,
             Selection = o.Selection == 1 ? BlockSelectionMode.Sample : BlockSelectionMode.Argmax,
             Samples = o.Samples,
             DeadlineMs = o.DeadlineMs > 0 ? o.DeadlineMs : null,

@@ -83,7 +83,7 @@ public sealed class StreamOptionsDto
 [JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
 public sealed class AlignmentRequest
 {
-    /// <summary>bon | tokenwise | blockwise | rejection.</summary>
+    /// <summary>bon | soft-bon | tokenwise | blockwise | beam | rejection.</summary>
     public string? Strategy { get; init; }
 
     /// <summary>A reward name (built-in or from --rewards) or a spec that reads no files.</summary>
@@ -98,8 +98,11 @@ public sealed class AlignmentRequest
     /// <summary>Blockwise candidate blocks.</summary>
     public int? K { get; init; }
 
-    /// <summary>Blockwise tokens per block.</summary>
+    /// <summary>Blockwise and beam search: tokens per block.</summary>
     public int? Block { get; init; }
+
+    /// <summary>Beam search: beams kept after every step (1..k).</summary>
+    public int? Beams { get; init; }
 
     /// <summary>Tilt strength (token-wise; blockwise with selection "sample").</summary>
     public double? Beta { get; init; }

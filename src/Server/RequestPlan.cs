@@ -104,6 +104,8 @@ internal static class RequestPlanner
             Logprobs = logprobs,
             TopLogprobs = topLogprobs,
         };
+        // The request's compute budget: past it, the output in progress is returned (rewards included: scoring checks it too).
+        if (decoding is AlignOptions aligned) decoding = aligned with { Deadline = limits.MaxAlignmentTime };
         var request = new DecodingRequest
         {
             Prompt = prompt, PromptTokens = promptIds, Options = decoding, Reward = reward, Value = value, ForcedPrefix = r.Prefill,
@@ -122,7 +124,7 @@ internal static class RequestPlanner
         {
             var spec = new StrategySpec
             {
-                Strategy = entry.Strategy, N = a.N, K = a.K, Block = a.Block, TopK = a.TopK, Beta = a.Beta, Alpha = a.Alpha, Every = a.Every, Lambda = a.Lambda,
+                Strategy = entry.Strategy, N = a.N, K = a.K, Block = a.Block, Beams = a.Beams, TopK = a.TopK, Beta = a.Beta, Alpha = a.Alpha, Every = a.Every, Lambda = a.Lambda,
                 Selection = a.Selection is { } selection ? StrategyCatalog.ParseSelection(selection) : null,
                 ReturnCandidates = a.ReturnCandidates, Samples = choices,
             };

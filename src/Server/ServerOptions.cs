@@ -75,6 +75,21 @@ public sealed record RequestLimits
     /// <summary>Longest reward spec in a request. Defaults to 512 characters.</summary>
     public int MaxRewardSpecChars { get; init; } = 512;
 
+    /// <summary>
+    /// The compute budget of one aligned request: wall time from its arrival, decoding and reward scoring together. When it
+    /// passes, the output in progress is returned as it stands (finish_reason "length") and no further choice is started, so
+    /// no request's rewards or candidates can hold the server's capacity longer than this. Rewards are scored beside the
+    /// decode loop (docs/architecture.md, "Scoring stage"), so a slow reward costs its own request this budget, not the
+    /// others their latency. 1 s..1 h; defaults to 120 s.
+    /// </summary>
+    public TimeSpan MaxAlignmentTime
+    {
+        get;
+        init => field = value >= TimeSpan.FromSeconds(1) && value <= TimeSpan.FromHours(1)
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(MaxAlignmentTime), value, $"the alignment time budget must be between 1 s and 1 h, got {value}");
+    } = TimeSpan.FromSeconds(120);
+
     /// <summary>How long one regex count of a request's reward may run per candidate. Defaults to 100 ms.</summary>
     public TimeSpan RegexMatchTimeout { get; init; } = TimeSpan.FromMilliseconds(100);
 

@@ -81,7 +81,7 @@ public sealed class AlignCommandTests : IDisposable
     [InlineData(new[] { "--strategy", "bon", "--n", "300" }, "n must be between 1 and 256")]
     [InlineData(new[] { "--strategy", "tokenwise", "--beta", "0" }, "beta must be a finite number >= 1E-30")]
     [InlineData(new[] { "--strategy", "tokenwise", "--beta", "NaN" }, "beta must be a finite number >= 1E-30")]
-    [InlineData(new[] { "--strategy", "greedy" }, "--strategy must be bon, soft-bon, tokenwise, blockwise or rejection")]
+    [InlineData(new[] { "--strategy", "greedy" }, "--strategy must be bon, soft-bon, tokenwise, blockwise, beam or rejection")]
     [InlineData(new[] { "--strategy", "soft-bon", "--lambda", "0" }, "lambda must be a finite number >= 1E-30")]
     [InlineData(new[] { "--reward", "lexicon:/nonexistent/words.txt" }, "/nonexistent/words.txt")]
     [InlineData(new[] { "--reward", "sentiment" }, "sentiment")]

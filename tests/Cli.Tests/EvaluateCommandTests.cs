@@ -117,6 +117,31 @@ public sealed class EvaluateCommandTests : IDisposable
         Assert.Equal(marker, store.Points.Single(p => p.Id == "bon-n4"));
     }
 
+    [Fact]
+    public async Task ABeamSeriesJoinsAFolderOfAnEarlierSweep()
+    {
+        // A folder evaluated before beam search existed (its methods only) resumes: its points are kept, beam is added.
+        var first = await CliRunner.RunAsync(TabularArgs(_dir));
+        Assert.True(first.ExitCode == 0, first.Error);
+        string[] args = [.. TabularArgs(_dir)];
+        args[Array.IndexOf(args, "bon,blockwise,tokenwise")] = "bon,blockwise,tokenwise,beam";
+        var run = await CliRunner.RunAsync(args);
+        Assert.True(run.ExitCode == 0, run.Error);
+        Assert.Contains("8 points (7 already in", run.Error);
+        var points = PointStore.OpenExisting(_dir).Points;
+        Assert.Equal(8, points.Count);
+        var beam = Assert.Single(points, p => p.Method == EvaluationMethod.Beam);
+        Assert.Equal(("beam-b2-k8-m8", "beam search (B=2, M=8)", 2, 8, 8), (beam.Id, beam.Series, beam.N, beam.K, beam.M));
+        Assert.Equal("block_estimate", beam.KlMethod);
+        Assert.Null(beam.KlExact);
+        Assert.InRange(beam.WinRate, 0, 1);
+        Assert.Contains("beam-b2-k8-m8", File.ReadAllText(Path.Combine(_dir, "report.md")));
+
+        var unknown = await CliRunner.RunAsync("evaluate", "--model", CliRunner.TabularExample(), "--quick", "--methods", "beams", "--out", Path.Combine(_dir, "unknown"));
+        Assert.NotEqual(0, unknown.ExitCode);
+        Assert.Contains("(bon, soft-bon, blockwise, tokenwise, rejection, beam)", unknown.Error);
+    }
+
     [Theory]
     [InlineData("--reward", "length:3", "--reward: 'lexicon:sentiment' in the folder, 'length:3' in this run")]
     [InlineData("--seed", "6", "--seed: '5' in the folder, '6' in this run")]
@@ -212,7 +237,7 @@ public sealed class EvaluateCommandTests : IDisposable
         Assert.True(resumed.ExitCode == 0, resumed.Error);
         Assert.Contains("(1 already in", resumed.Error);
         var all = PointStore.OpenExisting(_dir).Points;
-        Assert.Equal(8, all.Count); // the quick sweep: 3 best-of-n, 2 blockwise, 2 token-wise, 1 rejection
+        Assert.Equal(9, all.Count); // the quick sweep: 3 best-of-n, 2 blockwise, 2 token-wise, 1 rejection, 1 beam search
         Assert.Equal(kept[0], all.Single(p => p.Id == "bon-n1"));
         Assert.True(File.Exists(Path.Combine(_dir, "report.md")));
     }

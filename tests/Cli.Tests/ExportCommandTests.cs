@@ -216,7 +216,7 @@ public sealed class ExportCommandTests : IDisposable
     {
         var strategy = await Export(Path.Combine(_dir, "x.jsonl"), "--strategy", "tokenwise");
         Assert.Equal(2, strategy.ExitCode);
-        Assert.Contains("--strategy must be bon, soft-bon, blockwise or rejection", strategy.Error);
+        Assert.Contains("--strategy must be bon, soft-bon, blockwise, beam or rejection", strategy.Error);
         string junk = Path.Combine(_dir, "junk.jsonl");
         File.WriteAllText(junk, "not json\n");
         var header = await Export(junk);

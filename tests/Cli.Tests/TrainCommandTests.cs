@@ -40,6 +40,42 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task AlignWarnsWhenTheHeadExplainsLessThanThePrefixRewardAtTheBlockSize()
+    {
+        string head = PathOf("story.head");
+        var train = await CliRunner.RunAsync("train", "value", "--model", CliRunner.TabularExample(), "--reward", "lexicon:sentiment",
+            "--rollouts", "300", "--max-tokens", "8", "--out", head);
+        Assert.True(train.ExitCode == 0, train.Error);
+        Assert.Contains("R^2        MSE  prefix r^2", train.Out);
+        Assert.NotNull(HeadFile.Read(head).Header.HeldOutByPrefixLength);
+
+        // The same weights with metrics set by hand: below the baseline at 4-7 tokens, above it at 1-3, none stored.
+        var file = HeadFile.Read(head);
+        HeldOutAccuracy[] metrics = [new() { From = 1, To = 3, RSquared = 0.4, PrefixRewardR2 = 0.2 }, new() { From = 4, To = 7, RSquared = 0.01, PrefixRewardR2 = 0.5 }];
+        string weak = PathOf("weak.head"), bare = PathOf("bare.head");
+        new HeadFile(file.Header with { HeldOutByPrefixLength = metrics }, file.Weights).Write(weak);
+        new HeadFile(file.Header with { HeldOutByPrefixLength = null }, file.Weights).Write(bare);
+        string[] align = ["align", "--model", CliRunner.TabularExample(), "--prompt", "", "--reward", "lexicon:sentiment", "--max-tokens", "8", "--json"];
+
+        var blockwise = await CliRunner.RunAsync([.. align, "--strategy", "blockwise", "--block", "4", "--value-head", weak]);
+        Assert.True(blockwise.ExitCode == 0, blockwise.Error);
+        Assert.Contains($"warning: value head {weak} explains R^2=0.01 at length 4 (held-out prefixes of 4-7 tokens), below the prefix reward's 0.5; " +
+            "the prefix reward may steer better (docs/training.md)", blockwise.Error);
+        var tokenwise = await CliRunner.RunAsync([.. align, "--strategy", "tokenwise", "--top-k", "0", "--value-head", weak]);
+        Assert.True(tokenwise.ExitCode == 0, tokenwise.Error);
+        Assert.DoesNotContain("warning:", tokenwise.Error); // length 1: 0.4 >= 0.2
+        var old = await CliRunner.RunAsync([.. align, "--strategy", "blockwise", "--block", "4", "--value-head", bare]);
+        Assert.True(old.ExitCode == 0, old.Error);
+        Assert.DoesNotContain("warning:", old.Error);
+
+        // evaluate's quick sweep decides blockwise at M = 8, past the table: its last range, once for both K.
+        var evaluate = await CliRunner.RunAsync("evaluate", "--model", CliRunner.TabularExample(), "--value-head", weak, "--quick",
+            "--methods", "blockwise", "--max-tokens", "4", "--outputs", "10", "--base-samples", "20", "--out", PathOf("eval"));
+        Assert.True(evaluate.ExitCode == 0, evaluate.Error);
+        Assert.Single(evaluate.Error.Split('\n'), line => line.StartsWith($"warning: value head {weak} explains R^2=0.01 at length 8 (held-out prefixes of 4-7 tokens)", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task CdQWithATwoLayerHeadReportsItsIterations()
     {
         string head = PathOf("q.head");

@@ -121,6 +121,53 @@ public sealed unsafe class ExportsTests
     }
 
     [Fact]
+    public void An_rm_spec_is_a_reward_at_the_c_api()
+    {
+        // A small random llama backbone and a score head written as Hugging Face safetensors, as a user brings them.
+        string folder = Directory.CreateTempSubdirectory("tilt-rm-c-").FullName;
+        try
+        {
+            string backbone = Path.Combine(folder, "rm.gguf");
+            Engine.Models.Gguf.SyntheticModel.Write(backbone, new Engine.Models.Gguf.ModelShape("rm", 64, 2, 2, 2, 128, 512),
+                Engine.Models.Gguf.SentencePieceVocabulary.CopyFrom(TestPaths.DefaultModel), Engine.Models.Gguf.GgufTensorType.F32, 7);
+            string head = Path.Combine(folder, "score.safetensors");
+            SafetensorsWriter.Write(head, new SafetensorsWriter.Tensor("score.weight", "F32", [1, 64], [.. Enumerable.Range(0, 64).Select(i => (float)Math.Sin(i + 1))]));
+            string text = $"rm:{backbone},{head}";
+
+            var spec = (delegate* unmanaged[Cdecl]<nint, byte*, nint*, int>)&Exports.RewardCreateSpec;
+            nint reward;
+            fixed (byte* s = Encoding.UTF8.GetBytes(text + "\0"))
+                Assert.True(spec(0, s, &reward) == TiltStatus.Ok, _lastError);
+            nint model = LoadTabular();
+            nint request = Create(model, "", MappingTests.HeaderDefaults() with { Strategy = (int)Strategy.BestOfN, N = 4, MaxTokens = 8, Seed = 5 }, reward);
+            var run = (delegate* unmanaged[Cdecl]<nint, delegate* unmanaged[Cdecl]<void*, TiltEvent*, int>, void*, int>)&Exports.RequestRun;
+            Assert.True(run(request, null, null) == TiltStatus.Ok, _lastError);
+            var info = new TiltOutputInfo { StructSize = (uint)sizeof(TiltOutputInfo) };
+            var outputInfo = (delegate* unmanaged[Cdecl]<nint, int, TiltOutputInfo*, int>)&Exports.RequestOutputInfo;
+            Assert.Equal(TiltStatus.Ok, outputInfo(request, 0, &info));
+
+            // The winner's reward is what the same reward model gives its text, scored on its own.
+            var direct = Engine.Rewards.Specs.RewardSpec.Parse(text);
+            double expected = Engine.Rewards.RewardExtensions.Score(direct,
+                new Engine.Rewards.RewardInput { Prompt = "", Text = Text(request), Tokens = [], IsFinished = true });
+            Assert.Equal(expected, info.Reward, 6);
+
+            nint failed;
+            string missing = Path.Combine(folder, "no-such.safetensors");
+            fixed (byte* s = Encoding.UTF8.GetBytes($"rm:{backbone},{missing}\0"))
+                Assert.Equal(TiltStatus.Engine, spec(0, s, &failed));
+            Assert.Contains("no-such.safetensors", _lastError);
+            Free(&Exports.RequestFree, request);
+            Free(&Exports.RewardFree, reward);
+            Free(&Exports.ModelFree, model);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    [Fact]
     public void Buffers_report_the_size_they_need()
     {
         nint model = LoadTabular();
@@ -240,6 +287,51 @@ public sealed unsafe class ExportsTests
         fixed (byte* p = "\0"u8)
             Assert.Equal(TiltStatus.InvalidArgument, create(model, p, &bad, reward, 0, &refused));
         Assert.Contains("lambda", _lastError);
+        Free(&Exports.RewardFree, reward);
+        Free(&Exports.ModelFree, model);
+    }
+
+    [Fact]
+    public void Beam_search_runs_and_api_1_3_structs_take_the_default_beams()
+    {
+        nint model = LoadTabular();
+        nint reward;
+        var spec = (delegate* unmanaged[Cdecl]<nint, byte*, nint*, int>)&Exports.RewardCreateSpec;
+        fixed (byte* s = "length:3\0"u8)
+            Assert.Equal(TiltStatus.Ok, spec(0, s, &reward));
+        var run = (delegate* unmanaged[Cdecl]<nint, delegate* unmanaged[Cdecl]<void*, TiltEvent*, int>, void*, int>)&Exports.RequestRun;
+        var outputInfo = (delegate* unmanaged[Cdecl]<nint, int, TiltOutputInfo*, int>)&Exports.RequestOutputInfo;
+        var options = MappingTests.HeaderDefaults() with { Strategy = (int)Strategy.Beam, K = 4, BlockSize = 2, MaxTokens = 8, Seed = 5 };
+        Assert.Equal(2, options.Beams);
+
+        // A caller compiled against API 1.3 passes the struct without beams: whatever lies beyond it is not read, and
+        // the default (2) gives the same search as beams = 2.
+        var old = options with
+        {
+            StructSize = (uint)Marshal.OffsetOf<TiltRequestOptions>(nameof(TiltRequestOptions.Beams)),
+            Beams = 4,
+            Reserved3 = 7,
+        };
+        nint current = Create(model, "", options, reward), previous = Create(model, "", old, reward);
+        Assert.Equal(TiltStatus.Ok, run(current, null, null));
+        Assert.Equal(TiltStatus.Ok, run(previous, null, null));
+        Assert.Equal(Text(current), Text(previous));
+        var info = new TiltOutputInfo { StructSize = (uint)sizeof(TiltOutputInfo) };
+        Assert.Equal(TiltStatus.Ok, outputInfo(current, 0, &info));
+        Assert.Equal((int)NativeKlMethod.BlockEstimate, info.KlMethod);
+        Assert.Equal((int)NativeKlMethod.BlockBound, info.KlBoundMethod);
+        Assert.InRange(info.NTokens, 1, 8);
+        Free(&Exports.RequestFree, current);
+        Free(&Exports.RequestFree, previous);
+
+        var create = (delegate* unmanaged[Cdecl]<nint, byte*, TiltRequestOptions*, nint, nint, nint*, int>)&Exports.RequestCreate;
+        var bad = options with { Beams = 5 };
+        nint refused = 0;
+        fixed (byte* p = "\0"u8)
+            Assert.Equal(TiltStatus.InvalidArgument, create(model, p, &bad, reward, 0, &refused));
+        Assert.Contains("tilt_request_options.beams", _lastError);
+        Assert.Contains("must not exceed k (4)", _lastError);
+        Assert.Equal(0, refused);
         Free(&Exports.RewardFree, reward);
         Free(&Exports.ModelFree, model);
     }

@@ -24,6 +24,7 @@ public sealed class MappingTests
         Alpha = 0.5,
         Every = 8,
         Lambda = 1.0,
+        Beams = 2,
     };
 
     [Fact]
@@ -65,6 +66,9 @@ public sealed class MappingTests
     [InlineData("alpha", (int)Strategy.Rejection)]
     [InlineData("every", (int)Strategy.Rejection)]
     [InlineData("lambda", (int)Strategy.SoftBestOfN)]
+    [InlineData("beams", (int)Strategy.Beam)]
+    [InlineData("k", (int)Strategy.Beam)]
+    [InlineData("block_size", (int)Strategy.Beam)]
     public void A_bad_field_is_named_in_the_message(string field, int strategyValue)
     {
         var strategy = (Strategy)strategyValue;
@@ -86,6 +90,7 @@ public sealed class MappingTests
             "alpha" => o with { Alpha = 1 },
             "every" => o with { Every = o.MaxTokens },
             "lambda" => o with { Lambda = 0 },
+            "beams" => o with { Beams = 0 },
             _ => o with { DeadlineMs = -1 },
         };
         var e = Assert.Throws<StatusException>(() => strategy == Strategy.Sample
@@ -101,7 +106,7 @@ public sealed class MappingTests
     public void Fields_a_strategy_does_not_read_are_not_checked()
     {
         // The struct carries every member; best-of-n reads n alone, so a zero k or block size is no error.
-        var o = HeaderDefaults() with { K = 0, BlockSize = 0, Selection = 7, Every = 0, Alpha = 2, Lambda = 0 };
+        var o = HeaderDefaults() with { K = 0, BlockSize = 0, Selection = 7, Every = 0, Alpha = 2, Lambda = 0, Beams = 0 };
         Assert.Equal(new BestOfNOptions(), RequestOptionsMapping.ToAligned(o, Strategy.BestOfN));
         var e = Assert.Throws<StatusException>(() => RequestOptionsMapping.ToAligned(o with { N = 0 }, Strategy.BestOfN));
         Assert.Equal("tilt_request_options.n must be between 1 and 256, got 0", e.Message);
@@ -112,9 +117,27 @@ public sealed class MappingTests
     {
         var e = Assert.Throws<StatusException>(() => RequestOptionsMapping.ToGeneration(HeaderDefaults() with { DeadlineMs = 5 }));
         Assert.Contains("deadline_ms must be 0 for TILT_STRATEGY_SAMPLE", e.Message);
-        e = Assert.Throws<StatusException>(() => RequestOptionsMapping.ReadStrategy(HeaderDefaults() with { Strategy = 7 }));
-        Assert.Contains("strategy", e.Message);
+        e = Assert.Throws<StatusException>(() => RequestOptionsMapping.ReadStrategy(HeaderDefaults() with { Strategy = 8 }));
+        Assert.Contains("strategy must be a tilt_strategy (0..7), got 8", e.Message);
         Assert.Equal(Strategy.SoftBestOfN, RequestOptionsMapping.ReadStrategy(HeaderDefaults() with { Strategy = 5 }));
+        Assert.Equal(Strategy.Beam, RequestOptionsMapping.ReadStrategy(HeaderDefaults() with { Strategy = 7 }));
+        e = Assert.Throws<StatusException>(() => RequestOptionsMapping.ReadStrategy(HeaderDefaults() with { Reserved3 = 1 }));
+        Assert.Equal("tilt_request_options.reserved3 must be 0, got 1", e.Message);
+    }
+
+    [Fact]
+    public void Beam_search_maps_through_the_catalogue_and_beams_must_not_exceed_k()
+    {
+        var o = Assert.IsType<BeamOptions>(RequestOptionsMapping.ToAligned(HeaderDefaults(), Strategy.Beam));
+        Assert.Equal(new BeamOptions(), o);
+        var b = Assert.IsType<BeamOptions>(RequestOptionsMapping.ToAligned(HeaderDefaults() with { Beams = 3, K = 6, BlockSize = 4 }, Strategy.Beam));
+        Assert.Equal((3, 6, 4), (b.Beams, b.K, b.BlockSize));
+        var e = Assert.Throws<StatusException>(() => RequestOptionsMapping.ToAligned(HeaderDefaults() with { Beams = 9 }, Strategy.Beam));
+        Assert.Equal(TiltStatus.InvalidArgument, e.Status);
+        Assert.StartsWith("tilt_request_options.beams", e.Message);
+        Assert.Contains("must not exceed k (8)", e.Message);
+        // The other strategies do not read beams.
+        Assert.IsType<BlockwiseOptions>(RequestOptionsMapping.ToAligned(HeaderDefaults() with { Beams = 9 }, Strategy.Blockwise));
     }
 }
 

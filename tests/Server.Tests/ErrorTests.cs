@@ -34,7 +34,7 @@ public sealed class ErrorTests
     [InlineData("{\"prompt\": \"x\", \"stop\": [\"a\", \"b\", \"c\", \"d\", \"e\", \"f\", \"g\", \"h\", \"i\", \"j\", \"k\", \"l\", \"m\", \"n\", \"o\", \"p\", \"q\"]}", "stop")]
     [InlineData("{\"prompt\": \"x\", \"stop\": [\"\"]}", "stop")]
     [InlineData("{\"prompt\": \"x\", \"logprobs\": 21}", "logprobs")]
-    [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"beam\"}}", "alignment.strategy")]
+    [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"mcts\"}}", "alignment.strategy")]
     [InlineData("{\"prompt\": \"x\", \"alignment\": {}}", "alignment.strategy")]
     [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"bon\", \"beta\": NaN}}", "alignment.beta")]
     [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"tokenwise\", \"beta\": \"NaN\"}}", "alignment.beta")]
@@ -82,7 +82,7 @@ public sealed class ErrorTests
             Assert.Equal("alignment.lambda must be a finite number >= 1E-30, got 0", error.GetProperty("message").GetString());
             Assert.Equal("invalid_value", error.GetProperty("code").GetString());
         }
-        using (var r = await host.PostAsync("/v1/completions", """{"prompt": "x", "alignment": {"strategy": "beam"}}"""))
+        using (var r = await host.PostAsync("/v1/completions", """{"prompt": "x", "alignment": {"strategy": "mcts"}}"""))
             Assert.Equal("unknown_strategy", (await ExpectError(r, 400, "alignment.strategy")).GetProperty("code").GetString());
         using (var r = await host.PostAsync("/v1/completions", """{"prompt": "x", "alignment": {"strategy": "bon", "reward": "lexicon:/etc/passwd"}}"""))
             Assert.Contains("cannot make the server read files", (await ExpectError(r, 400, "alignment.reward")).GetProperty("message").GetString());

@@ -147,6 +147,7 @@ internal static class AlignBatch
                 case StrategyFields.N: fields = fields with { N = Int(p) }; break;
                 case StrategyFields.K: fields = fields with { K = Int(p) }; break;
                 case StrategyFields.Block: fields = fields with { Block = Int(p) }; break;
+                case StrategyFields.Beams: fields = fields with { Beams = Int(p) }; break;
                 case StrategyFields.TopK: fields = fields with { TopK = Int(p) }; break;
                 case StrategyFields.Samples: fields = fields with { Samples = Int(p) }; break;
                 case StrategyFields.Beta: fields = fields with { Beta = Num(p) }; break;

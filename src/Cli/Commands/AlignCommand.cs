@@ -8,7 +8,7 @@ internal static class AlignCommand
     public static Command Create(CliConsole console)
     {
         var model = new ModelOptions();
-        var strategy = new Option<string>("--strategy", "-s") { Description = "bon | soft-bon | tokenwise | blockwise | rejection.", DefaultValueFactory = _ => "blockwise" };
+        var strategy = new Option<string>("--strategy", "-s") { Description = "bon | soft-bon | tokenwise | blockwise | beam | rejection.", DefaultValueFactory = _ => "blockwise" };
         var prompt = new Option<string>("--prompt", "-p") { Description = "Prompt text.", DefaultValueFactory = _ => "Once upon a time" };
         var reward = new Option<string>("--reward", "-r")
         {
@@ -70,6 +70,7 @@ internal static class AlignCommand
                 HeadRewardFactory = path => HeadReward.Load(path, lm.Info),
             });
             var valueFn = CreateValue(lm, rewardFn, parse.GetValue(valueHead), parse.GetValue(value), options);
+            ValueHeadWarning.Write(console.Error, parse.GetValue(valueHead), [ValueHeadWarning.DecisionLength(options)]);
             string text = console.CheckPrompt(parse.GetValue(prompt)!);
             bool asJson = parse.GetValue(json);
 

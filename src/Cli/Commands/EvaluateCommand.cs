@@ -22,7 +22,7 @@ internal static class EvaluateCommand
         var seed = new Option<ulong>("--seed") { Description = "RNG seed.", DefaultValueFactory = _ => 0UL };
         var output = new Option<string>("--out", "-o") { Description = "Output folder (re-running with the same settings resumes; other settings are refused).", Required = true };
         var prefills = new Option<string?>("--prefills") { Description = "A file of forced response openings (one per line): reward and win-rate of each strategy by opening length (prefills.md, reward_vs_prefix.png)." };
-        var methods = new Option<string?>("--methods") { Description = "Only these strategies of the sweep, comma-separated: bon, soft-bon, blockwise, tokenwise, rejection (default: all)." };
+        var methods = new Option<string?>("--methods") { Description = "Only these strategies of the sweep, comma-separated: bon, soft-bon, blockwise, tokenwise, rejection, beam (default: all)." };
         var force = new Option<bool>("--force") { Description = "Start afresh: remove the points of a folder made with other settings." };
         var shard = new Option<string?>("--shard") { Description = "I/N: run only every N-th point of the sweep, starting at point I (0 <= I < N), into this run's own --out folder." };
         var merge = new Option<string[]>("--merge") { Description = "Combine the points of these evaluation folders (shards) into --out and write one report; folders with other settings are refused.", AllowMultipleArgumentsPerToken = true };
@@ -48,7 +48,7 @@ internal static class EvaluateCommand
             if (parse.GetValue(baseSamples) is < 2 or > EvaluationSettings.MaxBaseSamplesPerPrompt)
                 throw new ArgumentException($"--base-samples must be 2..{EvaluationSettings.MaxBaseSamplesPerPrompt}, got {parse.GetValue(baseSamples)}");
             if (parse.GetValue(methods) is { } only && MethodNames(only).Count == 0)
-                throw new ArgumentException($"--methods names no strategy (got '{only}'); give some of bon, soft-bon, blockwise, tokenwise, rejection, or leave it out for all");
+                throw new ArgumentException($"--methods names no strategy (got '{only}'); give some of bon, soft-bon, blockwise, tokenwise, rejection, beam, or leave it out for all");
 
             using var lm = model.LoadModel(parse, console);
             using var kernels = model.CreateKernels(parse, console);
@@ -74,6 +74,7 @@ internal static class EvaluateCommand
                 .Where(c => parse.GetValue(methods) is not { } only || MethodNames(only).Contains(c.Method)).ToList();
             // Shard I of N takes points I, I + N, I + 2N, ... of the sweep: the shards cover it exactly once together.
             var sweep = fullSweep.Where((_, j) => j % shardCount == shardIndex).ToList();
+            ValueHeadWarning.Write(console.Error, parse.GetValue(valueHead), sweep.Select(ValueHeadWarning.DecisionLength));
             if (shardCount > 1) console.Error.WriteLine($"evaluate: shard {shardIndex}/{shardCount}: {sweep.Count} of the sweep's {fullSweep.Count} points");
             if (parse.GetValue(prefills) is { } prefillsFile)
                 return await PrefillSweep.RunAsync(console, lm, kernels, settings, sweep, prefillsFile, folder, cancellationToken);
@@ -278,7 +279,8 @@ internal static class EvaluateCommand
             "tokenwise" => EvaluationMethod.Tokenwise,
             "rejection" => EvaluationMethod.Rejection,
             "soft-bon" => EvaluationMethod.SoftBestOfN,
-            _ => throw new ArgumentException($"--methods: unknown strategy '{m}' (bon, soft-bon, blockwise, tokenwise, rejection)"),
+            "beam" => EvaluationMethod.Beam,
+            _ => throw new ArgumentException($"--methods: unknown strategy '{m}' (bon, soft-bon, blockwise, tokenwise, rejection, beam)"),
         }),
     ];
 }

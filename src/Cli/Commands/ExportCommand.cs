@@ -11,15 +11,18 @@ namespace Tilt.Cli.Commands;
 internal static class ExportCommand
 {
     /// <summary>The strategies with candidates or blocks to export (token-wise CD has neither).</summary>
-    private static readonly DecodingStrategy[] Exported = [DecodingStrategy.BestOfN, DecodingStrategy.SoftBestOfN, DecodingStrategy.Blockwise, DecodingStrategy.Rejection];
+    private static readonly DecodingStrategy[] Exported = [DecodingStrategy.BestOfN, DecodingStrategy.SoftBestOfN, DecodingStrategy.Blockwise, DecodingStrategy.Beam, DecodingStrategy.Rejection];
+
+    // Strategies that choose block by block: the line lists every step's scored blocks instead of whole candidates.
+    private static bool ByBlocks(DecodingStrategy strategy) => strategy is DecodingStrategy.Blockwise or DecodingStrategy.Beam;
 
     public static Command Create(CliConsole console)
     {
         var model = new ModelOptions();
         var prompts = new Option<string>("--prompts") { Description = "Prompt file (.txt lines or .jsonl {\"prompt\"}).", Required = true };
-        var strategy = new Option<string>("--strategy", "-s") { Description = "bon | soft-bon | blockwise | rejection.", DefaultValueFactory = _ => "bon" };
+        var strategy = new Option<string>("--strategy", "-s") { Description = "bon | soft-bon | blockwise | beam | rejection.", DefaultValueFactory = _ => "bon" };
         var reward = new Option<string>("--reward", "-r") { Description = "Reward spec (as in align).", DefaultValueFactory = _ => "lexicon:sentiment" };
-        var valueHead = new Option<string?>("--value-head") { Description = "Blockwise/rejection: a trained value head (default: the reward on the prefix)." };
+        var valueHead = new Option<string?>("--value-head") { Description = "Blockwise/beam/rejection: a trained value head (default: the reward on the prefix)." };
         var value = new Option<string?>("--value") { Description = "Blockwise/rejection: dpo:POLICY,REF[,beta=B] (token-level DPO value)." };
         var fields = new StrategyFlags();
         var temperature = new Option<float>("--temperature", "-t") { Description = "Temperature of the base proposals.", DefaultValueFactory = _ => 1f };
@@ -35,7 +38,7 @@ internal static class ExportCommand
 
         var command = new Command("export", "Write best-of-n / blockwise / rejection candidates with rewards, base log-probs, ranks and KL as JSONL (distillation data).");
         model.AddTo(command);
-        foreach (var o in (Option[])[prompts, strategy, reward, valueHead, value, .. fields.CandidateFields, temperature, seed, maxTokens, minReward, output, maxSequences, f32])
+        foreach (var o in (Option[])[prompts, strategy, reward, valueHead, value, .. fields.CandidateFields, fields.Beams, temperature, seed, maxTokens, minReward, output, maxSequences, f32])
             command.Options.Add(o);
 
         command.SetAction((parse, cancellationToken) => console.GuardAsync(async () =>
@@ -73,7 +76,7 @@ internal static class ExportCommand
             var todo = Enumerable.Range(0, promptSet.Count).Where(i => !export.Done.Contains(i)).ToList();
             console.Error.WriteLine($"export: {promptSet.Count} prompts ({promptSet.Count - todo.Count} already in {outPath}), strategy {entry.Name}");
 
-            int need = options switch { CandidatePoolOptions b => b.N, RejectionOptions j => j.N, BlockwiseOptions b => b.K + 1, _ => 1 };
+            int need = options switch { CandidatePoolOptions b => b.N, RejectionOptions j => j.N, BlockwiseOptions b => b.K + 1, BeamOptions b => b.K + 1, _ => 1 };
             int longest = todo.Count == 0 ? 1 : todo.Max(i => lm.Tokenize(promptSet[i]).Length) + options.MaxTokens;
             await using var engine = new DecodingEngine(lm, kernels, new EngineOptions
             {
@@ -151,6 +154,7 @@ internal static class ExportCommand
             case SoftBestOfNOptions b: s["n"] = b.N; s["lambda"] = b.Lambda; break;
             case RejectionOptions r: s["n"] = r.N; s["alpha"] = r.Alpha; s["every"] = r.Every; break;
             case BlockwiseOptions b: s["k"] = b.K; s["block"] = b.BlockSize; s["selection"] = b.Selection.ToString().ToLowerInvariant(); break;
+            case BeamOptions b: s["beams"] = b.Beams; s["k"] = b.K; s["block"] = b.BlockSize; break;
         }
         return s;
     }
@@ -164,7 +168,7 @@ internal static class ExportCommand
             ["prompt"] = prompt,
             ["winner"] = new JsonObject
             {
-                ["candidate"] = strategy == DecodingStrategy.Blockwise ? null : scored.LastOrDefault(c => c.Step == 0)?.Chosen,
+                ["candidate"] = ByBlocks(strategy) ? null : scored.LastOrDefault(c => c.Step == 0)?.Chosen,
                 ["text"] = s.Text,
                 ["tokens"] = Tokens(s.Tokens),
                 ["reward"] = Finite(s.Reward),
@@ -175,7 +179,7 @@ internal static class ExportCommand
             ["klBound"] = s.KlBound is { } b ? new JsonObject { ["value"] = Finite(b.Value), ["method"] = CliJson.Snake(b.Method) } : null,
             ["tokensEvaluated"] = s.TokensEvaluated,
         };
-        if (strategy == DecodingStrategy.Blockwise)
+        if (ByBlocks(strategy))
         {
             var blocks = new JsonArray();
             foreach (var c in scored)

@@ -32,17 +32,24 @@ internal static class ServeCommand
         var rewards = new Option<string?>("--rewards") { Description = "JSON file naming rewards and value heads for every model: {\"rewards\": {NAME: SPEC}, \"value_heads\": {NAME: FILE}}." };
         var allowFiles = new Option<string?>("--allow-files") { Description = "Let requests' reward specs and value heads read files inside this directory (links resolved)." };
         var drain = new Option<int>("--drain-seconds") { Description = "On SIGTERM, let in-flight requests finish for this long, then cancel them.", DefaultValueFactory = _ => 10 };
+        var budget = new Option<double>("--max-request-seconds")
+        {
+            Description = "Compute budget of one aligned request (decoding and reward scoring): past it, the output in progress is returned (1..3600).",
+            DefaultValueFactory = _ => 120,
+        };
         var f32 = new Option<bool>("--kv-f32") { Description = "F32 KV cache: outputs independent of what else is in the batch (to float rounding)." };
 
         var command = new Command("serve", "Serve one or more models over an OpenAI-compatible HTTP API (completions, chat, streaming) with aligned decoding.");
         command.Options.Add(models);
         model.AddTo(command, model: false);
-        foreach (var o in new Option[] { aliases, host, port, apiKey, maxSequences, queue, rewards, allowFiles, drain, f32 }) command.Options.Add(o);
+        foreach (var o in new Option[] { aliases, host, port, apiKey, maxSequences, queue, rewards, allowFiles, drain, budget, f32 }) command.Options.Add(o);
         command.SetAction((parse, cancellationToken) => console.GuardAsync(async () =>
         {
             var specs = ServedModelSpecs.Parse(parse.GetValue(models) ?? [], parse.GetValue(aliases) ?? [], DefaultModel.Resolve);
             int seconds = parse.GetValue(drain);
             if (seconds < 0) throw new ArgumentException($"--drain-seconds must be >= 0, got {seconds}");
+            double budgetSeconds = parse.GetValue(budget);
+            if (!(budgetSeconds is >= 1 and <= 3600)) throw new ArgumentException($"--max-request-seconds must be between 1 and 3600, got {budgetSeconds}");
             int? threads = model.GetThreads(parse);
             if (parse.GetValue(model.Verbose)) LlamaNative.Log = line => console.Error.WriteLine(line);
             var options = new ServerOptions
@@ -52,6 +59,7 @@ internal static class ServeCommand
                 ApiKey = parse.GetValue(apiKey) ?? (Environment.GetEnvironmentVariable("TILT_API_KEY") is { Length: > 0 } k ? k : null),
                 RewardsFile = parse.GetValue(rewards),
                 AllowFilesDirectory = parse.GetValue(allowFiles),
+                Limits = new RequestLimits { MaxAlignmentTime = TimeSpan.FromSeconds(budgetSeconds) },
             };
 
             await using var server = TiltServer.Create(options, tilt =>

@@ -7,8 +7,9 @@ namespace Tilt.Cli.Commands;
 internal sealed class StrategyFlags
 {
     public Option<int> N { get; } = new("--n") { Description = "Best-of-n, soft best-of-n and rejection: candidates (1..256).", DefaultValueFactory = _ => 8 };
-    public Option<int> K { get; } = new("--k") { Description = "Blockwise: candidate blocks per step (1..256).", DefaultValueFactory = _ => 8 };
-    public Option<int> Block { get; } = new("--block") { Description = "Blockwise: tokens per block (M).", DefaultValueFactory = _ => 8 };
+    public Option<int> K { get; } = new("--k") { Description = "Blockwise and beam: candidate blocks per step (1..256).", DefaultValueFactory = _ => 8 };
+    public Option<int> Block { get; } = new("--block") { Description = "Blockwise and beam: tokens per block (M).", DefaultValueFactory = _ => 8 };
+    public Option<int> Beams { get; } = new("--beams") { Description = "Beam: beams kept after every step (1..k; 1 is blockwise CD) [M29].", DefaultValueFactory = _ => 2 };
     public Option<BlockSelectionMode> Selection { get; } = new("--selection") { Description = "Blockwise: Argmax or Sample (∝ exp(V/beta)).", DefaultValueFactory = _ => BlockSelectionMode.Argmax };
     public Option<double> Beta { get; } = new("--beta") { Description = "Tilt strength (token-wise; blockwise with --selection Sample).", DefaultValueFactory = _ => 1.0 };
     public Option<int> TopK { get; } = new("--top-k") { Description = "Token-wise: candidate tokens per step (top-k of p); 0 = whole vocabulary.", DefaultValueFactory = _ => 16 };
@@ -26,7 +27,7 @@ internal sealed class StrategyFlags
     public Option[] CandidateFields => [N, K, Block, Alpha, Lambda, Every];
 
     /// <summary>Every field, for a command that offers every strategy.</summary>
-    public Option[] All => [N, K, Block, Selection, Beta, TopK, Samples, DeadlineMs, Candidates, Alpha, Lambda, Every];
+    public Option[] All => [N, K, Block, Beams, Selection, Beta, TopK, Samples, DeadlineMs, Candidates, Alpha, Lambda, Every];
 
     /// <summary>The fields this command has, as given (or their defaults); those it lacks stay null, the strategy's default.</summary>
     public StrategySpec Spec(ParseResult parse, DecodingStrategy strategy)
@@ -36,7 +37,7 @@ internal sealed class StrategyFlags
         return new StrategySpec
         {
             Strategy = strategy,
-            N = Get(N), K = Get(K), Block = Get(Block), Selection = Get(Selection), Beta = Get(Beta), TopK = Get(TopK), Lambda = Get(Lambda),
+            N = Get(N), K = Get(K), Block = Get(Block), Beams = Get(Beams), Selection = Get(Selection), Beta = Get(Beta), TopK = Get(TopK), Lambda = Get(Lambda),
             Alpha = Get(Alpha), Every = Get(Every), Samples = Get(Samples), ReturnCandidates = Get(Candidates),
             DeadlineMs = command.Options.Contains(DeadlineMs) ? parse.GetValue(DeadlineMs) : null,
         };

@@ -134,7 +134,7 @@ internal static class TrainCommand
                         r.HeldOut.Rows,
                         RSquared = Finite(r.HeldOut.RSquared),
                         Mse = Finite(r.HeldOut.MeanSquaredError),
-                        ByPrefixLength = r.HeldOut.ByPrefixLength.Select(b => new { b.From, b.To, b.Rows, MeanReward = Finite(b.MeanReward), RSquared = Finite(b.RSquared), Mse = Finite(b.MeanSquaredError) }),
+                        ByPrefixLength = r.HeldOut.ByPrefixLength.Select(b => new { b.From, b.To, b.Rows, MeanReward = Finite(b.MeanReward), RSquared = Finite(b.RSquared), Mse = Finite(b.MeanSquaredError), PrefixRewardR2 = Finite(b.PrefixRewardRSquared) }),
                     },
                     QIterations = r.QIterations.Count == 0 ? null : r.QIterations.Select(q => new { q.Iteration, ValidationMse = Finite(q.ValidationMse), BellmanResidual = Finite(q.BellmanResidual) }),
                     QChosenIteration = r.QIterations.Count == 0 ? (int?)null : r.QChosenIteration,
@@ -154,10 +154,11 @@ internal static class TrainCommand
                 foreach (var q in r.QIterations)
                     await o.WriteLineAsync($"    {q.Iteration,9}   {Num(q.ValidationMse),14}   {Num(q.BellmanResidual),16}");
             }
-            await o.WriteLineAsync("  held-out R^2 of V(prefix) against the realized reward, by prefix length:");
-            await o.WriteLineAsync("    tokens     prefixes       R^2        MSE");
+            // The last column is the baseline: the prefix reward's corr^2 with the realized reward (align warns below it).
+            await o.WriteLineAsync("  held-out R^2 of V(prefix) against the realized reward, by prefix length, beside corr(r(prefix), r)^2:");
+            await o.WriteLineAsync("    tokens     prefixes       R^2        MSE  prefix r^2");
             foreach (var b in r.HeldOut.ByPrefixLength)
-                await o.WriteLineAsync($"    {(b.From == b.To ? b.From.ToString(CultureInfo.InvariantCulture) : $"{b.From}-{b.To}"),-8} {b.Rows,10:N0} {Num(b.RSquared),9} {Num(b.MeanSquaredError),10}");
+                await o.WriteLineAsync($"    {(b.From == b.To ? b.From.ToString(CultureInfo.InvariantCulture) : $"{b.From}-{b.To}"),-8} {b.Rows,10:N0} {Num(b.RSquared),9} {Num(b.MeanSquaredError),10} {Num(b.PrefixRewardRSquared),11}");
             await o.WriteLineAsync($"    {"all",-8} {r.HeldOut.Rows,10:N0} {Num(r.HeldOut.RSquared),9} {Num(r.HeldOut.MeanSquaredError),10}");
             await o.WriteLineAsync($"  time: rollouts {rolloutTime.TotalSeconds:F1} s, training {trainTime.TotalSeconds:F1} s");
             return 0;

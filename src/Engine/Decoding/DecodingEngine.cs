@@ -57,7 +57,7 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
     /// <summary>Current load (queue depth, running requests, live sequences, iterations, tokens decoded).</summary>
     public EngineStatus Status => new(_scheduler.QueuedRequests, _scheduler.RunningRequests, _scheduler.LiveSequences, Options.MaxSequences,
         _scheduler.Iterations, _scheduler.TokensDecoded, _scheduler.CachedPromptTokens, _scheduler.DecodeTime, _scheduler.BusyTime,
-        _scheduler.Decodes, _scheduler.DecodeRuns, _scheduler.LastDecodeRuns, _scheduler.SequenceMoves);
+        _scheduler.Decodes, _scheduler.DecodeRuns, _scheduler.LastDecodeRuns, _scheduler.SequenceMoves, _scheduler.ScoringJobs, _scheduler.ScoringParked);
 
     /// <summary>All outputs of a request, in sample order; built on <see cref="StreamAsync"/>.</summary>
     public async Task<IReadOnlyList<AlignedSample>> RunAsync(DecodingRequest request, CancellationToken cancellationToken = default)
@@ -145,6 +145,7 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
         GenerationOptions g => g.Samples,
         CandidatePoolOptions b => b.N,
         BlockwiseOptions b => b.K,
+        BeamOptions b => b.K,
         RejectionOptions r => r.N,
         TokenwiseOptions t => Math.Min(t.Candidates == 0 ? vocabulary : Math.Min(t.Candidates, vocabulary), capacity - 1) + 1,
         ScoringOptions => 1,
@@ -174,7 +175,7 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
             MaxQueuedRequests = 1,
             PromptCacheEntries = 0,
             KvCacheType = options.KvCacheType,
-            KvLayout = options is TokenwiseOptions or BlockwiseOptions ? KvLayout.Shared : KvLayout.PerSequence,
+            KvLayout = options is TokenwiseOptions or BlockwiseOptions or BeamOptions ? KvLayout.Shared : KvLayout.PerSequence,
             Threads = options.Threads,
         };
     }
@@ -327,6 +328,7 @@ public sealed class DecodingEngine : IAsyncDisposable, IDisposable
                     ForcedTokens = forced, ForcedText = forcedText,
                 },
                 BlockwiseOptions => new BlockwiseRun(request, prompt, clock, cancel.Token) { ForcedTokens = forced, ForcedText = forcedText },
+                BeamOptions => new BeamRun(request, prompt, clock, cancel.Token) { ForcedTokens = forced, ForcedText = forcedText },
                 RejectionOptions => new RejectionRun(request, prompt, clock, cancel.Token) { ForcedTokens = forced, ForcedText = forcedText },
                 ScoringOptions s => new ScoreRun(request, prompt, continuation, s.IncludePrompt && prompt.Length > 0 ? prompt[..1] : prompt, clock, cancel.Token),
                 _ => throw new ArgumentException($"unsupported options type {request.Options.GetType().Name}", nameof(request)),

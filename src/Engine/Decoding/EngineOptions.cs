@@ -85,14 +85,16 @@ public sealed record EngineOptions
     /// <summary>
     /// Rewards and reward-backed values scored at once, beside the scheduler (docs/architecture.md, "Scoring stage"): a
     /// slow reward holds its own request, never the others' decoding. Rewards shared by requests are called from several
-    /// threads when this is above 1 (built-in rewards are thread-safe). 1..64. Defaults to 2.
+    /// threads when this is above 1 (built-in rewards are thread-safe). 0 scores on the scheduler's own thread, as the engine
+    /// did before the stage (every request waits for every score; for comparison, or for rewards that must never leave one
+    /// thread). 0..64. Defaults to 2.
     /// </summary>
     public int ScoringThreads
     {
         get;
-        init => field = value is >= 1 and <= 64
+        init => field = value is >= 0 and <= 64
             ? value
-            : throw new ArgumentOutOfRangeException(nameof(ScoringThreads), value, $"scoring threads must be between 1 and 64, got {value}");
+            : throw new ArgumentOutOfRangeException(nameof(ScoringThreads), value, $"scoring threads must be between 0 and 64, got {value}");
     } = 2;
 
     /// <summary>
@@ -160,9 +162,12 @@ public sealed class EngineStoppingException : TiltException
 /// the healthy value (a regression in the id placement shows here first).</param>
 /// <param name="LastDecodeRuns">Runs of consecutive sequence ids in the most recent decode.</param>
 /// <param name="SequenceMoves">Sequences the scheduler moved to keep decoded ids dense (one KV copy each).</param>
+/// <param name="ScoringJobs">Reward and reward-backed value computations run beside the scheduler (the scoring stage).</param>
+/// <param name="ScoringParked">Of those, the ones the scheduler moved on without (their request waited alone while the
+/// others decoded): a high share means a reward slower than a decode.</param>
 public sealed record EngineStatus(int QueuedRequests, int RunningRequests, int LiveSequences, int MaxSequences, long Iterations, long TokensDecoded,
     long CachedPromptTokens, TimeSpan DecodeTime, TimeSpan BusyTime, long Decodes = 0, long DecodeRuns = 0, int LastDecodeRuns = 0,
-    long SequenceMoves = 0)
+    long SequenceMoves = 0, long ScoringJobs = 0, long ScoringParked = 0)
 {
     /// <summary>Average micro-batches per decode (DecodeRuns / Decodes); 0 before the first decode.</summary>
     public double RunsPerDecode => Decodes == 0 ? 0 : (double)DecodeRuns / Decodes;

@@ -66,6 +66,10 @@ public static class EngineTelemetry
         Meter.CreateObservableCounter("tilt.decodes", () => Observe(s => s.Decodes), "{decode}", "Batched decodes so far (EngineStatus.Decodes).");
         Meter.CreateObservableCounter("tilt.decode.id_runs.total", () => Observe(s => s.DecodeRuns), "{run}",
             "Consecutive-id runs summed over the decodes (EngineStatus.DecodeRuns; over tilt.decodes: micro-batches per decode).");
+        Meter.CreateObservableCounter("tilt.scoring.jobs", () => Observe(s => s.ScoringJobs), "{job}",
+            "Reward scorings run beside the scheduler (EngineStatus.ScoringJobs).");
+        Meter.CreateObservableCounter("tilt.scoring.parked", () => Observe(s => s.ScoringParked), "{job}",
+            "Scorings the scheduler moved on without: their request waited alone (EngineStatus.ScoringParked).");
     }
 
     private static InstrumentAdvice<double> Seconds() => new()

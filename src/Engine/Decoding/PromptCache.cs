@@ -17,14 +17,16 @@ internal sealed class PromptCache
     private readonly IDecodingSession _session;
     private readonly int _capacity;
     private readonly Func<int?> _spare;
+    private readonly KvMoves? _moves;
     private readonly List<Entry> _entries = [];
     private long _clock;
     private long _prefillTicks;
 
     /// <param name="spare">The scheduler's hand-over of a free sequence for a new entry (null: none is free).</param>
-    public PromptCache(IDecodingSession session, int capacity, Func<int?> spare)
+    public PromptCache(IDecodingSession session, int capacity, Func<int?> spare, KvMoves? moves = null)
     {
         _session = session;
+        _moves = moves;
         _capacity = capacity;
         _spare = spare;
     }
@@ -44,6 +46,7 @@ internal sealed class PromptCache
     /// </summary>
     public PromptState Load(int sequence, int[] tokens)
     {
+        _moves?.Apply(_session); // what the run planned before loading (clearing its sequences) comes first
         foreach (var e in _entries)
         {
             if (!e.Tokens.AsSpan().SequenceEqual(tokens)) continue;

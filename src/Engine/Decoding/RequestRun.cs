@@ -15,7 +15,11 @@ namespace Tilt.Engine.Decoding;
 /// </summary>
 internal sealed class StepContext
 {
-    public required IDecodingSession Session { get; init; }
+    /// <summary>The last decode's rows (read only).</summary>
+    public required StepOutputs Outputs { get; init; }
+
+    /// <summary>KV moves the hook plans; the scheduler applies them after the hook.</summary>
+    public required KvMoves Kv { get; init; }
     public required StepBatch Batch { get; init; }
     public required ILanguageModel Model { get; init; }
     public required PromptCache Prompts { get; init; }
@@ -242,9 +246,10 @@ internal abstract class RequestRun
     protected PromptState LoadPrompt(StepContext context, bool clear, int forks)
     {
         if (clear)
-            foreach (int s in Sequences) context.Session.RemoveSequence(s);
+            foreach (int s in Sequences) context.Kv.Clear(s);
+        // The scheduler's prompt cache applies the planned clears before it loads the prompt.
         var prompt = context.Prompts.Load(Sequences[0], PromptTokens);
-        for (int i = 1; i <= forks; i++) context.Session.CopySequence(Sequences[0], Sequences[i]);
+        for (int i = 1; i <= forks; i++) context.Kv.Copy(Sequences[0], Sequences[i]);
         Activity?.AddEvent(new ActivityEvent("tilt.prefill", tags: new ActivityTagsCollection
         {
             ["tilt.prompt_tokens"] = PromptTokens.Length,
@@ -252,6 +257,30 @@ internal abstract class RequestRun
             ["tilt.forks"] = forks,
         }));
         return prompt;
+    }
+
+    /// <summary>
+    /// The rollout of <paramref name="n"/> candidates drawn from p after the prompt, one per sequence the run holds, with the
+    /// request's own sampling, seed, stops and log-probability settings; candidate i draws from RNG row
+    /// <paramref name="firstRow"/> + i, so a request's draws never depend on what shares the batch.
+    /// </summary>
+    protected ContinuationBatch.Settings CandidatesFromPrompt(int n, uint firstRow, bool decodeLastToken)
+    {
+        var o = Request.Options;
+        return new ContinuationBatch.Settings
+        {
+            Candidates = n,
+            Sequences = Sequences.ToArray(),
+            Rows = Enumerable.Range(0, n).Select(i => firstRow + (uint)i).ToArray(),
+            MaxTokens = o.MaxTokens,
+            Sampling = o.Sampling,
+            Seed = o.Seed,
+            Request = o.RequestId,
+            DecodeLastToken = decodeLastToken,
+            Stop = Stops,
+            Logprobs = o.Logprobs,
+            TopLogprobs = o.TopLogprobs,
+        };
     }
 
     /// <summary>Emits a finished output with what the skeleton knows of the request (prompt, queueing).</summary>
@@ -268,6 +297,19 @@ internal abstract class RequestRun
         QueuedIterations = AdmittedIteration - SubmittedIteration,
         Timings = sample.Timings with { Queued = AdmittedAt },
     }));
+
+    /// <summary>
+    /// Counts the output just emitted (<paramref name="sample"/> is the run's output index); true when another one follows,
+    /// false when the request is done: the deadline cut this one, every output asked for exists, or the deadline passed.
+    /// </summary>
+    protected bool NextOutput(ref int sample, bool cut)
+    {
+        sample++;
+        int wanted = Request.Options is AlignOptions a ? a.Samples : 1;
+        if (!cut && sample < wanted && !PastDeadline) return true;
+        IsDone = true;
+        return false;
+    }
 
     /// <summary>True when the request's deadline (measured from submission) has passed.</summary>
     protected bool PastDeadline =>

@@ -13,7 +13,7 @@ namespace Tilt.Engine.Decoding;
 /// call per candidate-set size; then every request's step function advances. Requests are data the loop reads; only the
 /// loop's thread touches the session and the kernels, so all per-step .NET work runs on the thread that calls llama_decode.
 /// </summary>
-internal sealed class Scheduler : IDisposable
+internal sealed partial class Scheduler : IDisposable
 {
     private readonly IStepKernels _kernels;
     private readonly EngineOptions _options;
@@ -26,6 +26,7 @@ internal sealed class Scheduler : IDisposable
     private readonly PromptCache _prompts;
     private readonly StepContext _context;
     private readonly ScoringStage _scoring;
+    private readonly KvMoves _kvPlan = new(); // what runs plan, applied by this loop after each hook
     private readonly List<RequestRun> _startedScoring = [];
     private readonly LinkedList<RequestRun> _queue = new();
     private readonly List<RequestRun> _running = [];
@@ -66,11 +67,12 @@ internal sealed class Scheduler : IDisposable
         // Only the per-sequence layout splits decodes at id gaps; in the shared (unified) pool a move would copy for nothing.
         _compact = options.CompactSequences && options.KvLayout == KvLayout.PerSequence;
         _batch = new StepBatch(model.Info.VocabularySize, model.Info.HiddenSize, options.MaxSequences);
-        _prompts = new PromptCache(_session, options.PromptCacheEntries, SpareSequence);
+        _prompts = new PromptCache(_session, options.PromptCacheEntries, SpareSequence, _kvPlan);
         _scoring = new ScoringStage(options.ScoringThreads, Wake);
         _context = new StepContext
         {
-            Session = _session,
+            Outputs = new StepOutputs(_session),
+            Kv = _kvPlan,
             Batch = _batch,
             Model = model,
             Prompts = _prompts,
@@ -105,12 +107,6 @@ internal sealed class Scheduler : IDisposable
     public long ScoringJobs => _scoring.Started;
 
     public long ScoringParked => _scoring.Parked;
-
-    /// <summary>A scoring job ended, or a running request was cancelled: the loop may have work again.</summary>
-    private void Wake()
-    {
-        lock (_gate) Monitor.PulseAll(_gate);
-    }
 
     /// <summary>
     /// Queues a run, or refuses it at once: <see cref="EngineBusyException"/> when the queue is full, <see cref="RequestException"/>
@@ -187,6 +183,7 @@ internal sealed class Scheduler : IDisposable
         _queue.Clear();
         _running.Clear();
         _kv.Dispose();
+        _scoring.Dispose();
         _idle.TrySetResult();
     }
 
@@ -224,84 +221,6 @@ internal sealed class Scheduler : IDisposable
         }
     }
 
-    /// <summary>True when every running request waits for a scoring job (and none was cancelled, which the loop must drop).</summary>
-    private bool AllWaiting()
-    {
-        if (_cancelAll) return false;
-        foreach (var run in _running)
-            if (!run.IsWaiting || run.Cancellation.IsCancellationRequested) return false;
-        return true;
-    }
-
-    /// <summary>Admits waiting requests in arrival order while their sequences are free (no overtaking: no starvation).</summary>
-    private void Admit()
-    {
-        while (_queue.First is { } node)
-        {
-            var run = node.Value;
-            if (run.Cancellation.IsCancellationRequested)
-            {
-                // Cancelled while waiting (a requeued run's cancellation does not remove it from the queue itself).
-                _queue.RemoveFirst();
-                run.Complete(new OperationCanceledException(run.Cancellation));
-                continue;
-            }
-            int needed = run.SequencesNeeded;
-            while (_placement.Free < needed && _prompts.EvictOne() is { } freed) _placement.Return(freed);
-            if (_placement.Free < needed) return;
-            _queue.RemoveFirst();
-            var sequences = new int[needed];
-            for (int i = 0; i < needed; i++) sequences[i] = _placement.Take();
-            run.Admit(sequences, Interlocked.Read(ref _iterations));
-            _running.Add(run);
-        }
-    }
-
-    // The prompt cache's sequences are held but never decoded: they take the highest free places.
-    private int? SpareSequence() => _placement.Free > 0 ? _placement.TakeHighest() : null;
-
-    /// <summary>
-    /// Grants the sequences runs asked for (<see cref="RequestRun.SequencesWanted"/>) when that many are free and nobody is
-    /// queued (waiting requests come first); a run that cannot have them goes back to the end of the queue with nothing.
-    /// </summary>
-    private void GrantWanted()
-    {
-        for (int i = _running.Count - 1; i >= 0; i--)
-        {
-            var run = _running[i];
-            int count = run.SequencesWanted;
-            if (count == 0) continue;
-            bool queued;
-            lock (_gate) queued = _queue.Count > 0;
-            if (!queued)
-                while (_placement.Free < count && _prompts.EvictOne() is { } freed) _placement.Return(freed);
-            if (queued || _placement.Free < count)
-            {
-                Requeue(run);
-                continue;
-            }
-            var taken = new int[count];
-            for (int j = 0; j < count; j++) taken[j] = _placement.Take();
-            run.Reassign([.. run.Sequences, .. taken]);
-        }
-    }
-
-    /// <summary>Frees the sequences runs released during a hook (KV removed; admissible to others at the next iteration).</summary>
-    private void FreeReleased()
-    {
-        foreach (var run in _running)
-        {
-            if (run.Released.Count == 0) continue;
-            foreach (int s in run.Released)
-            {
-                _session.RemoveSequence(s);
-                _placement.Return(s);
-            }
-            run.Reassign(run.Sequences.Except(run.Released).ToArray());
-            run.Released.Clear();
-        }
-    }
-
     private void Iterate()
     {
         bool all;
@@ -313,20 +232,7 @@ internal sealed class Scheduler : IDisposable
             else if (run.Cancellation.IsCancellationRequested) Release(run, new OperationCanceledException(run.Cancellation));
         }
         if (_running.Count == 0) return;
-        // Scores that came back since the last iteration: each run applies its own on this thread, before its next hook.
-        foreach (var run in _running)
-        {
-            if (!run.HasScoringResult) continue;
-            try
-            {
-                run.Resume(_context);
-            }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                _failed.Add((run, e));
-            }
-        }
-        ReleaseFailed();
+        ApplyScores();
 
         _batch.Clear();
         _context.LastDecode = TimeSpan.Zero;
@@ -363,56 +269,6 @@ internal sealed class Scheduler : IDisposable
         Interlocked.Increment(ref _iterations);
     }
 
-    /// <summary>
-    /// Waits up to the patience for the values started in this iteration; a run whose value is done goes on in this iteration,
-    /// the others are parked (they keep what they need of this decode) and the loop moves on without them.
-    /// </summary>
-    private void AwaitScoring()
-    {
-        if (_startedScoring.Count == 0) return;
-
-        var patience = _options.ScoringPatience
-                       ?? TimeSpan.FromTicks(Math.Clamp(_context.LastDecode.Ticks, TimeSpan.TicksPerMillisecond, 100 * TimeSpan.TicksPerMillisecond));
-        long deadline = Stopwatch.GetTimestamp() + (long)(patience.TotalSeconds * Stopwatch.Frequency);
-        foreach (var run in _startedScoring)
-        {
-            if (!_running.Contains(run)) continue; // failed meanwhile
-            long left = deadline - Stopwatch.GetTimestamp();
-            if (run.IsWaiting && left > 0) run.WaitForScoring(TimeSpan.FromSeconds((double)left / Stopwatch.Frequency));
-            try
-            {
-                if (run.IsWaiting)
-                {
-                    _scoring.CountParked();
-                    run.Park(_context);
-                }
-                else
-                {
-                    run.Resume(_context);
-                }
-            }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                _failed.Add((run, e));
-            }
-        }
-        _startedScoring.Clear();
-        ReleaseFailed();
-    }
-
-    /// <summary>Moves a run from running to the end of the queue, freeing all its sequences; it is admitted again with a full set.</summary>
-    private void Requeue(RequestRun run)
-    {
-        _running.Remove(run);
-        foreach (int s in run.Sequences)
-        {
-            _session.RemoveSequence(s);
-            _placement.Return(s);
-        }
-        run.Admit([], run.AdmittedIteration);
-        lock (_gate) _queue.AddLast(run);
-    }
-
     /// <summary>Runs one hook of every request; a request whose hook throws fails alone and leaves the iteration.</summary>
     private void Each(Action<RequestRun, StepContext> hook)
     {
@@ -423,9 +279,11 @@ internal sealed class Scheduler : IDisposable
             try
             {
                 hook(run, _context);
+                _kvPlan.Apply(_session);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
+                _kvPlan.Discard();
                 _failed.Add((run, e));
             }
         }
@@ -439,19 +297,4 @@ internal sealed class Scheduler : IDisposable
         _failed.Clear();
     }
 
-    /// <summary>Frees a request's sequences (and their KV cells) and ends its event stream.</summary>
-    private void Release(RequestRun run, Exception? error)
-    {
-        if (!_running.Remove(run)) return;
-        foreach (int s in run.Sequences)
-        {
-            _session.RemoveSequence(s);
-            _placement.Return(s);
-        }
-        run.Complete(error);
-        lock (_gate)
-        {
-            if (!_accepting && _queue.Count == 0 && _running.Count == 0) _idle.TrySetResult();
-        }
-    }
 }

@@ -1,8 +1,11 @@
+using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
+
 namespace Tilt.Engine.Decoding;
 
 /// <summary>
-/// Where rewards and reward-backed values are computed: beside the scheduler, on at most
-/// <see cref="EngineOptions.ScoringThreads"/> thread-pool threads at once, so that a slow reward (a regex that
+/// Where rewards and reward-backed values are computed: beside the scheduler, on <see cref="EngineOptions.ScoringThreads"/>
+/// threads of its own (at a lower priority than the decode loop), so that a slow reward (a regex that
 /// backtracks, an ONNX or LLM reward model, a host callback) delays only the request that waits for it while every
 /// other request keeps decoding. The scheduler waits for a job it has just started up to its patience (a job about as
 /// long as a decode finishes in step, and fast rewards cost no extra iteration); past it, the request is parked until
@@ -14,17 +17,24 @@ namespace Tilt.Engine.Decoding;
 /// must be too, or the engine must run with one scoring thread.
 /// </para>
 /// </summary>
-internal sealed class ScoringStage
+internal sealed class ScoringStage : IDisposable
 {
-    private readonly TaskScheduler _scheduler;
+    // Scoring threads run at this nice value (Linux): the decode loop, which every request shares, wins the CPU from one
+    // request's reward whenever it wants it, and the reward gets every cycle the loop leaves (all of them while the loop
+    // waits for scores). On a 2-core machine a backtracking regex otherwise took a core from llama.cpp's workers.
+    private const int Nice = 10;
+
+    private readonly BlockingCollection<(Action Work, TaskCompletionSource Done)>? _jobs; // null: jobs run inline
     private readonly Action _completed;
 
-    /// <param name="threads">Jobs that may run at once.</param>
+    /// <param name="threads">Jobs that may run at once; 0 runs each where it is started (the scheduler's thread).</param>
     /// <param name="completed">Called (on the job's thread) after each job ends, to wake the scheduler.</param>
     public ScoringStage(int threads, Action completed)
     {
-        _scheduler = new ConcurrentExclusiveSchedulerPair(TaskScheduler.Default, threads).ConcurrentScheduler;
         _completed = completed;
+        if (threads == 0) return;
+        _jobs = new BlockingCollection<(Action, TaskCompletionSource)>();
+        for (int i = 0; i < threads; i++) new Thread(Serve) { IsBackground = true, Name = $"tilt-scoring-{i}" }.Start();
     }
 
     /// <summary>Jobs started so far, and those the scheduler had to move on without (their request was parked).</summary>
@@ -34,17 +44,69 @@ internal sealed class ScoringStage
 
     private long _started, _parked;
 
-    /// <summary>Starts <paramref name="work"/> on a scoring thread.</summary>
+    /// <summary>Starts <paramref name="work"/> on a scoring thread (or runs it now when the stage is inline).</summary>
     public Task Start(Action work)
     {
         Interlocked.Increment(ref _started);
-        var task = Task.Factory.StartNew(work, CancellationToken.None, TaskCreationOptions.DenyChildAttach, _scheduler);
-        task.ContinueWith(static (_, state) => ((Action)state!)(), _completed, CancellationToken.None,
-            TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-        return task;
+        if (_jobs is null)
+        {
+            try
+            {
+                work();
+                return Task.CompletedTask;
+            }
+            catch (Exception e)
+            {
+                return Task.FromException(e);
+            }
+        }
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _jobs.Add((work, done));
+        return done.Task;
     }
 
     internal void CountParked() => Interlocked.Increment(ref _parked);
+
+    /// <summary>No more jobs; the threads end after the one they run (a request's reward is not interrupted).</summary>
+    public void Dispose() => _jobs?.CompleteAdding();
+
+    private void Serve()
+    {
+        LowerPriority();
+        foreach (var (work, done) in _jobs!.GetConsumingEnumerable())
+        {
+            try
+            {
+                work();
+                done.SetResult();
+            }
+            catch (Exception e)
+            {
+                done.SetException(e);
+            }
+            _completed();
+        }
+    }
+
+    private static void LowerPriority()
+    {
+        if (!OperatingSystem.IsLinux()) return; // elsewhere thread priorities need privileges or other calls; run as is
+        try
+        {
+            // Linux keeps a nice value per thread: PRIO_PROCESS with a thread id changes that thread only.
+            _ = SetPriority(0, GetThreadId(), Nice);
+        }
+        catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException)
+        {
+            // An old libc without gettid(): scoring runs at the loop's priority.
+        }
+    }
+
+    [DllImport("libc", EntryPoint = "setpriority")]
+    private static extern int SetPriority(int which, int who, int priority);
+
+    [DllImport("libc", EntryPoint = "gettid")]
+    private static extern int GetThreadId();
 }
 
 /// <summary>

@@ -1,3 +1,4 @@
+using Tilt.Engine.Rewards;
 using Tilt.Engine.Heads;
 using Tilt.Engine.Values;
 using Tilt.Kernels;
@@ -215,7 +216,7 @@ internal sealed class StepBatch
     /// Queues values[i] = V(prefix i) for <paramref name="count"/> prefixes whose hidden states are <paramref name="hidden"/>
     /// ([count, d], copied now). Trained heads of every request are scored together, one kernel call per head.
     /// </summary>
-    public void AddValues(object owner, IValueFunction value, IReadOnlyList<ValueInput>? inputs, ReadOnlySpan<float> hidden, int count, double[] destination)
+    public void AddValues(object owner, IValueFunction value, IReadOnlyList<RewardInput>? inputs, ReadOnlySpan<float> hidden, int count, double[] destination)
     {
         _values.Add(new ValueRequest(owner, value, inputs, hidden[..(count * _hidden)].ToArray(), count, destination));
     }
@@ -329,7 +330,7 @@ internal sealed class StepBatch
         Array.Resize(ref _sampledSamplerLogProb, n);
     }
 
-    private sealed record ValueRequest(object Owner, IValueFunction Value, IReadOnlyList<ValueInput>? Inputs, float[] Hidden, int Count, double[] Destination);
+    private sealed record ValueRequest(object Owner, IValueFunction Value, IReadOnlyList<RewardInput>? Inputs, float[] Hidden, int Count, double[] Destination);
 
     /// <summary>Token-wise rows that share one candidate-set size: [rows, vocab] logits, [rows, c] ids and values.</summary>
     private sealed class TiltGroup(int candidates, int vocab)

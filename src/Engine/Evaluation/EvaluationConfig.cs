@@ -15,23 +15,27 @@ public enum EvaluationMethod
 
     /// <summary>Soft best-of-n [M27]: N candidates, the winner drawn ∝ exp(r / lambda), lambda in <see cref="EvaluationConfig.Beta"/>.</summary>
     SoftBestOfN,
+
+    /// <summary>Reward-guided beam search [M29]: B beams (in <see cref="EvaluationConfig.N"/>), K blocks of M tokens per step.</summary>
+    Beam,
 }
 
 /// <summary>One configuration of a sweep: a strategy and its parameters.</summary>
 /// <param name="Method">The strategy.</param>
-/// <param name="N">Best-of-n and rejection: candidates.</param>
-/// <param name="K">Blockwise: candidate blocks; token-wise: candidate tokens (0 = vocabulary).</param>
-/// <param name="M">Blockwise: tokens per block; rejection: tokens between decisions.</param>
+/// <param name="N">Best-of-n and rejection: candidates; beam search: beams kept (B).</param>
+/// <param name="K">Blockwise and beam search: candidate blocks; token-wise: candidate tokens (0 = vocabulary).</param>
+/// <param name="M">Blockwise and beam search: tokens per block; rejection: tokens between decisions.</param>
 /// <param name="Beta">Token-wise: tilt strength; rejection: alpha, the fraction stopped at each decision; soft best-of-n: lambda.</param>
 public sealed record EvaluationConfig(EvaluationMethod Method, int N = 0, int K = 0, int M = 0, double Beta = 0)
 {
-    /// <summary>Stable identifier, used to resume a sweep (e.g. "bon-n8", "blockwise-k4-m8", "tokenwise-b0.5-k16").</summary>
+    /// <summary>Stable identifier, used to resume a sweep (e.g. "bon-n8", "blockwise-k4-m8", "tokenwise-b0.5-k16", "beam-b2-k8-m8").</summary>
     public string Id => Method switch
     {
         EvaluationMethod.BestOfN => $"bon-n{N}",
         EvaluationMethod.Blockwise => $"blockwise-k{K}-m{M}",
         EvaluationMethod.Rejection => string.Create(CultureInfo.InvariantCulture, $"rejection-n{N}-a{Beta:R}-e{M}"),
         EvaluationMethod.SoftBestOfN => string.Create(CultureInfo.InvariantCulture, $"soft-bon-n{N}-l{Beta:R}"),
+        EvaluationMethod.Beam => $"beam-b{N}-k{K}-m{M}",
         _ => string.Create(CultureInfo.InvariantCulture, $"tokenwise-b{Beta:R}-k{K}"),
     };
 
@@ -42,6 +46,7 @@ public sealed record EvaluationConfig(EvaluationMethod Method, int N = 0, int K 
         EvaluationMethod.Blockwise => $"blockwise CD (M={M})",
         EvaluationMethod.Rejection => string.Create(CultureInfo.InvariantCulture, $"rejection (alpha={Beta}, every {M})"),
         EvaluationMethod.SoftBestOfN => string.Create(CultureInfo.InvariantCulture, $"soft best-of-n (lambda={Beta})"),
+        EvaluationMethod.Beam => $"beam search (B={N}, M={M})",
         _ => "token-wise CD",
     };
 
@@ -52,6 +57,7 @@ public sealed record EvaluationConfig(EvaluationMethod Method, int N = 0, int K 
         EvaluationMethod.SoftBestOfN => new StrategySpec { Strategy = DecodingStrategy.SoftBestOfN, N = N, Lambda = Beta },
         EvaluationMethod.Rejection => new StrategySpec { Strategy = DecodingStrategy.Rejection, N = N, Alpha = Beta, Every = M },
         EvaluationMethod.Blockwise => new StrategySpec { Strategy = DecodingStrategy.Blockwise, K = K, Block = M },
+        EvaluationMethod.Beam => new StrategySpec { Strategy = DecodingStrategy.Beam, Beams = N, K = K, Block = M },
         _ => new StrategySpec { Strategy = DecodingStrategy.Tokenwise, TopK = K, Beta = Beta },
     };
 
@@ -62,7 +68,11 @@ public sealed record EvaluationConfig(EvaluationMethod Method, int N = 0, int K 
     public EvaluationConfig FitTo(int maxTokens) =>
         Method == EvaluationMethod.Rejection && M >= maxTokens ? this with { M = Math.Max(1, maxTokens / 4) } : this;
 
-    /// <summary>The full sweep of the issue: best-of-n n in {1..64}, blockwise K x M, token-wise over a beta grid.</summary>
+    /// <summary>
+    /// The full sweep of the issue: best-of-n n in {1..64}, blockwise K x M, token-wise over a beta grid; then the
+    /// strategies added since (rejection, soft best-of-n, beam search with B in {2, 4} over K in {4, 8, 16} at M = 8).
+    /// Points are only ever added, so a folder of an earlier sweep resumes.
+    /// </summary>
     public static IReadOnlyList<EvaluationConfig> FullSweep(int tokenwiseCandidates) =>
     [
         .. new[] { 1, 2, 4, 8, 16, 32, 64 }.Select(n => new EvaluationConfig(EvaluationMethod.BestOfN, N: n)),
@@ -70,6 +80,7 @@ public sealed record EvaluationConfig(EvaluationMethod Method, int N = 0, int K 
         .. new[] { 4.0, 2.0, 1.0, 0.5, 0.25 }.Select(b => new EvaluationConfig(EvaluationMethod.Tokenwise, K: tokenwiseCandidates, Beta: b)),
         .. new[] { 16, 32, 64 }.Select(n => new EvaluationConfig(EvaluationMethod.Rejection, N: n, M: 8, Beta: 0.5)),
         .. new[] { 1.0, 0.25 }.Select(l => new EvaluationConfig(EvaluationMethod.SoftBestOfN, N: 16, Beta: l)),
+        .. from b in new[] { 2, 4 } from k in new[] { 4, 8, 16 } select new EvaluationConfig(EvaluationMethod.Beam, N: b, K: k, M: 8),
     ];
 
     /// <summary>A few points per method, for smoke tests (about a minute on the default model).</summary>
@@ -79,6 +90,7 @@ public sealed record EvaluationConfig(EvaluationMethod Method, int N = 0, int K 
         .. new[] { 2, 8 }.Select(k => new EvaluationConfig(EvaluationMethod.Blockwise, K: k, M: 8)),
         .. new[] { 2.0, 0.5 }.Select(b => new EvaluationConfig(EvaluationMethod.Tokenwise, K: tokenwiseCandidates, Beta: b)),
         new EvaluationConfig(EvaluationMethod.Rejection, N: 16, M: 8, Beta: 0.5),
+        new EvaluationConfig(EvaluationMethod.Beam, N: 2, K: 8, M: 8),
     ];
 }
 
@@ -103,7 +115,15 @@ public sealed record EvaluatedPoint
     /// <summary>Mean KL estimate of the outputs (the strategy's own estimator), nats.</summary>
     public required double Kl { get; init; }
     public required double KlStandardError { get; init; }
+    /// <summary>How <see cref="Kl"/> was obtained, spelled as every front-end spells it (<c>best_of_n_estimate</c>, ...).</summary>
     public required string KlMethod { get; init; }
+
+    /// <summary>A KL method as the HTTP API, <c>--json</c>, batch and export spell it: snake_case.</summary>
+    public static string MethodName(Tilt.Engine.Requests.KlMethod method) => Respell(method.ToString());
+
+    /// <summary>snake_case of a PascalCase name (what earlier points files hold); a name already in snake_case is kept.</summary>
+    internal static string Respell(string name) =>
+        name.Any(char.IsUpper) ? System.Text.Json.JsonNamingPolicy.SnakeCaseLower.ConvertName(name) : name;
 
     /// <summary>Exact KL(pi || p) where the model is tabular and the policy can be enumerated; else null.</summary>
     public double? KlExact { get; init; }

@@ -138,7 +138,7 @@ public sealed class Evaluator
             winRates.Add(WinRate.Estimate(r, baseRewards[p]));
             rewards.AddRange(r);
             kls.AddRange(outputs.Select(o => o.Kl.Value));
-            klMethod = outputs[0].Kl.Method.ToString();
+            klMethod = EvaluatedPoint.MethodName(outputs[0].Kl.Method);
             evaluated += outputs.Sum(o => (double)o.TokensEvaluated);
             outputTokens += outputs.Sum(o => Math.Max(1, o.Tokens.Count));
             latency += outputs.Sum(o => o.Timings.Total.TotalMilliseconds);
@@ -191,11 +191,12 @@ public sealed class Evaluator
 
     /// <summary>
     /// Exact KL and win-rate of a configuration, averaged over prompts, where the model is tabular: best-of-n from
-    /// [M5]-[M10]; token-wise CD by enumerating its policy pi(y) = prod_t pi(y_t | s_t). Blockwise CD: null.
+    /// [M5]-[M10]; token-wise CD by enumerating its policy pi(y) = prod_t pi(y_t | s_t). Blockwise CD, rejection and
+    /// beam search: null.
     /// </summary>
     private (double? Kl, double? WinRate) ExactFigures(EvaluationConfig config)
     {
-        if (_model is not TabularModel tabular || config.Method is EvaluationMethod.Blockwise or EvaluationMethod.Rejection) return (null, null);
+        if (_model is not TabularModel tabular || config.Method is EvaluationMethod.Blockwise or EvaluationMethod.Rejection or EvaluationMethod.Beam) return (null, null);
         if (config.Method == EvaluationMethod.Tokenwise && config.K != 0 && config.K < tabular.Info.VocabularySize) return (null, null);
         double kl = 0, win = 0;
         foreach (string prompt in _settings.Prompts)
@@ -275,14 +276,14 @@ public sealed class Evaluator
         int state = prefix.Length > 0 ? prefix[^1] : model.StateAfter(promptTokens);
         var candidates = Enumerable.Range(0, v).Where(z => model.NextProbability(state, z) > 0).ToArray();
         var hidden = new float[candidates.Length * d];
-        var inputs = new ValueInput[candidates.Length];
+        var inputs = new RewardInput[candidates.Length];
         for (int j = 0; j < candidates.Length; j++)
         {
             int z = candidates[j];
             bool stop = model.Info.IsStop(z);
             hidden[j * d + (stop ? state : z)] = 1f; // the session's one-hot hidden state after prefix + z (stop: the prefix's)
             int[] extended = [.. prefix, z];
-            inputs[j] = new ValueInput { Prompt = prompt, PromptTokens = promptTokens, Tokens = extended, Text = model.Detokenize(extended), IsFinished = stop };
+            inputs[j] = new RewardInput { Prompt = prompt, PromptTokens = promptTokens, Tokens = extended, Text = model.Detokenize(extended), IsFinished = stop };
         }
         var values = new double[candidates.Length];
         value.Evaluate(value.NeedsInputs ? inputs : null, hidden, candidates.Length, values);

@@ -105,7 +105,8 @@ public sealed class PointStore
             throw new TiltException($"{path}: cannot resume from a corrupt points file (a null list, point or id); use --force to start afresh");
         if (read.GroupBy(p => p.Id).FirstOrDefault(g => g.Count() > 1) is { } duplicate)
             throw new TiltException($"{path}: cannot resume from a corrupt points file (point '{duplicate.Key}' appears twice); use --force to start afresh");
-        return read;
+        // Points saved before KL methods were spelled as everywhere else (BestOfNEstimate -> best_of_n_estimate).
+        return [.. read.Select(p => p with { KlMethod = EvaluatedPoint.Respell(p.KlMethod) })];
     }
 
     private static void Delete(string path)
@@ -157,7 +158,8 @@ public sealed class PointStore
             }
             // Round-trip through JSON so required members are set the supported way.
             string json = JsonSerializer.Serialize(values.ToDictionary(kv => JsonNamingPolicy.CamelCase.ConvertName(kv.Key), kv => kv.Value), Json);
-            result.Add(JsonSerializer.Deserialize<EvaluatedPoint>(json, Json)!);
+            var point = JsonSerializer.Deserialize<EvaluatedPoint>(json, Json)!;
+            result.Add(point with { KlMethod = EvaluatedPoint.Respell(point.KlMethod) });
         }
         return result;
     }

@@ -64,6 +64,12 @@ public sealed record HeadHeader
     /// <summary>Free-form training facts (method, data, held-out metrics).</summary>
     [JsonPropertyName("training")] public Dictionary<string, JsonElement>? Training { get; init; }
 
+    /// <summary>
+    /// Optional (value heads; <c>tilt train value</c> writes it): held-out R^2 by prefix length beside the prefix
+    /// reward's; null in files written before it, which then give no warning.
+    /// </summary>
+    [JsonPropertyName("heldOutByPrefixLength")] public IReadOnlyList<HeldOutAccuracy>? HeldOutByPrefixLength { get; init; }
+
     /// <summary>Largest <see cref="HiddenSize"/> a file may declare (no model has wider hidden states).</summary>
     public const int MaxHiddenSize = 1 << 17;
 
@@ -93,7 +99,7 @@ public sealed record HeadHeader
         if (WeightsSha256 is null) return "field 'weightsSha256' is null; expected 64 lowercase hex digits (or \"\" for none)";
         if (WeightsSha256.Length != 0 && (WeightsSha256.Length != 64 || !WeightsSha256.All(c => char.IsAsciiDigit(c) || c is >= 'a' and <= 'f')))
             return $"field 'weightsSha256' is '{WeightsSha256}'; expected 64 lowercase hex digits";
-        return null;
+        return HeldOutByPrefixLength is { } heldOut ? HeldOutAccuracy.Problem(heldOut, Role) : null;
     }
 }
 

@@ -34,7 +34,7 @@ public sealed class HeadValue : IValueFunction
     /// <summary>The kernel head, so the scheduler can score every request's rows with one batched call per head.</summary>
     internal ValueHead Head => _head;
 
-    public void Evaluate(IReadOnlyList<ValueInput>? inputs, ReadOnlySpan<float> hidden, int count, Span<double> values)
+    public void Evaluate(IReadOnlyList<RewardInput>? inputs, ReadOnlySpan<float> hidden, int count, Span<double> values)
     {
         if (_scratch.Length < count) _scratch = new float[count];
         _head.Score(hidden[..(count * _head.InputSize)], count, _scratch);

@@ -31,13 +31,20 @@ public static class ChatPrompt
 
     /// <summary>Applies a template (its Jinja text or a name llama.cpp knows, such as chatml) to the messages.</summary>
     /// <exception cref="TiltException">llama.cpp does not recognize the template.</exception>
-    public static string Apply(string template, IReadOnlyList<ChatMessage> messages)
+    public static string Apply(string template, IReadOnlyList<ChatMessage> messages) => Apply(template, messages, addAssistant: true);
+
+    /// <summary>
+    /// Applies a template; <paramref name="addAssistant"/> false formats a finished conversation (the assistant's last
+    /// turn closed, as a reward model reads a prompt and its response) instead of opening the assistant's next turn.
+    /// </summary>
+    /// <exception cref="TiltException">llama.cpp does not recognize the template.</exception>
+    public static string Apply(string template, IReadOnlyList<ChatMessage> messages, bool addAssistant)
     {
         ArgumentNullException.ThrowIfNull(template);
         ArgumentNullException.ThrowIfNull(messages);
         try
         {
-            var chat = new LLamaTemplate(template) { AddAssistant = true };
+            var chat = new LLamaTemplate(template) { AddAssistant = addAssistant };
             foreach (var m in messages) chat.Add(m.Role, m.Content);
             return Encoding.UTF8.GetString(chat.Apply());
         }

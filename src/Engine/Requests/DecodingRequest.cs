@@ -52,6 +52,7 @@ public sealed record DecodingRequest
         TokenwiseOptions => DecodingStrategy.Tokenwise,
         BlockwiseOptions => DecodingStrategy.Blockwise,
         RejectionOptions => DecodingStrategy.Rejection,
+        BeamOptions => DecodingStrategy.Beam,
         ScoringOptions => DecodingStrategy.Score,
         _ => throw new ArgumentException($"unsupported options type {Options.GetType().Name}", nameof(Options)),
     };
@@ -64,6 +65,7 @@ public sealed record DecodingRequest
         var strategy = Strategy;
         if (strategy is not (DecodingStrategy.Generate or DecodingStrategy.Score) && Reward is null)
             throw new ArgumentException($"the {strategy} strategy needs a reward (only plain generation runs without one)", nameof(Reward));
+        if (Options is BeamOptions beam) beam.ValidateBeams();
         if (Options.Stop is { } stop)
             foreach (int id in stop.TokenIds)
                 if (id >= vocabulary)
@@ -94,4 +96,7 @@ public enum DecodingStrategy
 
     /// <summary>Soft best-of-n [M27]: the winner drawn with probability proportional to exp(r / lambda).</summary>
     SoftBestOfN,
+
+    /// <summary>Reward-guided beam search over blocks [M29]: the best B of K blocks kept at every step.</summary>
+    Beam,
 }

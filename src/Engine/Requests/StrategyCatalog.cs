@@ -85,6 +85,16 @@ public static class StrategyCatalog
         },
         new()
         {
+            Strategy = DecodingStrategy.Beam, Name = "beam", Aliases = ["beam-search", "beam_search"], ReadsValue = true,
+            Fields = [StrategyFields.Beams, StrategyFields.K, StrategyFields.Block],
+            Build = s =>
+            {
+                var defaults = new BeamOptions();
+                return new BeamOptions { Beams = s.Beams ?? defaults.Beams, K = s.K ?? defaults.K, BlockSize = s.Block ?? defaults.BlockSize };
+            },
+        },
+        new()
+        {
             Strategy = DecodingStrategy.Rejection, Name = "rejection", Aliases = ["early-rejection", "early_rejection"], ReadsValue = true,
             Fields = [StrategyFields.N, StrategyFields.Alpha, StrategyFields.Every, StrategyFields.ReturnCandidates],
             Build = s =>
@@ -131,7 +141,7 @@ public static class StrategyCatalog
         _ => throw new StrategyFieldException(StrategyFields.Selection, $"'{name}'", "must be argmax or sample"),
     };
 
-    /// <summary>"bon, soft-bon, tokenwise, blockwise or rejection".</summary>
+    /// <summary>"bon, soft-bon, tokenwise, blockwise, beam or rejection".</summary>
     public static string Names(IEnumerable<StrategyEntry> entries)
     {
         var names = entries.Select(e => e.Name).ToArray();
@@ -156,6 +166,9 @@ public static class StrategyFields
 
     /// <summary>Controlled decoding: blockwise CD's blocks and how one is picked, token-wise CD's candidate tokens, the tilt.</summary>
     public const string K = "k", Block = "block", Selection = "selection", TopK = "top_k", Beta = "beta";
+
+    /// <summary>Beam search: the beams kept after every step (it reads k and block as blockwise CD does).</summary>
+    public const string Beams = "beams";
 
     /// <summary>Early rejection: the fraction stopped and the tokens between decisions.</summary>
     public const string Alpha = "alpha", Every = "every";

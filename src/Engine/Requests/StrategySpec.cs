@@ -21,6 +21,9 @@ public record StrategySpec
     /// <summary><c>k</c>: blockwise CD's candidate blocks per step, 1..256 (default 8).</summary>
     public int? K { get; init; }
 
+    /// <summary><c>beams</c>: beam search's beams kept after every step, 1..k (default 2).</summary>
+    public int? Beams { get; init; }
+
     /// <summary><c>block</c>: blockwise CD's tokens per block (M), at least 1 (default 8).</summary>
     public int? Block { get; init; }
 
@@ -65,6 +68,13 @@ public record StrategySpec
         if (N is { } n && Checks(StrategyFields.N)) Count(StrategyFields.N, n, 1, limits.MaxCandidates);
         if (K is { } k && Checks(StrategyFields.K)) Count(StrategyFields.K, k, 1, limits.MaxCandidates);
         if (Block is { } block && Checks(StrategyFields.Block)) Count(StrategyFields.Block, block, 1, limits.MaxBlock);
+        if (Beams is { } beams && Checks(StrategyFields.Beams))
+        {
+            Count(StrategyFields.Beams, beams, 1, limits.MaxCandidates);
+            int blocks = K ?? new BeamOptions().K;
+            if (entry.Reads(StrategyFields.Beams) && beams > blocks)
+                throw new StrategyFieldException(StrategyFields.Beams, Text(beams), $"must not exceed k ({blocks}): each kept beam needs a candidate block per step", outOfRange: true);
+        }
         if (TopK is { } topK && Checks(StrategyFields.TopK))
             Count(StrategyFields.TopK, topK, limits.MinTopK, limits.MaxTopK, limits.MinTopK == 0 ? " (0 = the whole vocabulary)" : "");
         if (Beta is { } beta && Checks(StrategyFields.Beta)) Temperature(StrategyFields.Beta, beta);

@@ -1,15 +1,29 @@
 namespace Tilt.Engine.Rewards;
 
-/// <summary>What a reward sees of one candidate.</summary>
-public sealed class RewardInput
+/// <summary>
+/// What a reward sees of one candidate, and what a value function reads of one prefix besides its hidden state (one type
+/// for both: a value is a reward's guess about a prefix, and the prefix reward is that reward applied to it).
+/// </summary>
+public sealed record RewardInput
 {
     /// <summary>The prompt x.</summary>
     public required string Prompt { get; init; }
 
+    /// <summary>
+    /// The prompt's token ids (BOS included when the model adds one) where the engine has them: always for a value's
+    /// prefixes (DPO and exact tabular values read them); null where a caller scored text it made itself.
+    /// </summary>
+    public IReadOnlyList<int>? PromptTokens { get; init; }
+
+    /// <summary><see cref="PromptTokens"/> for a value that needs them; an error naming <paramref name="reader"/> when absent.</summary>
+    public IReadOnlyList<int> RequirePromptTokens(string reader) =>
+        PromptTokens ?? throw new ArgumentException($"{reader} reads the prompt's tokens, and this input has none (RewardInput.PromptTokens)");
+
     /// <summary>The continuation text only (no prompt), stop token excluded.</summary>
     public required string Text { get; init; }
 
-    /// <summary>The continuation token ids (stop token included when <see cref="IsFinished"/>).</summary>
+    /// <summary>The continuation token ids (stop token included when <see cref="IsFinished"/>; for a value's prefix, the
+    /// candidate token or block included).</summary>
     public required IReadOnlyList<int> Tokens { get; init; }
 
     /// <summary>

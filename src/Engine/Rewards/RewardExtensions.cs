@@ -50,19 +50,21 @@ public static class RewardExtensions
     }
 
     /// <summary>
-    /// <see cref="ScoreChecked"/> within a request's budget: candidates are scored in order, the budget checked
-    /// between them, and the first <c>n</c> that were scored before the deadline are returned as n (the rest of
-    /// <paramref name="rewards"/> is left untouched). The first candidate is always scored, so a caller has an output
-    /// to return; a regex reward's match timeout is cut to what is left of the budget.
+    /// <see cref="ScoreChecked"/> within a request's budget: candidates are scored in order and the first <c>n</c> that
+    /// were scored before the deadline are returned as n (the rest of <paramref name="rewards"/> is left untouched). The
+    /// first candidate is scored alone and always, so a caller has an output to return; the others go in chunks sized by
+    /// the time per candidate measured so far to fit what is left of the budget (so a neural reward still scores them in
+    /// few batched calls), with the budget checked between chunks; a regex reward's match timeout is cut to what is left.
+    /// A reward that holds <c>calibrated(...)</c> is scored in one call whatever the deadline ([M28] ranks the whole batch).
     /// </summary>
     /// <returns>How many leading candidates were scored: all of them unless the deadline passed.</returns>
     /// <exception cref="OperationCanceledException">The budget's token was cancelled.</exception>
     public static int ScoreWithin(this IReward reward, IReadOnlyList<RewardInput> candidates, Span<double> rewards, ScoringBudget budget)
     {
         budget.Cancellation.ThrowIfCancellationRequested();
-        // Without a deadline the batch is scored in one call (neural rewards run all candidates in one pass); with one, a
-        // candidate at a time so the budget is checked between them.
-        if (!budget.HasDeadline)
+        // Without a deadline the batch is scored in one call (neural rewards run all candidates in one pass). A
+        // calibrated reward is too: it ranks each candidate against the others, and chunks would be ranked apart.
+        if (!budget.HasDeadline || CalibratedReward.IsBatchRelative(reward))
         {
             reward.ScoreChecked(candidates, rewards);
             return candidates.Count;
@@ -71,25 +73,34 @@ public static class RewardExtensions
         if (rewards.Length != candidates.Count)
             throw new ArgumentException($"the rewards span has {rewards.Length} slots for {candidates.Count} candidates", nameof(rewards));
 
-        for (int i = 0; i < candidates.Count; i++)
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        int scored = 0;
+        while (scored < candidates.Count)
         {
-            if (i > 0)
+            int size = 1;
+            if (scored > 0)
             {
                 budget.Cancellation.ThrowIfCancellationRequested();
-                if (budget.IsExpired) return i;
+                if (budget.IsExpired) return scored;
+                double perCandidate = clock.Elapsed.TotalSeconds / scored;
+                double left = budget.Remaining!.Value.TotalSeconds;
+                size = (int)Math.Clamp(perCandidate > 0 ? Math.Floor(left / perCandidate) : candidates.Count, 1, candidates.Count - scored);
             }
             try
             {
                 // The first candidate runs under the reward's own limits only: an output must exist.
-                using var scope = (i == 0 ? ScoringBudget.None : budget).Enter();
-                reward.ScoreChecked([candidates[i]], rewards.Slice(i, 1));
+                using var scope = (scored == 0 ? ScoringBudget.None : budget).Enter();
+                var chunk = new RewardInput[size];
+                for (int i = 0; i < size; i++) chunk[i] = candidates[scored + i];
+                reward.ScoreChecked(chunk, rewards.Slice(scored, size));
             }
             catch (ScoringBudgetExceededException)
             {
-                return i;
+                return scored;
             }
+            scored += size;
         }
-        return candidates.Count;
+        return scored;
     }
 
     /// <summary>Scores one candidate through <see cref="ScoreChecked"/>.</summary>

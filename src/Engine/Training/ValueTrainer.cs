@@ -80,13 +80,18 @@ public sealed class ValueTrainer
             ValidationRollouts = validation.Length,
             TrainRows = fitRows.Count + (refitOnValidation ? validationRows.Count : 0),
             Alpha = alpha,
-            HeldOut = Evaluate(head, rollouts, heldOut),
+            HeldOut = PrefixRewardBaseline.Attach(_model, _reward, rollouts, heldOut, Evaluate(head, rollouts, heldOut), cancellationToken),
             QIterations = qIterations,
             QChosenIteration = chosen,
             QPrefixes = qPrefixes,
             Elapsed = clock.Elapsed,
         };
         var file = head.ToHeadFile(HeadRole.Value, info.Fingerprint, "last", Describe(rollouts, options), Metadata(rollouts, options, report));
+        var accuracy = report.HeldOut.ByPrefixLength.Select(b => new HeldOutAccuracy
+        {
+            From = b.From, To = b.To, Rows = b.Rows, RSquared = Finite(b.RSquared), PrefixRewardR2 = Finite(b.PrefixRewardRSquared),
+        }).ToArray();
+        file = new HeadFile(file.Header with { HeldOutByPrefixLength = accuracy }, file.Weights);
         return new ValueTrainingResult(head, file, report);
     }
 
@@ -265,7 +270,7 @@ public sealed class ValueTrainer
                 rows = held.Rows,
                 rSquared = Finite(held.RSquared),
                 mse = Finite(held.MeanSquaredError),
-                byPrefixLength = held.ByPrefixLength.Select(b => new { from = b.From, to = b.To, rows = b.Rows, rSquared = Finite(b.RSquared), mse = Finite(b.MeanSquaredError) }),
+                byPrefixLength = held.ByPrefixLength.Select(b => new { from = b.From, to = b.To, rows = b.Rows, rSquared = Finite(b.RSquared), mse = Finite(b.MeanSquaredError), prefixRewardR2 = Finite(b.PrefixRewardRSquared) }),
             },
         };
         if (options.Method == ValueMethod.Q)

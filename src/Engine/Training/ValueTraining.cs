@@ -91,7 +91,14 @@ public sealed record ValueTrainingOptions
 /// <param name="MeanReward">Mean realized reward of their rollouts.</param>
 /// <param name="RSquared">1 - SSE / SST of V against the realized reward (NaN when the rewards do not vary).</param>
 /// <param name="MeanSquaredError">Mean of (V - r)^2.</param>
-public sealed record PrefixBucket(int From, int To, long Rows, double MeanReward, double RSquared, double MeanSquaredError);
+public sealed record PrefixBucket(int From, int To, long Rows, double MeanReward, double RSquared, double MeanSquaredError)
+{
+    /// <summary>
+    /// corr(r(x, y^t), r(x, y))^2 of the prefix reward with the realized reward on the same prefixes: the baseline
+    /// <see cref="RSquared"/> must beat (NaN when either is constant or it was not computed).
+    /// </summary>
+    public double PrefixRewardRSquared { get; init; } = double.NaN;
+}
 
 /// <summary>Accuracy of a value head against realized rewards on rollouts it was not trained on.</summary>
 public sealed record ValueHeldOutReport(int Rollouts, long Rows, double RSquared, double MeanSquaredError, IReadOnlyList<PrefixBucket> ByPrefixLength);

@@ -18,14 +18,14 @@ public sealed class DpoValue(DpoModels models) : IValueFunction
 
     public bool NeedsInputs => true;
 
-    public void Evaluate(IReadOnlyList<ValueInput>? inputs, ReadOnlySpan<float> hidden, int count, Span<double> values)
+    public void Evaluate(IReadOnlyList<RewardInput>? inputs, ReadOnlySpan<float> hidden, int count, Span<double> values)
     {
         ArgumentNullException.ThrowIfNull(inputs);
         var prompts = new IReadOnlyList<int>[count];
         var continuations = new IReadOnlyList<int>[count];
         for (int i = 0; i < count; i++)
         {
-            prompts[i] = inputs[i].PromptTokens;
+            prompts[i] = inputs[i].RequirePromptTokens(Description);
             continuations[i] = inputs[i].Tokens;
         }
         double[][] ratios = Models.LogRatios(prompts, continuations);

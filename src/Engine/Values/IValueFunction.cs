@@ -1,22 +1,5 @@
+using Tilt.Engine.Rewards;
 namespace Tilt.Engine.Values;
-
-/// <summary>What a value function may read of one prefix besides its hidden state.</summary>
-public sealed class ValueInput
-{
-    public required string Prompt { get; init; }
-
-    /// <summary>Prompt token ids (BOS included when the model adds one).</summary>
-    public required IReadOnlyList<int> PromptTokens { get; init; }
-
-    /// <summary>Response tokens so far, the candidate token or block included.</summary>
-    public required IReadOnlyList<int> Tokens { get; init; }
-
-    /// <summary>Detokenized response so far (stop token excluded).</summary>
-    public required string Text { get; init; }
-
-    /// <summary>True when the last token is a stop token: the value is then the reward of the finished text.</summary>
-    public required bool IsFinished { get; init; }
-}
 
 /// <summary>
 /// V(x, y^t): the expected reward of finishing a prefix [M13], as controlled decoding uses it to tilt p
@@ -35,5 +18,5 @@ public interface IValueFunction
     /// values[i] = V(prefix i). <paramref name="hidden"/> is [count, d]: the hidden state after each prefix's last
     /// token. <paramref name="inputs"/> is null when <see cref="NeedsInputs"/> is false.
     /// </summary>
-    void Evaluate(IReadOnlyList<ValueInput>? inputs, ReadOnlySpan<float> hidden, int count, Span<double> values);
+    void Evaluate(IReadOnlyList<RewardInput>? inputs, ReadOnlySpan<float> hidden, int count, Span<double> values);
 }

@@ -15,22 +15,18 @@ public sealed class PrefixRewardValue(IReward reward) : IValueFunction
     public string Description => $"prefix({_reward.Description})";
     public bool NeedsInputs => true;
 
-    public void Evaluate(IReadOnlyList<ValueInput>? inputs, ReadOnlySpan<float> hidden, int count, Span<double> values)
+    public void Evaluate(IReadOnlyList<RewardInput>? inputs, ReadOnlySpan<float> hidden, int count, Span<double> values)
     {
         ArgumentNullException.ThrowIfNull(inputs);
+        if (!_reward.NeedsHiddenState)
+        {
+            // The prefixes are the reward's inputs as they are (one type for both): nothing is copied.
+            _reward.ScoreChecked(inputs.Count == count ? inputs : [.. inputs.Take(count)], values[..count]);
+            return;
+        }
         int d = count > 0 ? hidden.Length / count : 0;
         var candidates = new RewardInput[count];
-        for (int i = 0; i < count; i++)
-        {
-            candidates[i] = new RewardInput
-            {
-                Prompt = inputs[i].Prompt,
-                Text = inputs[i].Text,
-                Tokens = inputs[i].Tokens,
-                IsFinished = inputs[i].IsFinished,
-                FinalHidden = _reward.NeedsHiddenState ? hidden.Slice(i * d, d).ToArray() : ReadOnlyMemory<float>.Empty,
-            };
-        }
+        for (int i = 0; i < count; i++) candidates[i] = inputs[i] with { FinalHidden = hidden.Slice(i * d, d).ToArray() };
         _reward.ScoreChecked(candidates, values[..count]);
     }
 }

@@ -49,28 +49,28 @@ public sealed class TabularExactValue : IValueFunction
     public string Description => _kind == ExactValueKind.Expected ? $"exact({_reward.Description})" : $"exact-soft({_reward.Description}, beta={_beta:R})";
     public bool NeedsInputs => true;
 
-    public void Evaluate(IReadOnlyList<ValueInput>? inputs, ReadOnlySpan<float> hidden, int count, Span<double> values)
+    public void Evaluate(IReadOnlyList<RewardInput>? inputs, ReadOnlySpan<float> hidden, int count, Span<double> values)
     {
         ArgumentNullException.ThrowIfNull(inputs);
         for (int i = 0; i < count; i++) values[i] = Value(inputs[i]);
     }
 
     /// <summary>The exact value of one prefix (cached per prompt and prefix).</summary>
-    public double Value(ValueInput input)
+    public double Value(RewardInput input)
     {
-        string key = string.Join(',', input.PromptTokens) + "|" + string.Join(',', input.Tokens);
+        string key = string.Join(',', input.RequirePromptTokens(Description)) + "|" + string.Join(',', input.Tokens);
         if (_cache.TryGetValue(key, out double cached)) return cached;
         double value = Compute(input);
         _cache[key] = value;
         return value;
     }
 
-    private double Compute(ValueInput input)
+    private double Compute(RewardInput input)
     {
         int remaining = _maxTokens - input.Tokens.Count;
         if (input.IsFinished || remaining <= 0) return Score([Candidate(input.Prompt, input.Tokens, input.IsFinished)])[0];
 
-        int[] prefix = [.. input.PromptTokens, .. input.Tokens];
+        int[] prefix = [.. input.RequirePromptTokens(Description), .. input.Tokens];
         var completions = _model.EnumerateOutputs(prefix, remaining);
         var candidates = completions.Select(c => Candidate(input.Prompt, [.. input.Tokens, .. c.Tokens], c.EndsWithEos)).ToArray();
         var rewards = Score(candidates);

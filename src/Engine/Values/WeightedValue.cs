@@ -1,3 +1,4 @@
+using Tilt.Engine.Rewards;
 namespace Tilt.Engine.Values;
 
 /// <summary>Multi-objective value V = sum_i w_i V_i [M22]: one value per objective, weights chosen per request.</summary>
@@ -22,7 +23,7 @@ public sealed class WeightedValue : IValueFunction
     public string Description { get; }
     public bool NeedsInputs { get; }
 
-    public void Evaluate(IReadOnlyList<ValueInput>? inputs, ReadOnlySpan<float> hidden, int count, Span<double> values)
+    public void Evaluate(IReadOnlyList<RewardInput>? inputs, ReadOnlySpan<float> hidden, int count, Span<double> values)
     {
         if (_scratch.Length < count) _scratch = new double[count];
         values[..count].Clear();

@@ -179,7 +179,7 @@ public sealed class RejectionTests(SharedModel shared, ITestOutputHelper output)
             if (prefixValue.TryGetValue((output, t), out double v)) return v;
             int[] prefix = outputs[output].Tokens[..t];
             var values = new double[1];
-            value.Evaluate([new ValueInput { Prompt = "", PromptTokens = [], Tokens = prefix, Text = _model.Detokenize(prefix), IsFinished = false }], [], 1, values);
+            value.Evaluate([new RewardInput { Prompt = "", PromptTokens = [], Tokens = prefix, Text = _model.Detokenize(prefix), IsFinished = false }], [], 1, values);
             return prefixValue[(output, t)] = values[0];
         }
         while (true)

@@ -45,6 +45,16 @@ public sealed class PointStoreTests : IDisposable
     }
 
     [Fact]
+    public void PointsSavedWithTheOldKlMethodSpellingResumeInTheOneSpellingEveryFrontEndUses()
+    {
+        PointStore.Open(_dir, Identity()).Add(Point("bon-n4") with { KlMethod = "BestOfNEstimate" });
+        var reopened = PointStore.Open(_dir, Identity()).Points.Single();
+        Assert.Equal("best_of_n_estimate", reopened.KlMethod);
+        Assert.Equal("step_drift_sum", EvaluatedPoint.MethodName(KlMethod.StepDriftSum));
+        Assert.Equal("soft_best_of_n_estimate", EvaluatedPoint.MethodName(KlMethod.SoftBestOfNEstimate));
+    }
+
+    [Fact]
     public void PointsWithoutASettingsFileAreNotReusedSilently()
     {
         File.WriteAllText(Path.Combine(_dir, PointStore.JsonFile), "[]");

@@ -40,7 +40,7 @@ public sealed class StrategyCatalogTests
         Assert.Equal(aligned.Order(), StrategyCatalog.Entries.Select(e => e.Strategy).Order());
         var spellings = StrategyCatalog.Entries.SelectMany(e => e.Aliases.Prepend(e.Name)).ToArray();
         Assert.Equal(spellings.Length, spellings.Distinct().Count());
-        Assert.Equal(["bon", "soft-bon", "tokenwise", "blockwise", "rejection"], StrategyCatalog.Entries.Select(e => e.Name));
+        Assert.Equal(["bon", "soft-bon", "tokenwise", "blockwise", "beam", "rejection"], StrategyCatalog.Entries.Select(e => e.Name));
         Assert.Throws<ArgumentException>(() => StrategyCatalog.Get(DecodingStrategy.Score));
     }
 
@@ -52,8 +52,8 @@ public sealed class StrategyCatalogTests
     {
         var e = Assert.Throws<StrategyFieldException>(() => StrategyCatalog.Parse(name));
         Assert.Equal(StrategyFields.Strategy, e.Field);
-        Assert.Equal($"strategy must be bon, soft-bon, tokenwise, blockwise or rejection, got '{name}'", e.Message);
-        Assert.Equal($"--strategy must be bon, soft-bon, tokenwise, blockwise or rejection, got '{name}'", e.MessageFor("--strategy"));
+        Assert.Equal($"strategy must be bon, soft-bon, tokenwise, blockwise, beam or rejection, got '{name}'", e.Message);
+        Assert.Equal($"--strategy must be bon, soft-bon, tokenwise, blockwise, beam or rejection, got '{name}'", e.MessageFor("--strategy"));
     }
 
     [Fact]
@@ -194,7 +194,7 @@ public sealed class StrategyCatalogTests
     public void Only_the_reward_ranked_strategies_ignore_a_value()
     {
         Assert.Equal(
-            [DecodingStrategy.Tokenwise, DecodingStrategy.Blockwise, DecodingStrategy.Rejection],
+            [DecodingStrategy.Tokenwise, DecodingStrategy.Blockwise, DecodingStrategy.Beam, DecodingStrategy.Rejection],
             StrategyCatalog.Entries.Where(e => e.ReadsValue).Select(e => e.Strategy));
     }
 
@@ -204,7 +204,7 @@ public sealed class StrategyCatalogTests
         // Setting one read field away from its default must change the built options: no field is read and then dropped.
         var changed = new StrategySpec
         {
-            Strategy = DecodingStrategy.BestOfN, N = 3, K = 3, Block = 3, TopK = 3, Beta = 3, Alpha = 0.3, Every = 3, Lambda = 3,
+            Strategy = DecodingStrategy.BestOfN, N = 3, K = 3, Block = 3, Beams = 3, TopK = 3, Beta = 3, Alpha = 0.3, Every = 3, Lambda = 3,
             Selection = BlockSelectionMode.Sample, ReturnCandidates = true,
         };
         foreach (var entry in StrategyCatalog.Entries)
@@ -224,6 +224,7 @@ public sealed class StrategyCatalogTests
         N = field == StrategyFields.N ? all.N : null,
         K = field == StrategyFields.K ? all.K : null,
         Block = field == StrategyFields.Block ? all.Block : null,
+        Beams = field == StrategyFields.Beams ? all.Beams : null,
         TopK = field == StrategyFields.TopK ? all.TopK : null,
         Beta = field == StrategyFields.Beta ? all.Beta : null,
         Alpha = field == StrategyFields.Alpha ? all.Alpha : null,

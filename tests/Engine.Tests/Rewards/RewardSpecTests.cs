@@ -147,6 +147,7 @@ public sealed class RewardSpecTests : IDisposable
     [InlineData("meanstd(0.75;head:a.head;head:b.head;length:12)")]
     [InlineData("-2*meanstd(0;mean(min(length:1;length:2));length:3)+regex:\\(a\\)")]
     [InlineData(@"mean(regex:(a|b)\);regex:[;)]x;regex:a\;b)")]
+    [InlineData("mean(calibrated(lexicon:sentiment);calibrated(1000*length:5+regex:a))")]
     public void Description_is_canonical_and_parses_back_to_an_equivalent_reward(string spec)
     {
         IReward first = Parse(spec);
@@ -200,7 +201,7 @@ public sealed class RewardSpecTests : IDisposable
     [InlineData("length:3;length:4", "bad length target '3;length:4'", "';' separates the members of an ensemble only")]
     [InlineData("mean", "'mean' is an ensemble and needs its members in parentheses")]
     [InlineData("mean:3", "unknown kind 'mean' in 'mean:3'")]
-    [InlineData("0.5 length:3", "expected a term (KIND:ARG, WEIGHT*KIND:ARG or mean/min/meanstd(...)) at '0.5 length:3'")]
+    [InlineData("0.5 length:3", "expected a term (KIND:ARG, WEIGHT*KIND:ARG or mean/min/meanstd/calibrated(...)) at '0.5 length:3'")]
     [InlineData("regex:(", "invalid regex '('")]
     [InlineData("regex:a{2,1}", "invalid regex 'a{2,1}'")]
     [InlineData("lexicon:missing.txt", "missing.txt: lexicon file not found")]

@@ -159,7 +159,7 @@ public sealed class TabularExactnessTests : IDisposable
                 double pv = _model.NextProbability(state, v);
                 if (pv <= 0) continue;
                 int[] prefix = [.. tokens[..t], v];
-                double w = pv * Math.Exp(value.Value(new ValueInput
+                double w = pv * Math.Exp(value.Value(new RewardInput
                 {
                     Prompt = "", PromptTokens = [], Tokens = prefix, Text = _model.Detokenize(prefix), IsFinished = v == _model.Info.EosToken,
                 }) / beta);

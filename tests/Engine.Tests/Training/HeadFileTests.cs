@@ -129,6 +129,12 @@ public sealed class HeadFileTests : IDisposable
         { "hiddenSize", "0", "field 'hiddenSize' is 0" },
         { "hiddenSize", "2000000000", "field 'hiddenSize' is 2000000000" },
         { "hiddenUnits", "3", "field 'hiddenUnits' is 3; a linear head has 0" },
+        { "heldOutByPrefixLength", "[null]", "field 'heldOutByPrefixLength[0]' is null" },
+        { "heldOutByPrefixLength", """[{"from":4,"to":2}]""", "field 'heldOutByPrefixLength[0]' covers 4..2" },
+        { "heldOutByPrefixLength", """[{"from":0,"to":0},{"from":0,"to":3}]""", "field 'heldOutByPrefixLength[1]' covers 0..3" },
+        { "heldOutByPrefixLength", """[{"from":0,"to":0,"rSquared":1.5}]""", "field 'heldOutByPrefixLength[0]'.rSquared is 1.5" },
+        { "heldOutByPrefixLength", """[{"from":1,"to":3,"prefixRewardR2":-0.1}]""", "field 'heldOutByPrefixLength[0]'.prefixRewardR2 is -0.1" },
+        { "heldOutByPrefixLength", """[{"from":1,"to":3,"rows":-1}]""", "field 'heldOutByPrefixLength[0]'.rows is -1" },
     };
 
     /// <summary>Every field of the header is checked, with an error that names it (JSON alone lets null and numbers through).</summary>

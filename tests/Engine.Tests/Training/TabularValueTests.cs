@@ -61,7 +61,7 @@ public sealed class TabularValueTests : IDisposable
         return found;
     }
 
-    private double ExactValue(int[] prefix) => _exact.Value(new ValueInput
+    private double ExactValue(int[] prefix) => _exact.Value(new RewardInput
     {
         Prompt = "",
         PromptTokens = [],

@@ -176,7 +176,7 @@ test('stop with alignment ends decoding at the stop', async () => {
 
 test('errors come back as the SDK\'s typed errors', async () => {
   await assert.rejects(
-    client.completions.create({ model: 'stories260K', prompt: 'x', alignment: { strategy: 'beam' } }),
+    client.completions.create({ model: 'stories260K', prompt: 'x', alignment: { strategy: 'mcts' } }),
     (e) => e instanceof OpenAI.BadRequestError && e.status === 400 && e.param === 'alignment.strategy');
   await assert.rejects(
     client.completions.create({ model: 'stories260K', prompt: 'x', alignment: { strategy: 'bon', reward: 'lexicon:/etc/passwd' } }),

@@ -127,6 +127,20 @@ public sealed class GgufModel : ILanguageModel
         return MemoryMarshal.Cast<LLamaToken, int>(tokens.AsSpan()).ToArray();
     }
 
+    /// <summary>
+    /// Tokenizes text in which special tokens are written out, such as a chat template's output ("&lt;|im_start|&gt;"
+    /// becomes that token, not its characters), with BOS first when the model wants one and the text does not already
+    /// begin with it. For reward models, which read a whole formatted conversation.
+    /// </summary>
+    internal int[] TokenizeWithSpecialTokens(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var tokens = _weights.Tokenize(text, Info.BosToken is not null, special: true, Encoding.UTF8);
+        var ids = MemoryMarshal.Cast<LLamaToken, int>(tokens.AsSpan()).ToArray();
+        // A template that writes BOS itself ("<s>", "<|begin_of_text|>") would otherwise give it twice.
+        return ids.Length >= 2 && Info.BosToken is { } bos && ids[0] == bos && ids[1] == bos ? ids[1..] : ids;
+    }
+
     public ITextDecoder CreateTextDecoder() => new Utf8TokenDecoder(TokenBytes);
 
     public string Detokenize(ReadOnlySpan<int> tokens)

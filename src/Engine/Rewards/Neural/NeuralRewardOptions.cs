@@ -23,7 +23,7 @@ public sealed record NeuralRewardOptions
     public static NeuralRewardOptions Default { get; } = new();
 
     /// <summary>
-    /// The tokenizer file: a WordPiece <c>vocab.txt</c> or a <c>tokenizer.json</c> with a WordPiece model. Defaults
+    /// The tokenizer file: a WordPiece <c>vocab.txt</c> or a <c>tokenizer.json</c> with a WordPiece, BPE or Unigram model. Defaults
     /// to null: <c>tokenizer.json</c> beside the model when there is one, else <c>vocab.txt</c> beside it.
     /// </summary>
     public string? TokenizerPath { get; init; }
@@ -43,6 +43,28 @@ public sealed record NeuralRewardOptions
 
     /// <summary>Where the graph runs. Defaults to <see cref="OnnxDevice.Cpu"/>.</summary>
     public OnnxDevice Device { get; init; } = OnnxDevice.Cpu;
+
+    /// <summary>The largest <see cref="IntraOpThreads"/> accepted.</summary>
+    public const int MaxIntraOpThreads = 1024;
+
+    /// <summary>
+    /// Threads ONNX Runtime uses inside one operator (intra-op), 1..<see cref="MaxIntraOpThreads"/>; spec
+    /// <c>threads=N</c>. Set it when the reward shares the CPU with the decoding model. Defaults to null: ONNX
+    /// Runtime's own default (one per physical core).
+    /// </summary>
+    public int? IntraOpThreads
+    {
+        get;
+        init => field = value is null or (>= 1 and <= MaxIntraOpThreads)
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(IntraOpThreads), value, $"threads must be between 1 and {MaxIntraOpThreads}");
+    }
+
+    /// <summary>The graph optimization level; spec <c>optimization=all|extended|basic|none</c>. Defaults to <see cref="OnnxGraphOptimization.All"/>.</summary>
+    public OnnxGraphOptimization GraphOptimization { get; init; } = OnnxGraphOptimization.All;
+
+    /// <summary>The session these options ask for (one shared session per model file and settings).</summary>
+    public OnnxSessionSettings Session => new(Device, IntraOpThreads, GraphOptimization);
 
     /// <summary>The classifier's logit that is the reward. Defaults to 0 (the only logit of a one-logit reward model). &gt;= 0.</summary>
     public int Label
@@ -111,6 +133,16 @@ public sealed record NeuralRewardOptions
             text.Append(",device=cuda");
         }
 
+        if (IntraOpThreads is int threads)
+        {
+            text.Append(",threads=").Append(threads.ToString(CultureInfo.InvariantCulture));
+        }
+
+        if (GraphOptimization != OnnxGraphOptimization.All)
+        {
+            text.Append(",optimization=").Append(GraphOptimization.ToString().ToLowerInvariant());
+        }
+
         return text.ToString();
     }
 
@@ -129,7 +161,7 @@ public sealed record NeuralRewardOptions
             throw new TiltException($"missing model path in '{argument}' (write MODEL.onnx[,key=value...])");
         }
 
-        string keys = classifier ? "label, input, max-length, tokenizer, device" : "max-length, tokenizer, device";
+        string keys = classifier ? "label, input, max-length, tokenizer, device, threads, optimization" : "max-length, tokenizer, device, threads, optimization";
         var options = new NeuralRewardOptions();
         var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (string part in parts.Skip(1))
@@ -158,6 +190,18 @@ public sealed record NeuralRewardOptions
                         "cpu" => OnnxDevice.Cpu,
                         "cuda" => OnnxDevice.Cuda,
                         _ => throw new TiltException($"bad device '{value}' in '{argument}' (cpu or cuda)"),
+                    },
+                },
+                "threads" => options with { IntraOpThreads = Int(key, value, min: 1, max: MaxIntraOpThreads) },
+                "optimization" => new NeuralRewardOptions(options)
+                {
+                    GraphOptimization = value switch
+                    {
+                        "all" => OnnxGraphOptimization.All,
+                        "extended" => OnnxGraphOptimization.Extended,
+                        "basic" => OnnxGraphOptimization.Basic,
+                        "none" => OnnxGraphOptimization.None,
+                        _ => throw new TiltException($"bad optimization '{value}' in '{argument}' (all, extended, basic or none)"),
                     },
                 },
                 "label" when classifier => options with { Label = Int(key, value, min: 0, max: int.MaxValue) },

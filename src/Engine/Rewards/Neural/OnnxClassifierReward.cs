@@ -14,11 +14,11 @@ namespace Tilt.Engine.Rewards.Neural;
 public sealed class OnnxClassifierReward : IReward
 {
     private readonly OnnxTextModel _model;
-    private readonly WordPieceTextTokenizer _tokenizer;
+    private readonly TextTokenizer _tokenizer;
     private readonly string _output;
     private long _runs;
 
-    private OnnxClassifierReward(OnnxTextModel model, WordPieceTextTokenizer tokenizer, string output, NeuralRewardOptions options)
+    private OnnxClassifierReward(OnnxTextModel model, TextTokenizer tokenizer, string output, NeuralRewardOptions options)
     {
         _model = model;
         _tokenizer = tokenizer;
@@ -36,8 +36,8 @@ public sealed class OnnxClassifierReward : IReward
     {
         ArgumentNullException.ThrowIfNull(modelPath);
         options ??= NeuralRewardOptions.Default;
-        var model = OnnxTextModel.Load(modelPath, options.Device);
-        var tokenizer = WordPieceTextTokenizer.Load(options.ResolveTokenizer(modelPath));
+        var model = OnnxTextModel.Load(modelPath, options.Session);
+        var tokenizer = TextTokenizer.Load(options.ResolveTokenizer(modelPath));
         string output = model.FindOutput("classifier logits", rank: 2, "logits");
         if (model.OutputDimension(output, 1) is long labels && options.Label >= labels)
         {

@@ -16,6 +16,25 @@ public enum OnnxDevice
     Cuda,
 }
 
+/// <summary>ONNX Runtime's graph optimization level for a neural reward's session.</summary>
+public enum OnnxGraphOptimization
+{
+    /// <summary>Every optimization, layout changes included (ORT_ENABLE_ALL, ONNX Runtime's default). Spec: <c>optimization=all</c>.</summary>
+    All,
+
+    /// <summary>Basic plus extended node fusions (ORT_ENABLE_EXTENDED). Spec: <c>optimization=extended</c>.</summary>
+    Extended,
+
+    /// <summary>Constant folding and redundant-node removal (ORT_ENABLE_BASIC). Spec: <c>optimization=basic</c>.</summary>
+    Basic,
+
+    /// <summary>The graph as written (ORT_DISABLE_ALL). Spec: <c>optimization=none</c>.</summary>
+    None,
+}
+
+/// <summary>How a session is made: device, intra-op threads (null: ONNX Runtime's default) and graph optimization.</summary>
+public readonly record struct OnnxSessionSettings(OnnxDevice Device, int? IntraOpThreads = null, OnnxGraphOptimization Optimization = OnnxGraphOptimization.All);
+
 /// <summary>Reads a graph output of one Run: the float data (row-major) and its shape.</summary>
 internal delegate void OutputReader(ReadOnlySpan<float> data, ReadOnlySpan<long> shape);
 
@@ -35,16 +54,16 @@ internal sealed class OnnxTextModel
     public const string AttentionMask = "attention_mask";
     public const string TokenTypeIds = "token_type_ids";
 
-    private static readonly ConcurrentDictionary<(string Path, OnnxDevice Device), Lazy<OnnxTextModel>> Cache = new();
+    private static readonly ConcurrentDictionary<(string Path, OnnxSessionSettings Settings), Lazy<OnnxTextModel>> Cache = new();
 
     private readonly InferenceSession _session;
     private readonly string[] _inputNames;
     private readonly ConcurrentDictionary<(string Tokenizer, int MaxLength), bool> _accepted = new();
 
-    private OnnxTextModel(string path, OnnxDevice device, InferenceSession session)
+    private OnnxTextModel(string path, OnnxSessionSettings settings, InferenceSession session)
     {
         Path = path;
-        Device = device;
+        Settings = settings;
         _session = session;
         var inputs = session.InputMetadata;
         HasTokenTypeIds = inputs.ContainsKey(TokenTypeIds);
@@ -54,27 +73,30 @@ internal sealed class OnnxTextModel
     /// <summary>The .onnx file (full path).</summary>
     public string Path { get; }
 
-    public OnnxDevice Device { get; }
+    public OnnxDevice Device => Settings.Device;
+
+    /// <summary>How the session was made (one session per file and settings).</summary>
+    public OnnxSessionSettings Settings { get; }
 
     /// <summary>True when the graph takes segment ids (BERT does; DistilBERT and RoBERTa exports do not).</summary>
     public bool HasTokenTypeIds { get; }
 
     /// <summary>
-    /// The model of <paramref name="path"/> on <paramref name="device"/>, loaded on first use and kept for the life of
-    /// the process (keyed by full path and device). A file that fails to load is not cached.
+    /// The model of <paramref name="path"/> with <paramref name="settings"/>, loaded on first use and kept for the life of
+    /// the process (keyed by full path and settings). A file that fails to load is not cached.
     /// </summary>
     /// <exception cref="TiltException">Missing file, not an ONNX graph, unexpected inputs, or an unavailable device.</exception>
-    public static OnnxTextModel Load(string path, OnnxDevice device)
+    public static OnnxTextModel Load(string path, OnnxSessionSettings settings)
     {
-        var key = (System.IO.Path.GetFullPath(path), device);
-        var lazy = Cache.GetOrAdd(key, k => new Lazy<OnnxTextModel>(() => Open(k.Path, k.Device), LazyThreadSafetyMode.ExecutionAndPublication));
+        var key = (System.IO.Path.GetFullPath(path), settings);
+        var lazy = Cache.GetOrAdd(key, k => new Lazy<OnnxTextModel>(() => Open(k.Path, k.Settings), LazyThreadSafetyMode.ExecutionAndPublication));
         try
         {
             return lazy.Value;
         }
         catch
         {
-            Cache.TryRemove(new KeyValuePair<(string, OnnxDevice), Lazy<OnnxTextModel>>(key, lazy));
+            Cache.TryRemove(new KeyValuePair<(string, OnnxSessionSettings), Lazy<OnnxTextModel>>(key, lazy));
             throw;
         }
     }
@@ -117,17 +139,14 @@ internal sealed class OnnxTextModel
     /// position table, fails here with the files named instead of in the middle of a decode.
     /// </summary>
     /// <exception cref="TiltException">The probe run failed.</exception>
-    public void EnsureAccepts(WordPieceTextTokenizer tokenizer, int maxLength)
+    public void EnsureAccepts(TextTokenizer tokenizer, int maxLength)
     {
         if (_accepted.ContainsKey((tokenizer.Path, maxLength)))
         {
             return;
         }
 
-        var probe = new int[maxLength]; // [CLS] (V-1) ... (V-1) [SEP]
-        probe.AsSpan().Fill(tokenizer.VocabularySize - 1);
-        probe[0] = tokenizer.ClassificationId;
-        probe[^1] = tokenizer.SeparatorId;
+        int[] probe = tokenizer.Probe(maxLength); // e.g. [CLS] (V-1) ... (V-1) [SEP]
         try
         {
             Run([new EncodedText(probe, null)], tokenizer.PaddingId, _session.OutputNames[0], static (_, _) => { });
@@ -202,12 +221,23 @@ internal sealed class OnnxTextModel
     /// <summary>The largest ONNX file opened: 4 GiB (larger models keep their weights in external data files).</summary>
     private const long MaxOnnxBytes = 4L << 30;
 
-    private static OnnxTextModel Open(string path, OnnxDevice device)
+    private static OnnxTextModel Open(string path, OnnxSessionSettings settings)
     {
+        var device = settings.Device;
         // ONNX Runtime reads the file itself; the check refuses a folder, FIFO or device first (a FIFO would hang it).
         InputFile.Check(path, "ONNX model file", MaxOnnxBytes);
 
-        using var options = new SessionOptions();
+        using var options = new SessionOptions
+        {
+            GraphOptimizationLevel = settings.Optimization switch
+            {
+                OnnxGraphOptimization.None => GraphOptimizationLevel.ORT_DISABLE_ALL,
+                OnnxGraphOptimization.Basic => GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                OnnxGraphOptimization.Extended => GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                _ => GraphOptimizationLevel.ORT_ENABLE_ALL,
+            },
+        };
+        if (settings.IntraOpThreads is int threads) options.IntraOpNumThreads = threads;
         if (device == OnnxDevice.Cuda)
         {
             string[] available = OrtEnv.Instance().GetAvailableProviders();
@@ -241,7 +271,7 @@ internal sealed class OnnxTextModel
         try
         {
             CheckInputs(path, session.InputMetadata);
-            return new OnnxTextModel(path, device, session);
+            return new OnnxTextModel(path, settings, session);
         }
         catch
         {

@@ -17,12 +17,12 @@ public sealed class SimilarityReward : IReward
     public const int MaxTokensPerRun = 65_536;
 
     private readonly OnnxTextModel _model;
-    private readonly WordPieceTextTokenizer _tokenizer;
+    private readonly TextTokenizer _tokenizer;
     private readonly string _output;
     private long _runs;
     private readonly double[] _target; // [d], unit length
 
-    private SimilarityReward(OnnxTextModel model, WordPieceTextTokenizer tokenizer, string output, string target, NeuralRewardOptions options)
+    private SimilarityReward(OnnxTextModel model, TextTokenizer tokenizer, string output, string target, NeuralRewardOptions options)
     {
         _model = model;
         _tokenizer = tokenizer;
@@ -50,8 +50,8 @@ public sealed class SimilarityReward : IReward
         }
 
         options ??= NeuralRewardOptions.Default;
-        var model = OnnxTextModel.Load(modelPath, options.Device);
-        var tokenizer = WordPieceTextTokenizer.Load(options.ResolveTokenizer(modelPath));
+        var model = OnnxTextModel.Load(modelPath, options.Session);
+        var tokenizer = TextTokenizer.Load(options.ResolveTokenizer(modelPath));
         string output = model.FindOutput("token embeddings", rank: 3, "last_hidden_state", "token_embeddings");
         model.EnsureAccepts(tokenizer, options.MaxLength);
         return new SimilarityReward(model, tokenizer, output, target, options);

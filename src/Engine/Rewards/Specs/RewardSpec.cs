@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Tilt.Engine.Rewards.Llama;
 using Tilt.Engine.Rewards.Neural;
 
 namespace Tilt.Engine.Rewards.Specs;
@@ -16,10 +17,13 @@ public static partial class RewardSpec
     public const int MaxNesting = 16;
 
     /// <summary>Reward kinds, written <c>KIND:ARGUMENT</c>.</summary>
-    public static IReadOnlyList<string> Kinds { get; } = ["length", "lexicon", "regex", "head", "onnx", "similarity", "dpo"];
+    public static IReadOnlyList<string> Kinds { get; } = ["length", "lexicon", "regex", "head", "onnx", "similarity", "dpo", "rm"];
 
-    /// <summary>Ensemble names, written <c>NAME(A;B;...)</c>.</summary>
-    public static IReadOnlyList<string> EnsembleNames { get; } = ["mean", "min", "meanstd"];
+    /// <summary>
+    /// Ensemble names, written <c>NAME(A;B;...)</c>, and <c>calibrated(A)</c>, which takes one member: it is parsed
+    /// like an ensemble so that it nests and weighs the same way.
+    /// </summary>
+    public static IReadOnlyList<string> EnsembleNames { get; } = ["mean", "min", "meanstd", "calibrated"];
 
     /// <summary>Parses a spec.</summary>
     /// <param name="spec">The spec text.</param>
@@ -42,6 +46,9 @@ public static partial class RewardSpec
           mean(A;B;...)           mean of sums A, B, ... (ensemble [M21])
           min(A;B;...)            minimum of A, B, ... (pessimistic ensemble)
           meanstd(L;A;B;...)      mean - L * std of A, B, ... (population std, L >= 0)
+          calibrated(A)           A's quantile among the candidates scored in the same call for the same prompt [M28]:
+                                  (#lower + 0.5 * #equal) / n, in (0, 1); 0.5 for a lone candidate. Puts rewards of
+                                  different scales on one scale, e.g. mean(calibrated(A);calibrated(B))
           Ensembles may be weighted terms of a sum and may nest (up to 16 levels).
         Kinds:
           length:N                -|n - N| / N, n = continuation tokens without the stop token
@@ -60,9 +67,15 @@ public static partial class RewardSpec
                                   and TARGET's; in TARGET write \+ \; \( \) \\ for + ; ( ) \
           dpo:POLICY,REF[,beta=B] DPO's implicit reward beta * (log pi_policy(y|x) - log pi_ref(y|x)) [M23] of two
                                   models (GGUF or tabular) that share a vocabulary; beta defaults to 0.1
+          rm:BACKBONE.gguf,HEAD[,template=NAME]
+                                  an LLM reward model: prompt and response in the backbone's chat template (or NAME,
+                                  or none), head . final hidden state of the last token (tilt head import makes HEAD);
+                                  HEAD may be a .safetensors file, with tensor=NAME (default score.weight),
+                                  bias-tensor=NAME and label=N
           OPTIONS of onnx: and similarity: are comma-separated: max-length=N (tokens, default 512; longer texts are
-                                  truncated), tokenizer=FILE (default tokenizer.json, else vocab.txt beside the model),
-                                  device=cpu|cuda (default cpu)
+                                  truncated), tokenizer=FILE (default tokenizer.json: WordPiece, BPE or Unigram, else vocab.txt
+                                  beside the model), device=cpu|cuda (default cpu), threads=N (ONNX Runtime intra-op
+                                  threads; default its own), optimization=all|extended|basic|none (default all)
         Notes:
           Relative paths resolve against the working directory. Spaces around + * ; ( ) are ignored, and
           arguments are trimmed. A '+' starts a new term only before [W*]KIND: or NAME( of a known kind or
@@ -162,8 +175,8 @@ public static partial class RewardSpec
                 }
 
                 throw Error(_position < _spec.Length && _spec[_position] == '('
-                    ? $"unexpected '(' at '{Excerpt(_position)}': parentheses only follow an ensemble name (mean, min, meanstd)"
-                    : $"expected a term (KIND:ARG, WEIGHT*KIND:ARG or mean/min/meanstd(...)) at '{Excerpt(_position)}'");
+                    ? $"unexpected '(' at '{Excerpt(_position)}': parentheses only follow an ensemble name (mean, min, meanstd, calibrated)"
+                    : $"expected a term (KIND:ARG, WEIGHT*KIND:ARG or mean/min/meanstd/calibrated(...)) at '{Excerpt(_position)}'");
             }
 
             if (nameEnd < _spec.Length && _spec[nameEnd] == ':')
@@ -212,7 +225,7 @@ public static partial class RewardSpec
         }
 
         /// <summary>After NAME '(': [LAMBDA ';'] sum (';' sum)* ')'.</summary>
-        private RewardEnsemble ParseEnsemble(string name, int nameStart, int depth)
+        private IReward ParseEnsemble(string name, int nameStart, int depth)
         {
             if (depth > MaxNesting)
             {
@@ -279,8 +292,15 @@ public static partial class RewardSpec
                 }
             }
 
+            if (name == "calibrated" && members.Count != 1)
+            {
+                throw Error($"'{Excerpt(nameStart)}' has {members.Count} members; calibrated takes one spec, calibrated(A): " +
+                    "to calibrate several, write mean(calibrated(A);calibrated(B))");
+            }
+
             return name switch
             {
+                "calibrated" => new CalibratedReward(members[0]),
                 "mean" => new RewardEnsemble(EnsembleMode.Mean, members),
                 "min" => new RewardEnsemble(EnsembleMode.Min, members),
                 _ => new RewardEnsemble(EnsembleMode.MeanMinusStd, members, lambda),
@@ -324,6 +344,8 @@ public static partial class RewardSpec
                         return CreateSimilarity(argument);
                     case "dpo":
                         return new DpoReward(DpoModels.Parse(argument, ResolvePath));
+                    case "rm":
+                        return RewardModelReward.Parse(argument, ResolvePath);
                     default: // head
                         Func<string, IReward> factory = _context.HeadRewardFactory
                             ?? throw Error($"'head:{argument}' needs a loaded model: trained reward heads read the model's hidden states, and no model was given");
@@ -534,10 +556,16 @@ public static partial class RewardSpec
             "onnx" => "MODEL.onnx[,label=I][,input=response], e.g. onnx:reward-model.onnx",
             "similarity" => "MODEL.onnx|TARGET TEXT, e.g. similarity:model.onnx|a happy story about friends",
             "dpo" => "POLICY.gguf,REF.gguf[,beta=B], e.g. dpo:tuned.gguf,base.gguf,beta=0.1",
+            "rm" => "BACKBONE.gguf,HEAD[,template=NAME], e.g. rm:reward-model.gguf,reward.head",
             _ => "FILE, e.g. head:reward.head",
         };
 
-        private static string EnsembleHint(string name) => name == "meanstd" ? "meanstd(LAMBDA;A;B;...)" : $"{name}(A;B;...)";
+        private static string EnsembleHint(string name) => name switch
+        {
+            "meanstd" => "meanstd(LAMBDA;A;B;...)",
+            "calibrated" => "calibrated(A)",
+            _ => $"{name}(A;B;...)",
+        };
 
         /// <summary>Explains an argument that swallowed a term: "length:3+lenght:4" reads as length "3+lenght:4".</summary>
         private static string PlusHint(string argument)

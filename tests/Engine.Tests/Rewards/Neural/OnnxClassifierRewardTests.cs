@@ -143,8 +143,8 @@ public sealed class OnnxClassifierRewardTests : IDisposable
         Assert.Equal(Path.Combine(folder, "vocab.txt"), fromVocab.TokenizerPath);
         Assert.Equal(2 + 6 + 5 + 3, Score(fromVocab, Pair("", "Hello World"))[0]);
 
-        string bpe = _files.Write("bpe.json", """{"model":{"type":"BPE","vocab":{"a":0},"merges":[]}}""");
-        AssertTilt(() => OnnxClassifierReward.Create(_graph, new NeuralRewardOptions { TokenizerPath = bpe }), bpe, "model type 'BPE' is not supported");
+        string wordLevel = _files.Write("wordlevel.json", """{"model":{"type":"WordLevel","vocab":{"a":0}}}""");
+        AssertTilt(() => OnnxClassifierReward.Create(_graph, new NeuralRewardOptions { TokenizerPath = wordLevel }), wordLevel, "model type 'WordLevel' is not supported");
         string missing = Path.Combine(_files.Path, "nothing-here.txt");
         AssertTilt(() => OnnxClassifierReward.Create(_graph, new NeuralRewardOptions { TokenizerPath = missing }), missing, "tokenizer file not found");
     }

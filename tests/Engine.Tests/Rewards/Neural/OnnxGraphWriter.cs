@@ -104,7 +104,7 @@ internal static class OnnxGraphWriter
     }
 
     /// <summary>Protobuf fields in order: varints (wire type 0) and length-delimited bytes (wire type 2).</summary>
-    private sealed class ProtoMessage
+    internal sealed class ProtoMessage
     {
         private readonly MemoryStream _bytes = new();
 
@@ -116,6 +116,16 @@ internal static class OnnxGraphWriter
         }
 
         public ProtoMessage String(int field, string value) => Bytes(field, Encoding.UTF8.GetBytes(value));
+
+        /// <summary>A float field (wire type 5: four little-endian bytes).</summary>
+        public ProtoMessage Float(int field, float value)
+        {
+            WriteVarint((ulong)((field << 3) | 5));
+            Span<byte> bytes = stackalloc byte[4];
+            System.Buffers.Binary.BinaryPrimitives.WriteSingleLittleEndian(bytes, value);
+            _bytes.Write(bytes);
+            return this;
+        }
 
         public ProtoMessage Message(int field, ProtoMessage value) => Bytes(field, value.ToArray());
 

@@ -120,7 +120,7 @@ public sealed class SimilarityRewardTests(MiniLm miniLm) : IDisposable
         var a = Reward("friends");
         var b = Reward("a sad dog");
         Assert.Same(a.Session, b.Session);
-        Assert.Same(a.Session, OnnxTextModel.Load(Path.Combine(miniLm.Folder, ".", "model.onnx"), OnnxDevice.Cpu));
+        Assert.Same(a.Session, OnnxTextModel.Load(Path.Combine(miniLm.Folder, ".", "model.onnx"), new OnnxSessionSettings(OnnxDevice.Cpu)));
         Assert.Same(a.Session, Reward(options: new NeuralRewardOptions { MaxLength = 64 }).Session); // options differ, file is the same
     }
 
@@ -141,7 +141,7 @@ public sealed class SimilarityRewardTests(MiniLm miniLm) : IDisposable
         var reward = Reward();
         var value = new PrefixRewardValue(reward);
         string[] prefixes = [.. Enumerable.Range(1, 16).Select(i => string.Join(' ', HappyFriends.Split(' ').Take(i)))];
-        var inputs = prefixes.Select(p => new ValueInput { Prompt = "Once", PromptTokens = [1], Tokens = [5], Text = p, IsFinished = false }).ToArray();
+        var inputs = prefixes.Select(p => new RewardInput { Prompt = "Once", PromptTokens = [1], Tokens = [5], Text = p, IsFinished = false }).ToArray();
         var values = new double[16];
         long runs = reward.RunCount;
         value.Evaluate(inputs, ReadOnlySpan<float>.Empty, 16, values);

@@ -13,7 +13,7 @@ namespace Tilt.Engine.Decoding;
 internal sealed class GenerationRun : RequestRun
 {
     private readonly GenerationOptions _options;
-    private Rollout? _rollout;
+    private ContinuationBatch? _rollout;
     private PromptState? _prompt;
     private readonly bool[] _reported;
     private TimeSpan _prefill;
@@ -43,22 +43,9 @@ internal sealed class GenerationRun : RequestRun
         if (_prompt is not null) return;
         _prompt = LoadPrompt(context, clear: false, forks: Sequences.Length - 1);
         _prefill = Clock.Elapsed;
-        _rollout = new Rollout(context.Model, _options.Samples);
-        _rollout.Start(new Rollout.Settings
-        {
-            Candidates = _options.Samples,
-            Sequences = Sequences,
-            Rows = Enumerable.Range(0, _options.Samples).Select(i => _options.FirstRow + (uint)i).ToArray(),
-            MaxTokens = _options.MaxTokens,
-            Sampling = _options.Sampling,
-            Seed = _options.Seed,
-            Request = _options.RequestId,
-            // A sample cut by the limit has its last token decoded, so its whole text has a hidden state too.
-            DecodeLastToken = _stride > 0,
-            Stop = Stops,
-            Logprobs = Request.Options.Logprobs,
-            TopLogprobs = Request.Options.TopLogprobs,
-        }, _prompt.Logits, _prompt.Hidden);
+        _rollout = new ContinuationBatch(context.Model, _options.Samples);
+        // A sample cut by the limit has its last token decoded, so its whole text has a hidden state too.
+        _rollout.Start(CandidatesFromPrompt(_options.Samples, _options.FirstRow, decodeLastToken: _stride > 0), _prompt.Logits, _prompt.Hidden);
         if (_stride > 0)
             for (int i = 0; i < _options.Samples; i++) Record(i, 0, _prompt.Hidden);
     }
@@ -122,9 +109,9 @@ internal sealed class GenerationRun : RequestRun
     }
 
     /// <summary>The sample's text is complete (stopped or at the limit); with hidden states its last token may still be decoded.</summary>
-    private bool Complete(Rollout rollout, int i) => rollout.Stopped[i] || rollout.Tokens[i].Count >= _options.MaxTokens;
+    private bool Complete(ContinuationBatch rollout, int i) => rollout.Stopped[i] || rollout.Tokens[i].Count >= _options.MaxTokens;
 
-    private AlignedSample Result(int i, Rollout rollout)
+    private AlignedSample Result(int i, ContinuationBatch rollout)
     {
         string text = rollout.FinishText(i);
         int[] tokens = rollout.Tokens[i].ToArray();

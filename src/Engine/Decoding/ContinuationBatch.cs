@@ -21,7 +21,7 @@ namespace Tilt.Engine.Decoding;
 /// Noise for candidate i at response position t comes from RNG row Rows[i] and step StepOffset + t, so a candidate's text
 /// depends neither on K, nor on which other candidates are alive, nor on what other requests share the batch.
 /// </summary>
-internal sealed class Rollout
+internal sealed partial class ContinuationBatch
 {
     private readonly ModelInfo _info;
     private readonly ILanguageModel _model;
@@ -31,12 +31,12 @@ internal sealed class Rollout
     private readonly int[] _handle;       // [K] sampling handle (Sample phase) or decode row (Decode phases)
     private readonly bool[] _fromStart;   // [K] the next sample reads the start logits (no decode yet)
     private readonly int[] _topHandle;    // [K] top-N handle of the row sampled this iteration
-    private readonly float[] _startLogits;   // [vocab] shared start row (all candidates start from one prefix)
+    private float[] _startLogits;   // [prefixes, vocab] start rows (Settings.StartGroup; one shared row by default)
     private Settings _settings = null!;
     private int _remaining; // candidates not Done
     private StopMatcher? _textStop; // the matcher the candidates' StopTexts were made with
 
-    public Rollout(ILanguageModel model, int capacity)
+    public ContinuationBatch(ILanguageModel model, int capacity)
     {
         _model = model;
         _info = model.Info;
@@ -76,51 +76,6 @@ internal sealed class Rollout
         Sample,     // has logits (start or this iteration's decode row), wants its next token
         Decode,     // newest token pending; decode it, then sample
         DecodeOnly, // newest token pending at the limit; decode it for its state only
-    }
-
-    /// <summary>What one run does.</summary>
-    public sealed record Settings
-    {
-        /// <summary>Candidates in this run (&lt;= capacity).</summary>
-        public required int Candidates { get; init; }
-
-        /// <summary>[Candidates] engine sequence of each candidate.</summary>
-        public required int[] Sequences { get; init; }
-
-        /// <summary>[Candidates] RNG row of each candidate.</summary>
-        public required uint[] Rows { get; init; }
-
-        public required int MaxTokens { get; init; }
-        public required SamplingParameters Sampling { get; init; }
-        public required ulong Seed { get; init; }
-        public required uint Request { get; init; }
-
-        /// <summary>Response position of the first token of this run (RNG step of t = 0).</summary>
-        public int StepOffset { get; init; }
-
-        public bool DecodeLastToken { get; init; }
-
-        /// <summary>Keep each candidate's text (incremental detokenization). Defaults to true.</summary>
-        public bool TrackText { get; init; } = true;
-
-        /// <summary>The request's stop strings and stop token ids; null = none (nothing is matched).</summary>
-        public StopMatcher? Stop { get; init; }
-
-        /// <summary>
-        /// Without <see cref="TrackText"/>: the detokenizer of the text the candidates continue (blockwise CD's accepted
-        /// prefix), so a candidate's text is read as <see cref="StopTail"/> + its preview and a stop string that straddles the
-        /// block boundary is found.
-        /// </summary>
-        public ITextDecoder? StopPrefix { get; init; }
-
-        /// <summary>The last characters of the continued text (enough for the longest stop string but one).</summary>
-        public string StopTail { get; init; } = "";
-
-        /// <summary>Record every token's log p (<see cref="TokenLogProbs"/>); implied by <see cref="TopLogprobs"/> &gt; 0.</summary>
-        public bool Logprobs { get; init; }
-
-        /// <summary>Alternatives per token from the top-N pass (0 = none: no row of this run joins the pass).</summary>
-        public int TopLogprobs { get; init; }
     }
 
     public int Candidates => _settings.Candidates;
@@ -182,7 +137,8 @@ internal sealed class Rollout
 
     /// <summary>
     /// Starts a run: every candidate already holds the same prefix, whose next-token logits are <paramref name="startLogits"/>
-    /// [vocab] and hidden state <paramref name="startHidden"/> [d].
+    /// [vocab] and hidden state <paramref name="startHidden"/> [d] (with <see cref="Settings.StartGroup"/>: one row of each per
+    /// prefix, [prefixes, vocab] and [prefixes, d]).
     /// </summary>
     public void Start(Settings settings, ReadOnlySpan<float> startLogits, ReadOnlySpan<float> startHidden)
     {
@@ -190,7 +146,9 @@ internal sealed class Rollout
         if (n < 1 || n > _phase.Length)
             throw new ArgumentOutOfRangeException(nameof(settings), n, $"candidates must be 1..{_phase.Length}");
         _settings = settings;
-        startLogits[.._vocab].CopyTo(_startLogits);
+        int rows = settings.StartGroup is { } groups ? groups.Take(n).Max() + 1 : 1;
+        if (_startLogits.Length < rows * _vocab) _startLogits = new float[rows * _vocab];
+        startLogits[..(rows * _vocab)].CopyTo(_startLogits);
         for (int i = 0; i < n; i++)
         {
             Tokens[i].Clear();
@@ -207,7 +165,7 @@ internal sealed class Rollout
             Stepped[i] = false;
             _phase[i] = Phase.Sample;
             _fromStart[i] = true;
-            startHidden[.._hidden].CopyTo(FinalHidden.AsSpan(i * _hidden, _hidden));
+            startHidden.Slice(Group(i) * _hidden, _hidden).CopyTo(FinalHidden.AsSpan(i * _hidden, _hidden));
         }
         if (settings.TrackText) _textStop = settings.Stop;
         TokensDecoded = 0;
@@ -239,8 +197,8 @@ internal sealed class Rollout
     {
         Array.Clear(DecodedNow, 0, _settings.Candidates);
         if (IsFinished) return;
-        var logits = context.Session.Logits;
-        var hidden = context.Session.Hidden;
+        var logits = context.Outputs.Logits;
+        var hidden = context.Outputs.Hidden;
         bool decoded = false;
         for (int i = 0; i < _settings.Candidates; i++)
         {
@@ -268,11 +226,11 @@ internal sealed class Rollout
     public void Propose(StepContext context)
     {
         if (IsFinished) return;
-        var logits = context.Session.Logits;
+        var logits = context.Outputs.Logits;
         for (int i = 0; i < _settings.Candidates; i++)
         {
             if (_phase[i] != Phase.Sample) continue;
-            var source = _fromStart[i] ? _startLogits
+            var source = _fromStart[i] ? _startLogits.AsSpan(Group(i) * _vocab, _vocab)
                 : _holding ? _held.AsSpan(i * _vocab, _vocab)
                 : logits.Slice(context.Batch.Row(_handle[i]) * _vocab, _vocab);
             _handle[i] = context.Batch.AddSample(source, _settings.Sampling, Key(i));
@@ -292,7 +250,7 @@ internal sealed class Rollout
     {
         if (IsFinished) return;
         if (_held.Length < _settings.Candidates * _vocab) _held = new float[_phase.Length * _vocab];
-        var logits = context.Session.Logits;
+        var logits = context.Outputs.Logits;
         for (int i = 0; i < _settings.Candidates; i++)
         {
             if (_phase[i] != Phase.Sample || _fromStart[i]) continue;
@@ -423,12 +381,17 @@ internal sealed class Rollout
     /// <summary>Without text tracking: whether the candidate's newest token completed a stop string after the prefix.</summary>
     private bool StopInPreview(int candidate, StopMatcher stop)
     {
-        string tail = _settings.StopTail;
-        string text = tail + _settings.StopPrefix!.Preview(TokenSpan(candidate));
+        int g = Group(candidate);
+        string tail = _settings.StopTails?[g] ?? _settings.StopTail;
+        var prefix = _settings.StopPrefixes?[g] ?? _settings.StopPrefix!;
+        string text = tail + prefix.Preview(TokenSpan(candidate));
         return stop.Find(text, tail.Length) >= 0;
     }
 
     public ReadOnlySpan<int> TokenSpan(int candidate) => CollectionsMarshal.AsSpan(Tokens[candidate]);
+
+    /// <summary>The prefix (start row) a candidate continues.</summary>
+    private int Group(int candidate) => _settings.StartGroup?[candidate] ?? 0;
 
     private RngKey Key(int candidate) =>
         new(_settings.Seed, _settings.Request, (uint)(_settings.StepOffset + Tokens[candidate].Count), _settings.Rows[candidate]);

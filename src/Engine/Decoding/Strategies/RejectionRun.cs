@@ -20,7 +20,7 @@ internal sealed class RejectionRun : RequestRun
     private readonly RejectionOptions _options;
     private readonly IReward _reward;
     private readonly IValueFunction _value;
-    private Rollout? _rollout;
+    private ContinuationBatch? _rollout;
     private int _sample;
     private bool _needPrompt = true;
     private bool _deciding;
@@ -66,26 +66,13 @@ internal sealed class RejectionRun : RequestRun
         var prompt = LoadPrompt(context, clear: _sample > 0, forks: n - 1);
         _cachedPrompt = prompt.CachedTokens;
         _prefill = Clock.Elapsed - _sampleStart;
-        _rollout ??= new Rollout(context.Model, n);
+        _rollout ??= new ContinuationBatch(context.Model, n);
         _scores = new double[n];
         _rejected = new bool[n];
         _rejectedAt = new int[n];
         _rejectedScore = new double[n];
         _survivors.Clear();
-        _rollout.Start(new Rollout.Settings
-        {
-            Candidates = n,
-            Sequences = Sequences.ToArray(),
-            Rows = Enumerable.Range(0, n).Select(i => (uint)(_sample * n + i)).ToArray(),
-            MaxTokens = _options.MaxTokens,
-            Sampling = _options.Sampling,
-            Seed = _options.Seed,
-            Request = _options.RequestId,
-            DecodeLastToken = _reward.NeedsHiddenState,
-            Stop = Stops,
-            Logprobs = Request.Options.Logprobs,
-            TopLogprobs = Request.Options.TopLogprobs,
-        }, prompt.Logits, prompt.Hidden);
+        _rollout.Start(CandidatesFromPrompt(n, (uint)(_sample * n), decodeLastToken: _reward.NeedsHiddenState), prompt.Logits, prompt.Hidden);
     }
 
     public override void Plan(StepContext context) => _rollout?.Plan(context.Batch);
@@ -110,8 +97,8 @@ internal sealed class RejectionRun : RequestRun
         var hidden = new float[unfinished.Length * d];
         for (int j = 0; j < unfinished.Length; j++)
             rollout.FinalHidden.AsSpan(unfinished[j] * d, d).CopyTo(hidden.AsSpan(j * d));
-        IReadOnlyList<ValueInput>? inputs = _value.NeedsInputs
-            ? unfinished.Select(i => new ValueInput
+        IReadOnlyList<RewardInput>? inputs = _value.NeedsInputs
+            ? unfinished.Select(i => new RewardInput
             {
                 Prompt = Request.Prompt,
                 PromptTokens = PromptTokens,
@@ -151,16 +138,14 @@ internal sealed class RejectionRun : RequestRun
         }
         if (!rollout.IsFinished) return;
         FinishSample(rollout, context.Hidden, deadline);
-        _sample++;
-        if (deadline || _sample == _options.Samples || PastDeadline) IsDone = true;
-        else _needPrompt = true;
+        _needPrompt = NextOutput(ref _sample, deadline);
     }
 
     /// <summary>
     /// Stops the floor(alpha x U) lowest-valued of the U unfinished candidates (ties: the higher candidate index goes
     /// first, a fixed rule the exact enumeration in the tests follows) and frees their sequences.
     /// </summary>
-    private void Reject(StepContext context, Rollout rollout)
+    private void Reject(StepContext context, ContinuationBatch rollout)
     {
         for (int j = 0; j < _scores.Length; j++)
             if (!double.IsFinite(_scores[j]))
@@ -182,7 +167,7 @@ internal sealed class RejectionRun : RequestRun
         _survivors.Add(Enumerable.Range(0, _options.N).Count(i => !_rejected[i]));
     }
 
-    private void FinishSample(Rollout rollout, int d, bool deadline)
+    private void FinishSample(ContinuationBatch rollout, int d, bool deadline)
     {
         int n = _options.N;
         var survivors = Enumerable.Range(0, n).Where(i => !_rejected[i]).ToArray();

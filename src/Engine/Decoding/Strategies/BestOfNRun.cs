@@ -20,7 +20,7 @@ internal sealed class BestOfNRun : RequestRun
     private readonly bool _returnCandidates;
     private readonly double? _lambda; // soft best-of-n [M27]; null: the argmax [M4]
     private readonly IReward _reward;
-    private Rollout? _rollout;
+    private ContinuationBatch? _rollout;
     private int _sample;
     private int _step;
     private bool _needPrompt = true;
@@ -50,21 +50,8 @@ internal sealed class BestOfNRun : RequestRun
         var prompt = LoadPrompt(context, clear: _sample > 0, forks: n - 1);
         _cachedPrompt = prompt.CachedTokens;
         _prefill = Clock.Elapsed - _sampleStart;
-        _rollout ??= new Rollout(context.Model, n);
-        _rollout.Start(new Rollout.Settings
-        {
-            Candidates = n,
-            Sequences = Sequences,
-            Rows = Enumerable.Range(0, n).Select(i => (uint)(_sample * n + i)).ToArray(),
-            MaxTokens = _options.MaxTokens,
-            Sampling = _options.Sampling,
-            Seed = _options.Seed,
-            Request = _options.RequestId,
-            DecodeLastToken = _reward.NeedsHiddenState,
-            Stop = Stops,
-            Logprobs = Request.Options.Logprobs,
-            TopLogprobs = Request.Options.TopLogprobs,
-        }, prompt.Logits, prompt.Hidden);
+        _rollout ??= new ContinuationBatch(context.Model, n);
+        _rollout.Start(CandidatesFromPrompt(n, (uint)(_sample * n), decodeLastToken: _reward.NeedsHiddenState), prompt.Logits, prompt.Hidden);
         _step = 0;
     }
 
@@ -95,7 +82,7 @@ internal sealed class BestOfNRun : RequestRun
     }
 
     /// <summary>Scores the candidates beside the scheduler; then picks and emits the output and starts the next or ends.</summary>
-    private void FinishSample(StepContext context, Rollout rollout, int d, bool deadline)
+    private void FinishSample(StepContext context, ContinuationBatch rollout, int d, bool deadline)
     {
         int n = _n;
         var inputs = new RewardInput[n];
@@ -116,14 +103,12 @@ internal sealed class BestOfNRun : RequestRun
         ScoreAside(context, () => scored = _reward.ScoreWithin(inputs, rewards, budget), _ =>
         {
             bool cut = Pick(rollout, inputs, rewards, scored, deadline);
-            _sample++;
-            if (cut || _sample == _options.Samples || PastDeadline) IsDone = true;
-            else _needPrompt = true;
+            _needPrompt = NextOutput(ref _sample, cut);
         });
     }
 
     /// <summary>Picks and emits the output from the scored candidates; true when the deadline cut it (scoring included).</summary>
-    private bool Pick(Rollout rollout, RewardInput[] inputs, double[] rewards, int scored, bool deadline)
+    private bool Pick(ContinuationBatch rollout, RewardInput[] inputs, double[] rewards, int scored, bool deadline)
     {
         int n = _n;
         // The deadline covers scoring: past it, the output is the best of the candidates scored so far.

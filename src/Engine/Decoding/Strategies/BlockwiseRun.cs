@@ -23,7 +23,7 @@ internal sealed class BlockwiseRun : RequestRun
     private readonly IReward _reward;
     private readonly IValueFunction _value;
     private readonly int _k;
-    private Rollout? _rollout;
+    private ContinuationBatch? _rollout;
     private int[] _order = [];      // [K] sequence of each candidate: _order[0] holds the prefix
     private int _sample;
     private bool _needPrompt = true;
@@ -32,16 +32,8 @@ internal sealed class BlockwiseRun : RequestRun
     // The output in progress.
     private float[] _prefixLogits = [];
     private float[] _prefixHidden = [];
-    private readonly List<int> _tokens = [];
     private readonly List<double> _blockLogProbs = [];
-    private readonly List<TokenLogProb> _tokenLogProbs = [];
-    private readonly StopText _text;
-    private ITextDecoder _decoder = null!;
-    private double _logProb;
-    private long _evaluated;
-    private int _decodeCalls, _block, _cachedPrompt;
-    private TimeSpan _sampleStart, _prefill, _modelTime;
-    private TimeSpan? _firstBlock;
+    private int _block;
     private double[] _scores = [];
 
     public BlockwiseRun(DecodingRequest request, int[] promptTokens, Stopwatch clock, CancellationToken cancellation)
@@ -51,37 +43,29 @@ internal sealed class BlockwiseRun : RequestRun
         _reward = request.Reward!;
         _value = request.Value ?? new PrefixRewardValue(_reward);
         _k = _options.K;
-        _text = new StopText(Stops);
+        _out = new OutputInProgress(Stops);
     }
 
     public override int SequencesNeeded => _k;
 
     // Blocks wait for their values with everything they need in hand (texts, final logits and hidden states are copies).
+    private readonly OutputInProgress _out; // the output being written
+
     public override bool CanPark => true;
 
     public override void Prepare(StepContext context)
     {
         if (!_needPrompt) return;
         _needPrompt = false;
-        _sampleStart = Clock.Elapsed;
+        var start = Clock.Elapsed;
         var prompt = LoadPrompt(context, clear: _sample > 0, forks: 0);
+        _out.Begin(context, Clock, start, prompt);
         _order = Sequences.ToArray();
-        _cachedPrompt = prompt.CachedTokens;
         _prefixLogits = prompt.Logits.ToArray();
         _prefixHidden = prompt.Hidden.ToArray();
-        _prefill = Clock.Elapsed - _sampleStart;
-        _tokens.Clear();
         _blockLogProbs.Clear();
-        _tokenLogProbs.Clear();
-        _text.Clear();
-        _decoder = context.Model.CreateTextDecoder();
-        _logProb = 0;
-        _evaluated = 0;
-        _decodeCalls = 0;
         _block = 0;
-        _modelTime = TimeSpan.Zero;
-        _firstBlock = null;
-        _rollout ??= new Rollout(context.Model, _k);
+        _rollout ??= new ContinuationBatch(context.Model, _k);
         _scores = new double[_k];
         if (PastDeadline) Finish(context, AlignFinish.Deadline);
         else StartBlock(context);
@@ -101,18 +85,18 @@ internal sealed class BlockwiseRun : RequestRun
 
         // Every block is complete: queue their values (batched with the other requests' values).
         _scoring = true;
-        IReadOnlyList<ValueInput>? inputs = null;
+        IReadOnlyList<RewardInput>? inputs = null;
         if (_value.NeedsInputs)
         {
-            var list = new ValueInput[_k];
+            var list = new RewardInput[_k];
             for (int i = 0; i < _k; i++)
             {
                 var block = rollout.TokenSpan(i);
-                list[i] = new ValueInput
+                list[i] = new RewardInput
                 {
                     Prompt = Request.Prompt,
                     PromptTokens = PromptTokens,
-                    Tokens = [.. _tokens, .. block],
+                    Tokens = [.. _out.Tokens, .. block],
                     Text = CandidateText(rollout, i),
                     IsFinished = rollout.Stopped[i],
                 };
@@ -143,9 +127,9 @@ internal sealed class BlockwiseRun : RequestRun
     private void StartBlock(StepContext context)
     {
         // Candidate 0 continues on the prefix's own sequence; the others fork it.
-        for (int i = 1; i < _k; i++) context.Session.CopySequence(_order[0], _order[i]);
-        int m = Math.Min(_options.BlockSize, _options.MaxTokens - _tokens.Count);
-        _rollout!.Start(new Rollout.Settings
+        for (int i = 1; i < _k; i++) context.Kv.Copy(_order[0], _order[i]);
+        int m = Math.Min(_options.BlockSize, _options.MaxTokens - _out.Tokens.Count);
+        _rollout!.Start(new ContinuationBatch.Settings
         {
             Candidates = _k,
             Sequences = _order,
@@ -154,13 +138,13 @@ internal sealed class BlockwiseRun : RequestRun
             Sampling = _options.Sampling,
             Seed = _options.Seed,
             Request = _options.RequestId,
-            StepOffset = _tokens.Count,
+            StepOffset = _out.Tokens.Count,
             // The winner's next block starts from its logits after its last token.
             DecodeLastToken = true,
             TrackText = false,
             Stop = Stops,
-            StopPrefix = _decoder,
-            StopTail = Stops is { HasStrings: true } ? _text.Span[Math.Max(0, _text.Length - (Stops.MaxLength - 1))..].ToString() : "",
+            StopPrefix = _out.Decoder,
+            StopTail = Stops is { HasStrings: true } ? _out.Text.Span[Math.Max(0, _out.Text.Length - (Stops.MaxLength - 1))..].ToString() : "",
             Logprobs = Request.Options.Logprobs,
             TopLogprobs = Request.Options.TopLogprobs,
 
@@ -172,9 +156,9 @@ internal sealed class BlockwiseRun : RequestRun
     {
         var rollout = _rollout!;
         int d = context.Hidden, vocab = context.Vocab;
-        _evaluated += rollout.TokensDecoded;
-        _decodeCalls += rollout.DecodeCalls;
-        _modelTime += rollout.ModelTime;
+        _out.Evaluated += rollout.TokensDecoded;
+        _out.DecodeCalls += rollout.DecodeCalls;
+        _out.ModelTime += rollout.ModelTime;
 
         var finished = Enumerable.Range(0, _k).Where(i => rollout.Stopped[i]).ToArray();
         if (finished.Length > 0)
@@ -183,7 +167,7 @@ internal sealed class BlockwiseRun : RequestRun
             {
                 Prompt = Request.Prompt,
                 Text = CandidateText(rollout, i),
-                Tokens = [.. _tokens, .. rollout.TokenSpan(i)],
+                Tokens = [.. _out.Tokens, .. rollout.TokenSpan(i)],
                 IsFinished = true,
                 FinalHidden = rollout.FinalHidden.AsMemory(i * d, d).ToArray(),
             }).ToArray();
@@ -197,22 +181,22 @@ internal sealed class BlockwiseRun : RequestRun
 
         int winner = SelectBlock(_scores, _options, _sample, _block);
         var blockTokens = rollout.Tokens[winner];
-        _tokens.AddRange(blockTokens);
-        _logProb += rollout.LogProb[winner];
+        _out.Tokens.AddRange(blockTokens);
+        _out.LogProb += rollout.LogProb[winner];
         _blockLogProbs.Add(rollout.LogProb[winner]);
-        _tokenLogProbs.AddRange(rollout.TokenLogProbs[winner]);
+        _out.TokenLogProbs.AddRange(rollout.TokenLogProbs[winner]);
         for (int j = 0; j < blockTokens.Count; j++)
         {
-            int before = _text.Length;
-            _text.Append(_decoder.Push(blockTokens[j]));
-            if (j == blockTokens.Count - 1 && rollout.StoppedByRequest[winner] && Stops!.IsStopToken(blockTokens[j])) _text.StopAtToken(before);
+            int before = _out.Text.Length;
+            _out.Text.Append(_out.Decoder.Push(blockTokens[j]));
+            if (j == blockTokens.Count - 1 && rollout.StoppedByRequest[winner] && Stops!.IsStopToken(blockTokens[j])) _out.Text.StopAtToken(before);
         }
-        _firstBlock ??= Clock.Elapsed - _sampleStart;
+        _out.Accepted(Clock);
         Emit(new CandidatesScored(_sample, _block, _scores.ToArray(), winner));
         // A block that ends the output also streams what was held back for a possible stop string.
-        bool last = rollout.Stopped[winner] || _tokens.Count >= _options.MaxTokens;
-        if (last && !_text.Stopped) _text.Append(_decoder.Flush());
-        Emit(new TextAccepted(_sample, blockTokens.ToArray(), _text.TakeStreamable(final: last), BlockwiseKl.Estimate(CollectionsMarshal.AsSpan(_blockLogProbs), _k))
+        bool last = rollout.Stopped[winner] || _out.Tokens.Count >= _options.MaxTokens;
+        if (last && !_out.Text.Stopped) _out.Text.Append(_out.Decoder.Flush());
+        Emit(new TextAccepted(_sample, blockTokens.ToArray(), _out.Text.TakeStreamable(final: last), BlockwiseKl.Estimate(CollectionsMarshal.AsSpan(_blockLogProbs), _k))
         {
             LogProb = rollout.LogProb[winner],
             TokenLogProbs = WantsLogprobs ? rollout.TokenLogProbs[winner].ToArray() : null,
@@ -226,48 +210,46 @@ internal sealed class BlockwiseRun : RequestRun
 
         if (rollout.StoppedByRequest[winner]) Finish(context, AlignFinish.Stop);
         else if (rollout.Stopped[winner]) Finish(context, AlignFinish.Eos);
-        else if (_tokens.Count >= _options.MaxTokens) Finish(context, AlignFinish.Length);
+        else if (_out.Tokens.Count >= _options.MaxTokens) Finish(context, AlignFinish.Length);
         else if (PastDeadline) Finish(context, AlignFinish.Deadline);
         else StartBlock(context);
     }
 
     private void Finish(StepContext context, AlignFinish finish)
     {
-        if (!_text.Stopped) _text.Append(_decoder.Flush());
-        string text = _text.ToString();
-        int[] tokens = _tokens.ToArray();
+        if (!_out.Text.Stopped) _out.Text.Append(_out.Decoder.Flush());
+        string text = _out.Text.ToString();
+        int[] tokens = _out.Tokens.ToArray();
         // A deadline can end the output while text is still held back for a possible stop string.
-        if (_text.TakeStreamable(final: true) is { Length: > 0 } rest)
+        if (_out.Text.TakeStreamable(final: true) is { Length: > 0 } rest)
             Emit(new TextAccepted(_sample, [], rest, BlockwiseKl.Estimate(CollectionsMarshal.AsSpan(_blockLogProbs), _k)));
         var reward = new double[1];
         _reward.ScoreChecked([new RewardInput { Prompt = Request.Prompt, Text = text, Tokens = tokens, IsFinished = finish is AlignFinish.Eos or AlignFinish.Stop, FinalHidden = _prefixHidden.ToArray() }], reward);
         var perBlock = Enumerable.Repeat(_k, _block).ToArray();
-        EmitResult(new AlignedSample(_sample, text, tokens, reward[0], _logProb,
+        EmitResult(new AlignedSample(_sample, text, tokens, reward[0], _out.LogProb,
             new KlReport(BlockwiseKl.Estimate(CollectionsMarshal.AsSpan(_blockLogProbs), _k), KlMethod.BlockEstimate),
-            new KlReport(BlockwiseKl.Bound(perBlock), KlMethod.BlockBound), finish, _evaluated,
-            new AlignTimings(_prefill, _firstBlock ?? Clock.Elapsed - _sampleStart, Clock.Elapsed - _sampleStart, _decodeCalls) { ModelTime = _modelTime }, [])
+            new KlReport(BlockwiseKl.Bound(perBlock), KlMethod.BlockBound), finish, _out.Evaluated,
+            _out.Timings(Clock), [])
         {
-            CachedPromptTokens = _cachedPrompt,
-            TokenLogProbs = WantsLogprobs ? _tokenLogProbs.ToArray() : null,
+            CachedPromptTokens = _out.CachedPrompt,
+            TokenLogProbs = WantsLogprobs ? _out.TokenLogProbs.ToArray() : null,
         });
-        _sample++;
-        if (finish == AlignFinish.Deadline || _sample == _options.Samples || PastDeadline) IsDone = true;
-        else _needPrompt = true;
+        _needPrompt = NextOutput(ref _sample, finish == AlignFinish.Deadline);
     }
 
     /// <summary>
     /// The text of the output if candidate block <paramref name="i"/> were accepted: cut at a stop string that it completes
     /// (which may start in the accepted text), without a stop token's text unless the request keeps stops.
     /// </summary>
-    private string CandidateText(Rollout rollout, int i)
+    private string CandidateText(ContinuationBatch rollout, int i)
     {
         var block = rollout.TokenSpan(i);
-        string prefix = _text.ToString();
-        if (!rollout.StoppedByRequest[i]) return prefix + _decoder.Preview(block);
-        string text = prefix + _decoder.Preview(block);
+        string prefix = _out.Text.ToString();
+        if (!rollout.StoppedByRequest[i]) return prefix + _out.Decoder.Preview(block);
+        string text = prefix + _out.Decoder.Preview(block);
         int end = Stops!.HasStrings ? Stops.Find(text, prefix.Length) : -1;
         if (end >= 0) return text[..end];
-        return Stops.IncludeStop ? text : prefix + _decoder.Preview(block[..^1]);
+        return Stops.IncludeStop ? text : prefix + _out.Decoder.Preview(block[..^1]);
     }
 
     /// <summary>

@@ -60,7 +60,7 @@ internal sealed class ScoreRun : RequestRun
     public override void Score(StepContext context)
     {
         if (_decodeRow < 0) return;
-        context.Session.Logits.Slice(_decodeRow * context.Vocab, context.Vocab).CopyTo(_row);
+        context.Outputs.Logits.Slice(_decodeRow * context.Vocab, context.Vocab).CopyTo(_row);
         _hasRow = true;
         _evaluated++;
     }

@@ -56,18 +56,10 @@ internal sealed class TokenwiseRun : RequestRun
     private int _candidates, _nextToDecode;
     private (int, int) _tiltHandle;
     private int _topHandle;
-    private readonly List<TokenLogProb> _tokenLogProbs = [];
     private int _prefixRow = -1;
 
     // The output in progress.
-    private readonly List<int> _tokens = [];
-    private double _logProb, _klSum;
-    private long _evaluated;
-    private int _decodeCalls, _cachedPrompt;
-    private TimeSpan _sampleStart, _prefill, _modelTime;
-    private TimeSpan? _firstAccepted;
-    private ITextDecoder _decoder = null!;
-    private readonly StopText _text;
+    private double _klSum;
 
     public TokenwiseRun(DecodingRequest request, int[] promptTokens, Stopwatch clock, CancellationToken cancellation, int vocab, int capacity)
         : base(request, promptTokens, clock, cancellation)
@@ -81,10 +73,12 @@ internal sealed class TokenwiseRun : RequestRun
         _perDecode = Math.Min(_k, capacity - 1);
         _chunked = _k > _perDecode;
         _beta = (float)_options.Beta;
-        _text = new StopText(Stops);
+        _out = new OutputInProgress(Stops);
     }
 
     public override int SequencesNeeded => _perDecode + 1;
+
+    private readonly OutputInProgress _out; // the output being written
 
     public override bool CanPark => true;
 
@@ -99,7 +93,7 @@ internal sealed class TokenwiseRun : RequestRun
         for (int j = 0; j < _candidates; j++)
         {
             if (_candidateRow[j] < 0) continue;
-            context.Session.Logits.Slice(context.Batch.Row(_candidateRow[j]) * _vocab, _vocab).CopyTo(_parked.AsSpan(j * _vocab, _vocab));
+            context.Outputs.Logits.Slice(context.Batch.Row(_candidateRow[j]) * _vocab, _vocab).CopyTo(_parked.AsSpan(j * _vocab, _vocab));
         }
         _isParked = true;
     }
@@ -123,23 +117,13 @@ internal sealed class TokenwiseRun : RequestRun
             _values = new double[_k];
             _valuesF = new float[_k];
         }
-        _sampleStart = Clock.Elapsed;
+        var start = Clock.Elapsed;
         var prompt = LoadPrompt(context, clear: _sample > 0, forks: 0);
+        _out.Begin(context, Clock, start, prompt);
         _current = Sequences[0];
-        _cachedPrompt = prompt.CachedTokens;
         prompt.Logits.CopyTo(_logits, 0);
         prompt.Hidden.CopyTo(_hidden, 0);
-        _prefill = Clock.Elapsed - _sampleStart;
-        _tokens.Clear();
-        _tokenLogProbs.Clear();
-        _text.Clear();
-        _decoder = context.Model.CreateTextDecoder();
-        _logProb = 0;
         _klSum = 0;
-        _evaluated = 0;
-        _decodeCalls = 0;
-        _modelTime = TimeSpan.Zero;
-        _firstAccepted = null;
         _state = State.StartStep;
     }
 
@@ -148,7 +132,7 @@ internal sealed class TokenwiseRun : RequestRun
         _prefixRow = -1;
         if (_state == State.PrefixDecode)
         {
-            _prefixRow = context.Batch.AddDecode(_current, _tokens[^1]);
+            _prefixRow = context.Batch.AddDecode(_current, _out.Tokens[^1]);
             return;
         }
         if (_state == State.StartStep)
@@ -171,12 +155,12 @@ internal sealed class TokenwiseRun : RequestRun
             if (IsStop(context, _candidateIds[j])) continue;
             int sequence = Sequences[next] == _current ? Sequences[++next] : Sequences[next];
             next++;
-            context.Session.CopySequence(_current, sequence);
+            context.Kv.Copy(_current, sequence);
             _candidateSequence[j] = sequence;
             _candidateRow[j] = context.Batch.AddDecode(sequence, _candidateIds[j]);
             decoded++;
         }
-        if (decoded > 0) _decodeCalls++;
+        if (decoded > 0) _out.DecodeCalls++;
     }
 
     public override void Score(StepContext context)
@@ -185,11 +169,11 @@ internal sealed class TokenwiseRun : RequestRun
         {
             // The chosen token decoded on the prefix: its logits and state start the next step.
             int prefix = context.Batch.Row(_prefixRow);
-            context.Session.Logits.Slice(prefix * _vocab, _vocab).CopyTo(_logits);
-            context.Session.Hidden.Slice(prefix * _d, _d).CopyTo(_hidden);
-            _evaluated++;
-            _decodeCalls++;
-            _modelTime += context.LastDecode;
+            context.Outputs.Logits.Slice(prefix * _vocab, _vocab).CopyTo(_logits);
+            context.Outputs.Hidden.Slice(prefix * _d, _d).CopyTo(_hidden);
+            _out.Evaluated++;
+            _out.DecodeCalls++;
+            _out.ModelTime += context.LastDecode;
             _state = State.StartStep;
             return;
         }
@@ -200,10 +184,10 @@ internal sealed class TokenwiseRun : RequestRun
             if (_candidateRow[j] < 0) continue;
             int row = context.Batch.Row(_candidateRow[j]);
             any = true;
-            _evaluated++;
-            context.Session.Hidden.Slice(row * _d, _d).CopyTo(_candidateHidden.AsSpan(j * _d, _d));
+            _out.Evaluated++;
+            context.Outputs.Hidden.Slice(row * _d, _d).CopyTo(_candidateHidden.AsSpan(j * _d, _d));
         }
-        if (any) _modelTime += context.LastDecode;
+        if (any) _out.ModelTime += context.LastDecode;
         if (_nextToDecode < _candidates) return;
 
         // Every candidate is decoded: queue their values.
@@ -214,7 +198,7 @@ internal sealed class TokenwiseRun : RequestRun
     public override void Propose(StepContext context)
     {
         if (_state != State.Tilting) return;
-        int t = _tokens.Count;
+        int t = _out.Tokens.Count;
         for (int j = 0; j < _candidates; j++)
         {
             if (!double.IsFinite(_values[j]))
@@ -237,9 +221,9 @@ internal sealed class TokenwiseRun : RequestRun
         var (token, baseLp, tiltedLp, kl) = context.Batch.TiltResult(_tiltHandle);
         int chosen = Array.IndexOf(_candidateIds, token, 0, _candidates);
         if (chosen < 0) throw new TiltException($"the step kernel returned token {token}, which is not a candidate");
-        int t = _tokens.Count;
-        _tokens.Add(token);
-        _logProb += baseLp;
+        int t = _out.Tokens.Count;
+        _out.Tokens.Add(token);
+        _out.LogProb += baseLp;
         _klSum += kl;
         TokenLogProb? entry = null;
         if (WantsLogprobs)
@@ -249,26 +233,26 @@ internal sealed class TokenwiseRun : RequestRun
                 SamplerLogProb = tiltedLp == baseLp ? double.NaN : tiltedLp,
                 Top = _options.TopLogprobs > 0 ? context.Batch.TopLogProbs(_topHandle) : [],
             };
-            _tokenLogProbs.Add(entry);
+            _out.TokenLogProbs.Add(entry);
         }
-        int before = _text.Length;
-        _text.Append(_decoder.Push(token));
+        int before = _out.Text.Length;
+        _out.Text.Append(_out.Decoder.Push(token));
         bool eos = context.Info.IsStop(token);
-        if (!eos && Stops is not null && Stops.IsStopToken(token)) _text.StopAtToken(before);
+        if (!eos && Stops is not null && Stops.IsStopToken(token)) _out.Text.StopAtToken(before);
         // The token that ends the output also streams what was held back for a possible stop string.
-        bool last = eos || _text.Stopped || _tokens.Count >= _options.MaxTokens;
-        if (last && !_text.Stopped) _text.Append(_decoder.Flush());
-        _firstAccepted ??= Clock.Elapsed - _sampleStart;
+        bool last = eos || _out.Text.Stopped || _out.Tokens.Count >= _options.MaxTokens;
+        if (last && !_out.Text.Stopped) _out.Text.Append(_out.Decoder.Flush());
+        _out.Accepted(Clock);
         Emit(new CandidatesScored(_sample, t, _values.AsSpan(0, _candidates).ToArray(), chosen));
-        Emit(new TextAccepted(_sample, [token], _text.TakeStreamable(final: last), _klSum) { LogProb = baseLp, TokenLogProbs = entry is null ? null : [entry] });
+        Emit(new TextAccepted(_sample, [token], _out.Text.TakeStreamable(final: last), _klSum) { LogProb = baseLp, TokenLogProbs = entry is null ? null : [entry] });
 
-        if (eos || _text.Stopped)
+        if (eos || _out.Text.Stopped)
         {
             Finish(context, eos ? AlignFinish.Eos : AlignFinish.Stop);
             return;
         }
         _candidateHidden.AsSpan(chosen * _d, _d).CopyTo(_hidden);
-        if (_tokens.Count >= _options.MaxTokens)
+        if (_out.Tokens.Count >= _options.MaxTokens)
         {
             Finish(context, AlignFinish.Length);
             return;
@@ -276,14 +260,14 @@ internal sealed class TokenwiseRun : RequestRun
         if (_chunked)
         {
             // Later chunks reused the chosen fork's sequence: decode the token on the prefix itself.
-            foreach (int s in Sequences) if (s != _current) context.Session.RemoveSequence(s);
+            foreach (int s in Sequences) if (s != _current) context.Kv.Clear(s);
             _state = State.PrefixDecode;
             return;
         }
         if (parked) _parked.AsSpan(chosen * _vocab, _vocab).CopyTo(_logits);
-        else context.Session.Logits.Slice(context.Batch.Row(_candidateRow[chosen]) * _vocab, _vocab).CopyTo(_logits);
+        else context.Outputs.Logits.Slice(context.Batch.Row(_candidateRow[chosen]) * _vocab, _vocab).CopyTo(_logits);
         int keep = _candidateSequence[chosen];
-        foreach (int s in Sequences) if (s != keep) context.Session.RemoveSequence(s);
+        foreach (int s in Sequences) if (s != keep) context.Kv.Clear(s);
         _current = keep;
         _state = State.StartStep;
     }
@@ -294,7 +278,7 @@ internal sealed class TokenwiseRun : RequestRun
     private void BeginStep(StepContext context)
     {
         _candidates = CandidateSet.TopK(_logits, _k, _candidateIds);
-        if (_candidates == 0) throw new TiltException($"the model gives no possible next token after {_tokens.Count} tokens (all logits are -inf)");
+        if (_candidates == 0) throw new TiltException($"the model gives no possible next token after {_out.Tokens.Count} tokens (all logits are -inf)");
         for (int j = 0; j < _candidates; j++)
         {
             if (!IsStop(context, _candidateIds[j])) continue;
@@ -306,19 +290,19 @@ internal sealed class TokenwiseRun : RequestRun
         _state = State.Decoding;
     }
 
-    private List<ValueInput> BuildInputs(StepContext context)
+    private List<RewardInput> BuildInputs(StepContext context)
     {
-        var list = new List<ValueInput>(_candidates);
-        string prefix = _text.ToString();
+        var list = new List<RewardInput>(_candidates);
+        string prefix = _out.Text.ToString();
         for (int j = 0; j < _candidates; j++)
         {
             int id = _candidateIds[j];
-            list.Add(new ValueInput
+            list.Add(new RewardInput
             {
                 Prompt = Request.Prompt,
                 PromptTokens = PromptTokens,
-                Tokens = [.. _tokens, id],
-                Text = prefix + _decoder.Preview([id]),
+                Tokens = [.. _out.Tokens, id],
+                Text = prefix + _out.Decoder.Preview([id]),
                 IsFinished = IsStop(context, id),
             });
         }
@@ -328,11 +312,11 @@ internal sealed class TokenwiseRun : RequestRun
     /// <summary>Ends the output: its reward is scored beside the scheduler, then <see cref="Report"/> emits it.</summary>
     private void Finish(StepContext context, AlignFinish finish)
     {
-        if (!_text.Stopped) _text.Append(_decoder.Flush());
-        string text = _text.ToString();
-        int[] tokens = _tokens.ToArray();
+        if (!_out.Text.Stopped) _out.Text.Append(_out.Decoder.Flush());
+        string text = _out.Text.ToString();
+        int[] tokens = _out.Tokens.ToArray();
         // A deadline can end the output while text is still held back for a possible stop string.
-        if (_text.TakeStreamable(final: true) is { Length: > 0 } rest) Emit(new TextAccepted(_sample, [], rest, _klSum));
+        if (_out.Text.TakeStreamable(final: true) is { Length: > 0 } rest) Emit(new TextAccepted(_sample, [], rest, _klSum));
         var rewards = new double[1];
         var input = new RewardInput { Prompt = Request.Prompt, Text = text, Tokens = tokens, IsFinished = finish is AlignFinish.Eos or AlignFinish.Stop, FinalHidden = _hidden.ToArray() };
         _state = State.Scoring;
@@ -342,21 +326,12 @@ internal sealed class TokenwiseRun : RequestRun
     private void Report(AlignFinish finish, string text, int[] tokens, double reward)
     {
         var rewards = new[] { reward };
-        EmitResult(new AlignedSample(_sample, text, tokens, rewards[0], _logProb, new KlReport(_klSum, KlMethod.StepDriftSum), null, finish,
-            _evaluated, new AlignTimings(_prefill, _firstAccepted ?? Clock.Elapsed - _sampleStart, Clock.Elapsed - _sampleStart, _decodeCalls) { ModelTime = _modelTime }, [])
+        EmitResult(new AlignedSample(_sample, text, tokens, rewards[0], _out.LogProb, new KlReport(_klSum, KlMethod.StepDriftSum), null, finish,
+            _out.Evaluated, _out.Timings(Clock), [])
         {
-            CachedPromptTokens = _cachedPrompt,
-            TokenLogProbs = WantsLogprobs ? _tokenLogProbs.ToArray() : null,
+            CachedPromptTokens = _out.CachedPrompt,
+            TokenLogProbs = WantsLogprobs ? _out.TokenLogProbs.ToArray() : null,
         });
-        _sample++;
-        if (finish == AlignFinish.Deadline || _sample == _options.Samples || PastDeadline)
-        {
-            _state = State.Done;
-            IsDone = true;
-        }
-        else
-        {
-            _state = State.NeedPrompt;
-        }
+        _state = NextOutput(ref _sample, finish == AlignFinish.Deadline) ? State.NeedPrompt : State.Done;
     }
 }

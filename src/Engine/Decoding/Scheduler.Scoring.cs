@@ -1,0 +1,81 @@
+using System.Diagnostics;
+
+namespace Tilt.Engine.Decoding;
+
+/// <summary>The scheduler's side of the scoring stage (docs/architecture.md, "Scoring stage").</summary>
+internal sealed partial class Scheduler
+{
+    /// <summary>Scores that came back since the last iteration: each run applies its own on this thread, before its next hook.</summary>
+    private void ApplyScores()
+    {
+        foreach (var run in _running)
+        {
+            if (!run.HasScoringResult) continue;
+            try
+            {
+                run.Resume(_context);
+                _kvPlan.Apply(_session);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                _kvPlan.Discard();
+                _failed.Add((run, e));
+            }
+        }
+        ReleaseFailed();
+    }
+
+    /// <summary>A scoring job ended, or a running request was cancelled: the loop may have work again.</summary>
+    private void Wake()
+    {
+        lock (_gate) Monitor.PulseAll(_gate);
+    }
+
+    /// <summary>True when every running request waits for a scoring job (and none was cancelled, which the loop must drop).</summary>
+    private bool AllWaiting()
+    {
+        if (_cancelAll) return false;
+        foreach (var run in _running)
+            if (!run.IsWaiting || run.Cancellation.IsCancellationRequested) return false;
+        return true;
+    }
+
+    /// <summary>
+    /// Waits up to the patience for the values started in this iteration; a run whose value is done goes on in this iteration,
+    /// the others are parked (they keep what they need of this decode) and the loop moves on without them.
+    /// </summary>
+    private void AwaitScoring()
+    {
+        if (_startedScoring.Count == 0) return;
+
+        var patience = _options.ScoringPatience
+                       ?? TimeSpan.FromTicks(Math.Clamp(_context.LastDecode.Ticks, TimeSpan.TicksPerMillisecond, 100 * TimeSpan.TicksPerMillisecond));
+        long deadline = Stopwatch.GetTimestamp() + (long)(patience.TotalSeconds * Stopwatch.Frequency);
+        foreach (var run in _startedScoring)
+        {
+            if (!_running.Contains(run)) continue; // failed meanwhile
+            long left = deadline - Stopwatch.GetTimestamp();
+            if (run.IsWaiting && left > 0) run.WaitForScoring(TimeSpan.FromSeconds((double)left / Stopwatch.Frequency));
+            try
+            {
+                if (run.IsWaiting)
+                {
+                    _scoring.CountParked();
+                    run.Park(_context);
+                }
+                else
+                {
+                    run.Resume(_context);
+                }
+                _kvPlan.Apply(_session);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                _kvPlan.Discard();
+                _failed.Add((run, e));
+            }
+        }
+        _startedScoring.Clear();
+        ReleaseFailed();
+    }
+}
