@@ -38,9 +38,8 @@ internal static class RequestPlanner
     {
         var limits = options.Limits;
         var catalog = served.Catalog;
-        // The engine's own settings: its context fixes the KV cache type and threads every request on it runs with. A
-        // request names the KV cache type only because the engine refuses one that asks for another (CanServe); threads
-        // are left to the engine.
+        // The engine's own settings: its context fixes the KV cache type and threads every request on it runs with, so
+        // requests do not carry them.
         var engine = served.Engine.Settings;
         if (prompt.Length > limits.MaxPromptChars)
             throw ApiException.BadField("prompt", $"the prompt is {prompt.Length} characters; the limit is {limits.MaxPromptChars}");
@@ -101,7 +100,6 @@ internal static class RequestPlanner
             MaxTokens = maxTokens,
             Seed = seed,
             Sampling = sampling,
-            KvCacheType = engine.KvCacheType,
             Stop = StopFor(stops, r, served),
             Logprobs = logprobs,
             TopLogprobs = topLogprobs,

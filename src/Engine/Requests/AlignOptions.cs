@@ -34,6 +34,10 @@ public abstract record AlignOptions : DecodingOptions
     public const double MinBeta = AlignedFamily.MinBeta;
 
     internal static double CheckBeta(double value, string name) => AlignedFamily.CheckBeta(value, name);
+
+    /// <summary>Tokens per block of the block strategies (blockwise CD, beam search): at least 1.</summary>
+    internal static int CheckBlockSize(int value, string name) =>
+        value >= 1 ? value : throw new ArgumentOutOfRangeException(name, value, $"the block size must be at least 1, got {value}");
 }
 
 /// <summary>
@@ -104,11 +108,7 @@ public sealed record BlockwiseOptions : AlignOptions
     public int K { get; init => field = SessionOptions.CheckSequences(value, nameof(K), "K"); } = 8;
 
     /// <summary>Tokens per block (M). With M >= the whole response, blockwise CD is best-of-K [M18]. Defaults to 8.</summary>
-    public int BlockSize
-    {
-        get;
-        init => field = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(BlockSize), value, $"the block size must be at least 1, got {value}");
-    } = 8;
+    public int BlockSize { get; init => field = CheckBlockSize(value, nameof(BlockSize)); } = 8;
 
     /// <summary>Argmax (default) or sampling ∝ exp(V/beta).</summary>
     public BlockSelectionMode Selection { get; init; } = BlockSelectionMode.Argmax;

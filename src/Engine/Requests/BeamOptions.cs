@@ -14,29 +14,13 @@ namespace Tilt.Engine.Requests;
 public sealed record BeamOptions : AlignOptions
 {
     /// <summary>Beams kept after every step (B). 1..256. Defaults to 2.</summary>
-    public int Beams
-    {
-        get;
-        init => field = value is >= 1 and <= SessionOptions.MaxSupportedSequences
-            ? value
-            : throw new ArgumentOutOfRangeException(nameof(Beams), value, $"beams must be between 1 and {SessionOptions.MaxSupportedSequences}, got {value}");
-    } = 2;
+    public int Beams { get; init => field = SessionOptions.CheckSequences(value, nameof(Beams), "beams"); } = 2;
 
     /// <summary>Candidate blocks per step over all beams (K), decoded as one batch; at least <see cref="Beams"/>. 1..256. Defaults to 8.</summary>
-    public int K
-    {
-        get;
-        init => field = value is >= 1 and <= SessionOptions.MaxSupportedSequences
-            ? value
-            : throw new ArgumentOutOfRangeException(nameof(K), value, $"K must be between 1 and {SessionOptions.MaxSupportedSequences}, got {value}");
-    } = 8;
+    public int K { get; init => field = SessionOptions.CheckSequences(value, nameof(K), "K"); } = 8;
 
     /// <summary>Tokens per block (M). Defaults to 8.</summary>
-    public int BlockSize
-    {
-        get;
-        init => field = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(BlockSize), value, $"the block size must be at least 1, got {value}");
-    } = 8;
+    public int BlockSize { get; init => field = CheckBlockSize(value, nameof(BlockSize)); } = 8;
 
     /// <summary>Checks what needs two options: every kept beam must get at least one block.</summary>
     public void ValidateBeams()

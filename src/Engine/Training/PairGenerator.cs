@@ -66,15 +66,14 @@ public sealed class PairGenerator
     /// <summary>Sampling rounds before giving up on a reward that ties too often.</summary>
     private const int MaxRounds = 8;
 
-    private readonly ILanguageModel _model;
-    private readonly IStepKernels _kernels;
+    private readonly RolloutCollector _rollouts;
     private readonly IReward _reward;
 
     public PairGenerator(ILanguageModel model, IStepKernels kernels, IReward reward)
     {
-        _model = model ?? throw new ArgumentNullException(nameof(model));
-        _kernels = kernels ?? throw new ArgumentNullException(nameof(kernels));
-        _reward = reward ?? throw new ArgumentNullException(nameof(reward));
+        // Pairs are rollouts labeled by their rewards: the collector checks the arguments and samples them.
+        _rollouts = new RolloutCollector(model, kernels, reward);
+        _reward = reward;
     }
 
     /// <summary>Preference pairs; without noise the higher reward is chosen and ties are resampled.</summary>
@@ -130,7 +129,7 @@ public sealed class PairGenerator
     }
 
     private RolloutSet Sample(IReadOnlyList<string> prompts, int count, uint round, PairOptions options, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken) =>
-        new RolloutCollector(_model, _kernels, _reward).Collect(prompts, new RolloutOptions
+        _rollouts.Collect(prompts, new RolloutOptions
         {
             Rollouts = count,
             MaxTokens = options.MaxTokens,

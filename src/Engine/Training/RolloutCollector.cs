@@ -106,8 +106,6 @@ public sealed class RolloutCollector
                     // (a hidden-state reward reads the whole text's state) but keeps no prefix states.
                     FirstRow = (uint)first,
                     HiddenStateStride = stride > 0 ? stride : int.MaxValue,
-                    KvCacheType = options.KvCacheType,
-                    Threads = options.Threads,
                 },
             }, cancellationToken).GetAwaiter().GetResult();
 

@@ -7,7 +7,7 @@ namespace Tilt.Kernels.Cpu;
 /// The SIMD CPU backend ("cpu-simd"): Vector256 math, AVX2 Philox, rows spread over persistent worker threads.
 /// Allocates nothing per call once its scratch has grown to the largest shapes seen. Use from one thread at a time.
 /// </summary>
-internal sealed unsafe class CpuStepKernels : IStepKernels
+internal sealed unsafe class CpuStepKernels : FusedStepKernels
 {
     // Below this many scores per call a fork-join costs more than it saves (a wake-up is ~5-20 us).
     private const long ParallelThreshold = 1 << 16;
@@ -48,13 +48,8 @@ internal sealed unsafe class CpuStepKernels : IStepKernels
     // Rows per task of a parallel value head: a multiple of 4 (the MLP's register block).
     private const int HeadChunkRows = 8;
 
-    public void ScoreValues(ValueHead head, ReadOnlySpan<float> hidden, int rows, Span<float> values)
+    protected override void Score(ValueHead head, ReadOnlySpan<float> hidden, int rows, Span<float> values)
     {
-        ArgumentNullException.ThrowIfNull(head);
-        Validation.Shape(rows, head.InputSize, hidden.Length, nameof(hidden));
-        Validation.Rows(rows, values.Length, nameof(values));
-        if (rows == 0)
-            return;
         if (rows <= HeadChunkRows || (long)rows * head.CostPerRow < ParallelThreshold * 16)
         {
             head.ScoreRows(hidden, 0, rows, values);
@@ -75,17 +70,6 @@ internal sealed unsafe class CpuStepKernels : IStepKernels
         }
     }
 
-    public void ScoreValues(MultiObjectiveValueHead heads, ReadOnlySpan<float> hidden, int rows, ReadOnlySpan<float> weights, Span<float> values)
-    {
-        ArgumentNullException.ThrowIfNull(heads);
-        Validation.Shape(rows, heads.Heads.Count, weights.Length, nameof(weights));
-        Validation.Rows(rows, values.Length, nameof(values));
-        Span<float> perHead = heads.PerHead(rows);
-        for (int i = 0; i < heads.Heads.Count; i++)
-            ScoreValues(heads.Heads[i], hidden, rows, perHead.Slice(i * rows, rows));
-        heads.Combine(perHead, rows, weights, values);
-    }
-
     private void HeadChunk(int chunk, int worker)
     {
         int first = chunk * HeadChunkRows, count = Math.Min(HeadChunkRows, _hiddenRows - first);
@@ -93,42 +77,17 @@ internal sealed unsafe class CpuStepKernels : IStepKernels
         _head.ScoreRows(new ReadOnlySpan<float>(_hidden, _hiddenRows * d), first, count, new Span<float>(_headValues, _hiddenRows));
     }
 
-    public string Name => "cpu-simd";
+    public override string Name => "cpu-simd";
 
     internal static string Describe() =>
         $"{Environment.ProcessorCount} worker thread(s), Vector256 {(Vector256.IsHardwareAccelerated ? "accelerated" : "emulated")}, " +
         $"Philox {(Avx2.IsSupported ? "AVX2" : "scalar")}";
 
-    public void SampleBase(ReadOnlySpan<float> logits, int rows, int vocab,
-        ReadOnlySpan<SamplingParameters> parameters, ReadOnlySpan<RngKey> keys,
-        Span<int> tokens, Span<float> baseLogProb, Span<float> samplerLogProb)
-    {
-        Validation.SampleBase(logits.Length, rows, vocab, parameters, keys.Length, tokens.Length, baseLogProb.Length, samplerLogProb.Length);
-        Execute(logits, rows, vocab, default, vocab, default, default, parameters, keys, tokens, baseLogProb, samplerLogProb, default);
-    }
-
-    // Rows that ask for alternatives are few (a request's own rows), so the pass runs on the calling thread.
-    public void TopLogProbs(ReadOnlySpan<float> logits, int vocab, ReadOnlySpan<int> rows, int n, Span<int> ids, Span<double> logProbs,
-        ReadOnlySpan<int> tokens = default, Span<double> tokenLogProbs = default) =>
-        Kernels.TopLogProbs.Compute(logits, vocab, rows, n, ids, logProbs, tokens, tokenLogProbs);
-
-    public void TiltedStep(ReadOnlySpan<float> logits, int rows, int vocab,
+    protected override void Execute(ReadOnlySpan<float> logits, int rows, int vocab,
         ReadOnlySpan<int> candidateIds, int candidates, ReadOnlySpan<float> values, ReadOnlySpan<float> beta,
         ReadOnlySpan<SamplingParameters> parameters, ReadOnlySpan<RngKey> keys,
         Span<int> tokens, Span<float> baseLogProb, Span<float> tiltedLogProb, Span<float> kl)
     {
-        Validation.TiltedStep(logits.Length, rows, vocab, candidateIds.Length, candidates, values.Length, beta, parameters,
-            keys.Length, tokens.Length, baseLogProb.Length, tiltedLogProb.Length, kl.Length);
-        Execute(logits, rows, vocab, candidateIds, candidates, values, beta, parameters, keys, tokens, baseLogProb, tiltedLogProb, kl);
-    }
-
-    private void Execute(ReadOnlySpan<float> logits, int rows, int vocab,
-        ReadOnlySpan<int> candidateIds, int candidates, ReadOnlySpan<float> values, ReadOnlySpan<float> beta,
-        ReadOnlySpan<SamplingParameters> parameters, ReadOnlySpan<RngKey> keys,
-        Span<int> tokens, Span<float> baseLogProb, Span<float> tiltedLogProb, Span<float> kl)
-    {
-        if (rows == 0)
-            return;
         fixed (float* pl = logits)
         fixed (int* pc = candidateIds)
         fixed (float* pv = values)
@@ -254,5 +213,5 @@ internal sealed unsafe class CpuStepKernels : IStepKernels
             _kl[row] = (float)Math.Max(0, klValue); // rounding can leave a true 0 at -1e-9
     }
 
-    public void Dispose() => _scheduler.Dispose();
+    public override void Dispose() => _scheduler.Dispose();
 }

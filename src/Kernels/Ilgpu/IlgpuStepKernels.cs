@@ -13,7 +13,7 @@ namespace Tilt.Kernels.Ilgpu;
 /// largest shapes seen. Each call uploads its inputs, launches on one stream and synchronizes once before reading
 /// the results back. Use from one thread at a time.
 /// </summary>
-internal sealed class IlgpuStepKernels : IStepKernels
+internal sealed class IlgpuStepKernels : FusedStepKernels
 {
     private readonly Context _context;
     private readonly Accelerator _accelerator;
@@ -60,7 +60,7 @@ internal sealed class IlgpuStepKernels : IStepKernels
         _output = accelerator.Allocate1D<RowOutput>(64);
     }
 
-    public string Name { get; }
+    public override string Name { get; }
 
     /// <summary>The device in words, for logs.</summary>
     public string Device => _accelerator.Name;
@@ -121,37 +121,11 @@ internal sealed class IlgpuStepKernels : IStepKernels
         }
     }
 
-    public void SampleBase(ReadOnlySpan<float> logits, int rows, int vocab,
-        ReadOnlySpan<SamplingParameters> parameters, ReadOnlySpan<RngKey> keys,
-        Span<int> tokens, Span<float> baseLogProb, Span<float> samplerLogProb)
-    {
-        Validation.SampleBase(logits.Length, rows, vocab, parameters, keys.Length, tokens.Length, baseLogProb.Length, samplerLogProb.Length);
-        Execute(logits, rows, vocab, default, vocab, default, default, parameters, keys, tokens, baseLogProb, samplerLogProb, default);
-    }
-
-    // The top-N pass runs on the host (the CPU implementation): the logits are host spans here as for SampleBase, and
-    // the pass is one O(vocab) scan per asking row, small against a device round trip.
-    public void TopLogProbs(ReadOnlySpan<float> logits, int vocab, ReadOnlySpan<int> rows, int n, Span<int> ids, Span<double> logProbs,
-        ReadOnlySpan<int> tokens = default, Span<double> tokenLogProbs = default) =>
-        Kernels.TopLogProbs.Compute(logits, vocab, rows, n, ids, logProbs, tokens, tokenLogProbs);
-
-    public void TiltedStep(ReadOnlySpan<float> logits, int rows, int vocab,
+    protected override void Execute(ReadOnlySpan<float> logits, int rows, int vocab,
         ReadOnlySpan<int> candidateIds, int candidates, ReadOnlySpan<float> values, ReadOnlySpan<float> beta,
         ReadOnlySpan<SamplingParameters> parameters, ReadOnlySpan<RngKey> keys,
         Span<int> tokens, Span<float> baseLogProb, Span<float> tiltedLogProb, Span<float> kl)
     {
-        Validation.TiltedStep(logits.Length, rows, vocab, candidateIds.Length, candidates, values.Length, beta, parameters,
-            keys.Length, tokens.Length, baseLogProb.Length, tiltedLogProb.Length, kl.Length);
-        Execute(logits, rows, vocab, candidateIds, candidates, values, beta, parameters, keys, tokens, baseLogProb, tiltedLogProb, kl);
-    }
-
-    private void Execute(ReadOnlySpan<float> logits, int rows, int vocab,
-        ReadOnlySpan<int> candidateIds, int candidates, ReadOnlySpan<float> values, ReadOnlySpan<float> beta,
-        ReadOnlySpan<SamplingParameters> parameters, ReadOnlySpan<RngKey> keys,
-        Span<int> tokens, Span<float> baseLogProb, Span<float> tiltedLogProb, Span<float> kl)
-    {
-        if (rows == 0)
-            return;
         bool dense = candidateIds.IsEmpty;
         // Candidate ids are checked on the host (cheap, and the same message as the CPU backend); everything that
         // needs a pass over the logits or values is checked by the kernel and reported through RowOutput.Status.
@@ -216,13 +190,8 @@ internal sealed class IlgpuStepKernels : IStepKernels
         }
     }
 
-    public void ScoreValues(ValueHead head, ReadOnlySpan<float> hidden, int rows, Span<float> values)
+    protected override void Score(ValueHead head, ReadOnlySpan<float> hidden, int rows, Span<float> values)
     {
-        ArgumentNullException.ThrowIfNull(head);
-        Validation.Shape(rows, head.InputSize, hidden.Length, nameof(hidden));
-        Validation.Rows(rows, values.Length, nameof(values));
-        if (rows == 0)
-            return;
         DeviceHead device = _heads.GetValue(head, h => new DeviceHead(_accelerator, h));
         long n = (long)rows * head.InputSize;
         Grow(ref _hidden, n);
@@ -240,17 +209,6 @@ internal sealed class IlgpuStepKernels : IStepKernels
         _stream.Synchronize();
         _headValues.View.SubView(0, rows).CopyToCPU(_stream, ref MemoryMarshal.GetReference(values), rows);
         _stream.Synchronize(); // the copy is queued on the stream: the host buffer is complete only after it ran
-    }
-
-    public void ScoreValues(MultiObjectiveValueHead heads, ReadOnlySpan<float> hidden, int rows, ReadOnlySpan<float> weights, Span<float> values)
-    {
-        ArgumentNullException.ThrowIfNull(heads);
-        Validation.Shape(rows, heads.Heads.Count, weights.Length, nameof(weights));
-        Validation.Rows(rows, values.Length, nameof(values));
-        Span<float> perHead = heads.PerHead(rows);
-        for (int i = 0; i < heads.Heads.Count; i++)
-            ScoreValues(heads.Heads[i], hidden, rows, perHead.Slice(i * rows, rows));
-        heads.Combine(perHead, rows, weights, values);
     }
 
     /// <summary>A head's weights on the device, uploaded once.</summary>
@@ -326,7 +284,7 @@ internal sealed class IlgpuStepKernels : IStepKernels
     private void Upload<T>(MemoryBuffer1D<T, Stride1D.Dense> buffer, ReadOnlySpan<T> data) where T : unmanaged =>
         buffer.View.SubView(0, data.Length).CopyFromCPU(_stream, ref MemoryMarshal.GetReference(data), data.Length);
 
-    public void Dispose()
+    public override void Dispose()
     {
         foreach (var (_, head) in _heads)
         {
