@@ -20,7 +20,7 @@ namespace Tilt.Bench.EndToEnd;
 /// (C) the MiniLM reward on 16 real candidates: one call of 16 against 16 calls of one, for ONNX Runtime intra-op threads
 /// 1, 2 and its default.
 /// Usage: scoring [--model stories260K|15m|110m|FILE] [--requests 8] [--n 16] [--tokens 32] [--reps 5] [--threads N]
-/// [--slow-ms 50] [--markdown FILE]
+/// [--slow-ms 50] [--parts A,B,C] [--markdown FILE]
 /// </summary>
 internal static class ScoringHarness
 {
@@ -31,6 +31,7 @@ internal static class ScoringHarness
         string modelSpec = "stories260K", markdown = "";
         int requests = 8, n = 16, tokens = 32, reps = 5, slowMs = 50;
         int? threads = null;
+        string parts = "A,B,C";
         for (int i = 0; i < args.Length; i++)
         {
             string value = i + 1 < args.Length ? args[i + 1] : throw new ArgumentException($"{args[i]} needs a value");
@@ -44,6 +45,7 @@ internal static class ScoringHarness
                 case "--threads": threads = int.Parse(value); break;
                 case "--slow-ms": slowMs = int.Parse(value); break;
                 case "--markdown": markdown = value; break;
+                case "--parts": parts = value; break;
                 default: throw new ArgumentException($"unknown option {args[i - 1]}");
             }
         }
@@ -68,9 +70,9 @@ internal static class ScoringHarness
         {
             foreach (int scoring in new[] { 0, 2 })
             {
-                var runA = RunA(model, kernels, similarity, scoring, requests, n, tokens, threads);
-                var without = RunB(model, kernels, lexicon, slow, scoring, requests, tokens, threads, withSlow: false);
-                var with = RunB(model, kernels, lexicon, slow, scoring, requests, tokens, threads, withSlow: true);
+                var runA = parts.Contains('A') ? RunA(model, kernels, similarity, scoring, requests, n, tokens, threads) : (TokensPerSecond: 0.0, Latencies: Array.Empty<TimeSpan>());
+                var without = parts.Contains('B') ? RunB(model, kernels, lexicon, slow, scoring, requests, tokens, threads, withSlow: false) : 1;
+                var with = parts.Contains('B') ? RunB(model, kernels, lexicon, slow, scoring, requests, tokens, threads, withSlow: true) : 1;
                 if (rep < 0) continue;
                 a[scoring].Add(runA);
                 b[(scoring, false)].Add(without);
@@ -79,6 +81,8 @@ internal static class ScoringHarness
             }
         }
 
+        if (parts.Contains('A'))
+        {
         report.AppendLine();
         report.AppendLine($"A: {requests} concurrent best-of-{n} requests, similarity:MiniLM reward, {tokens} tokens");
         report.AppendLine();
@@ -90,6 +94,9 @@ internal static class ScoringHarness
             var lat = runs.SelectMany(r => r.Latencies).Order().ToList();
             report.AppendLine($"| {Name(scoring)} | {tps[tps.Count / 2]:F0} ({tps[0]:F0}-{tps[^1]:F0}) | {Quantile(lat, 0.5).TotalMilliseconds:F0} ms | {Quantile(lat, 0.99).TotalMilliseconds:F0} ms |");
         }
+        }
+        if (parts.Contains('B'))
+        {
         report.AppendLine();
         report.AppendLine($"B: {requests - 1} best-of-4 lexicon requests ({tokens} tokens) beside one token-wise request (top-k 4) whose reward takes {slowMs} ms per call");
         report.AppendLine();
@@ -102,13 +109,14 @@ internal static class ScoringHarness
             var ratios = alone.Zip(beside, (x, y) => y / x).Order().ToList();
             report.AppendLine($"| {Name(scoring)} | {Median(alone):F0} | {Median(beside):F0} | {ratios[ratios.Count / 2]:F2} ({ratios[0]:F2}-{ratios[^1]:F2}) |");
         }
+        }
         report.AppendLine();
-        report.AppendLine("C: similarity:MiniLM on 16 stories260K candidates (48 tokens): one call of 16 against 16 calls of one, interleaved");
+        if (parts.Contains('C')) report.AppendLine("C: similarity:MiniLM on 16 stories260K candidates (48 tokens): one call of 16 against 16 calls of one, interleaved");
         report.AppendLine();
         report.AppendLine("| intra-op threads | 16 singles, ms median (min-max) | 16 in one call | speed-up median |");
         report.AppendLine("| --- | --- | --- | --- |");
         var candidates = NeuralBenchData.Candidates(16);
-        foreach (int? intraOp in new int?[] { 1, 2, null })
+        foreach (int? intraOp in parts.Contains('C') ? new int?[] { 1, 2, null } : [])
         {
             var reward = SimilarityReward.Create(NeuralBenchData.MiniLmPath, NeuralBenchData.Target, new NeuralRewardOptions { IntraOpThreads = intraOp });
             var singles = new List<double>();

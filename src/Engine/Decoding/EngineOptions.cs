@@ -99,17 +99,19 @@ public sealed record EngineOptions
 
     /// <summary>
     /// How long the scheduler waits for a reward-backed value it has just started before it moves on without that request
-    /// (which then waits for its value alone; others' slowdown is at most this per such value). Null (the default): as long
-    /// as the iteration's decode took, at least 1 ms and at most 100 ms, so a value as fast as a decode costs no extra
-    /// iteration. 0..10 s.
+    /// (which then waits for its value alone, resuming at the first iteration after it; the others lose at most this per
+    /// such value). A lexicon or regex value over a step's candidates takes microseconds and comes back in step; anything
+    /// slower parks its own request rather than the batch (measured in docs/performance.md, "Scoring stage": waiting as
+    /// long as a decode cost the others a third of their throughput beside a 50 ms reward on the 15M model). 0..10 s.
+    /// Defaults to 1 ms.
     /// </summary>
-    public TimeSpan? ScoringPatience
+    public TimeSpan ScoringPatience
     {
         get;
-        init => field = value is null || (value >= TimeSpan.Zero && value <= TimeSpan.FromSeconds(10))
+        init => field = value >= TimeSpan.Zero && value <= TimeSpan.FromSeconds(10)
             ? value
             : throw new ArgumentOutOfRangeException(nameof(ScoringPatience), value, $"scoring patience must be between 0 and 10 s, got {value}");
-    }
+    } = TimeSpan.FromMilliseconds(1);
 
     /// <summary>KV cache element type (F32 makes outputs independent of the batch's composition to float rounding). Defaults to F16.</summary>
     public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;

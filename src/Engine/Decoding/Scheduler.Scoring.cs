@@ -48,8 +48,7 @@ internal sealed partial class Scheduler
     {
         if (_startedScoring.Count == 0) return;
 
-        var patience = _options.ScoringPatience
-                       ?? TimeSpan.FromTicks(Math.Clamp(_context.LastDecode.Ticks, TimeSpan.TicksPerMillisecond, 100 * TimeSpan.TicksPerMillisecond));
+        var patience = _options.ScoringPatience;
         long deadline = Stopwatch.GetTimestamp() + (long)(patience.TotalSeconds * Stopwatch.Frequency);
         foreach (var run in _startedScoring)
         {
