@@ -35,9 +35,18 @@ internal sealed unsafe class CpuStepKernels : FusedStepKernels
     private float* _tiltedLogProb;
     private float* _kl;
 
+    /// <summary>
+    /// Worker threads (the caller's included) when none are given: $TILT_KERNEL_THREADS when set (1..logical CPUs; for
+    /// measuring how the kernels' threads share the cores with llama.cpp's, docs/performance.md), else every logical CPU.
+    /// </summary>
+    internal static int DefaultWorkers() =>
+        int.TryParse(Environment.GetEnvironmentVariable("TILT_KERNEL_THREADS"), out int n) && n >= 1 && n <= Environment.ProcessorCount
+            ? n
+            : Environment.ProcessorCount;
+
     public CpuStepKernels(int workers = 0)
     {
-        _scheduler = new RowScheduler(workers > 0 ? workers : Environment.ProcessorCount);
+        _scheduler = new RowScheduler(workers > 0 ? workers : DefaultWorkers());
         _scratch = new WorkerScratch[_scheduler.WorkerCount];
         for (int i = 0; i < _scratch.Length; i++)
             _scratch[i] = new WorkerScratch();
@@ -80,7 +89,7 @@ internal sealed unsafe class CpuStepKernels : FusedStepKernels
     public override string Name => "cpu-simd";
 
     internal static string Describe() =>
-        $"{Environment.ProcessorCount} worker thread(s), Vector256 {(Vector256.IsHardwareAccelerated ? "accelerated" : "emulated")}, " +
+        $"{DefaultWorkers()} worker thread(s), Vector256 {(Vector256.IsHardwareAccelerated ? "accelerated" : "emulated")}, " +
         $"Philox {(Avx2.IsSupported ? "AVX2" : "scalar")}";
 
     protected override void Execute(ReadOnlySpan<float> logits, int rows, int vocab,
