@@ -1,3 +1,4 @@
+using Tilt.Engine.Rewards;
 using System.Diagnostics;
 using System.Runtime.ExceptionServices;
 using System.Threading.Channels;
@@ -297,6 +298,30 @@ internal abstract class RequestRun
         QueuedIterations = AdmittedIteration - SubmittedIteration,
         Timings = sample.Timings with { Queued = AdmittedAt },
     }));
+
+    /// <summary>
+    /// Blockwise CD's and beam search's rule for blocks that ended the text: their score is the reward of the finished text
+    /// (one call for all of them), not the value of a prefix; then every score must be finite. <paramref name="text"/> and
+    /// <paramref name="tokens"/> give candidate i's whole output if its block were accepted.
+    /// </summary>
+    protected static void ScoreFinishedBlocks(IReward reward, string prompt, ContinuationBatch rollout, int count, int d,
+        Func<int, string> text, Func<int, int[]> tokens, double[] scores, string valueName)
+    {
+        var finished = Enumerable.Range(0, count).Where(i => rollout.Stopped[i]).ToArray();
+        if (finished.Length > 0)
+        {
+            var candidates = finished.Select(i => new RewardInput
+            {
+                Prompt = prompt, Text = text(i), Tokens = tokens(i), IsFinished = true, FinalHidden = rollout.FinalHidden.AsMemory(i * d, d).ToArray(),
+            }).ToArray();
+            var rewards = new double[finished.Length];
+            reward.ScoreChecked(candidates, rewards);
+            for (int j = 0; j < finished.Length; j++) scores[finished[j]] = rewards[j];
+        }
+        for (int i = 0; i < count; i++)
+            if (!double.IsFinite(scores[i]))
+                throw new TiltException($"value {valueName} returned {scores[i]} for candidate block {i}");
+    }
 
     /// <summary>
     /// Counts the output just emitted (<paramref name="sample"/> is the run's output index); true when another one follows,

@@ -170,24 +170,8 @@ internal sealed class BeamRun : RequestRun
         _evaluated += rollout.TokensDecoded;
         _decodeCalls += rollout.DecodeCalls;
         _modelTime += rollout.ModelTime;
-        var finished = Enumerable.Range(0, n).Where(i => rollout.Stopped[i]).ToArray();
-        if (finished.Length > 0)
-        {
-            var candidates = finished.Select(i => new RewardInput
-            {
-                Prompt = Request.Prompt,
-                Text = _parentOf[i].CandidateText(rollout, i, Stops),
-                Tokens = [.. _parentOf[i].Tokens, .. rollout.TokenSpan(i)],
-                IsFinished = true,
-                FinalHidden = rollout.FinalHidden.AsMemory(i * d, d).ToArray(),
-            }).ToArray();
-            var rewards = new double[finished.Length];
-            _reward.ScoreChecked(candidates, rewards);
-            for (int j = 0; j < finished.Length; j++) _scores[finished[j]] = rewards[j];
-        }
-        for (int i = 0; i < n; i++)
-            if (!double.IsFinite(_scores[i]))
-                throw new TiltException($"value {_value.Description} returned {_scores[i]} for candidate block {i}");
+        ScoreFinishedBlocks(_reward, Request.Prompt, rollout, n, d, i => _parentOf[i].CandidateText(rollout, i, Stops),
+            i => [.. _parentOf[i].Tokens, .. rollout.TokenSpan(i)], _scores, _value.Description);
 
         // The pool: this step's blocks, then the finished beams still kept (their reward is their score).
         var carried = _kept.Where(b => b.Finish is not null).ToList();

@@ -160,24 +160,8 @@ internal sealed class BlockwiseRun : RequestRun
         _out.DecodeCalls += rollout.DecodeCalls;
         _out.ModelTime += rollout.ModelTime;
 
-        var finished = Enumerable.Range(0, _k).Where(i => rollout.Stopped[i]).ToArray();
-        if (finished.Length > 0)
-        {
-            var candidates = finished.Select(i => new RewardInput
-            {
-                Prompt = Request.Prompt,
-                Text = CandidateText(rollout, i),
-                Tokens = [.. _out.Tokens, .. rollout.TokenSpan(i)],
-                IsFinished = true,
-                FinalHidden = rollout.FinalHidden.AsMemory(i * d, d).ToArray(),
-            }).ToArray();
-            var rewards = new double[finished.Length];
-            _reward.ScoreChecked(candidates, rewards);
-            for (int j = 0; j < finished.Length; j++) _scores[finished[j]] = rewards[j];
-        }
-        for (int i = 0; i < _k; i++)
-            if (!double.IsFinite(_scores[i]))
-                throw new TiltException($"value {_value.Description} returned {_scores[i]} for candidate block {i}");
+        ScoreFinishedBlocks(_reward, Request.Prompt, rollout, _k, d, i => CandidateText(rollout, i),
+            i => [.. _out.Tokens, .. rollout.TokenSpan(i)], _scores, _value.Description);
 
         int winner = SelectBlock(_scores, _options, _sample, _block);
         var blockTokens = rollout.Tokens[winner];
