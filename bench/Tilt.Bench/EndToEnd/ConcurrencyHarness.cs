@@ -18,7 +18,9 @@ namespace Tilt.Bench.EndToEnd;
 /// LLamaSharp loop: prefill once, seq_cp, one llama_decode of every sequence per step, argmax on the host). Methods are
 /// interleaved within each repetition; medians and min-max are reported.
 /// Usage: concurrent --model FILE|15m|110m [--clients 1,4,16,32] [--tokens 32] [--reps 3] [--threads N]
-/// [--strategies bon,blockwise] [--out FILE.json] [--markdown FILE.md]
+/// [--strategies bon,blockwise] [--rawbatch PATH] [--out FILE.json] [--markdown FILE.md]
+/// With --rawbatch the C loop over llama.h (../shared/bench/rawbatch, see <see cref="CLoop"/>) runs the same number of
+/// sequences in every repetition, in the environment the harness was started in: the baseline of issue 24.
 /// </summary>
 internal static class ConcurrencyHarness
 {
@@ -28,6 +30,7 @@ internal static class ConcurrencyHarness
     public static int Run(string[] args)
     {
         var o = Options.Parse(args);
+        var userOmp = CLoop.UserEnvironment();
         string path = EndToEndModels.Resolve(o.Model);
         using var model = GgufModel.Load(path);
         using var kernels = StepKernels.Create(KernelBackend.Cpu);
@@ -45,17 +48,22 @@ internal static class ConcurrencyHarness
                     var concurrent = Engine(model, kernels, reward, strategy, clients, o, concurrently: true);
                     var serial = Engine(model, kernels, reward, strategy, clients, o, concurrently: false);
                     var raw = RawDecode(path, clients * PerRequest, o);
+                    var c = o.RawBatch is { } exe
+                        ? CLoop.Run(exe, path, clients * PerRequest, o.Threads ?? CpuTopology.DefaultThreads, model.Tokenize(Prompt).Length, o.Tokens, userOmp)
+                        : null;
                     if (rep < 0) continue; // warm-up
+                    if (c is not null) Add($"C loop, {clients * PerRequest} sequences", new Measurement(c.Total, c.TokensDecoded, double.NaN, double.NaN, double.NaN, double.NaN, clients * PerRequest));
                     Add("engine, concurrent", concurrent);
                     Add("engine, one at a time", serial);
                     Add($"raw decode of {clients * PerRequest} sequences", raw);
                     Console.Error.WriteLine($"{strategy} x{clients} rep {rep + 1}/{o.Reps}: concurrent {concurrent.TokensPerSecond:F0} tok/s, " +
-                                            $"serial {serial.TokensPerSecond:F0}, raw {raw.TokensPerSecond:F0}");
+                                            $"serial {serial.TokensPerSecond:F0}, raw {raw.TokensPerSecond:F0}" + (c is null ? "" : $", C loop {c.TokensPerSecond:F0}"));
                 }
                 foreach (var (method, list) in samples) rows.Add(Row.From(strategy, clients, method, list));
             }
         }
-        var report = new Report(Path.GetFileName(path), model.Info.Description, Environment.ProcessorCount, o.Threads, o.Tokens, o.Reps, rows);
+        var report = new Report(Path.GetFileName(path), model.Info.Description, Environment.ProcessorCount, o.Threads, o.Tokens, o.Reps,
+            $"engine: {OpenMpWaitPolicy.Describe()}; C loop: {CLoop.Describe(userOmp)}", rows);
         string table = Markdown(report);
         if (o.Markdown is { } mdPath) File.WriteAllText(mdPath, table);
         if (o.Out is { } outPath)
@@ -186,25 +194,27 @@ internal static class ConcurrencyHarness
         }
     }
 
-    private sealed record Report(string Model, string Description, int LogicalCpus, int? Threads, int Tokens, int Reps, List<Row> Rows);
+    private sealed record Report(string Model, string Description, int LogicalCpus, int? Threads, int Tokens, int Reps, string OpenMp, List<Row> Rows);
 
     private static string Markdown(Report r)
     {
         var sb = new System.Text.StringBuilder();
         sb.AppendLine($"model {r.Model} ({r.Description}); {r.Tokens} new tokens per output; llama.cpp threads {r.Threads?.ToString() ?? "default"} of {r.LogicalCpus} logical CPUs; " +
-                      $"{r.Reps} reps, median [min-max]; tokens/s counts every token the model decoded for the outputs (all candidates)");
+                      $"{r.Reps} reps, median [min-max]; tokens/s counts every token the model decoded for the outputs (all candidates); {r.OpenMp}");
         sb.AppendLine();
-        sb.AppendLine("| strategy | clients | method | tokens/s | vs one at a time | vs raw | latency p50 / p99 ms | TTFT p50 ms | rows per decode | engine overhead |");
-        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|");
+        sb.AppendLine("| strategy | clients | method | tokens/s | vs one at a time | vs raw | vs C loop | latency p50 / p99 ms | TTFT p50 ms | rows per decode | engine overhead |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var g in r.Rows.GroupBy(x => (x.Strategy, x.Clients)))
         {
             var serial = g.First(x => x.Method == "engine, one at a time");
             var raw = g.First(x => x.Method.StartsWith("raw", StringComparison.Ordinal));
+            var cLoop = g.FirstOrDefault(x => x.Method.StartsWith("C loop", StringComparison.Ordinal));
             foreach (var x in g)
             {
                 bool engine = x.Method.StartsWith("engine", StringComparison.Ordinal);
                 sb.AppendLine($"| {(g.Key.Strategy == "bon" ? "best-of-4" : "blockwise K=4 M=8")} | {x.Clients} | {x.Method} | {x.TokensPerSecond:F0} [{x.Min:F0}-{x.Max:F0}] | " +
                               $"{(engine ? $"{x.TokensPerSecond / serial.TokensPerSecond:F2}" : "")} | {(engine ? $"{x.TokensPerSecond / raw.TokensPerSecond:F2}" : "")} | " +
+                              $"{(engine && cLoop is not null ? $"{x.TokensPerSecond / cLoop.TokensPerSecond:F2}" : "")} | " +
                               $"{(engine ? $"{x.LatencyP50:F0} / {x.LatencyP99:F0}" : "")} | {(engine ? $"{x.TtftP50:F0}" : "")} | {x.RowsPerIteration:F1} | " +
                               $"{(double.IsNaN(x.Overhead) ? "" : $"{x.Overhead:P1}")} |");
             }
@@ -212,7 +222,7 @@ internal static class ConcurrencyHarness
         return sb.ToString();
     }
 
-    private sealed record Options(string Model, int[] Clients, int Tokens, int Reps, int? Threads, string[] Strategies, string? Out, string? Markdown)
+    private sealed record Options(string Model, int[] Clients, int Tokens, int Reps, int? Threads, string[] Strategies, string? Out, string? Markdown, string? RawBatch)
     {
         public static Options Parse(string[] args)
         {
@@ -221,7 +231,7 @@ internal static class ConcurrencyHarness
             int tokens = 32, reps = 3;
             int? threads = null;
             string[] strategies = ["bon", "blockwise"];
-            string? output = null, markdown = null;
+            string? output = null, markdown = null, rawBatch = null;
             for (int i = 0; i < args.Length; i++)
             {
                 string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -235,10 +245,12 @@ internal static class ConcurrencyHarness
                     case "--strategies": strategies = Value().Split(','); break;
                     case "--out": output = Value(); break;
                     case "--markdown": markdown = Value(); break;
+                    case "--rawbatch": rawBatch = Value(); break;
                     default: throw new ArgumentException($"unknown option {args[i]}");
                 }
             }
-            return new Options(model, clients, tokens, reps, threads, strategies, output, markdown);
+            if (rawBatch is not null && !File.Exists(rawBatch)) throw new ArgumentException($"--rawbatch {rawBatch}: not found (build.ps1 perf builds it)");
+            return new Options(model, clients, tokens, reps, threads, strategies, output, markdown, rawBatch);
         }
     }
 }

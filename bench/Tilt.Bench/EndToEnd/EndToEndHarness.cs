@@ -28,7 +28,11 @@ namespace Tilt.Bench.EndToEnd;
 /// engine/naive.
 /// Usage: e2e --model FILE|15m|110m|1b [--k 1,4,16,64] [--tokens 64] [--block 8] [--reps 5] [--threads 1,all]
 /// [--methods c-loop,raw,generate,best-of-n,naive,blockwise,tokenwise] [--naive-max-k 16] [--rawbatch PATH] [--out FILE.json] [--markdown FILE.md]
+/// [--best-of 1] [--engine-omp NAME=VALUE,...] [--load N]
 /// (<c>all</c> = the engine's default, one thread per physical core).
+/// <c>--best-of 3</c> takes the fastest of three runs for each in-process method, the statistic the C loop reports of its own
+/// three repetitions; <c>--engine-omp</c> sets OpenMP variables for this process only (the engine's llama.cpp), not for the C
+/// loop; <c>--load N</c> runs N CPU-bound busy loops (child processes, killed at the end) beside everything measured.
 /// </summary>
 internal static class EndToEndHarness
 {
@@ -40,6 +44,8 @@ internal static class EndToEndHarness
         // The C loop runs in the environment the user started the harness in: captured before the engine sets its own
         // OpenMP wait policy (which this process's children would otherwise inherit).
         var userOmp = CLoop.UserEnvironment();
+        foreach (var (name, value) in options.EngineOmp) OpenMpWaitPolicy.Override(name, value);
+        using var load = BusyLoad.Start(options.Load);
         string path = EndToEndModels.Resolve(options.Model);
         Console.Error.WriteLine($"model {path}");
         using var model = GgufModel.Load(path);
@@ -48,7 +54,15 @@ internal static class EndToEndHarness
         var rows = new List<Row>();
         var clock = Stopwatch.StartNew();
 
-        Console.Error.WriteLine($"threads {string.Join(",", options.Threads)} ({CpuTopology.PhysicalCores} physical cores, {CpuTopology.LogicalCpus} logical CPUs); {OpenMpWaitPolicy.Describe()}");
+        Console.Error.WriteLine($"threads {string.Join(",", options.Threads)} ({CpuTopology.PhysicalCores} physical cores, {CpuTopology.LogicalCpus} logical CPUs); {OpenMpWaitPolicy.Describe()}; busy loops {options.Load}");
+        // The fastest of --best-of runs: the statistic the C loop reports of its own repetitions.
+        Measurement? Best(Func<Measurement?> run)
+        {
+            Measurement? best = null;
+            for (int i = 0; i < options.BestOf; i++)
+                if (run() is { } m && (best is null || m.TokensPerSecond > best.TokensPerSecond)) best = m;
+            return best;
+        }
         foreach (int k in options.Ks)
         {
             var samples = new Dictionary<(int Threads, string Method), List<Measurement>>();
@@ -63,9 +77,9 @@ internal static class EndToEndHarness
                 {
                     var c = options.Runs("c-loop") && options.RawBatch is { } exe
                         ? CLoop.Run(exe, path, k, threads, model.Tokenize(Prompt).Length, options.Tokens, userOmp) : null;
-                    var raw = options.Runs("raw") ? RawDecode(path, k, threads, options) : null;
-                    var generate = options.Runs("generate") ? Generate(model, kernels, k, threads, options) : null;
-                    var bon = options.Runs("best-of-n") ? BestOfN(model, kernels, reward, k, threads, options) : null;
+                    var raw = options.Runs("raw") ? Best(() => RawDecode(path, k, threads, options)) : null;
+                    var generate = options.Runs("generate") ? Best(() => Generate(model, kernels, k, threads, options)) : null;
+                    var bon = options.Runs("best-of-n") ? Best(() => BestOfN(model, kernels, reward, k, threads, options)) : null;
                     // Naive best-of-n costs K sequential generations: measured up to --naive-max-k only.
                     var naive = options.Runs("naive") && k <= options.NaiveMaxK ? NaiveBestOfN(model, kernels, k, threads, options) : null;
                     var blockwise = options.Runs("blockwise") ? Blockwise(model, kernels, reward, k, threads, options) : null;
@@ -85,7 +99,7 @@ internal static class EndToEndHarness
         }
 
         var report = new Report(Path.GetFileName(path), model.Info.Description, CpuTopology.LogicalCpus, CpuTopology.PhysicalCores,
-            options.Threads, $"engine: {OpenMpWaitPolicy.Describe()}; C loop: {CLoop.Describe(userOmp)}", Process.GetCurrentProcess().Threads.Count,
+            options.Threads, $"engine: {OpenMpWaitPolicy.Describe()}, step-kernel workers {CpuStepKernelsInfo()}; C loop: {CLoop.Describe(userOmp)}; busy loops {options.Load}; in-process methods best of {options.BestOf} runs, C loop best of its 3", Process.GetCurrentProcess().Threads.Count,
             [GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2)],
             options.Tokens, options.Block, options.Reps, Process.GetCurrentProcess().PeakWorkingSet64, rows);
         string json = JsonSerializer.Serialize(report, new JsonSerializerOptions
@@ -302,8 +316,10 @@ internal static class EndToEndHarness
 
     private static readonly string[] Methods = ["c-loop", "raw", "generate", "best-of-n", "naive", "blockwise", "tokenwise"];
 
+    private static string CpuStepKernelsInfo() => Environment.GetEnvironmentVariable("TILT_KERNEL_THREADS") ?? "default";
+
     private sealed record Options(string Model, int[] Ks, int Tokens, int Block, int Reps, int[] Threads, string[] Methods, string? Out, string? Markdown, int NaiveMaxK,
-        string? RawBatch)
+        string? RawBatch, int BestOf, (string Name, string Value)[] EngineOmp, int Load)
     {
         public bool Runs(string method) => Methods.Contains(method);
 
@@ -315,7 +331,8 @@ internal static class EndToEndHarness
             int[] threads = [1, CpuTopology.DefaultThreads];
             string[] methods = EndToEndHarness.Methods;
             string? output = null, markdown = null;
-            int naiveMaxK = 16;
+            int naiveMaxK = 16, bestOf = 1, load = 0;
+            (string, string)[] engineOmp = [];
             string? rawBatch = Environment.GetEnvironmentVariable("TILT_RAWBATCH") is { Length: > 0 } env ? env : null;
             for (int i = 0; i < args.Length; i++)
             {
@@ -340,11 +357,19 @@ internal static class EndToEndHarness
                     case "--markdown": markdown = Value(); break;
                     case "--naive-max-k": naiveMaxK = int.Parse(Value()); break;
                     case "--rawbatch": rawBatch = Value(); break;
+                    case "--best-of": bestOf = int.Parse(Value()); break;
+                    case "--load": load = int.Parse(Value()); break;
+                    case "--engine-omp":
+                        engineOmp = Value().Split(',').Select(kv => kv.Split('=', 2) is [var n, var v] && n is "OMP_WAIT_POLICY" or "GOMP_SPINCOUNT"
+                            ? (n, v) : throw new ArgumentException($"--engine-omp {kv}: expected OMP_WAIT_POLICY=VALUE or GOMP_SPINCOUNT=VALUE")).ToArray();
+                        break;
                     default: throw new ArgumentException($"unknown option {args[i]}");
                 }
             }
             if (rawBatch is not null && !File.Exists(rawBatch)) throw new ArgumentException($"--rawbatch {rawBatch}: not found (build.ps1 perf builds it)");
-            return new Options(model, ks, tokens, block, reps, threads.Distinct().ToArray(), methods, output, markdown, naiveMaxK, rawBatch);
+            if (bestOf < 1 || bestOf > 10) throw new ArgumentException($"--best-of {bestOf}: expected 1..10");
+            if (load < 0 || load > 64) throw new ArgumentException($"--load {load}: expected 0..64");
+            return new Options(model, ks, tokens, block, reps, threads.Distinct().ToArray(), methods, output, markdown, naiveMaxK, rawBatch, bestOf, engineOmp, load);
         }
     }
 }

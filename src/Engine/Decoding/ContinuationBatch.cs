@@ -230,11 +230,14 @@ internal sealed partial class ContinuationBatch
         for (int i = 0; i < _settings.Candidates; i++)
         {
             if (_phase[i] != Phase.Sample) continue;
+            bool decoded = !_fromStart[i] && !_holding;
+            int row = decoded ? context.Batch.Row(_handle[i]) : -1;
             var source = _fromStart[i] ? _startLogits.AsSpan(Group(i) * _vocab, _vocab)
                 : _holding ? _held.AsSpan(i * _vocab, _vocab)
-                : logits.Slice(context.Batch.Row(_handle[i]) * _vocab, _vocab);
-            _handle[i] = context.Batch.AddSample(source, _settings.Sampling, Key(i));
+                : logits.Slice(row * _vocab, _vocab);
             if (_settings.TopLogprobs > 0) _topHandle[i] = context.Batch.AddTopLogProbs(source, _settings.TopLogprobs);
+            // A row of this decode is sampled where llama.cpp left it; start and held logits are copied in.
+            _handle[i] = decoded ? context.Batch.AddSampleRow(row, _settings.Sampling, Key(i)) : context.Batch.AddSample(source, _settings.Sampling, Key(i));
         }
         _holding = false;
     }

@@ -10,20 +10,13 @@ internal sealed partial class Scheduler
     {
         foreach (var run in _running)
         {
-            if (!run.HasScoringResult) continue;
-            try
-            {
-                run.Resume(_context);
-                _kvPlan.Apply(_session);
-            }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                _kvPlan.Discard();
-                _failed.Add((run, e));
-            }
+            if (run.HasScoringResult) Guarded(run, Resume);
         }
         ReleaseFailed();
     }
+
+    private static readonly Action<RequestRun, StepContext> Resume = (run, context) => run.Resume(context);
+    private static readonly Action<RequestRun, StepContext> Park = (run, context) => run.Park(context);
 
     /// <summary>A scoring job ended, or a running request was cancelled: the loop may have work again.</summary>
     private void Wake()
@@ -55,24 +48,8 @@ internal sealed partial class Scheduler
             if (!_running.Contains(run)) continue; // failed meanwhile
             long left = deadline - Stopwatch.GetTimestamp();
             if (run.IsWaiting && left > 0) run.WaitForScoring(TimeSpan.FromSeconds((double)left / Stopwatch.Frequency));
-            try
-            {
-                if (run.IsWaiting)
-                {
-                    _scoring.CountParked();
-                    run.Park(_context);
-                }
-                else
-                {
-                    run.Resume(_context);
-                }
-                _kvPlan.Apply(_session);
-            }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                _kvPlan.Discard();
-                _failed.Add((run, e));
-            }
+            if (run.IsWaiting) _scoring.CountParked();
+            Guarded(run, run.IsWaiting ? Park : Resume);
         }
         _startedScoring.Clear();
         ReleaseFailed();

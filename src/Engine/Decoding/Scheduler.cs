@@ -261,7 +261,7 @@ internal sealed partial class Scheduler : IDisposable
         ReleaseFailed();
         AwaitScoring();
         Each(static (run, c) => run.Propose(c));
-        _batch.Sample(_kernels);
+        _batch.Sample(_kernels, _session.Logits);
         Each(static (run, c) => run.Advance(c));
         FreeReleased();
         for (int i = _running.Count - 1; i >= 0; i--)
@@ -276,18 +276,27 @@ internal sealed partial class Scheduler : IDisposable
         {
             // A run waiting for a score has its result applied first; a finished one (its last score came back) only leaves.
             if (run.IsWaiting || run.HasScoringResult || run.IsDone) continue;
-            try
-            {
-                hook(run, _context);
-                _kvPlan.Apply(_session);
-            }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                _kvPlan.Discard();
-                _failed.Add((run, e));
-            }
+            Guarded(run, hook);
         }
         ReleaseFailed();
+    }
+
+    /// <summary>
+    /// One hook of one request, then the KV moves it planned; when it throws, its moves are dropped and the request is marked
+    /// failed (released by <see cref="ReleaseFailed"/>) without touching the others.
+    /// </summary>
+    private void Guarded(RequestRun run, Action<RequestRun, StepContext> hook)
+    {
+        try
+        {
+            hook(run, _context);
+            _kvPlan.Apply(_session);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            _kvPlan.Discard();
+            _failed.Add((run, e));
+        }
     }
 
     private void ReleaseFailed()

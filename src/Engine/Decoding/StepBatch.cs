@@ -26,7 +26,14 @@ internal sealed class StepBatch
     private int[] _orderedTokens;
     private int[] _rowOf;
 
-    // Base sampling: [samples, vocab] gathered logits and per-row parameters, keys and results.
+    // Base sampling: [samples, vocab] gathered logits and per-row parameters, keys and results. A sample queued as a row of
+    // this iteration's decode (_sampleRow >= 0) is not copied: when the samples are exactly the decode's rows, the kernels
+    // read llama.cpp's logits buffer in place (parameters and keys laid out by row, _slotOf maps a handle to its row);
+    // otherwise those rows are gathered into _sampleLogits at Sample.
+    private int[] _sampleRow;
+    private int[] _slotOf;
+    private SamplingParameters[] _rowParameters;
+    private RngKey[] _rowKeys;
     private float[] _sampleLogits;
     private SamplingParameters[] _sampleParameters;
     private RngKey[] _sampleKeys;
@@ -62,6 +69,10 @@ internal sealed class StepBatch
         _orderedTokens = new int[capacity];
         _rowOf = new int[capacity];
         _sampleLogits = new float[capacity * vocab];
+        _sampleRow = new int[capacity];
+        _slotOf = new int[capacity];
+        _rowParameters = new SamplingParameters[capacity];
+        _rowKeys = new RngKey[capacity];
         _sampleParameters = new SamplingParameters[capacity];
         _sampleKeys = new RngKey[capacity];
         _sampledTokens = new int[capacity];
@@ -147,6 +158,20 @@ internal sealed class StepBatch
     {
         if (Samples == _sampleParameters.Length) GrowSamples();
         logits[.._vocab].CopyTo(_sampleLogits.AsSpan(Samples * _vocab, _vocab));
+        _sampleRow[Samples] = -1;
+        _sampleParameters[Samples] = parameters;
+        _sampleKeys[Samples] = key;
+        return Samples++;
+    }
+
+    /// <summary>
+    /// Queues output row <paramref name="row"/> of this iteration's decode for base sampling, without copying it (see
+    /// <see cref="Sample"/>); returns its handle.
+    /// </summary>
+    public int AddSampleRow(int row, SamplingParameters parameters, RngKey key)
+    {
+        if (Samples == _sampleParameters.Length) GrowSamples();
+        _sampleRow[Samples] = row;
         _sampleParameters[Samples] = parameters;
         _sampleKeys[Samples] = key;
         return Samples++;
@@ -188,9 +213,9 @@ internal sealed class StepBatch
         return top;
     }
 
-    public int SampledToken(int handle) => _sampledTokens[handle];
-    public float SampledBaseLogProb(int handle) => _sampledBaseLogProb[handle];
-    public float SampledSamplerLogProb(int handle) => _sampledSamplerLogProb[handle];
+    public int SampledToken(int handle) => _sampledTokens[_slotOf[handle]];
+    public float SampledBaseLogProb(int handle) => _sampledBaseLogProb[_slotOf[handle]];
+    public float SampledSamplerLogProb(int handle) => _sampledSamplerLogProb[_slotOf[handle]];
 
     /// <summary>
     /// Queues a token-wise CD row [M14]: the prefix's logits, its candidate tokens and their values V(prefix + z).
@@ -290,7 +315,7 @@ internal sealed class StepBatch
     /// Samples every queued row: one base-sampling call, one tilted call per candidate-set size, and one top-N pass over
     /// the rows that ask for alternatives (none when no request does).
     /// </summary>
-    public void Sample(IStepKernels kernels)
+    public void Sample(IStepKernels kernels, ReadOnlySpan<float> decodeLogits)
     {
         if (_tops > 0)
         {
@@ -304,11 +329,7 @@ internal sealed class StepBatch
             kernels.TopLogProbs(_topLogits.AsSpan(0, _tops * _vocab), _vocab, _topRows.AsSpan(0, _tops), _topWidth, _topIds, _topLogProbs,
                 _anyTopToken ? _topTokens.AsSpan(0, _tops) : default, _anyTopToken ? _topTokenLogProbs.AsSpan(0, _tops) : default);
         }
-        if (Samples > 0)
-        {
-            kernels.SampleBase(_sampleLogits.AsSpan(0, Samples * _vocab), Samples, _vocab, _sampleParameters.AsSpan(0, Samples),
-                _sampleKeys.AsSpan(0, Samples), _sampledTokens, _sampledBaseLogProb, _sampledSamplerLogProb);
-        }
+        if (Samples > 0) SampleBase(kernels, decodeLogits);
         foreach (var g in _tiltGroups.Values)
         {
             if (g.Count == 0) continue;
@@ -319,9 +340,60 @@ internal sealed class StepBatch
         }
     }
 
+    /// <summary>
+    /// The one base-sampling call. Each row's token depends only on its logits, parameters and key, so laying the rows out in
+    /// the decode's order instead of the handles' changes no result.
+    /// </summary>
+    private void SampleBase(IStepKernels kernels, ReadOnlySpan<float> decodeLogits)
+    {
+        int n = Samples;
+        SampledInPlace = SamplesAreTheDecodeRows(decodeLogits.Length / _vocab);
+        if (SampledInPlace)
+        {
+            for (int h = 0; h < n; h++)
+            {
+                int row = _sampleRow[h];
+                _rowParameters[row] = _sampleParameters[h];
+                _rowKeys[row] = _sampleKeys[h];
+                _slotOf[h] = row;
+            }
+            kernels.SampleBase(decodeLogits[..(n * _vocab)], n, _vocab, _rowParameters.AsSpan(0, n), _rowKeys.AsSpan(0, n),
+                _sampledTokens, _sampledBaseLogProb, _sampledSamplerLogProb);
+            return;
+        }
+        for (int h = 0; h < n; h++)
+        {
+            if (_sampleRow[h] >= 0) decodeLogits.Slice(_sampleRow[h] * _vocab, _vocab).CopyTo(_sampleLogits.AsSpan(h * _vocab, _vocab));
+            _slotOf[h] = h;
+        }
+        kernels.SampleBase(_sampleLogits.AsSpan(0, n * _vocab), n, _vocab, _sampleParameters.AsSpan(0, n),
+            _sampleKeys.AsSpan(0, n), _sampledTokens, _sampledBaseLogProb, _sampledSamplerLogProb);
+    }
+
+    /// <summary>True when the last <see cref="Sample"/> read the decode's logits in place (no copy).</summary>
+    public bool SampledInPlace { get; private set; }
+
+    /// <summary>True when the queued samples are each decode row exactly once (generation and best-of-n steps).</summary>
+    private bool SamplesAreTheDecodeRows(int decodeRows)
+    {
+        if (Samples != decodeRows) return false;
+        Span<bool> seen = decodeRows <= 1024 ? stackalloc bool[decodeRows] : new bool[decodeRows];
+        for (int h = 0; h < Samples; h++)
+        {
+            int row = _sampleRow[h];
+            if (row < 0 || seen[row]) return false;
+            seen[row] = true;
+        }
+        return true;
+    }
+
     private void GrowSamples()
     {
         int n = _sampleParameters.Length * 2;
+        Array.Resize(ref _sampleRow, n);
+        Array.Resize(ref _slotOf, n);
+        Array.Resize(ref _rowParameters, n);
+        Array.Resize(ref _rowKeys, n);
         Array.Resize(ref _sampleLogits, n * _vocab);
         Array.Resize(ref _sampleParameters, n);
         Array.Resize(ref _sampleKeys, n);

@@ -13,13 +13,22 @@ public sealed class HeadValue : IValueFunction
 
     public HeadValue(HeadFile file, ModelInfo model, string source)
     {
+        _head = DecodingHead(file, model, source, "prefixes");
+        Description = $"head:{Path.GetFileName(source)}";
+        WeightsSha256 = file.Header.WeightsSha256;
+    }
+
+    /// <summary>
+    /// The kernel head of a file checked for use while decoding: made for <paramref name="model"/>, and reading the last
+    /// token's hidden state (the only one a decode step has).
+    /// </summary>
+    internal static ValueHead DecodingHead(HeadFile file, ModelInfo model, string source, string what)
+    {
         ArgumentNullException.ThrowIfNull(file);
         file.CheckModel(model, source);
         if (file.Header.Feature != "last")
-            throw new TiltException($"{source}: a '{file.Header.Feature}' head cannot score prefixes while decoding (only 'last' hidden states are available)");
-        _head = file.ToKernelHead(source);
-        Description = $"head:{Path.GetFileName(source)}";
-        WeightsSha256 = file.Header.WeightsSha256;
+            throw new TiltException($"{source}: a '{file.Header.Feature}' head cannot score {what} while decoding (only 'last' hidden states are available)");
+        return file.ToKernelHead(source);
     }
 
     /// <summary>The head file's weight hash: what identifies this value, whatever the file is called.</summary>
@@ -50,11 +59,7 @@ public sealed class HeadReward : IReward
 
     public HeadReward(HeadFile file, ModelInfo model, string source)
     {
-        ArgumentNullException.ThrowIfNull(file);
-        file.CheckModel(model, source);
-        if (file.Header.Feature != "last")
-            throw new TiltException($"{source}: a '{file.Header.Feature}' head cannot score candidates while decoding (only 'last' hidden states are available)");
-        _head = file.ToKernelHead(source);
+        _head = HeadValue.DecodingHead(file, model, source, "candidates");
         _d = file.Header.HiddenSize;
         Description = $"head:{source}";
     }

@@ -3,24 +3,14 @@ namespace Tilt.Engine.Rewards;
 /// <summary>Scores a batch for <see cref="BatchCallbackReward"/>: rewards[i] for candidates[i].</summary>
 public delegate void BatchRewardCallback(IReadOnlyList<RewardInput> candidates, Span<double> rewards);
 
-/// <summary>
-/// A reward computed by the host, one candidate at a time: r = score(candidate). The C API passes a function
-/// pointer through this. A NaN or infinite result, or an exception from the callback, is a
-/// <see cref="TiltException"/> naming the candidate index; cancellation (<see cref="OperationCanceledException"/>)
-/// passes through unwrapped.
-/// </summary>
-public sealed class CallbackReward : IReward
+/// <summary>What the host-computed rewards share: the host's name for the reward and whether it reads hidden states.</summary>
+public abstract class HostReward : IReward
 {
-    private readonly Func<RewardInput, double> _score;
-
-    /// <param name="score">The reward of one candidate.</param>
     /// <param name="description">What <see cref="Description"/> says (not parsed; name the host's reward).</param>
-    /// <param name="needsHiddenState">True when the callback reads <see cref="RewardInput.FinalHidden"/>.</param>
-    public CallbackReward(Func<RewardInput, double> score, string description, bool needsHiddenState = false)
+    /// <param name="needsHiddenState">True when the host reads <see cref="RewardInput.FinalHidden"/>.</param>
+    protected HostReward(string description, bool needsHiddenState)
     {
-        ArgumentNullException.ThrowIfNull(score);
         ArgumentException.ThrowIfNullOrWhiteSpace(description);
-        _score = score;
         Description = description;
         NeedsHiddenState = needsHiddenState;
     }
@@ -29,7 +19,26 @@ public sealed class CallbackReward : IReward
 
     public bool NeedsHiddenState { get; }
 
-    public void Score(IReadOnlyList<RewardInput> candidates, Span<double> rewards)
+    public abstract void Score(IReadOnlyList<RewardInput> candidates, Span<double> rewards);
+}
+
+/// <summary>
+/// A reward computed by the host, one candidate at a time: r = score(candidate). The C API passes a function
+/// pointer through this. A NaN or infinite result, or an exception from the callback, is a
+/// <see cref="TiltException"/> naming the candidate index; cancellation (<see cref="OperationCanceledException"/>)
+/// passes through unwrapped.
+/// </summary>
+public sealed class CallbackReward : HostReward
+{
+    private readonly Func<RewardInput, double> _score;
+
+    /// <param name="score">The reward of one candidate.</param>
+    /// <param name="description">What <see cref="HostReward.Description"/> says (not parsed; name the host's reward).</param>
+    /// <param name="needsHiddenState">True when the callback reads <see cref="RewardInput.FinalHidden"/>.</param>
+    public CallbackReward(Func<RewardInput, double> score, string description, bool needsHiddenState = false)
+        : base(description, needsHiddenState) => _score = score ?? throw new ArgumentNullException(nameof(score));
+
+    public override void Score(IReadOnlyList<RewardInput> candidates, Span<double> rewards)
     {
         ArgumentNullException.ThrowIfNull(candidates);
         for (int i = 0; i < candidates.Count; i++)
@@ -60,27 +69,17 @@ public sealed class CallbackReward : IReward
 /// non-finite with its candidate index. An exception from the callback is a <see cref="TiltException"/> naming the
 /// batch; cancellation passes through unwrapped.
 /// </summary>
-public sealed class BatchCallbackReward : IReward
+public sealed class BatchCallbackReward : HostReward
 {
     private readonly BatchRewardCallback _score;
 
     /// <param name="score">Fills rewards[i] for candidates[i].</param>
-    /// <param name="description">What <see cref="Description"/> says (not parsed; name the host's reward).</param>
+    /// <param name="description">What <see cref="HostReward.Description"/> says (not parsed; name the host's reward).</param>
     /// <param name="needsHiddenState">True when the callback reads <see cref="RewardInput.FinalHidden"/>.</param>
     public BatchCallbackReward(BatchRewardCallback score, string description, bool needsHiddenState = false)
-    {
-        ArgumentNullException.ThrowIfNull(score);
-        ArgumentException.ThrowIfNullOrWhiteSpace(description);
-        _score = score;
-        Description = description;
-        NeedsHiddenState = needsHiddenState;
-    }
+        : base(description, needsHiddenState) => _score = score ?? throw new ArgumentNullException(nameof(score));
 
-    public string Description { get; }
-
-    public bool NeedsHiddenState { get; }
-
-    public void Score(IReadOnlyList<RewardInput> candidates, Span<double> rewards)
+    public override void Score(IReadOnlyList<RewardInput> candidates, Span<double> rewards)
     {
         ArgumentNullException.ThrowIfNull(candidates);
         Span<double> batch = rewards[..candidates.Count];

@@ -10,26 +10,17 @@ public readonly record struct FrontierPoint(double Beta, double Kl, double Expec
 /// <summary>A base distribution tilted by a reward: pi ∝ p exp(r / beta) [M2], or pi ∝ p q^(1/beta) [M3].</summary>
 public sealed class TiltedDistribution
 {
-    private readonly double[] _probabilities;
-    private readonly double[] _logProbabilities;
-
-    internal TiltedDistribution(double beta, double[] probabilities, double[] logProbabilities, double kl, double expectedReward)
-    {
-        Beta = beta;
-        _probabilities = probabilities;
-        _logProbabilities = logProbabilities;
-        KlToBase = kl;
-        ExpectedReward = expectedReward;
-    }
+    internal TiltedDistribution(double beta, double[] probabilities, double[] logProbabilities, double kl, double expectedReward) =>
+        (Beta, Probabilities, LogProbabilities, KlToBase, ExpectedReward) = (beta, probabilities, logProbabilities, kl, expectedReward);
 
     /// <summary>The beta it was tilted with.</summary>
     public double Beta { get; }
 
     /// <summary>pi(y) per outcome.</summary>
-    public IReadOnlyList<double> Probabilities => _probabilities;
+    public IReadOnlyList<double> Probabilities { get; }
 
     /// <summary>log pi(y) per outcome; finite where pi(y) underflows, -infinity where pi(y) is exactly 0.</summary>
-    public IReadOnlyList<double> LogProbabilities => _logProbabilities;
+    public IReadOnlyList<double> LogProbabilities { get; }
 
     /// <summary>KL(pi || p) in nats.</summary>
     public double KlToBase { get; }

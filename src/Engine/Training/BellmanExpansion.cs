@@ -17,16 +17,9 @@ internal sealed class BellmanExpansion
     /// <summary>Rollouts walked in lockstep (their prefixes are forked from them).</summary>
     internal const int RolloutsPerGroup = 16;
 
-    private BellmanExpansion(int d, int[] rollouts, int[] rows, int[] candidateStart, float[] candidateHidden, double[] candidateProbability, double[] fixedPart)
-    {
-        Dimension = d;
-        RolloutOf = rollouts;
-        RowOf = rows;
-        CandidateStart = candidateStart;
-        CandidateHidden = candidateHidden;
-        CandidateProbability = candidateProbability;
-        FixedPart = fixedPart;
-    }
+    private BellmanExpansion(int d, int[] rollouts, int[] rows, int[] candidateStart, float[] candidateHidden, double[] candidateProbability, double[] fixedPart) =>
+        (Dimension, RolloutOf, RowOf, CandidateStart, CandidateHidden, CandidateProbability, FixedPart) =
+        (d, rollouts, rows, candidateStart, candidateHidden, candidateProbability, fixedPart);
 
     public int Dimension { get; }
 

@@ -8,26 +8,17 @@ namespace Tilt.Engine.Decoding;
 /// sequence whose KV holds it, and the next-token logits and hidden state after its last token. Finished beams keep their
 /// reward and no sequence of their own.
 /// </summary>
-internal sealed class Beam
+internal sealed class Beam(int sequence, ITextDecoder decoder, StopText text, float[] logits, float[] hidden)
 {
-    private Beam(int sequence, ITextDecoder decoder, StopText text, float[] logits, float[] hidden)
-    {
-        Sequence = sequence;
-        Decoder = decoder;
-        Text = text;
-        Logits = logits;
-        Hidden = hidden;
-    }
-
-    public int Sequence { get; }
+    public int Sequence { get; } = sequence;
     public List<int> Tokens { get; } = [];
-    public ITextDecoder Decoder { get; }
-    public StopText Text { get; }
+    public ITextDecoder Decoder { get; } = decoder;
+    public StopText Text { get; } = text;
     public double LogProb { get; private set; }
     public List<double> BlockLogProbs { get; } = [];
     public List<TokenLogProb> TokenLogProbs { get; } = [];
-    public float[] Logits { get; }
-    public float[] Hidden { get; }
+    public float[] Logits { get; } = logits;
+    public float[] Hidden { get; } = hidden;
 
     /// <summary>Null while the beam grows; how it ended once it has.</summary>
     public AlignFinish? Finish { get; set; }

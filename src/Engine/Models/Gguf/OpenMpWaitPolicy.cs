@@ -36,6 +36,18 @@ internal static partial class OpenMpWaitPolicy
         return !LibgompLoaded();
     }
 
+    /// <summary>
+    /// Sets an OpenMP variable for this process (overwriting), before llama.cpp is loaded: for harnesses that compare wait
+    /// policies in one environment while their C baseline runs in another. Throws when libgomp is already loaded.
+    /// </summary>
+    internal static void Override(string name, string value)
+    {
+        if (LibgompLoaded()) throw new InvalidOperationException($"{name}={value} comes too late: libgomp is already loaded");
+        if (OperatingSystem.IsLinux() && Native.setenv(name, value, 1) != 0)
+            throw new TiltException($"setenv({name}) failed: {Marshal.GetLastPInvokeErrorMessage()}");
+        Environment.SetEnvironmentVariable(name, value);
+    }
+
     /// <summary>The settings libgomp sees, e.g. "OMP_WAIT_POLICY=PASSIVE, GOMP_SPINCOUNT unset".</summary>
     internal static string Describe()
     {

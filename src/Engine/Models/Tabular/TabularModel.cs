@@ -20,13 +20,8 @@ public sealed class TabularModel : ILanguageModel
     private readonly Dictionary<string, int> _ids;
     private readonly double[][] _next; // [state, vocab]: p(next token | state); state V is the start state
 
-    private TabularModel(ModelInfo info, string[] vocabulary, Dictionary<string, int> ids, double[][] next)
-    {
-        Info = info;
-        _vocabulary = vocabulary;
-        _ids = ids;
-        _next = next;
-    }
+    private TabularModel(ModelInfo info, string[] vocabulary, Dictionary<string, int> ids, double[][] next) =>
+        (Info, _vocabulary, _ids, _next) = (info, vocabulary, ids, next);
 
     public ModelInfo Info { get; }
 
