@@ -269,37 +269,7 @@ internal static class AlignBatch
         return (cut > 0 ? m[..cut] : m).ReplaceLineEndings(" ");
     }
 
-    private static object ToJson(Line line, AlignedSample s, ILanguageModel model) => new
-    {
-        Line = line.Number,
-        s.Index,
-        Strategy = line.Strategy.Name,
-        line.Request.Prompt,
-        s.Text,
-        s.Tokens,
-        s.Reward,
-        RewardSpec = line.RewardSpec,
-        Value = !line.Strategy.ReadsValue ? null : line.ValueHead is { } head ? $"head:{Path.GetFileName(head)}" : $"prefix({line.Request.Reward!.Description})",
-        Logprob = s.LogProb,
-        Kl = new { s.Kl.Value, Method = CliJson.Snake(s.Kl.Method), Band = CliJson.Snake(s.Kl.Band) },
-        KlBound = s.KlBound is { } b ? new { b.Value, Method = CliJson.Snake(b.Method) } : null,
-        s.WinRateVsCandidates,
-        s.SurvivorsPerDecision,
-        s.TokensSavedEstimate,
-        Finish = s.Finish.ToString().ToLowerInvariant(),
-        Partial = s.IsPartial,
-        s.TokensEvaluated,
-        s.PromptTokens,
-        s.CachedPromptTokens,
-        Timings = new
-        {
-            QueuedMs = s.Timings.Queued.TotalMilliseconds,
-            PrefillMs = s.Timings.Prefill.TotalMilliseconds,
-            FirstTextMs = s.Timings.FirstAccepted.TotalMilliseconds,
-            TotalMs = s.Timings.Total.TotalMilliseconds,
-            s.Timings.DecodeCalls,
-        },
-        Candidates = s.Candidates.Count > 0 ? s.Candidates : null,
-        TokenLogprobs = CliJson.TokenLogprobs(model, s.TokenLogProbs),
-    };
+    private static SampleJson ToJson(Line line, AlignedSample s, ILanguageModel model) => CliJson.Sample(s, line.Strategy.Name, line.RewardSpec,
+        !line.Strategy.ReadsValue ? null : line.ValueHead is { } head ? $"head:{Path.GetFileName(head)}" : $"prefix({line.Request.Reward!.Description})",
+        model, line.Number, line.Request.Prompt);
 }

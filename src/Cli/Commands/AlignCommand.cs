@@ -148,35 +148,6 @@ internal static class AlignCommand
         _ => method.ToString(),
     };
 
-    private static object ToJson(AlignedSample s, StrategyEntry strategy, IReward reward, IValueFunction value, ILanguageModel model) => new
-    {
-        s.Index,
-        Strategy = strategy.Name,
-        s.Text,
-        s.Tokens,
-        s.Reward,
-        RewardSpec = reward.Description,
-        Value = strategy.ReadsValue ? value.Description : null,
-        Logprob = s.LogProb,
-        Kl = new { s.Kl.Value, Method = CliJson.Snake(s.Kl.Method), Band = CliJson.Snake(s.Kl.Band) },
-        KlBound = s.KlBound is { } b ? new { b.Value, Method = CliJson.Snake(b.Method) } : null,
-        s.WinRateVsCandidates,
-        s.SurvivorsPerDecision,
-        s.TokensSavedEstimate,
-        s.ForcedTokens,
-        Finish = s.Finish.ToString().ToLowerInvariant(),
-        Partial = s.IsPartial,
-        s.TokensEvaluated,
-        Timings = new
-        {
-            PrefillMs = s.Timings.Prefill.TotalMilliseconds,
-            FirstTextMs = s.Timings.FirstAccepted.TotalMilliseconds,
-            TotalMs = s.Timings.Total.TotalMilliseconds,
-            s.Timings.DecodeCalls,
-            PerStepMs = s.Timings.PerStep.TotalMilliseconds,
-            TokensPerSecond = s.Tokens.Count / Math.Max(1e-9, (s.Timings.Total - s.Timings.Prefill).TotalSeconds),
-        },
-        Candidates = s.Candidates.Count > 0 ? s.Candidates : null,
-        TokenLogprobs = CliJson.TokenLogprobs(model, s.TokenLogProbs),
-    };
+    private static SampleJson ToJson(AlignedSample s, StrategyEntry strategy, IReward reward, IValueFunction value, ILanguageModel model) =>
+        CliJson.Sample(s, strategy.Name, reward.Description, strategy.ReadsValue ? value.Description : null, model);
 }

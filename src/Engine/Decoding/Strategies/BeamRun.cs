@@ -17,21 +17,13 @@ namespace Tilt.Engine.Decoding;
 /// kept beam agrees on it. KL: the blockwise estimate and bound over the winner's blocks, with K candidates a block
 /// (docs/math.md says what that is for B > 1).
 /// </summary>
-internal sealed class BeamRun : RequestRun
+internal sealed class BeamRun : BlockSearchRun
 {
     private readonly BeamOptions _options;
-    private readonly IReward _reward;
-    private readonly IValueFunction _value;
-    private readonly int _k;
-    private ContinuationBatch? _rollout;
-    private int _sample;
-    private bool _needPrompt = true;
-    private bool _scoring;
 
     // The search in progress.
     private List<Beam> _kept = [];
     private Beam[] _parentOf = [];   // [K] the beam each candidate of the current step continues
-    private double[] _scores = [];
     private int _block;
     private long _evaluated;
     private int _decodeCalls, _cachedPrompt;
@@ -40,25 +32,14 @@ internal sealed class BeamRun : RequestRun
     private BeamStream _stream = null!;
 
     public BeamRun(DecodingRequest request, int[] promptTokens, Stopwatch clock, CancellationToken cancellation)
-        : base(request, promptTokens, clock, cancellation)
-    {
-        _options = (BeamOptions)request.Options;
-        _reward = request.Reward!;
-        _value = request.Value ?? new PrefixRewardValue(_reward);
-        _k = _options.K;
-    }
-
-    public override int SequencesNeeded => _k;
-
-    // Blocks wait for their values with everything they need in hand (beam states and final logits are copies).
-    public override bool CanPark => true;
+        : base(request, promptTokens, clock, cancellation, ((BeamOptions)request.Options).K) => _options = (BeamOptions)request.Options;
 
     public override void Prepare(StepContext context)
     {
-        if (!_needPrompt) return;
-        _needPrompt = false;
+        if (!NeedPrompt) return;
+        NeedPrompt = false;
         _start = Clock.Elapsed;
-        var prompt = LoadPrompt(context, clear: _sample > 0, forks: 0);
+        var prompt = LoadPrompt(context, clear: SampleIndex > 0, forks: 0);
         _prefill = Clock.Elapsed - _start;
         _cachedPrompt = prompt.CachedTokens;
         _kept = [Beam.Root(context, Stops, Sequences[0], prompt)];
@@ -68,62 +49,29 @@ internal sealed class BeamRun : RequestRun
         _modelTime = TimeSpan.Zero;
         _firstText = null;
         _stream = new BeamStream(context.Model.CreateTextDecoder(), Stops);
-        _rollout ??= new ContinuationBatch(context.Model, _k);
-        _scores = new double[_k];
+        Rollout ??= new ContinuationBatch(context.Model, K);
+        Scores = new double[K];
         StartStep(context);
     }
 
-    public override void Plan(StepContext context)
-    {
-        if (!_scoring && !IsDone && !_needPrompt) _rollout?.Plan(context.Batch);
-    }
+    protected override int StepCandidates => _parentOf.Length;
 
-    public override void Score(StepContext context)
+    protected override RewardInput ValueInput(ContinuationBatch rollout, int i) => new()
     {
-        var rollout = _rollout;
-        if (rollout is null || IsDone || _needPrompt || _scoring) return;
-        rollout.Collect(context);
-        if (!rollout.IsFinished) return;
+        Prompt = Request.Prompt,
+        PromptTokens = PromptTokens,
+        Tokens = [.. _parentOf[i].Tokens, .. rollout.TokenSpan(i)],
+        Text = _parentOf[i].CandidateText(rollout, i, Stops),
+        IsFinished = rollout.Stopped[i],
+    };
 
-        // Every block of the step is complete: queue their values (batched with the other requests' values).
-        _scoring = true;
-        int n = _parentOf.Length;
-        IReadOnlyList<RewardInput>? inputs = _value.NeedsInputs
-            ? [.. Enumerable.Range(0, n).Select(i => new RewardInput
-            {
-                Prompt = Request.Prompt,
-                PromptTokens = PromptTokens,
-                Tokens = [.. _parentOf[i].Tokens, .. rollout.TokenSpan(i)],
-                Text = _parentOf[i].CandidateText(rollout, i, Stops),
-                IsFinished = rollout.Stopped[i],
-            })]
-            : null;
-        context.Batch.AddValues(this, _value, inputs, rollout.FinalHidden.AsSpan(0, n * context.Hidden), n, _scores);
-    }
-
-    public override void Propose(StepContext context)
-    {
-        if (IsDone || _needPrompt) return;
-        if (_scoring)
-        {
-            _scoring = false;
-            Select(context);
-            if (IsDone || _needPrompt) return;
-        }
-        _rollout!.Propose(context);
-    }
-
-    public override void Advance(StepContext context)
-    {
-        if (IsDone || _needPrompt) return;
-        _rollout!.Advance(context.Batch);
-    }
+    protected override void OnScored(StepContext context) => Select(context);
 
     /// <summary>Forks every unfinished kept beam into its share of the K blocks and starts the step's rollout.</summary>
     private void StartStep(StepContext context)
     {
         var alive = _kept.Where(b => b.Finish is null).ToList();
-        int each = _k / alive.Count, n = each * alive.Count;
+        int each = K / alive.Count, n = each * alive.Count;
         // Sequences not holding a live beam take the forks; beam j's first candidate continues on its own sequence.
         var spare = new Queue<int>(Sequences.Except(alive.Select(b => b.Sequence)));
         var sequences = new int[n];
@@ -149,7 +97,7 @@ internal sealed class BeamRun : RequestRun
             alive[j].Logits.CopyTo(logits, j * vocab);
             alive[j].Hidden.CopyTo(hidden, j * d);
         }
-        var settings = CandidatesFromPrompt(n, (uint)(_sample * _k), decodeLastToken: true) with
+        var settings = CandidatesFromPrompt(n, (uint)(SampleIndex * K), decodeLastToken: true) with
         {
             Sequences = sequences,
             MaxTokens = Math.Min(_options.BlockSize, _options.MaxTokens - length),
@@ -159,41 +107,41 @@ internal sealed class BeamRun : RequestRun
             StopPrefixes = [.. alive.Select(b => b.Decoder)],
             StopTails = [.. alive.Select(b => b.StopTail(Stops))],
         };
-        _rollout!.Start(settings, logits, hidden);
+        Rollout!.Start(settings, logits, hidden);
     }
 
     /// <summary>Scores finished blocks by the reward, keeps the best B of the blocks and finished beams, streams what they agree on.</summary>
     private void Select(StepContext context)
     {
-        var rollout = _rollout!;
+        var rollout = Rollout!;
         int n = _parentOf.Length, d = context.Hidden;
         _evaluated += rollout.TokensDecoded;
         _decodeCalls += rollout.DecodeCalls;
         _modelTime += rollout.ModelTime;
-        ScoreFinishedBlocks(_reward, Request.Prompt, rollout, n, d, i => _parentOf[i].CandidateText(rollout, i, Stops),
-            i => [.. _parentOf[i].Tokens, .. rollout.TokenSpan(i)], _scores, _value.Description);
+        ScoreFinishedBlocks(Reward, Request.Prompt, rollout, n, d, i => _parentOf[i].CandidateText(rollout, i, Stops),
+            i => [.. _parentOf[i].Tokens, .. rollout.TokenSpan(i)], Scores, Value.Description);
 
         // The pool: this step's blocks, then the finished beams still kept (their reward is their score).
         var carried = _kept.Where(b => b.Finish is not null).ToList();
         var pool = new double[n + carried.Count];
-        _scores.AsSpan(0, n).CopyTo(pool);
+        Scores.AsSpan(0, n).CopyTo(pool);
         for (int j = 0; j < carried.Count; j++) pool[n + j] = carried[j].Reward;
         var picks = PickBest(pool, Math.Min(_options.Beams, pool.Length));
-        Emit(new CandidatesScored(_sample, _block, pool, picks[0]));
+        Emit(new CandidatesScored(SampleIndex, _block, pool, picks[0]));
 
         var kept = new List<Beam>(picks.Length);
         foreach (int p in picks)
-            kept.Add(p >= n ? carried[p - n] : _parentOf[p].Extend(context, rollout, p, _scores[p], Stops, _options.MaxTokens, WantsLogprobs));
+            kept.Add(p >= n ? carried[p - n] : _parentOf[p].Extend(context, rollout, p, Scores[p], Stops, _options.MaxTokens, WantsLogprobs));
         _kept = kept;
         _block++;
         // A beam cut by max tokens is finished too; its reward is that of its whole text.
         foreach (var beam in _kept.Where(b => b.Finish == AlignFinish.Length && double.IsNaN(b.Reward)))
-            beam.Reward = _reward.Score(new RewardInput { Prompt = Request.Prompt, Text = beam.Text.ToString(), Tokens = [.. beam.Tokens], IsFinished = false, FinalHidden = beam.Hidden });
+            beam.Reward = Reward.Score(new RewardInput { Prompt = Request.Prompt, Text = beam.Text.ToString(), Tokens = [.. beam.Tokens], IsFinished = false, FinalHidden = beam.Hidden });
 
         if (_stream.Agree(_kept, out var tokens, out string text))
         {
             _firstText ??= Clock.Elapsed - _start;
-            Emit(new TextAccepted(_sample, tokens, text, BlockwiseKl.Estimate([.. _kept[0].BlockLogProbs], _k)));
+            Emit(new TextAccepted(SampleIndex, tokens, text, BlockwiseKl.Estimate([.. _kept[0].BlockLogProbs], K)));
         }
         if (_kept.All(b => b.Finish is not null)) Finish();
         else if (PastDeadline) Finish(deadline: true);
@@ -215,7 +163,7 @@ internal sealed class BeamRun : RequestRun
             for (int i = 0; i < scores.Length; i++)
                 if (!taken[i] && scores[i] > best) best = scores[i];
             for (int i = 0; i < scores.Length; i++) values[i] = !taken[i] && scores[i] == best ? 0f : float.NegativeInfinity;
-            uint row = p == 0 ? (uint)_sample : 0x8000_0000u | (uint)(_sample * 256 + p);
+            uint row = p == 0 ? (uint)SampleIndex : 0x8000_0000u | (uint)(SampleIndex * 256 + p);
             var key = new RngKey(_options.Seed, _options.RequestId, uint.MaxValue - (uint)_block, row);
             picks[p] = BlockSelection.Sample(values, float.PositiveInfinity, key, out _);
             taken[picks[p]] = true;
@@ -229,27 +177,27 @@ internal sealed class BeamRun : RequestRun
         foreach (var beam in _kept.Where(b => b.Finish is null))
         {
             beam.Finish = AlignFinish.Deadline;
-            beam.Reward = _reward.Score(new RewardInput { Prompt = Request.Prompt, Text = beam.Text.ToString(), Tokens = [.. beam.Tokens], IsFinished = false, FinalHidden = beam.Hidden });
+            beam.Reward = Reward.Score(new RewardInput { Prompt = Request.Prompt, Text = beam.Text.ToString(), Tokens = [.. beam.Tokens], IsFinished = false, FinalHidden = beam.Hidden });
         }
         var rewards = _kept.Select(b => b.Reward).ToArray();
-        var winner = _kept[BestOfNRun.PickWinner(rewards, _options.Seed, _options.RequestId, _sample)];
+        var winner = _kept[BestOfNRun.PickWinner(rewards, _options.Seed, _options.RequestId, SampleIndex)];
         string text = winner.Text.ToString();
         var rest = _stream.Rest(winner, text);
         if (rest.Text.Length > 0 || rest.Tokens.Length > 0)
         {
             _firstText ??= Clock.Elapsed - _start;
-            Emit(new TextAccepted(_sample, rest.Tokens, rest.Text, BlockwiseKl.Estimate([.. winner.BlockLogProbs], _k)));
+            Emit(new TextAccepted(SampleIndex, rest.Tokens, rest.Text, BlockwiseKl.Estimate([.. winner.BlockLogProbs], K)));
         }
-        var perBlock = Enumerable.Repeat(_k, winner.BlockLogProbs.Count).ToArray();
+        var perBlock = Enumerable.Repeat(K, winner.BlockLogProbs.Count).ToArray();
         var blocks = winner.BlockLogProbs.ToArray();
-        EmitResult(new AlignedSample(_sample, text, [.. winner.Tokens], winner.Reward, winner.LogProb,
-            new KlReport(BlockwiseKl.Estimate(blocks, _k), KlMethod.BlockEstimate),
+        EmitResult(new AlignedSample(SampleIndex, text, [.. winner.Tokens], winner.Reward, winner.LogProb,
+            new KlReport(BlockwiseKl.Estimate(blocks, K), KlMethod.BlockEstimate),
             new KlReport(BlockwiseKl.Bound(perBlock), KlMethod.BlockBound), deadline ? AlignFinish.Deadline : winner.Finish!.Value, _evaluated,
             new AlignTimings(_prefill, _firstText ?? Clock.Elapsed - _start, Clock.Elapsed - _start, _decodeCalls) { ModelTime = _modelTime }, [])
         {
             CachedPromptTokens = _cachedPrompt,
             TokenLogProbs = WantsLogprobs ? [.. winner.TokenLogProbs] : null,
         });
-        _needPrompt = NextOutput(ref _sample, deadline);
+        NeedPrompt = NextOutput(ref SampleIndex, deadline);
     }
 }

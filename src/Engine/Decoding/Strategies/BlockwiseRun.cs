@@ -17,123 +17,67 @@ namespace Tilt.Engine.Decoding;
 /// response and argmax selection this is exactly best-of-K with the value as reward [M18]. KL per block is bounded by
 /// log K - (K-1)/K and estimated by KLhat with eps = p(block | prefix) [M19].
 /// </summary>
-internal sealed class BlockwiseRun : RequestRun
+internal sealed class BlockwiseRun : BlockSearchRun
 {
     private readonly BlockwiseOptions _options;
-    private readonly IReward _reward;
-    private readonly IValueFunction _value;
-    private readonly int _k;
-    private ContinuationBatch? _rollout;
     private int[] _order = [];      // [K] sequence of each candidate: _order[0] holds the prefix
-    private int _sample;
-    private bool _needPrompt = true;
-    private bool _scoring;           // the values of a finished set of blocks are queued this iteration
 
     // The output in progress.
     private float[] _prefixLogits = [];
     private float[] _prefixHidden = [];
     private readonly List<double> _blockLogProbs = [];
     private int _block;
-    private double[] _scores = [];
 
     public BlockwiseRun(DecodingRequest request, int[] promptTokens, Stopwatch clock, CancellationToken cancellation)
-        : base(request, promptTokens, clock, cancellation)
+        : base(request, promptTokens, clock, cancellation, ((BlockwiseOptions)request.Options).K)
     {
         _options = (BlockwiseOptions)request.Options;
-        _reward = request.Reward!;
-        _value = request.Value ?? new PrefixRewardValue(_reward);
-        _k = _options.K;
         _out = new OutputInProgress(Stops);
     }
 
-    public override int SequencesNeeded => _k;
-
-    // Blocks wait for their values with everything they need in hand (texts, final logits and hidden states are copies).
     private readonly OutputInProgress _out; // the output being written
-
-    public override bool CanPark => true;
 
     public override void Prepare(StepContext context)
     {
-        if (!_needPrompt) return;
-        _needPrompt = false;
+        if (!NeedPrompt) return;
+        NeedPrompt = false;
         var start = Clock.Elapsed;
-        var prompt = LoadPrompt(context, clear: _sample > 0, forks: 0);
+        var prompt = LoadPrompt(context, clear: SampleIndex > 0, forks: 0);
         _out.Begin(context, Clock, start, prompt);
         _order = Sequences.ToArray();
         _prefixLogits = prompt.Logits.ToArray();
         _prefixHidden = prompt.Hidden.ToArray();
         _blockLogProbs.Clear();
         _block = 0;
-        _rollout ??= new ContinuationBatch(context.Model, _k);
-        _scores = new double[_k];
+        Rollout ??= new ContinuationBatch(context.Model, K);
+        Scores = new double[K];
         if (PastDeadline) Finish(context, AlignFinish.Deadline);
         else StartBlock(context);
     }
 
-    public override void Plan(StepContext context)
-    {
-        if (!_scoring) _rollout?.Plan(context.Batch);
-    }
+    protected override int StepCandidates => K;
 
-    public override void Score(StepContext context)
+    protected override RewardInput ValueInput(ContinuationBatch rollout, int i) => new()
     {
-        var rollout = _rollout;
-        if (rollout is null || IsDone || _needPrompt || _scoring) return;
-        rollout.Collect(context);
-        if (!rollout.IsFinished) return;
+        Prompt = Request.Prompt,
+        PromptTokens = PromptTokens,
+        Tokens = [.. _out.Tokens, .. rollout.TokenSpan(i)],
+        Text = CandidateText(rollout, i),
+        IsFinished = rollout.Stopped[i],
+    };
 
-        // Every block is complete: queue their values (batched with the other requests' values).
-        _scoring = true;
-        IReadOnlyList<RewardInput>? inputs = null;
-        if (_value.NeedsInputs)
-        {
-            var list = new RewardInput[_k];
-            for (int i = 0; i < _k; i++)
-            {
-                var block = rollout.TokenSpan(i);
-                list[i] = new RewardInput
-                {
-                    Prompt = Request.Prompt,
-                    PromptTokens = PromptTokens,
-                    Tokens = [.. _out.Tokens, .. block],
-                    Text = CandidateText(rollout, i),
-                    IsFinished = rollout.Stopped[i],
-                };
-            }
-            inputs = list;
-        }
-        context.Batch.AddValues(this, _value, inputs, rollout.FinalHidden.AsSpan(0, _k * context.Hidden), _k, _scores);
-    }
-
-    public override void Propose(StepContext context)
-    {
-        if (IsDone || _needPrompt) return;
-        if (_scoring)
-        {
-            _scoring = false;
-            AcceptBlock(context);
-            if (IsDone || _needPrompt) return;
-        }
-        _rollout!.Propose(context);
-    }
-
-    public override void Advance(StepContext context)
-    {
-        if (IsDone || _needPrompt) return;
-        _rollout!.Advance(context.Batch);
-    }
+    protected override void OnScored(StepContext context) => AcceptBlock(context);
 
     private void StartBlock(StepContext context)
     {
         // Candidate 0 continues on the prefix's own sequence; the others fork it.
-        for (int i = 1; i < _k; i++) context.Kv.Copy(_order[0], _order[i]);
+        for (int i = 1; i < K; i++) context.Kv.Copy(_order[0], _order[i]);
         int m = Math.Min(_options.BlockSize, _options.MaxTokens - _out.Tokens.Count);
-        _rollout!.Start(new ContinuationBatch.Settings
+        Rollout!.Start(new ContinuationBatch.Settings
         {
-            Candidates = _k,
+            Candidates = K,
             Sequences = _order,
-            Rows = Enumerable.Range(0, _k).Select(i => (uint)(_sample * _k + i)).ToArray(),
+            Rows = Enumerable.Range(0, K).Select(i => (uint)(SampleIndex * K + i)).ToArray(),
             MaxTokens = m,
             Sampling = _options.Sampling,
             Seed = _options.Seed,
@@ -154,16 +98,16 @@ internal sealed class BlockwiseRun : RequestRun
     /// <summary>Scores finished blocks by the reward, picks the winner, streams it and starts the next block or finishes.</summary>
     private void AcceptBlock(StepContext context)
     {
-        var rollout = _rollout!;
+        var rollout = Rollout!;
         int d = context.Hidden, vocab = context.Vocab;
         _out.Evaluated += rollout.TokensDecoded;
         _out.DecodeCalls += rollout.DecodeCalls;
         _out.ModelTime += rollout.ModelTime;
 
-        ScoreFinishedBlocks(_reward, Request.Prompt, rollout, _k, d, i => CandidateText(rollout, i),
-            i => [.. _out.Tokens, .. rollout.TokenSpan(i)], _scores, _value.Description);
+        ScoreFinishedBlocks(Reward, Request.Prompt, rollout, K, d, i => CandidateText(rollout, i),
+            i => [.. _out.Tokens, .. rollout.TokenSpan(i)], Scores, Value.Description);
 
-        int winner = SelectBlock(_scores, _options, _sample, _block);
+        int winner = SelectBlock(Scores, _options, SampleIndex, _block);
         var blockTokens = rollout.Tokens[winner];
         _out.Tokens.AddRange(blockTokens);
         _out.LogProb += rollout.LogProb[winner];
@@ -176,11 +120,11 @@ internal sealed class BlockwiseRun : RequestRun
             if (j == blockTokens.Count - 1 && rollout.StoppedByRequest[winner] && Stops!.IsStopToken(blockTokens[j])) _out.Text.StopAtToken(before);
         }
         _out.Accepted(Clock);
-        Emit(new CandidatesScored(_sample, _block, _scores.ToArray(), winner));
+        Emit(new CandidatesScored(SampleIndex, _block, Scores.ToArray(), winner));
         // A block that ends the output also streams what was held back for a possible stop string.
         bool last = rollout.Stopped[winner] || _out.Tokens.Count >= _options.MaxTokens;
         if (last && !_out.Text.Stopped) _out.Text.Append(_out.Decoder.Flush());
-        Emit(new TextAccepted(_sample, blockTokens.ToArray(), _out.Text.TakeStreamable(final: last), BlockwiseKl.Estimate(CollectionsMarshal.AsSpan(_blockLogProbs), _k))
+        Emit(new TextAccepted(SampleIndex, blockTokens.ToArray(), _out.Text.TakeStreamable(final: last), BlockwiseKl.Estimate(CollectionsMarshal.AsSpan(_blockLogProbs), K))
         {
             LogProb = rollout.LogProb[winner],
             TokenLogProbs = WantsLogprobs ? rollout.TokenLogProbs[winner].ToArray() : null,
@@ -206,19 +150,19 @@ internal sealed class BlockwiseRun : RequestRun
         int[] tokens = _out.Tokens.ToArray();
         // A deadline can end the output while text is still held back for a possible stop string.
         if (_out.Text.TakeStreamable(final: true) is { Length: > 0 } rest)
-            Emit(new TextAccepted(_sample, [], rest, BlockwiseKl.Estimate(CollectionsMarshal.AsSpan(_blockLogProbs), _k)));
+            Emit(new TextAccepted(SampleIndex, [], rest, BlockwiseKl.Estimate(CollectionsMarshal.AsSpan(_blockLogProbs), K)));
         var reward = new double[1];
-        _reward.ScoreChecked([new RewardInput { Prompt = Request.Prompt, Text = text, Tokens = tokens, IsFinished = finish is AlignFinish.Eos or AlignFinish.Stop, FinalHidden = _prefixHidden.ToArray() }], reward);
-        var perBlock = Enumerable.Repeat(_k, _block).ToArray();
-        EmitResult(new AlignedSample(_sample, text, tokens, reward[0], _out.LogProb,
-            new KlReport(BlockwiseKl.Estimate(CollectionsMarshal.AsSpan(_blockLogProbs), _k), KlMethod.BlockEstimate),
+        Reward.ScoreChecked([new RewardInput { Prompt = Request.Prompt, Text = text, Tokens = tokens, IsFinished = finish is AlignFinish.Eos or AlignFinish.Stop, FinalHidden = _prefixHidden.ToArray() }], reward);
+        var perBlock = Enumerable.Repeat(K, _block).ToArray();
+        EmitResult(new AlignedSample(SampleIndex, text, tokens, reward[0], _out.LogProb,
+            new KlReport(BlockwiseKl.Estimate(CollectionsMarshal.AsSpan(_blockLogProbs), K), KlMethod.BlockEstimate),
             new KlReport(BlockwiseKl.Bound(perBlock), KlMethod.BlockBound), finish, _out.Evaluated,
             _out.Timings(Clock), [])
         {
             CachedPromptTokens = _out.CachedPrompt,
             TokenLogProbs = WantsLogprobs ? _out.TokenLogProbs.ToArray() : null,
         });
-        _needPrompt = NextOutput(ref _sample, finish == AlignFinish.Deadline);
+        NeedPrompt = NextOutput(ref SampleIndex, finish == AlignFinish.Deadline);
     }
 
     /// <summary>

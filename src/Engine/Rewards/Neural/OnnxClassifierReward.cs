@@ -11,19 +11,11 @@ namespace Tilt.Engine.Rewards.Neural;
 /// truncated to <see cref="NeuralRewardOptions.MaxLength"/> tokens (a pair keeps the response and the end of the prompt).
 /// Spec: <c>onnx:MODEL.onnx[,label=I][,input=response|prompt+response][,max-length=N][,tokenizer=FILE][,device=cpu|cuda]</c>.
 /// </summary>
-public sealed class OnnxClassifierReward : IReward
+public sealed class OnnxClassifierReward : OnnxTextReward
 {
-    private readonly OnnxTextModel _model;
-    private readonly TextTokenizer _tokenizer;
-    private readonly string _output;
-    private long _runs;
-
     private OnnxClassifierReward(OnnxTextModel model, TextTokenizer tokenizer, string output, NeuralRewardOptions options)
+        : base(model, tokenizer, output, options)
     {
-        _model = model;
-        _tokenizer = tokenizer;
-        _output = output;
-        Options = options;
         Description = $"onnx:{model.Path}{options.Describe(classifier: true)}";
     }
 
@@ -48,26 +40,9 @@ public sealed class OnnxClassifierReward : IReward
         return new OnnxClassifierReward(model, tokenizer, output, options);
     }
 
-    /// <summary>The .onnx file (full path).</summary>
-    public string ModelPath => _model.Path;
 
-    /// <summary>The tokenizer file (full path).</summary>
-    public string TokenizerPath => _tokenizer.Path;
 
-    public NeuralRewardOptions Options { get; }
-
-    /// <summary>"onnx:/full/model.onnx[,options]".</summary>
-    public string Description { get; }
-
-    public bool NeedsHiddenState => false;
-
-    /// <summary>ONNX Runtime runs this reward has made (for tests of batching; the session is shared, so its own count is not).</summary>
-    internal long RunCount => Interlocked.Read(ref _runs);
-
-    /// <summary>The shared session (for tests of sharing).</summary>
-    internal object Session => _model;
-
-    public void Score(IReadOnlyList<RewardInput> candidates, Span<double> rewards)
+    public override void Score(IReadOnlyList<RewardInput> candidates, Span<double> rewards)
     {
         ArgumentNullException.ThrowIfNull(candidates);
         int n = candidates.Count;
@@ -75,7 +50,7 @@ public sealed class OnnxClassifierReward : IReward
         for (int i = 0; i < n; i++)
         {
             rows[i] = Options.Input == ClassifierInput.Response
-                ? new EncodedText(_tokenizer.Encode(candidates[i].Text, Options.MaxLength), null)
+                ? new EncodedText(Tokenizer.Encode(candidates[i].Text, Options.MaxLength), null)
                 : Pair(candidates[i]);
         }
 
@@ -91,14 +66,14 @@ public sealed class OnnxClassifierReward : IReward
             }
 
             int offset = start;
-            Interlocked.Increment(ref _runs);
-            _model.Run(new ArraySegment<EncodedText>(rows, start, end - start), _tokenizer.PaddingId, _output, (logits, shape) =>
+            CountRun();
+            Model.Run(new ArraySegment<EncodedText>(rows, start, end - start), Tokenizer.PaddingId, OutputName, (logits, shape) =>
             {
                 long labels = shape[1]; // logits: [rows, labels]
                 if (Options.Label >= labels)
                 {
                     throw new TiltException(
-                        $"{_model.Path}: label={Options.Label.ToString(CultureInfo.InvariantCulture)}, but output {_output} has {labels} logits");
+                        $"{Model.Path}: label={Options.Label.ToString(CultureInfo.InvariantCulture)}, but output {OutputName} has {labels} logits");
                 }
 
                 for (int r = 0; r < shape[0]; r++)
@@ -114,7 +89,7 @@ public sealed class OnnxClassifierReward : IReward
 
     private EncodedText Pair(RewardInput candidate)
     {
-        var (ids, segments) = _tokenizer.EncodePair(candidate.Prompt, candidate.Text, Options.MaxLength);
+        var (ids, segments) = Tokenizer.EncodePair(candidate.Prompt, candidate.Text, Options.MaxLength);
         return new EncodedText(ids, segments);
     }
 }

@@ -11,24 +11,17 @@ namespace Tilt.Engine.Rewards.Neural;
 /// <see cref="NeuralRewardOptions.MaxLength"/> tokens are truncated.
 /// Spec: <c>similarity:MODEL.onnx[,max-length=N][,tokenizer=FILE][,device=cpu|cuda]|TARGET TEXT</c>.
 /// </summary>
-public sealed class SimilarityReward : IReward
+public sealed class SimilarityReward : OnnxTextReward
 {
     /// <summary>Padded tokens (rows x longest row) per run: bounds the activations of one run (~70 MB per layer for MiniLM).</summary>
     public const int MaxTokensPerRun = 65_536;
 
-    private readonly OnnxTextModel _model;
-    private readonly TextTokenizer _tokenizer;
-    private readonly string _output;
-    private long _runs;
     private readonly double[] _target; // [d], unit length
 
     private SimilarityReward(OnnxTextModel model, TextTokenizer tokenizer, string output, string target, NeuralRewardOptions options)
+        : base(model, tokenizer, output, options)
     {
-        _model = model;
-        _tokenizer = tokenizer;
-        _output = output;
         Target = target;
-        Options = options;
         _target = Embed([target]);
         Dimension = _target.Length;
         Description = $"similarity:{model.Path}{options.Describe(classifier: false)}|{EscapeText(target)}";
@@ -57,31 +50,14 @@ public sealed class SimilarityReward : IReward
         return new SimilarityReward(model, tokenizer, output, target, options);
     }
 
-    /// <summary>The .onnx file (full path).</summary>
-    public string ModelPath => _model.Path;
-
-    /// <summary>The tokenizer file (full path).</summary>
-    public string TokenizerPath => _tokenizer.Path;
-
     public string Target { get; }
 
-    public NeuralRewardOptions Options { get; }
 
     /// <summary>The embedding size (384 for MiniLM).</summary>
     public int Dimension { get; }
 
-    /// <summary>"similarity:/full/model.onnx[,options]|target", with '\', '+', ';', '(' and ')' of the target escaped by '\'.</summary>
-    public string Description { get; }
 
-    public bool NeedsHiddenState => false;
-
-    /// <summary>ONNX Runtime runs this reward has made (for tests of batching; the session is shared, so its own count is not).</summary>
-    internal long RunCount => Interlocked.Read(ref _runs);
-
-    /// <summary>The shared session (for tests of sharing).</summary>
-    internal object Session => _model;
-
-    public void Score(IReadOnlyList<RewardInput> candidates, Span<double> rewards)
+    public override void Score(IReadOnlyList<RewardInput> candidates, Span<double> rewards)
     {
         ArgumentNullException.ThrowIfNull(candidates);
         var texts = new string[candidates.Count];
@@ -110,7 +86,7 @@ public sealed class SimilarityReward : IReward
         var rows = new EncodedText[texts.Count];
         for (int i = 0; i < rows.Length; i++)
         {
-            rows[i] = new EncodedText(_tokenizer.Encode(texts[i], Options.MaxLength), null);
+            rows[i] = new EncodedText(Tokenizer.Encode(texts[i], Options.MaxLength), null);
         }
 
         double[]? embeddings = null;
@@ -126,8 +102,8 @@ public sealed class SimilarityReward : IReward
 
             var chunk = new ArraySegment<EncodedText>(rows, start, end - start);
             int offset = start;
-            Interlocked.Increment(ref _runs);
-            _model.Run(chunk, _tokenizer.PaddingId, _output, (data, shape) =>
+            CountRun();
+            Model.Run(chunk, Tokenizer.PaddingId, OutputName, (data, shape) =>
             {
                 int d = checked((int)shape[2]);
                 embeddings ??= new double[rows.Length * d];
