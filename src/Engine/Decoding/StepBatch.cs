@@ -13,7 +13,7 @@ namespace Tilt.Engine.Decoding;
 /// rows). Per-row parameters live in arrays beside the rows (vLLM's SamplingMetadata), never as branches in a kernel.
 /// Not thread-safe: the scheduler's loop thread owns it.
 /// </summary>
-internal sealed class StepBatch
+internal sealed partial class StepBatch
 {
     private readonly int _vocab;
     private readonly int _hidden;
@@ -218,100 +218,6 @@ internal sealed class StepBatch
     public float SampledSamplerLogProb(int handle) => _sampledSamplerLogProb[_slotOf[handle]];
 
     /// <summary>
-    /// Queues a token-wise CD row [M14]: the prefix's logits, its candidate tokens and their values V(prefix + z).
-    /// Returns a handle for <see cref="TiltResult"/>.
-    /// </summary>
-    public (int Group, int Row) AddTilted(ReadOnlySpan<float> logits, ReadOnlySpan<int> candidateIds, ReadOnlySpan<float> values,
-        float beta, SamplingParameters parameters, RngKey key)
-    {
-        int c = candidateIds.Length;
-        if (!_tiltGroups.TryGetValue(c, out var group)) _tiltGroups[c] = group = new TiltGroup(c, _vocab);
-        int row = group.Add(logits[.._vocab], candidateIds, values, beta, parameters, key);
-        return (c, row);
-    }
-
-    /// <summary>Token, log p, log pi and the exact per-step KL [M15] of a token-wise row after <see cref="Sample"/>.</summary>
-    public (int Token, float BaseLogProb, float TiltedLogProb, float Kl) TiltResult((int Group, int Row) handle)
-    {
-        var g = _tiltGroups[handle.Group];
-        return (g.Tokens[handle.Row], g.BaseLogProb[handle.Row], g.TiltedLogProb[handle.Row], g.Kl[handle.Row]);
-    }
-
-    /// <summary>
-    /// Queues values[i] = V(prefix i) for <paramref name="count"/> prefixes whose hidden states are <paramref name="hidden"/>
-    /// ([count, d], copied now). Trained heads of every request are scored together, one kernel call per head.
-    /// </summary>
-    public void AddValues(object owner, IValueFunction value, IReadOnlyList<RewardInput>? inputs, ReadOnlySpan<float> hidden, int count, double[] destination)
-    {
-        _values.Add(new ValueRequest(owner, value, inputs, hidden[..(count * _hidden)].ToArray(), count, destination));
-    }
-
-    /// <summary>
-    /// Evaluates every queued value: trained heads batched across requests through the step kernels; reward-backed values
-    /// (those that read text) of runs that can wait are started on <paramref name="scoring"/> (the run waits for its job, and
-    /// is added to <paramref name="started"/>);
-    /// the others one request at a time here. Returns the owners whose evaluation failed, with the error (the others are
-    /// unaffected).
-    /// </summary>
-    public List<(object Owner, Exception Error)> EvaluateValues(IStepKernels kernels, ScoringStage? scoring = null, List<RequestRun>? started = null)
-    {
-        var failures = new List<(object, Exception)>();
-        if (_values.Count == 0) return failures;
-        foreach (var byHead in _values.Where(v => v.Value is HeadValue).GroupBy(v => ((HeadValue)v.Value).Head))
-        {
-            try
-            {
-                ScoreHead(kernels, byHead.Key, byHead.ToList());
-            }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                foreach (var v in byHead) failures.Add((v.Owner, e));
-            }
-        }
-        foreach (var v in _values)
-        {
-            if (v.Value is HeadValue) continue;
-            if (scoring is not null && v.Value.NeedsInputs && v.Owner is RequestRun { CanPark: true } run)
-            {
-                run.Await(scoring.Start(() => v.Value.Evaluate(v.Inputs, v.Hidden, v.Count, v.Destination.AsSpan(0, v.Count))));
-                started?.Add(run);
-                continue;
-            }
-            try
-            {
-                v.Value.Evaluate(v.Value.NeedsInputs ? v.Inputs : null, v.Hidden, v.Count, v.Destination.AsSpan(0, v.Count));
-            }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                failures.Add((v.Owner, e));
-            }
-        }
-        return failures;
-    }
-
-    private void ScoreHead(IStepKernels kernels, ValueHead head, List<ValueRequest> group)
-    {
-        {
-            int rows = group.Sum(v => v.Count);
-            var hidden = new float[rows * _hidden];
-            int at = 0;
-            foreach (var v in group)
-            {
-                v.Hidden.CopyTo(hidden.AsSpan(at * _hidden));
-                at += v.Count;
-            }
-            var scores = new float[rows];
-            kernels.ScoreValues(head, hidden, rows, scores);
-            at = 0;
-            foreach (var v in group)
-            {
-                for (int i = 0; i < v.Count; i++) v.Destination[i] = scores[at + i];
-                at += v.Count;
-            }
-        }
-    }
-
-    /// <summary>
     /// Samples every queued row: one base-sampling call, one tilted call per candidate-set size, and one top-N pass over
     /// the rows that ask for alternatives (none when no request does).
     /// </summary>
@@ -400,49 +306,5 @@ internal sealed class StepBatch
         Array.Resize(ref _sampledTokens, n);
         Array.Resize(ref _sampledBaseLogProb, n);
         Array.Resize(ref _sampledSamplerLogProb, n);
-    }
-
-    private sealed record ValueRequest(object Owner, IValueFunction Value, IReadOnlyList<RewardInput>? Inputs, float[] Hidden, int Count, double[] Destination);
-
-    /// <summary>Token-wise rows that share one candidate-set size: [rows, vocab] logits, [rows, c] ids and values.</summary>
-    private sealed class TiltGroup(int candidates, int vocab)
-    {
-        public readonly int Candidates = candidates;
-        public int Count;
-        public float[] Logits = [];
-        public int[] CandidateIds = [];
-        public float[] Values = [];
-        public float[] Beta = [];
-        public SamplingParameters[] Parameters = [];
-        public RngKey[] Keys = [];
-        public int[] Tokens = [];
-        public float[] BaseLogProb = [];
-        public float[] TiltedLogProb = [];
-        public float[] Kl = [];
-
-        public int Add(ReadOnlySpan<float> logits, ReadOnlySpan<int> ids, ReadOnlySpan<float> values, float beta, SamplingParameters parameters, RngKey key)
-        {
-            if (Count == Beta.Length)
-            {
-                int n = Math.Max(4, Count * 2);
-                Array.Resize(ref Logits, n * vocab);
-                Array.Resize(ref CandidateIds, n * Candidates);
-                Array.Resize(ref Values, n * Candidates);
-                Array.Resize(ref Beta, n);
-                Array.Resize(ref Parameters, n);
-                Array.Resize(ref Keys, n);
-                Array.Resize(ref Tokens, n);
-                Array.Resize(ref BaseLogProb, n);
-                Array.Resize(ref TiltedLogProb, n);
-                Array.Resize(ref Kl, n);
-            }
-            logits.CopyTo(Logits.AsSpan(Count * vocab, vocab));
-            ids.CopyTo(CandidateIds.AsSpan(Count * Candidates, Candidates));
-            values.CopyTo(Values.AsSpan(Count * Candidates, Candidates));
-            Beta[Count] = beta;
-            Parameters[Count] = parameters;
-            Keys[Count] = key;
-            return Count++;
-        }
     }
 }
