@@ -283,7 +283,7 @@ typedef struct tilt_request_options {
     int32_t top_k;            /* proposals: keep the top_k most likely tokens; 0 = off. Defaults to 0. */
     float temperature;        /* proposals: temperature, 0 (greedy) or finite >= 1e-4. Defaults to 1. */
     float top_p;              /* proposals: nucleus mass in (0, 1]; 1 = off. Defaults to 1. */
-    int32_t threads;          /* CPU threads for llama.cpp, 0..logical CPUs; 0 = one per physical core. Defaults to 0. */
+    int32_t threads;          /* CPU threads for llama.cpp, 0..logical CPUs; 0 = the model engine's (one per physical core unless the model was opened with others). A request asking for other threads than its model's engine runs on an engine (llama context) of its own. Defaults to 0. */
     uint32_t request_id;      /* mixed into the RNG key with the seed. Defaults to 0. */
     double beta;              /* tilt strength of token-wise CD and of blockwise SAMPLE selection (finite,
                                  >= 1e-30). Defaults to 1. */

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Tilt.Engine.Decoding;
+using Tilt.Engine.Models;
 using Tilt.Engine.Rewards;
 using Tilt.Engine.Values;
 using Tilt.Engine.Requests;
@@ -34,13 +35,15 @@ internal sealed class RequestHandle : HandleObject
     private readonly IValueFunction? _value;
     private RunState _state;
     private bool _freed;
+    private readonly int? _threads; // asked-for llama.cpp threads; null = the model engine's
     private int? _streamStop;
     private nint _onEvent;
     private nint _userData;
 
     private RequestHandle(ModelHandle model, string prompt, Strategy strategy, AlignOptions? aligned, GenerationOptions? generation,
-        IReward? reward, IValueFunction? value, ScoringOptions? scoring = null, int top = 0)
+        IReward? reward, IValueFunction? value, ScoringOptions? scoring, int top, int? threads)
     {
+        _threads = threads;
         _scoring = scoring;
         _top = top;
         Model = model;
@@ -70,12 +73,13 @@ internal sealed class RequestHandle : HandleObject
     public static RequestHandle Create(ModelHandle model, string prompt, in TiltRequestOptions options, RewardHandle? reward, ValueHandle? value)
     {
         var strategy = RequestOptionsMapping.ReadStrategy(options);
+        int? threads = RequestOptionsMapping.ReadThreads(options);
         var (_, top) = RequestOptionsMapping.ReadLogprobs(options, strategy);
         var stop = RequestOptionsMapping.ReadStop(options);
         if (RequestOptionsMapping.ToScoring(options, strategy) is { } scoring)
         {
             if (stop is not null) throw StatusException.InvalidArgument("stop sequences do not apply to TILT_STRATEGY_SCORE: nothing is generated");
-            return new RequestHandle(model, prompt, strategy, null, null, null, null, scoring, top);
+            return new RequestHandle(model, prompt, strategy, null, null, null, null, scoring, top, threads);
         }
         if (stop is not null)
             foreach (int id in stop.TokenIds)
@@ -93,13 +97,13 @@ internal sealed class RequestHandle : HandleObject
             if (reward is { Reward.NeedsHiddenState: true })
                 throw StatusException.InvalidArgument(
                     $"reward '{reward.Reward.Description}' reads hidden states, which TILT_STRATEGY_SAMPLE does not keep; use an aligned strategy");
-            return new RequestHandle(model, prompt, strategy, null, generation, reward?.Reward, null, null, top);
+            return new RequestHandle(model, prompt, strategy, null, generation, reward?.Reward, null, null, top, threads);
         }
 
         var aligned = RequestOptionsMapping.ToAligned(options, strategy) with { Stop = stop };
         if (reward is null)
             throw StatusException.InvalidArgument("reward is NULL; the aligned strategies need one (only TILT_STRATEGY_SAMPLE runs without)");
-        return new RequestHandle(model, prompt, strategy, aligned, null, reward.Reward, value?.Value, null, top);
+        return new RequestHandle(model, prompt, strategy, aligned, null, reward.Reward, value?.Value, null, top, threads);
     }
 
     public void Cancel() => _cancel.Cancel();
@@ -205,9 +209,11 @@ internal sealed class RequestHandle : HandleObject
             Value = _value,
         };
         var engine = Model.Engine;
-        var events = engine.CanServe(request, out _)
+        bool ownThreads = _threads is { } asked && asked != (engine.Options.Threads ?? CpuTopology.DefaultThreads);
+        var events = !ownThreads && engine.CanServe(request, out _)
             ? engine.StreamAsync(request, _cancel.Token)
-            : DecodingEngine.StreamOnOwnEngine(Model.Model, Model.Kernels, request, _cancel.Token);
+            : DecodingEngine.StreamOnOwnEngine(Model.Model, Model.Kernels, request,
+                new ContextSettings(_threads ?? engine.Options.Threads, engine.Options.KvCacheType), _cancel.Token);
         bool sample = _strategy == Strategy.Sample;
         await foreach (var e in events)
         {

@@ -82,16 +82,16 @@ internal static class RequestOptionsMapping
             return null;
         }
         if (o.Continuation == null) throw StatusException.InvalidArgument("tilt_request_options.continuation is NULL; TILT_STRATEGY_SCORE scores that text");
-        int? threads = ReadThreads(o);
+        _ = ReadThreads(o); // checked with the other fields; the request handle keeps the value
         string text = Utf8.Read(o.Continuation, "tilt_request_options.continuation");
         int top = o.TopLogprobs;
-        return Relabel(() => new ScoringOptions { Continuation = text, TopLogprobs = top, Threads = threads });
+        return Relabel(() => new ScoringOptions { Continuation = text, TopLogprobs = top });
     }
 
     /// <summary>Options of an aligned strategy, through the strategy catalogue (only the fields the strategy reads are checked).</summary>
     public static AlignOptions ToAligned(TiltRequestOptions o, Strategy strategy)
     {
-        int? threads = ReadThreads(o);
+        _ = ReadThreads(o); // checked with the other fields; the request handle keeps the value (threads are the context's)
         if (o.DeadlineMs < 0)
             throw StatusException.InvalidArgument($"tilt_request_options.deadline_ms must be >= 0 (0 = none), got {o.DeadlineMs}");
         if (strategy == Strategy.Blockwise && o.Selection is not (0 or 1))
@@ -113,32 +113,35 @@ internal static class RequestOptionsMapping
             Samples = o.Samples,
             DeadlineMs = o.DeadlineMs > 0 ? o.DeadlineMs : null,
         };
-        return Relabel(() => WithShared(spec.Build(new StrategyLimits { MaxTokens = o.MaxTokens }), o, threads));
+        return Relabel(() => WithShared(spec.Build(new StrategyLimits { MaxTokens = o.MaxTokens }), o));
     }
 
     /// <summary>Options of plain sampling.</summary>
     public static GenerationOptions ToGeneration(TiltRequestOptions o)
     {
-        int? threads = ReadThreads(o);
+        _ = ReadThreads(o); // checked with the other fields; the request handle keeps the value
         if (o.DeadlineMs != 0)
             throw StatusException.InvalidArgument(
                 $"tilt_request_options.deadline_ms must be 0 for TILT_STRATEGY_SAMPLE (deadlines belong to the aligned strategies), got {o.DeadlineMs}");
-        return Relabel(() => WithShared(new GenerationOptions { Samples = o.Samples }, o, threads));
+        return Relabel(() => WithShared(new GenerationOptions { Samples = o.Samples }, o));
     }
 
-    /// <summary>The members every decoding strategy reads: length, seed, sampling, threads, log-probabilities.</summary>
-    private static T WithShared<T>(T options, in TiltRequestOptions o, int? threads) where T : DecodingOptions => options with
+    /// <summary>The members every decoding strategy reads: length, seed, sampling, log-probabilities.</summary>
+    private static T WithShared<T>(T options, in TiltRequestOptions o) where T : DecodingOptions => options with
     {
         MaxTokens = o.MaxTokens,
         Seed = o.Seed,
         RequestId = o.RequestId,
         Sampling = new SamplingParameters(o.Temperature, o.TopK, o.TopP),
-        Threads = threads,
         Logprobs = o.Logprobs != 0 || o.TopLogprobs > 0,
         TopLogprobs = o.TopLogprobs,
     };
 
-    private static int? ReadThreads(in TiltRequestOptions o) => o.Threads switch
+    /// <summary>
+    /// The request's llama.cpp threads (0 = the model's engine's). Threads are the context's, not a request's: a request that
+    /// asks for other threads than its model's engine runs on an engine of its own.
+    /// </summary>
+    public static int? ReadThreads(in TiltRequestOptions o) => o.Threads switch
     {
         0 => null,
         > 0 => o.Threads,

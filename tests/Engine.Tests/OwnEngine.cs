@@ -11,10 +11,12 @@ namespace Tilt.Engine.Tests;
 internal static class OwnEngine
 {
     public static Task<IReadOnlyList<AlignedSample>> Run(ILanguageModel model, IStepKernels kernels, string prompt, DecodingOptions options,
-        IReward? reward = null, IValueFunction? value = null, CancellationToken cancellationToken = default) =>
-        DecodingEngine.RunOnOwnEngineAsync(model, kernels, new DecodingRequest { Prompt = prompt, Options = options, Reward = reward, Value = value }, cancellationToken);
+        IReward? reward = null, IValueFunction? value = null, CancellationToken cancellationToken = default, KvCacheType kv = KvCacheType.F16) =>
+        DecodingEngine.RunOnOwnEngineAsync(model, kernels, new DecodingRequest { Prompt = prompt, Options = options, Reward = reward, Value = value },
+            new ContextSettings(KvCacheType: kv), cancellationToken);
 
     public static IAsyncEnumerable<AlignEvent> Stream(ILanguageModel model, IStepKernels kernels, string prompt, DecodingOptions options,
-        IReward? reward = null, IValueFunction? value = null, CancellationToken cancellationToken = default) =>
-        DecodingEngine.StreamOnOwnEngine(model, kernels, new DecodingRequest { Prompt = prompt, Options = options, Reward = reward, Value = value }, cancellationToken);
+        IReward? reward = null, IValueFunction? value = null, CancellationToken cancellationToken = default, KvCacheType kv = KvCacheType.F16) =>
+        DecodingEngine.StreamOnOwnEngine(model, kernels, new DecodingRequest { Prompt = prompt, Options = options, Reward = reward, Value = value },
+            new ContextSettings(KvCacheType: kv), cancellationToken);
 }

@@ -45,7 +45,10 @@ public sealed class MappingTests
         Assert.Equal(new BlockwiseOptions(), o);
         var b = Assert.IsType<BestOfNOptions>(RequestOptionsMapping.ToAligned(HeaderDefaults() with { DeadlineMs = 250, Threads = 1 }, Strategy.BestOfN));
         Assert.Equal(TimeSpan.FromMilliseconds(250), b.Deadline);
-        Assert.Equal(1, b.Threads);
+        // Threads are the context's: the request's own value is read beside its options (a request asking for other
+        // threads than its model's engine runs on an engine of its own), never stored in them.
+        Assert.Equal(1, RequestOptionsMapping.ReadThreads(HeaderDefaults() with { Threads = 1 }));
+        Assert.Null(RequestOptionsMapping.ReadThreads(HeaderDefaults()));
         Assert.Equal(new Tilt.Engine.Requests.GenerationOptions(), RequestOptionsMapping.ToGeneration(HeaderDefaults()));
     }
 

@@ -42,7 +42,7 @@ public sealed class CompletionTests
         var direct = await host.Model.Engine.RunAsync(new DecodingRequest
         {
             Prompt = Prompt,
-            Options = new GenerationOptions { MaxTokens = 24, Seed = 7, KvCacheType = Engine.Models.KvCacheType.F32 },
+            Options = new GenerationOptions { MaxTokens = 24, Seed = 7 },
         });
         Assert.Equal(direct.Single().Text, text);
         Assert.Equal(direct.Single().Tokens.Count, completion);
@@ -184,7 +184,7 @@ public sealed class CompletionTests
         await foreach (var e in host.Model.Engine.StreamAsync(new DecodingRequest
         {
             Prompt = Prompt,
-            Options = new BlockwiseOptions { K = 4, BlockSize = 6, MaxTokens = 24, Seed = 4, KvCacheType = Engine.Models.KvCacheType.F32 },
+            Options = new BlockwiseOptions { K = 4, BlockSize = 6, MaxTokens = 24, Seed = 4 },
             Reward = Engine.Rewards.Specs.RewardSpec.Parse("lexicon:sentiment"),
         }))
             if (e is TextAccepted t && t.TextDelta.Length > 0) direct.Add(t.TextDelta);

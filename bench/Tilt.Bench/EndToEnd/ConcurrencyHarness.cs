@@ -84,8 +84,8 @@ internal static class ConcurrencyHarness
         Prompt = Prompt,
         Reward = reward,
         Options = strategy == "bon"
-            ? new BestOfNOptions { N = PerRequest, MaxTokens = o.Tokens, Seed = 1, RequestId = (uint)i, Threads = o.Threads }
-            : new BlockwiseOptions { K = PerRequest, BlockSize = 8, MaxTokens = o.Tokens, Seed = 1, RequestId = (uint)i, Threads = o.Threads },
+            ? new BestOfNOptions { N = PerRequest, MaxTokens = o.Tokens, Seed = 1, RequestId = (uint)i }
+            : new BlockwiseOptions { K = PerRequest, BlockSize = 8, MaxTokens = o.Tokens, Seed = 1, RequestId = (uint)i },
     };
 
     /// <summary>N requests on one engine, all at once or one after another.</summary>

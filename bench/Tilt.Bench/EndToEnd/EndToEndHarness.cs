@@ -171,8 +171,8 @@ internal static class EndToEndHarness
         var clock = Stopwatch.StartNew();
         var result = Run(model, kernels, new DecodingRequest
         {
-            Prompt = Prompt, Options = new GenerationOptions { Samples = k, MaxTokens = options.Tokens, Seed = 1, Threads = threads },
-        });
+            Prompt = Prompt, Options = new GenerationOptions { Samples = k, MaxTokens = options.Tokens, Seed = 1 },
+        }, threads);
         return new Measurement(result[0].Timings.Prefill, clock.Elapsed, result.Sum(s => s.Tokens.Count), result.Max(s => s.Timings.DecodeCalls),
             result[0].Timings.ModelTime, null);
     }
@@ -182,8 +182,8 @@ internal static class EndToEndHarness
         var clock = Stopwatch.StartNew();
         var s = Run(model, kernels, new DecodingRequest
         {
-            Prompt = Prompt, Reward = reward, Options = new BestOfNOptions { N = k, MaxTokens = options.Tokens, Seed = 1, Threads = threads },
-        })[0];
+            Prompt = Prompt, Reward = reward, Options = new BestOfNOptions { N = k, MaxTokens = options.Tokens, Seed = 1 },
+        }, threads)[0];
         return new Measurement(s.Timings.Prefill, clock.Elapsed, s.TokensEvaluated + k, s.Timings.DecodeCalls, s.Timings.ModelTime, null);
     }
 
@@ -197,8 +197,8 @@ internal static class EndToEndHarness
         {
             var r = Run(model, kernels, new DecodingRequest
             {
-                Prompt = Prompt, Options = new GenerationOptions { Samples = 1, MaxTokens = options.Tokens, Seed = 1, RequestId = (uint)i, Threads = threads },
-            })[0];
+                Prompt = Prompt, Options = new GenerationOptions { Samples = 1, MaxTokens = options.Tokens, Seed = 1, RequestId = (uint)i },
+            }, threads)[0];
             tokens += r.Tokens.Count;
             steps += r.Timings.DecodeCalls;
             prefill += r.Timings.Prefill;
@@ -212,8 +212,8 @@ internal static class EndToEndHarness
         var events = DecodingEngine.StreamOnOwnEngine(model, kernels, new DecodingRequest
         {
             Prompt = Prompt, Reward = reward, Value = new PrefixRewardValue(reward),
-            Options = new BlockwiseOptions { K = k, BlockSize = options.Block, MaxTokens = options.Tokens, Seed = 1, Threads = threads },
-        });
+            Options = new BlockwiseOptions { K = k, BlockSize = options.Block, MaxTokens = options.Tokens, Seed = 1 },
+        }, new ContextSettings(threads));
         var blockTimes = new List<TimeSpan>();
         var last = TimeSpan.Zero;
         AlignedSample? result = null;
@@ -241,14 +241,14 @@ internal static class EndToEndHarness
         var s = Run(model, kernels, new DecodingRequest
         {
             Prompt = Prompt, Reward = reward, Value = new PrefixRewardValue(reward),
-            Options = new TokenwiseOptions { Candidates = k, MaxTokens = options.Tokens, Seed = 1, Threads = threads },
-        })[0];
+            Options = new TokenwiseOptions { Candidates = k, MaxTokens = options.Tokens, Seed = 1 },
+        }, threads)[0];
         return new Measurement(s.Timings.Prefill, clock.Elapsed, s.TokensEvaluated, s.Timings.DecodeCalls, s.Timings.ModelTime,
             new BlockStats(s.Timings.FirstAccepted.TotalMilliseconds, (s.Timings.Total - s.Timings.Prefill).TotalMilliseconds / Math.Max(1, s.Tokens.Count), s.Tokens.Count, s.Tokens.Count));
     }
 
-    private static IReadOnlyList<AlignedSample> Run(GgufModel model, IStepKernels kernels, DecodingRequest request) =>
-        DecodingEngine.RunOnOwnEngineAsync(model, kernels, request).GetAwaiter().GetResult();
+    private static IReadOnlyList<AlignedSample> Run(GgufModel model, IStepKernels kernels, DecodingRequest request, int threads) =>
+        DecodingEngine.RunOnOwnEngineAsync(model, kernels, request, new ContextSettings(threads)).GetAwaiter().GetResult();
 
     internal sealed record Measurement(TimeSpan Prefill, TimeSpan Total, long TokensDecoded, int Steps, TimeSpan ModelTime, BlockStats? Blocks)
     {

@@ -60,8 +60,8 @@ internal static class AlignCommand
                 MaxTokens = parse.GetValue(maxTokens),
                 Seed = parse.GetValue(seed),
                 Sampling = new SamplingParameters(parse.GetValue(temperature)),
-                Threads = model.GetThreads(parse),
             }, parse);
+            var context = new ContextSettings(model.GetThreads(parse));
 
             using var lm = model.LoadModel(parse, console);
             using var kernels = model.CreateKernels(parse, console);
@@ -80,7 +80,7 @@ internal static class AlignCommand
                 {
                     Prompt = text, Options = options, Reward = rewardFn, Value = entry.ReadsValue ? valueFn : null,
                     ForcedPrefix = parse.GetValue(prefill),
-                }, cancellationToken);
+                }, context, cancellationToken);
 
             bool streamText = !asJson && options.Samples == 1;
             if (streamText) await console.Out.WriteAsync(text);

@@ -29,8 +29,8 @@ internal static class GenerateCommand
                 MaxTokens = parse.GetValue(maxTokens),
                 Seed = parse.GetValue(seed),
                 Sampling = new SamplingParameters(parse.GetValue(temperature), parse.GetValue(topK), parse.GetValue(topP)),
-                Threads = model.GetThreads(parse),
             }, parse);
+            var context = new ContextSettings(model.GetThreads(parse));
             using var lm = model.LoadModel(parse, console);
             using var kernels = model.CreateKernels(parse, console);
             string text = console.CheckPrompt(parse.GetValue(prompt)!);
@@ -44,7 +44,7 @@ internal static class GenerateCommand
             try
             {
                 var request = new DecodingRequest { Prompt = text, Options = options };
-                await foreach (var e in DecodingEngine.StreamOnOwnEngine(lm, kernels, request, cancellationToken))
+                await foreach (var e in DecodingEngine.StreamOnOwnEngine(lm, kernels, request, context, cancellationToken))
                 {
                     switch (e)
                     {

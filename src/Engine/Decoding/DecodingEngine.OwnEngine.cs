@@ -8,16 +8,29 @@ using Tilt.Engine.Requests;
 
 namespace Tilt.Engine.Decoding;
 
+/// <summary>
+/// The engine-level settings a one-off engine takes from its caller: llama.cpp's CPU threads and the KV cache type. They are
+/// the context's, never a request's (a shared engine has one of each).
+/// </summary>
+/// <param name="Threads">CPU threads, 1..the logical CPUs; null = <see cref="CpuTopology.DefaultThreads"/>.</param>
+/// <param name="KvCacheType">KV cache element type.</param>
+public sealed record ContextSettings(int? Threads = null, KvCacheType KvCacheType = KvCacheType.F16)
+{
+    /// <summary>The default threads and an F16 KV cache.</summary>
+    public static ContextSettings Default { get; } = new();
+}
+
 /// <summary>One request on an engine of its own, sized by one rule: what one-off commands use.</summary>
 public sealed partial class DecodingEngine
 {
     /// <summary>
-    /// Engine settings sized exactly for one request (its sequences, its prompt plus max tokens, its KV cache type and
-    /// threads): what a one-off command uses. Token-wise and blockwise CD fork one prefix again and again, so they get the
+    /// Engine settings sized exactly for one request (its sequences, its prompt plus max tokens), with the caller's threads and
+    /// KV cache type: what a one-off command uses. Token-wise and blockwise CD fork one prefix again and again, so they get the
     /// shared KV pool, where a fork only re-tags cells.
     /// </summary>
-    public static EngineOptions OptionsFor(ILanguageModel model, DecodingRequest request)
+    public static EngineOptions OptionsFor(ILanguageModel model, DecodingRequest request, ContextSettings? context = null)
     {
+        context ??= ContextSettings.Default;
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(request);
         request.Validate(model.Info.VocabularySize);
@@ -33,9 +46,9 @@ public sealed partial class DecodingEngine
             MaxSequenceLength = promptTokens + generated + 2,
             MaxQueuedRequests = 1,
             PromptCacheEntries = 0,
-            KvCacheType = options.KvCacheType,
+            KvCacheType = context.KvCacheType,
             KvLayout = options is TokenwiseOptions or BlockwiseOptions or BeamOptions ? KvLayout.Shared : KvLayout.PerSequence,
-            Threads = options.Threads,
+            Threads = context.Threads,
         };
     }
 
@@ -45,9 +58,9 @@ public sealed partial class DecodingEngine
     /// concurrent requests.
     /// </summary>
     public static async IAsyncEnumerable<AlignEvent> StreamOnOwnEngine(ILanguageModel model, IStepKernels kernels, DecodingRequest request,
-        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+        ContextSettings? context = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        var options = OptionsFor(model, request);
+        var options = OptionsFor(model, request, context);
         await Task.Yield(); // never run a request inside the caller's synchronous call
         using var engine = new DecodingEngine(model, kernels, options);
         await foreach (var e in engine.StreamAsync(request, cancellationToken).ConfigureAwait(false))
@@ -56,9 +69,9 @@ public sealed partial class DecodingEngine
 
     /// <summary>All outputs of one request run on an engine of its own (<see cref="StreamOnOwnEngine"/>), in sample order.</summary>
     public static async Task<IReadOnlyList<AlignedSample>> RunOnOwnEngineAsync(ILanguageModel model, IStepKernels kernels, DecodingRequest request,
-        CancellationToken cancellationToken = default)
+        ContextSettings? context = null, CancellationToken cancellationToken = default)
     {
-        var options = OptionsFor(model, request);
+        var options = OptionsFor(model, request, context);
         using var engine = new DecodingEngine(model, kernels, options);
         return await engine.RunAsync(request, cancellationToken).ConfigureAwait(false);
     }

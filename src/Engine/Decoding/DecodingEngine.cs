@@ -119,8 +119,7 @@ public sealed partial class DecodingEngine : IAsyncDisposable, IDisposable
     }
 
     /// <summary>
-    /// True when this engine can run <paramref name="request"/>: its sequences and length fit, and it asks for the engine's
-    /// KV cache type and threads (those are the context's, not a request's). Otherwise <paramref name="why"/> says why, and
+    /// True when this engine can run <paramref name="request"/>: its sequences and length fit. Otherwise <paramref name="why"/> says why, and
     /// the request can still run on an engine of its own (<see cref="StreamOnOwnEngine"/>).
     /// </summary>
     public bool CanServe(DecodingRequest request, out string? why)
@@ -130,8 +129,6 @@ public sealed partial class DecodingEngine : IAsyncDisposable, IDisposable
         int sequences = SequencesNeeded(o, Model.VocabularySize, Options.MaxSequences);
         why = sequences > Options.MaxSequences ? $"it needs {sequences} sequences, the engine holds {Options.MaxSequences}"
             : o.MaxTokens + 2 > Options.MaxSequenceLength ? $"max tokens {o.MaxTokens} do not fit the engine's sequences of {Options.MaxSequenceLength} tokens"
-            : o.KvCacheType != Options.KvCacheType ? $"it asks for a {o.KvCacheType} KV cache, the engine has {Options.KvCacheType}"
-            : o.Threads is { } threads && threads != Options.Threads ? $"it asks for {threads} threads, the engine runs {Options.Threads?.ToString() ?? "the default"}"
             : null;
         return why is null;
     }
@@ -206,7 +203,6 @@ public sealed partial class DecodingEngine : IAsyncDisposable, IDisposable
             Options = new ScoringOptions
             {
                 Continuation = continuation, TopLogprobs = topLogprobs, IncludePrompt = includePrompt,
-                KvCacheType = Options.KvCacheType, Threads = Options.Threads,
             },
         };
         await foreach (var e in StreamAsync(request, cancellationToken).ConfigureAwait(false))

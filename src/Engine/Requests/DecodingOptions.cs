@@ -34,16 +34,6 @@ public abstract record DecodingOptions
     } = new();
 
     /// <summary>
-    /// CPU threads for llama.cpp, 1..the logical CPUs; null = <see cref="CpuTopology.DefaultThreads"/> (every physical core).
-    /// Defaults to null.
-    /// </summary>
-    public int? Threads
-    {
-        get;
-        init => field = CpuTopology.CheckThreads(value, nameof(Threads));
-    }
-
-    /// <summary>
     /// Stop strings and stop token ids that end each sequence like EOS (every strategy honours them: candidates end at their
     /// own stop, controlled decoding ends the output when its accepted text hits one). Defaults to none.
     /// </summary>
@@ -66,7 +56,4 @@ public abstract record DecodingOptions
             ? value
             : throw new ArgumentOutOfRangeException(nameof(TopLogprobs), value, $"top logprobs must be between 0 and {Kernels.TopLogProbs.MaxN}, got {value}");
     }
-
-    /// <summary>KV cache element type of the session. Defaults to F16.</summary>
-    public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
 }

@@ -12,6 +12,18 @@ public sealed record RolloutOptions : DecodingOptions
     /// <summary>Largest number of rollouts one collection may ask for.</summary>
     public const int MaxRollouts = 10_000_000;
 
+    /// <summary>
+    /// CPU threads of the collection's engine, 1..the logical CPUs; null = <see cref="CpuTopology.DefaultThreads"/>.
+    /// </summary>
+    public int? Threads
+    {
+        get;
+        init => field = CpuTopology.CheckThreads(value, nameof(Threads));
+    }
+
+    /// <summary>KV cache element type of the collection's engine. Defaults to F16.</summary>
+    public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
+
     /// <summary>Continuations to sample, spread evenly over the prompts (1..10^7). Defaults to 2000.</summary>
     public int Rollouts
     {

@@ -28,14 +28,14 @@ public sealed class SchedulerTests(SharedModel shared) : IDisposable
     /// <summary>Eight requests of every strategy, different sizes, lengths and seeds.</summary>
     private List<DecodingRequest> Mix(string prompt, int maxTokens, KvCacheType kv) =>
     [
-        new() { Prompt = prompt, Options = new GenerationOptions { Samples = 3, MaxTokens = maxTokens, Seed = 1, KvCacheType = kv } },
-        new() { Prompt = prompt, Options = new BestOfNOptions { N = 4, MaxTokens = maxTokens, Seed = 2, KvCacheType = kv, ReturnCandidates = true }, Reward = _reward },
-        new() { Prompt = prompt, Options = new TokenwiseOptions { Candidates = 4, Beta = 0.5, MaxTokens = maxTokens - 1, Seed = 3, KvCacheType = kv }, Reward = _reward },
-        new() { Prompt = prompt, Options = new BlockwiseOptions { K = 3, BlockSize = 3, MaxTokens = maxTokens, Seed = 4, KvCacheType = kv }, Reward = _reward },
-        new() { Prompt = prompt, Options = new GenerationOptions { Samples = 1, MaxTokens = maxTokens / 2 + 1, Seed = 5, KvCacheType = kv } },
-        new() { Prompt = prompt, Options = new BestOfNOptions { N = 2, MaxTokens = maxTokens / 2 + 1, Seed = 6, Samples = 2, KvCacheType = kv }, Reward = _reward },
-        new() { Prompt = prompt, Options = new BlockwiseOptions { K = 5, BlockSize = 2, MaxTokens = maxTokens - 2, Seed = 7, Selection = BlockSelectionMode.Sample, KvCacheType = kv }, Reward = _reward },
-        new() { Prompt = prompt, Options = new TokenwiseOptions { Candidates = 2, Beta = 2, MaxTokens = maxTokens, Seed = 8, Samples = 2, KvCacheType = kv }, Reward = _reward },
+        new() { Prompt = prompt, Options = new GenerationOptions { Samples = 3, MaxTokens = maxTokens, Seed = 1 } },
+        new() { Prompt = prompt, Options = new BestOfNOptions { N = 4, MaxTokens = maxTokens, Seed = 2, ReturnCandidates = true }, Reward = _reward },
+        new() { Prompt = prompt, Options = new TokenwiseOptions { Candidates = 4, Beta = 0.5, MaxTokens = maxTokens - 1, Seed = 3 }, Reward = _reward },
+        new() { Prompt = prompt, Options = new BlockwiseOptions { K = 3, BlockSize = 3, MaxTokens = maxTokens, Seed = 4 }, Reward = _reward },
+        new() { Prompt = prompt, Options = new GenerationOptions { Samples = 1, MaxTokens = maxTokens / 2 + 1, Seed = 5 } },
+        new() { Prompt = prompt, Options = new BestOfNOptions { N = 2, MaxTokens = maxTokens / 2 + 1, Seed = 6, Samples = 2 }, Reward = _reward },
+        new() { Prompt = prompt, Options = new BlockwiseOptions { K = 5, BlockSize = 2, MaxTokens = maxTokens - 2, Seed = 7, Selection = BlockSelectionMode.Sample }, Reward = _reward },
+        new() { Prompt = prompt, Options = new TokenwiseOptions { Candidates = 2, Beta = 2, MaxTokens = maxTokens, Seed = 8, Samples = 2 }, Reward = _reward },
     ];
 
     private async Task<List<IReadOnlyList<AlignedSample>>> Solo(ILanguageModel model, IEnumerable<DecodingRequest> requests, KvCacheType kv)
@@ -117,7 +117,7 @@ public sealed class SchedulerTests(SharedModel shared) : IDisposable
     public async Task GivenPromptTokensAreDecodedInsteadOfTokenizingThePromptAgain()
     {
         using var engine = new DecodingEngine(shared.Model, _kernels, new EngineOptions { MaxSequences = 4, MaxSequenceLength = 64, KvCacheType = KvCacheType.F32 });
-        var options = new GenerationOptions { Samples = 2, MaxTokens = 12, Seed = 9, KvCacheType = KvCacheType.F32 };
+        var options = new GenerationOptions { Samples = 2, MaxTokens = 12, Seed = 9 };
         var plain = await engine.RunAsync(new DecodingRequest { Prompt = Prompt, Options = options });
         var given = await engine.RunAsync(new DecodingRequest { Prompt = Prompt, PromptTokens = shared.Model.Tokenize(Prompt), Options = options });
         var other = await engine.RunAsync(new DecodingRequest { Prompt = "The dog", Options = options });
@@ -184,7 +184,7 @@ public sealed class SchedulerTests(SharedModel shared) : IDisposable
     public async Task AnIdenticalPromptIsServedFromThePromptCache()
     {
         using var engine = new DecodingEngine(shared.Model, _kernels, new EngineOptions { MaxSequences = 8, MaxSequenceLength = 64, KvCacheType = KvCacheType.F32 });
-        var request = new DecodingRequest { Prompt = Prompt, Options = new BestOfNOptions { N = 3, MaxTokens = 16, Seed = 9, KvCacheType = KvCacheType.F32 }, Reward = _reward };
+        var request = new DecodingRequest { Prompt = Prompt, Options = new BestOfNOptions { N = 3, MaxTokens = 16, Seed = 9 }, Reward = _reward };
         var first = (await engine.RunAsync(request)).Single();
         var second = (await engine.RunAsync(request)).Single();
         Assert.Equal(0, first.CachedPromptTokens);

@@ -54,7 +54,7 @@ public sealed class ScoreTests(SharedModel shared) : IDisposable
         var greedy = (await engine.RunAsync(new DecodingRequest
         {
             Prompt = Prompt,
-            Options = new GenerationOptions { MaxTokens = 24, Sampling = new SamplingParameters(0f), Logprobs = true, KvCacheType = KvCacheType.F32 },
+            Options = new GenerationOptions { MaxTokens = 24, Sampling = new SamplingParameters(0f), Logprobs = true },
         }))[0];
         var score = await engine.ScoreAsync(Prompt, greedy.Text, topLogprobs: 2);
         int n = Math.Min(score.Tokens.Count, greedy.Tokens.Count);
@@ -71,7 +71,7 @@ public sealed class ScoreTests(SharedModel shared) : IDisposable
         using var solo = Engine(shared.Model);
         var alone = await solo.ScoreAsync(Prompt, ", there was a little girl named Lily.", topLogprobs: 4);
         using var engine = Engine(shared.Model);
-        var generation = engine.RunAsync(new DecodingRequest { Prompt = Prompt, Options = new GenerationOptions { Samples = 4, MaxTokens = 40, KvCacheType = KvCacheType.F32 } });
+        var generation = engine.RunAsync(new DecodingRequest { Prompt = Prompt, Options = new GenerationOptions { Samples = 4, MaxTokens = 40 } });
         var scores = await Task.WhenAll(Enumerable.Range(0, 3).Select(_ => engine.ScoreAsync(Prompt, ", there was a little girl named Lily.", topLogprobs: 4)));
         await generation;
         foreach (var s in scores)

@@ -28,12 +28,12 @@ public sealed class ScoringStageTests(SharedModel shared) : IDisposable
     /// <summary>Every strategy whose scores go through the stage: values (token-wise, blockwise, rejection) and rewards.</summary>
     private List<DecodingRequest> Mix(string prompt, int maxTokens, KvCacheType kv) =>
     [
-        new() { Prompt = prompt, Options = new TokenwiseOptions { Candidates = 4, Beta = 0.5, MaxTokens = maxTokens, Seed = 3, KvCacheType = kv, Samples = 2 }, Reward = _reward },
-        new() { Prompt = prompt, Options = new BlockwiseOptions { K = 3, BlockSize = 3, MaxTokens = maxTokens, Seed = 4, KvCacheType = kv }, Reward = _reward },
-        new() { Prompt = prompt, Options = new RejectionOptions { N = 6, Alpha = 0.5, Every = 2, MaxTokens = maxTokens, Seed = 5, KvCacheType = kv, ReturnCandidates = true }, Reward = _reward },
-        new() { Prompt = prompt, Options = new BestOfNOptions { N = 4, MaxTokens = maxTokens, Seed = 6, Samples = 2, KvCacheType = kv, ReturnCandidates = true }, Reward = _reward },
-        new() { Prompt = prompt, Options = new SoftBestOfNOptions { N = 3, Lambda = 0.5, MaxTokens = maxTokens, Seed = 7, KvCacheType = kv }, Reward = _reward },
-        new() { Prompt = prompt, Options = new GenerationOptions { Samples = 2, MaxTokens = maxTokens, Seed = 8, KvCacheType = kv } },
+        new() { Prompt = prompt, Options = new TokenwiseOptions { Candidates = 4, Beta = 0.5, MaxTokens = maxTokens, Seed = 3, Samples = 2 }, Reward = _reward },
+        new() { Prompt = prompt, Options = new BlockwiseOptions { K = 3, BlockSize = 3, MaxTokens = maxTokens, Seed = 4 }, Reward = _reward },
+        new() { Prompt = prompt, Options = new RejectionOptions { N = 6, Alpha = 0.5, Every = 2, MaxTokens = maxTokens, Seed = 5, ReturnCandidates = true }, Reward = _reward },
+        new() { Prompt = prompt, Options = new BestOfNOptions { N = 4, MaxTokens = maxTokens, Seed = 6, Samples = 2, ReturnCandidates = true }, Reward = _reward },
+        new() { Prompt = prompt, Options = new SoftBestOfNOptions { N = 3, Lambda = 0.5, MaxTokens = maxTokens, Seed = 7 }, Reward = _reward },
+        new() { Prompt = prompt, Options = new GenerationOptions { Samples = 2, MaxTokens = maxTokens, Seed = 8 } },
     ];
 
     private static void AssertSame(IReadOnlyList<AlignedSample> expected, IReadOnlyList<AlignedSample> actual, string what)

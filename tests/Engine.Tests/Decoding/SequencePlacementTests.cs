@@ -147,7 +147,7 @@ public sealed class SequencePlacementTests(SharedModel shared) : IDisposable
         DecodingRequest Request(int i, int tokens) => new()
         {
             Prompt = prompt,
-            Options = new GenerationOptions { Samples = 2, MaxTokens = tokens, Seed = (ulong)(100 + i), KvCacheType = kv },
+            Options = new GenerationOptions { Samples = 2, MaxTokens = tokens, Seed = (ulong)(100 + i) },
         };
         var first = Enumerable.Range(0, 8).Select(i => engine.RunAsync(Request(i, i % 2 == 0 ? 2 : 24))).ToArray();
         Assert.True(await model.PrefillHeld.WaitAsync(TimeSpan.FromSeconds(60)), "the first prefill never came");

@@ -71,7 +71,7 @@ public sealed class StopSequenceTests(SharedModel shared) : IDisposable
     {
         using var engine = Engine();
         string[] stops = [".", " was"];
-        var options = new GenerationOptions { Samples = 6, MaxTokens = 80, Seed = 11, KvCacheType = KvCacheType.F32 };
+        var options = new GenerationOptions { Samples = 6, MaxTokens = 80, Seed = 11 };
         var free = await engine.RunAsync(new DecodingRequest { Prompt = Prompt, Options = options });
         var (stopped, streamed) = await Run(engine, new DecodingRequest { Prompt = Prompt, Options = options with { Stop = Stop(stops) } });
         Assert.Equal(free.Count, stopped.Count);
@@ -90,7 +90,7 @@ public sealed class StopSequenceTests(SharedModel shared) : IDisposable
     public async Task IncludeStopKeepsTheStopTextAndStopTokenIdsEndLikeEos()
     {
         using var engine = Engine();
-        var options = new GenerationOptions { Samples = 3, MaxTokens = 60, Seed = 5, KvCacheType = KvCacheType.F32 };
+        var options = new GenerationOptions { Samples = 3, MaxTokens = 60, Seed = 5 };
         var free = await engine.RunAsync(new DecodingRequest { Prompt = Prompt, Options = options });
         var (kept, streamed) = await Run(engine, new DecodingRequest { Prompt = Prompt, Options = options with { Stop = StopSequences.FromStrings(["."], includeStop: true) } });
         for (int i = 0; i < free.Count; i++)
@@ -113,7 +113,7 @@ public sealed class StopSequenceTests(SharedModel shared) : IDisposable
     {
         using var engine = Engine();
         string[] stops = ["."];
-        var options = new BestOfNOptions { N = 8, MaxTokens = 64, Seed = 3, ReturnCandidates = true, KvCacheType = KvCacheType.F32 };
+        var options = new BestOfNOptions { N = 8, MaxTokens = 64, Seed = 3, ReturnCandidates = true };
         var free = (await engine.RunAsync(new DecodingRequest { Prompt = Prompt, Options = options, Reward = _reward }))[0];
         var stopped = (await engine.RunAsync(new DecodingRequest { Prompt = Prompt, Options = options with { Stop = Stop(stops) }, Reward = _reward }))[0];
         Assert.Equal(free.Candidates.Count, stopped.Candidates.Count);
@@ -136,7 +136,7 @@ public sealed class StopSequenceTests(SharedModel shared) : IDisposable
     {
         using var engine = Engine();
         string[] stops = [" the"];
-        var options = new TokenwiseOptions { Candidates = 4, Beta = 1, MaxTokens = 48, Seed = 2, KvCacheType = KvCacheType.F32 };
+        var options = new TokenwiseOptions { Candidates = 4, Beta = 1, MaxTokens = 48, Seed = 2 };
         var free = (await engine.RunAsync(new DecodingRequest { Prompt = Prompt, Options = options, Reward = _reward }))[0];
         var (stopped, streamed) = await Run(engine, new DecodingRequest { Prompt = Prompt, Options = options with { Stop = Stop(stops) }, Reward = _reward });
         AssertCut(free, stopped[0], stops);
@@ -151,7 +151,7 @@ public sealed class StopSequenceTests(SharedModel shared) : IDisposable
         {
             foreach (int block in new[] { 1, 4, 64 })
             {
-                var options = new BlockwiseOptions { K = 4, BlockSize = block, MaxTokens = 64, Seed = 9, KvCacheType = KvCacheType.F32, Samples = 2 };
+                var options = new BlockwiseOptions { K = 4, BlockSize = block, MaxTokens = 64, Seed = 9, Samples = 2 };
                 var (outputs, streamed) = await Run(engine, new DecodingRequest { Prompt = Prompt, Options = options with { Stop = Stop(stops) }, Reward = _reward });
                 foreach (var o in outputs)
                 {
@@ -172,7 +172,7 @@ public sealed class StopSequenceTests(SharedModel shared) : IDisposable
     {
         using var engine = Engine();
         string[] stops = ["."];
-        var options = new RejectionOptions { N = 8, Alpha = 0, Every = 4, MaxTokens = 64, Seed = 4, ReturnCandidates = true, KvCacheType = KvCacheType.F32 };
+        var options = new RejectionOptions { N = 8, Alpha = 0, Every = 4, MaxTokens = 64, Seed = 4, ReturnCandidates = true };
         var free = (await engine.RunAsync(new DecodingRequest { Prompt = Prompt, Options = options, Reward = _reward }))[0];
         var stopped = (await engine.RunAsync(new DecodingRequest { Prompt = Prompt, Options = options with { Stop = Stop(stops) }, Reward = _reward }))[0];
         for (int i = 0; i < free.Candidates.Count; i++)

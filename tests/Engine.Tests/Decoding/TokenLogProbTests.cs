@@ -78,7 +78,7 @@ public sealed class TokenLogProbTests(SharedModel shared) : IDisposable
             "rejection" => new RejectionOptions { N = 4, Every = 4 },
             "blockwise" => new BlockwiseOptions { K = 3, BlockSize = 4 },
             _ => new TokenwiseOptions { Candidates = 4 },
-        }) with { MaxTokens = 24, Seed = 7, KvCacheType = KvCacheType.F32, Logprobs = logprobs, TopLogprobs = top },
+        }) with { MaxTokens = 24, Seed = 7, Logprobs = logprobs, TopLogprobs = top },
     };
 
     [Theory]

@@ -1,6 +1,8 @@
 using Tilt.Engine.Decoding;
 using Tilt.Engine.Models;
 using Tilt.Engine.Requests;
+using Tilt.Engine.Models.Tabular;
+using Tilt.Engine.Training;
 
 namespace Tilt.Engine.Tests.Models;
 
@@ -66,12 +68,17 @@ public sealed class CpuTopologyTests
             var e = Assert.Throws<ArgumentOutOfRangeException>(() => new SessionOptions { Threads = bad });
             Assert.Contains(bad.ToString(), e.Message);
             Assert.Throws<ArgumentOutOfRangeException>(() => new EngineOptions { Threads = bad });
-            Assert.Throws<ArgumentOutOfRangeException>(() => new GenerationOptions { Threads = bad });
-            Assert.Throws<ArgumentOutOfRangeException>(() => new BestOfNOptions { Threads = bad });
+            Assert.Throws<ArgumentOutOfRangeException>(() => new RolloutOptions { Threads = bad });
         }
         Assert.Contains($"at most {CpuTopology.LogicalCpus}", CpuTopology.ThreadsProblem(tooMany));
         Assert.Null(CpuTopology.ThreadsProblem(CpuTopology.LogicalCpus));
         Assert.Equal(CpuTopology.LogicalCpus, new SessionOptions { Threads = CpuTopology.LogicalCpus }.Threads);
-        Assert.Null(new GenerationOptions().Threads);
+        Assert.Null(new RolloutOptions().Threads);
+        using var tabular = TabularModel.Load(TabularModelTests.ExamplePath());
+        // A one-off engine takes its threads from the caller's context settings, never from a request.
+        Assert.Throws<ArgumentOutOfRangeException>(() => DecodingEngine.OptionsFor(tabular, new DecodingRequest
+        {
+            Prompt = "", Options = new GenerationOptions { MaxTokens = 2 },
+        }, new ContextSettings(Threads: tooMany)));
     }
 }

@@ -54,9 +54,9 @@ public sealed class BeamSearchTests(SharedModel shared) : IDisposable
         int maxTokens = gguf ? 20 : 5;
         var kv = gguf ? KvCacheType.F32 : KvCacheType.F16;
         var blockwise = await OwnEngine.Run(model, _kernels, prompt,
-            new BlockwiseOptions { K = k, BlockSize = block, MaxTokens = maxTokens, Seed = seed, Samples = 3, KvCacheType = kv }, _reward);
+            new BlockwiseOptions { K = k, BlockSize = block, MaxTokens = maxTokens, Seed = seed, Samples = 3 }, _reward, kv: kv);
         var beam = await OwnEngine.Run(model, _kernels, prompt,
-            new BeamOptions { Beams = 1, K = k, BlockSize = block, MaxTokens = maxTokens, Seed = seed, Samples = 3, KvCacheType = kv }, _reward);
+            new BeamOptions { Beams = 1, K = k, BlockSize = block, MaxTokens = maxTokens, Seed = seed, Samples = 3 }, _reward, kv: kv);
         AssertSame(blockwise, beam, $"K={k} M={block}");
         Assert.Equal(blockwise.Select(s => s.KlBound!.Value), beam.Select(s => s.KlBound!.Value));
     }
@@ -71,9 +71,9 @@ public sealed class BeamSearchTests(SharedModel shared) : IDisposable
         for (ulong seed = 1; seed <= 6; seed++)
         {
             var blockwise = await OwnEngine.Run(shared.Model, _kernels, Prompt,
-                new BlockwiseOptions { K = k, BlockSize = 16, MaxTokens = 16, Seed = seed, KvCacheType = KvCacheType.F32 }, _reward);
+                new BlockwiseOptions { K = k, BlockSize = 16, MaxTokens = 16, Seed = seed }, _reward, kv: KvCacheType.F32);
             var beam = await OwnEngine.Run(shared.Model, _kernels, Prompt,
-                new BeamOptions { Beams = beams, K = k, BlockSize = 16, MaxTokens = 16, Seed = seed, KvCacheType = KvCacheType.F32 }, _reward);
+                new BeamOptions { Beams = beams, K = k, BlockSize = 16, MaxTokens = 16, Seed = seed }, _reward, kv: KvCacheType.F32);
             Assert.Equal(blockwise[0].Reward, beam[0].Reward, 12);
         }
     }
@@ -85,13 +85,13 @@ public sealed class BeamSearchTests(SharedModel shared) : IDisposable
     {
         var options = new BeamOptions
         {
-            Beams = 3, K = 6, BlockSize = 3, MaxTokens = 24, Seed = 11, Samples = 2, KvCacheType = KvCacheType.F32,
+            Beams = 3, K = 6, BlockSize = 3, MaxTokens = 24, Seed = 11, Samples = 2,
             Stop = stop is null ? null : new StopSequences { Strings = [stop] },
         };
         var streamed = new Dictionary<int, StringBuilder>();
         var results = new List<AlignedSample>();
         var scored = new List<CandidatesScored>();
-        await foreach (var e in OwnEngine.Stream(shared.Model, _kernels, Prompt, options, _reward))
+        await foreach (var e in OwnEngine.Stream(shared.Model, _kernels, Prompt, options, _reward, kv: KvCacheType.F32))
         {
             if (e is TextAccepted t) (streamed.TryGetValue(t.Sample, out var sb) ? sb : streamed[t.Sample] = new StringBuilder()).Append(t.TextDelta);
             if (e is SampleCompleted done) results.Add(done.Result);
@@ -127,8 +127,8 @@ public sealed class BeamSearchTests(SharedModel shared) : IDisposable
     [Fact]
     public async Task Per_token_log_probabilities_and_a_deadline_come_back_like_blockwise_cds()
     {
-        var options = new BeamOptions { Beams = 2, K = 4, BlockSize = 4, MaxTokens = 24, Seed = 9, KvCacheType = KvCacheType.F32, Logprobs = true };
-        var s = (await OwnEngine.Run(shared.Model, _kernels, Prompt, options, _reward)).Single();
+        var options = new BeamOptions { Beams = 2, K = 4, BlockSize = 4, MaxTokens = 24, Seed = 9, Logprobs = true };
+        var s = (await OwnEngine.Run(shared.Model, _kernels, Prompt, options, _reward, kv: KvCacheType.F32)).Single();
         Assert.NotNull(s.TokenLogProbs);
         Assert.Equal(s.Tokens.Count, s.TokenLogProbs!.Count);
         Assert.Equal(s.Tokens, s.TokenLogProbs.Select(t => t.Token));

@@ -52,7 +52,7 @@ public sealed class GgufStrategyTests(SharedModel shared) : IDisposable
     [Fact]
     public async Task ReportedRewardAndLogProbDescribeTheReturnedText()
     {
-        var results = await OwnEngine.Run(shared.Model, _kernels, Prompt, reward: _reward, value: new PrefixRewardValue(_reward), options: new BlockwiseOptions { K = 4, BlockSize = 4, MaxTokens = 24, Seed = 3, KvCacheType = KvCacheType.F32 });
+        var results = await OwnEngine.Run(shared.Model, _kernels, Prompt, reward: _reward, value: new PrefixRewardValue(_reward), options: new BlockwiseOptions { K = 4, BlockSize = 4, MaxTokens = 24, Seed = 3 }, kv: KvCacheType.F32);
         var s = Assert.Single(results);
         Assert.Equal(shared.Model.Detokenize(s.Tokens.ToArray()), s.Text);
         var r = new double[1];

@@ -42,7 +42,7 @@ public sealed class GgufTrainingTests(SharedModel shared) : IDisposable
         var set = new RolloutCollector(shared.Model, _kernels, Sentiment).Collect([prompt],
             new RolloutOptions { Rollouts = 6, MaxTokens = 20, Seed = 5, KvCacheType = KvCacheType.F32 });
         var samples = await OwnEngine.Run(shared.Model, _kernels, prompt,
-            new GenerationOptions { Samples = 6, MaxTokens = 20, Seed = 5, KvCacheType = KvCacheType.F32 });
+            new GenerationOptions { Samples = 6, MaxTokens = 20, Seed = 5 }, kv: KvCacheType.F32);
         int d = shared.Model.Info.HiddenSize;
         var featurizer = new TextFeaturizer(shared.Model, TextFeature.Last, kvCacheType: KvCacheType.F32);
         var last = featurizer.Featurize(set.Rollouts.Select(r => (prompt, r.Text)).ToArray());
