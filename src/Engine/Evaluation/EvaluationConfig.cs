@@ -184,7 +184,7 @@ public sealed record EvaluatedPoint
 }
 
 /// <summary>
-/// Rewards per prompt, [prompt][output], with value equality (so points compare by their numbers); written in JSON as
+/// Numbers per prompt, [prompt][output] (rewards; also times to first text), with value equality (so points compare by their numbers); written in JSON as
 /// an array of arrays.
 /// </summary>
 [System.Text.Json.Serialization.JsonConverter(typeof(RewardsByPromptConverter))]
