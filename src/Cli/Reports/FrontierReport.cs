@@ -32,7 +32,7 @@ internal static class FrontierReport
         sb.AppendLine();
         sb.AppendLine("## The frontier");
         sb.AppendLine();
-        sb.AppendLine("Per point: win-rate against base samples [M10] and against the outputs of the best-of-n point whose KL estimate is closest (same prompts, ties 1/2, 95% interval from DeLong's variance per prompt; > 0.5 means the point beats best-of-n at about the same KL); the KL estimate and, where the strategy has one, its bound (best-of-n and soft best-of-n: log n - (n-1)/n [M7], [M27]; blockwise CD: that of K per block times the blocks [M19]); mean reward +- its standard error; tokens the model evaluated per output token; the median time to first streamed text (from the request's start to the engine's first accepted-text event, per output) with a distribution-free 95% interval; and the outputs per prompt at which the interval against best-of-n would exclude 1/2 (half-width scaling as 1/sqrt(outputs)).");
+        sb.AppendLine("Per point: win-rate against base samples [M10] and against the outputs of the best-of-n point whose KL estimate is closest (same prompts, ties 1/2, 95% interval from DeLong's variance per prompt; > 0.5 means the point beats best-of-n at about the same KL); the KL estimate and, where the strategy has one, its bound (best-of-n and soft best-of-n: log n - (n-1)/n [M7], [M27]; blockwise CD: that of K per block times the blocks [M19]); mean reward +- its standard error; tokens the model evaluated per output token; the median time to first streamed text (from the request's start to the engine's first accepted-text event, per output) with a distribution-free 95% interval; and the outputs per prompt at which the interval against best-of-n would exclude 1/2 (half-width scaling as 1/sqrt(outputs)). Beyond the largest best-of-n's KL the pairing is with that point, at a smaller KL: read those rows as what more KL bought over the largest best-of-n, not as a comparison at equal KL.");
         sb.AppendLine();
         sb.AppendLine("| point | family | KL estimate | KL bound | win-rate vs base | vs best-of-n at nearest KL | mean reward | tokens evaluated / output token | first text ms, median [95%] | outputs/prompt to separate |");
         sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|");
@@ -40,7 +40,7 @@ internal static class FrontierReport
         {
             var p = byId[row.Point];
             var reward = FrontierAnalysis.Reward(p);
-            string against = row.AgainstBestOfN is { } w ? string.Create(inv, $"{w.WinRate:F3} [{w.Lower:F3}, {w.Upper:F3}] vs {row.NearestBestOfN}") : "-";
+            string against = row.AgainstBestOfN is { } w ? string.Create(inv, $"{w.WinRate:F3} [{w.Lower:F3}, {w.Upper:F3}] vs {row.NearestBestOfN} (KL {byId[row.NearestBestOfN!].Kl:F2})") : "-";
             string first = row.FirstText is { } f ? string.Create(inv, $"{f.Median:F1} [{f.Lower:F1}, {f.Upper:F1}]") : string.Create(inv, $"{p.FirstTextMs:F1} (mean)");
             string rewardText = reward is { } r ? string.Create(inv, $"{r.Mean:F3} +- {r.StandardError:F3}") : string.Create(inv, $"{p.MeanReward:F3}");
             sb.AppendLine(string.Create(inv, $"| {p.Id} | {row.Family} | {p.Kl:F3} +- {p.KlStandardError:F3} | {Fmt(row.KlBound)} | {p.WinRate:F3} [{p.WinRateLower:F3}, {p.WinRateUpper:F3}] | {against} | {rewardText} | {p.TokensEvaluatedPerOutputToken:F1} | {first} | {Outputs(row.OutputsToSeparate)} |"));
