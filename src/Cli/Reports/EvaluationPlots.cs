@@ -55,7 +55,7 @@ internal static class EvaluationPlots
         plot.Title(title);
         plot.XLabel("KL(pi || p) [nats], estimated");
         plot.YLabel("time to first streamed text [ms], median and 95% CI (log scale)");
-        plot.ShowLegend(Alignment.UpperLeft);
+        plot.ShowLegend(Alignment.LowerRight);
         return plot;
     }
 
