@@ -75,9 +75,10 @@ public sealed class EvaluateCommandTests : IDisposable
         var fromJson = JsonSerializer.Deserialize<List<EvaluatedPoint>>(File.ReadAllText(Path.Combine(_dir, "points.json")),
             new JsonSerializerOptions { PropertyNameCaseInsensitive = true, Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() } })!;
         var fromCsv = PointStore.FromCsv(File.ReadAllText(Path.Combine(_dir, "points.csv")));
-        // The CSV holds the scalar columns; the per-prompt rewards are in points.json only.
+        // The CSV holds the scalar columns; the per-prompt rewards and times to first text are in points.json only.
         Assert.All(fromJson, p => Assert.NotNull(p.PromptRewards));
-        Assert.Equal(fromJson.Select(p => p with { PromptRewards = null }), fromCsv);
+        Assert.All(fromJson, p => Assert.NotNull(p.FirstTextMsByPrompt));
+        Assert.Equal(fromJson.Select(p => p with { PromptRewards = null, FirstTextMsByPrompt = null }), fromCsv);
         Assert.Equal(File.ReadAllText(Path.Combine(_dir, "points.csv")), PointStore.ToCsv(fromCsv));
 
         foreach (string name in new[] { "winrate_vs_kl.png", "reward_vs_compute.png" })

@@ -15,7 +15,8 @@ internal static class EvaluateCommand
         var value = new Option<string?>("--value") { Description = "Tabular models: exact | exact-soft values by enumeration." };
         var prompts = new Option<string?>("--prompts") { Description = "A number N (the first N built-in story openings) or a prompt file (.txt lines or .jsonl {\"prompt\"})." };
         var quick = new Option<bool>("--quick") { Description = "A small sweep (a few points per method): 8 s on the default model, measured on a 2-core machine busy with other builds." };
-        var outputs = new Option<int?>("--outputs") { Description = "Aligned outputs per prompt and point (default 8; --quick 4)." };
+        var frontier = new Option<bool>("--frontier") { Description = FrontierHelp };
+        var outputs = new Option<int?>("--outputs") { Description = $"Aligned outputs per prompt and point (default 8; --quick 4; --frontier {EvaluationConfig.FrontierOutputsPerPrompt})." };
         var baseSamples = new Option<int>("--base-samples") { Description = $"Base samples per prompt to compare with (2..{EvaluationSettings.MaxBaseSamplesPerPrompt}).", DefaultValueFactory = _ => 64 };
         var maxTokens = new Option<int?>("--max-tokens") { Description = "Tokens per output (default 48; --quick 32)." };
         var topK = new Option<int>("--top-k") { Description = "Token-wise CD candidates (0 = vocabulary).", DefaultValueFactory = _ => 16 };
@@ -29,11 +30,12 @@ internal static class EvaluateCommand
 
         var command = new Command("evaluate", "Sweep best-of-n, blockwise and token-wise CD; write win-rate vs KL points (CSV, JSON), plots and a report.");
         model.AddTo(command);
-        foreach (var o in new Option[] { reward, valueHead, value, prompts, quick, outputs, baseSamples, maxTokens, topK, seed, output, methods, prefills, force, shard, merge }) command.Options.Add(o);
+        foreach (var o in new Option[] { reward, valueHead, value, prompts, quick, frontier, outputs, baseSamples, maxTokens, topK, seed, output, methods, prefills, force, shard, merge }) command.Options.Add(o);
 
         command.SetAction((parse, cancellationToken) => console.GuardAsync(async () =>
         {
-            bool isQuick = parse.GetValue(quick);
+            bool isQuick = parse.GetValue(quick), isFrontier = parse.GetValue(frontier);
+            if (isQuick && isFrontier) throw new ArgumentException("give either --quick or --frontier, not both");
             if (parse.GetValue(merge) is { Length: > 0 } folders)
             {
                 if (parse.GetValue(shard) is not null) throw new ArgumentException("--merge combines finished folders; it takes no --shard");
@@ -41,7 +43,7 @@ internal static class EvaluateCommand
             }
             var (shardIndex, shardCount) = ParseShard(parse.GetValue(shard));
             string folder = AtomicFile.EnsureFolder(parse.GetValue(output)!);
-            int outputsPerPrompt = parse.GetValue(outputs) ?? (isQuick ? 4 : 8);
+            int outputsPerPrompt = parse.GetValue(outputs) ?? (isQuick ? 4 : isFrontier ? EvaluationConfig.FrontierOutputsPerPrompt : 8);
             int tokens = parse.GetValue(maxTokens) ?? (isQuick ? 32 : 48);
             if (outputsPerPrompt < 1) throw new ArgumentException($"--outputs must be at least 1, got {outputsPerPrompt}");
             if (tokens < 1) throw new ArgumentException($"--max-tokens must be at least 1, got {tokens}");
@@ -69,7 +71,7 @@ internal static class EvaluateCommand
                 Seed = parse.GetValue(seed),
                 Threads = model.GetThreads(parse),
             };
-            var fullSweep = (isQuick ? EvaluationConfig.QuickSweep(candidates) : EvaluationConfig.FullSweep(candidates))
+            var fullSweep = (isQuick ? EvaluationConfig.QuickSweep(candidates) : isFrontier ? EvaluationConfig.Frontier(candidates) : EvaluationConfig.FullSweep(candidates))
                 .Select(c => c.FitTo(tokens))
                 .Where(c => parse.GetValue(methods) is not { } only || MethodNames(only).Contains(c.Method)).ToList();
             // Shard I of N takes points I, I + N, I + 2N, ... of the sweep: the shards cover it exactly once together.
@@ -110,13 +112,35 @@ internal static class EvaluateCommand
 
             var curves = evaluator.ExactCurves();
             string title = $"{Path.GetFileName(lm.Info.Path)} / {rewardFn.Description}";
-            var pictures = store.Points.Count > 0 ? EvaluationPlots.Write(folder, store.Points, curves, title) : [];
-            AtomicFile.WriteAllText(Path.Combine(folder, "report.md"), Report(lm, rewardFn, cdValue, settings, sweep, store.Points, curves, pictures, kernels.Name, isQuick));
+            var pictures = store.Points.Count > 0 ? EvaluationPlots.Write(folder, store.Points, curves, title, isFrontier) : [];
+            string report = Report(lm, rewardFn, cdValue, settings, sweep, store.Points, curves, pictures, kernels.Name, isQuick ? "quick" : isFrontier ? "frontier" : "full");
+            if (isFrontier && store.Points.Count > 0)
+            {
+                // Token-wise CD samples pi*_beta exactly only with the exact soft value over the whole vocabulary.
+                bool exactSoft = parse.GetValue(value) == "exact-soft" && lm is TabularModel && (candidates == 0 || candidates >= lm.Info.VocabularySize);
+                var frontierAt = exactSoft
+                    ? evaluator.ExactFrontier(store.Points.Where(p => p.Method == EvaluationMethod.Tokenwise).Select(p => p.Beta).Distinct().ToArray())
+                    : [];
+                var checks = FrontierChecks.Tabular(store.Points, curves.FirstOrDefault(c => c.Name.StartsWith("best-of-n", StringComparison.Ordinal)),
+                    exactSoft ? beta => frontierAt.FirstOrDefault(f => f.Parameter == beta) : null);
+                var sb = new StringBuilder(report);
+                FrontierReport.Append(sb, folder, store.Points, tokens, checks, lm is TabularModel);
+                report = sb.ToString();
+            }
+            AtomicFile.WriteAllText(Path.Combine(folder, "report.md"), report);
             console.Out.WriteLine(Path.Combine(folder, "report.md"));
             return cancelled ? CliConsole.CancelledExitCode : 0;
         }));
         return command;
     }
+
+    /// <summary>--frontier's help: the grid, and how many outputs the measured standard errors call for.</summary>
+    internal const string FrontierHelp =
+        "The frontier preset: each family swept along its knob so the curves overlap in KL (best-of-n n=1..64; soft best-of-n n=16 over lambda 8..1/128; "
+        + "blockwise CD K=2,4,8,16 x M=4,8,16; token-wise CD beta 4..1/16; beam search B=2, K=4,8, M=8; early rejection), 64 outputs per prompt and point "
+        + "unless --outputs; the report adds win-rate against best-of-n at the nearest KL, KL bounds and time to first text. How many outputs: measured on stories260K (sentiment, 2 prompts x 64), "
+        + "the median point's 95% interval against best-of-n at the nearest KL excludes 1/2 from about 5 outputs per prompt, soft best-of-n and beam search need 60-70, "
+        + "and points within 0.05 of best-of-n need 130-500; the report computes this for each run (docs/frontier.md).";
 
     /// <summary>"I/N" with 0 &lt;= I &lt; N; null = the whole sweep (0/1).</summary>
     private static (int Index, int Count) ParseShard(string? text)
@@ -211,7 +235,7 @@ internal static class EvaluateCommand
     }
 
     private static string Report(ILanguageModel model, IReward reward, IValueFunction value, EvaluationSettings settings, IReadOnlyList<EvaluationConfig> sweep,
-        IReadOnlyList<EvaluatedPoint> points, IReadOnlyList<ExactCurve> curves, IReadOnlyList<string> pictures, string kernels, bool quick)
+        IReadOnlyList<EvaluatedPoint> points, IReadOnlyList<ExactCurve> curves, IReadOnlyList<string> pictures, string kernels, string preset)
     {
         var sb = new StringBuilder();
         sb.AppendLine("# Win-rate vs KL evaluation");
@@ -219,7 +243,7 @@ internal static class EvaluateCommand
         sb.AppendLine($"- model: `{Path.GetFileName(model.Info.Path)}` ({model.Info.Description}), fingerprint `{model.Info.Fingerprint}`");
         sb.AppendLine($"- reward: `{reward.Description}`; value for CD: `{value.Description}`");
         sb.AppendLine($"- prompts: {settings.Prompts.Count} ({string.Join("; ", settings.Prompts.Select(p => $"\"{p}\""))}); {settings.OutputsPerPrompt} aligned outputs per prompt and point; {settings.BaseSamplesPerPrompt} base samples per prompt; {settings.MaxTokens} tokens per output");
-        sb.AppendLine($"- seed: {settings.Seed}; sweep: {(quick ? "quick" : "full")} ({sweep.Count} points, {points.Count} finished)");
+        sb.AppendLine($"- seed: {settings.Seed}; sweep: {preset} ({sweep.Count} points, {points.Count} finished)");
         sb.AppendLine($"- machine: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}; step kernels: {kernels}");
         sb.AppendLine($"- written {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
         sb.AppendLine();

@@ -8,15 +8,55 @@ internal static class EvaluationPlots
 {
     public const int Width = 1000, Height = 650;
 
-    /// <summary>Writes winrate_vs_kl.png/.svg and reward_vs_compute.png/.svg into the folder; returns the file names.</summary>
-    public static IReadOnlyList<string> Write(string directory, IReadOnlyList<EvaluatedPoint> points, IReadOnlyList<ExactCurve> curves, string title)
+    /// <summary>
+    /// Writes winrate_vs_kl.png/.svg and reward_vs_compute.png/.svg into the folder; returns the file names. With
+    /// <paramref name="frontier"/>, points are drawn by <see cref="FrontierAnalysis.Family"/> (one curve per family)
+    /// and firsttext_vs_kl.png/.svg is added.
+    /// </summary>
+    public static IReadOnlyList<string> Write(string directory, IReadOnlyList<EvaluatedPoint> points, IReadOnlyList<ExactCurve> curves, string title, bool frontier = false)
     {
+        Func<EvaluatedPoint, string> group = frontier ? FrontierAnalysis.Family : p => p.Series;
         var files = new List<string>();
-        var winRate = WinRateVsKl(points, curves, title);
+        var winRate = WinRateVsKl(points, curves, title, group);
         files.AddRange(Save(winRate, directory, "winrate_vs_kl"));
-        var reward = RewardVsCompute(points, title);
+        var reward = RewardVsCompute(points, title, group);
         files.AddRange(Save(reward, directory, "reward_vs_compute"));
+        if (frontier) files.AddRange(Save(FirstTextVsKl(points, title, group), directory, "firsttext_vs_kl"));
         return files;
+    }
+
+    /// <summary>Median time to first streamed text (with its 95% interval) against KL, log scale: what streaming buys.</summary>
+    private static Plot FirstTextVsKl(IReadOnlyList<EvaluatedPoint> points, string title, Func<EvaluatedPoint, string> group)
+    {
+        var plot = new Plot();
+        var palette = new ScottPlot.Palettes.Category10();
+        int colorIndex = 0;
+        foreach (var series in points.GroupBy(group))
+        {
+            var ordered = series.OrderBy(p => p.Kl).Select(p => (Point: p, Median: p.FirstTextMsByPrompt is { Count: > 0 } t
+                ? FrontierAnalysis.Median(t.Prompts.SelectMany(x => x).ToArray())
+                : new MedianEstimate(p.FirstTextMs, p.FirstTextMs, p.FirstTextMs, p.Outputs))).ToArray();
+            var xs = ordered.Select(o => o.Point.Kl).ToArray();
+            var ys = ordered.Select(o => Math.Log10(Math.Max(1e-3, o.Median.Median))).ToArray();
+            var color = palette.GetColor(colorIndex++);
+            var scatter = plot.Add.Scatter(xs, ys);
+            scatter.LegendText = series.Key;
+            scatter.Color = color;
+            scatter.MarkerSize = 8;
+            var errors = new ScottPlot.Plottables.ErrorBar(xs, ys, null, null,
+                ordered.Select((o, i) => Math.Log10(Math.Max(1e-3, o.Median.Upper)) - ys[i]).ToArray(),
+                ordered.Select((o, i) => ys[i] - Math.Log10(Math.Max(1e-3, o.Median.Lower))).ToArray())
+            {
+                Color = color,
+            };
+            plot.Add.Plottable(errors);
+        }
+        plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = y => Math.Pow(10, y).ToString("G3", CultureInfo.InvariantCulture) };
+        plot.Title(title);
+        plot.XLabel("KL(pi || p) [nats], estimated");
+        plot.YLabel("time to first streamed text [ms], median and 95% CI (log scale)");
+        plot.ShowLegend(Alignment.LowerRight);
+        return plot;
     }
 
     private static IEnumerable<string> Save(Plot plot, string directory, string name)
@@ -26,7 +66,7 @@ internal static class EvaluationPlots
         return [name + ".png", name + ".svg"];
     }
 
-    private static Plot WinRateVsKl(IReadOnlyList<EvaluatedPoint> points, IReadOnlyList<ExactCurve> curves, string title)
+    private static Plot WinRateVsKl(IReadOnlyList<EvaluatedPoint> points, IReadOnlyList<ExactCurve> curves, string title, Func<EvaluatedPoint, string> group)
     {
         var plot = new Plot();
         // Where the model is tabular the exact KL is known: plot it, since the estimators are biased (KLhat >= KL).
@@ -61,7 +101,7 @@ internal static class EvaluationPlots
             line.LinePattern = LinePattern.Dashed;
             line.Color = palette.GetColor(colorIndex++);
         }
-        foreach (var series in points.GroupBy(p => p.Series))
+        foreach (var series in points.GroupBy(group))
         {
             var ordered = series.OrderBy(X).ToArray();
             var xs = ordered.Select(X).ToArray();
@@ -87,12 +127,12 @@ internal static class EvaluationPlots
         return plot;
     }
 
-    private static Plot RewardVsCompute(IReadOnlyList<EvaluatedPoint> points, string title)
+    private static Plot RewardVsCompute(IReadOnlyList<EvaluatedPoint> points, string title, Func<EvaluatedPoint, string> group)
     {
         var plot = new Plot();
         var palette = new ScottPlot.Palettes.Category10();
         int colorIndex = 0;
-        foreach (var series in points.GroupBy(p => p.Series))
+        foreach (var series in points.GroupBy(group))
         {
             var ordered = series.OrderBy(p => p.TokensEvaluatedPerOutputToken).ToArray();
             var scatter = plot.Add.Scatter(ordered.Select(p => p.TokensEvaluatedPerOutputToken).ToArray(), ordered.Select(p => p.MeanReward).ToArray());

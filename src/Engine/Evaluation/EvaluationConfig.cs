@@ -83,6 +83,35 @@ public sealed record EvaluationConfig(EvaluationMethod Method, int N = 0, int K 
         .. from b in new[] { 2, 4 } from k in new[] { 4, 8, 16 } select new EvaluationConfig(EvaluationMethod.Beam, N: b, K: k, M: 8),
     ];
 
+    /// <summary>Aligned outputs per prompt and point of <c>evaluate --frontier</c> unless <c>--outputs</c> says otherwise.</summary>
+    public const int FrontierOutputsPerPrompt = 64;
+
+    /// <summary>
+    /// The frontier as the talk draws it (<c>evaluate --frontier</c>): every family swept along its own knob so that
+    /// the curves overlap in KL. Best-of-n n = 1..64; soft best-of-n [M27] at n = 16 over lambda from 8 (near base)
+    /// to 1/128 (near best-of-16); blockwise CD K in {2, 4, 8, 16} x M in {4, 8, 16} (small K too: its KL grows with
+    /// the number of blocks [M19]); token-wise CD over beta from 4 down to 1/16; beam search B = 2, K in {4, 8} at
+    /// M = 8; early rejection at three alpha/every settings. Ids are those of <see cref="FullSweep"/> where a point
+    /// is in both, so a folder resumes under either preset.
+    /// </summary>
+    public static IReadOnlyList<EvaluationConfig> Frontier(int tokenwiseCandidates) =>
+    [
+        .. new[] { 1, 2, 4, 8, 16, 32, 64 }.Select(n => new EvaluationConfig(EvaluationMethod.BestOfN, N: n)),
+        .. FrontierLambdas.Select(l => new EvaluationConfig(EvaluationMethod.SoftBestOfN, N: 16, Beta: l)),
+        .. from m in new[] { 4, 8, 16 } from k in new[] { 2, 4, 8, 16 } select new EvaluationConfig(EvaluationMethod.Blockwise, K: k, M: m),
+        .. FrontierBetas.Select(b => new EvaluationConfig(EvaluationMethod.Tokenwise, K: tokenwiseCandidates, Beta: b)),
+        .. new[] { 4, 8 }.Select(k => new EvaluationConfig(EvaluationMethod.Beam, N: 2, K: k, M: 8)),
+        new EvaluationConfig(EvaluationMethod.Rejection, N: 32, M: 8, Beta: 0.5),
+        new EvaluationConfig(EvaluationMethod.Rejection, N: 32, M: 8, Beta: 0.75),
+        new EvaluationConfig(EvaluationMethod.Rejection, N: 16, M: 4, Beta: 0.5),
+    ];
+
+    /// <summary>Soft best-of-n temperatures of the frontier: factors of 4 from 8 (close to base) to 1/128 (close to best-of-16).</summary>
+    public static IReadOnlyList<double> FrontierLambdas { get; } = [8, 2, 0.5, 0.125, 0.03125, 0.0078125];
+
+    /// <summary>Token-wise tilt strengths of the frontier: halving from 4 to 1/16.</summary>
+    public static IReadOnlyList<double> FrontierBetas { get; } = [4, 2, 1, 0.5, 0.25, 0.125, 0.0625];
+
     /// <summary>A few points per method, for smoke tests (about a minute on the default model).</summary>
     public static IReadOnlyList<EvaluationConfig> QuickSweep(int tokenwiseCandidates) =>
     [
@@ -139,6 +168,12 @@ public sealed record EvaluatedPoint
 
     public required double LatencyMsPerOutput { get; init; }
     public required double FirstTextMs { get; init; }
+
+    /// <summary>
+    /// Each output's time to first streamed text (ms from the request's start to the engine's first accepted-text
+    /// event), [prompt][output]: what a median with an interval needs. points.json only; null in folders written before it existed.
+    /// </summary>
+    public RewardsByPrompt? FirstTextMsByPrompt { get; init; }
     public required double Seconds { get; init; }
 
     /// <summary>
@@ -149,7 +184,7 @@ public sealed record EvaluatedPoint
 }
 
 /// <summary>
-/// Rewards per prompt, [prompt][output], with value equality (so points compare by their numbers); written in JSON as
+/// Numbers per prompt, [prompt][output] (rewards; also times to first text), with value equality (so points compare by their numbers); written in JSON as
 /// an array of arrays.
 /// </summary>
 [System.Text.Json.Serialization.JsonConverter(typeof(RewardsByPromptConverter))]

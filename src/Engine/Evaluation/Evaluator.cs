@@ -176,6 +176,7 @@ public sealed class Evaluator
             FirstTextMs = firstText / n,
             Seconds = clock.Elapsed.TotalSeconds,
             PromptRewards = new RewardsByPrompt(perPrompt.Select(o => o.Select(x => x.Reward))),
+            FirstTextMsByPrompt = new RewardsByPrompt(perPrompt.Select(o => o.Select(x => x.Timings.FirstAccepted.TotalMilliseconds))),
         };
     }
 
@@ -227,6 +228,18 @@ public sealed class Evaluator
         var frontier = AlignedFamily.Frontier(space.Outcomes, AlignedFamily.LogSpacedBetas(0.02, 50, 40))
             .Select(f => new ExactCurvePoint(f.Beta, f.Kl, f.WinRate, f.ExpectedReward)).ToArray();
         return [new ExactCurve("best-of-n (exact)", bon), new ExactCurve("optimal pi*_beta (exact)", frontier)];
+    }
+
+    /// <summary>
+    /// The exact optimal policy pi*_beta [M2] of a tabular model at each of <paramref name="betas"/>, for the first prompt
+    /// (what token-wise CD with the exact soft value samples); empty where the model is not tabular.
+    /// </summary>
+    public IReadOnlyList<ExactCurvePoint> ExactFrontier(IReadOnlyList<double> betas)
+    {
+        ArgumentNullException.ThrowIfNull(betas);
+        if (_model is not TabularModel tabular || betas.Count == 0) return [];
+        var space = TabularSpace(tabular, _settings.Prompts[0]);
+        return AlignedFamily.Frontier(space.Outcomes, betas.ToArray()).Select(f => new ExactCurvePoint(f.Beta, f.Kl, f.WinRate, f.ExpectedReward)).ToArray();
     }
 
     private sealed record OutputSpace(IReadOnlyList<TabularOutput> Outputs, DiscreteOutcomes Outcomes, int[] PromptTokens);
