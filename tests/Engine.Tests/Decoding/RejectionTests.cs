@@ -101,20 +101,24 @@ public sealed class RejectionTests(SharedModel shared, ITestOutputHelper output)
     }
 
     /// <summary>
-    /// A reward that reads only the first <see cref="Length"/> generated tokens (their values as base-512 digits: distinct
-    /// prefixes never tie), so its value on any prefix of at least that length is the final reward: a scorer whose prefix
-    /// rank equals the final rank from t = Length on.
+    /// A reward that reads only the first <see cref="Length"/> generated tokens (a 64-bit FNV-1a hash of them as a number in
+    /// [0, 1): distinct prefixes practically never tie), so its value on any prefix of at least that length is the final
+    /// reward: a scorer whose prefix rank equals the final rank from t = Length on.
     /// </summary>
     private sealed class FirstTokensReward : IReward
     {
-        public const int Length = 4;
+        public const int Length = 8;
         public string Description => "first-tokens";
         public bool NeedsHiddenState => false;
 
         public void Score(IReadOnlyList<RewardInput> candidates, Span<double> rewards)
         {
             for (int i = 0; i < candidates.Count; i++)
-                rewards[i] = candidates[i].Tokens.Take(Length).Aggregate(0.0, (v, token) => v * 512 + token);
+            {
+                ulong hash = 14695981039346656037UL;
+                foreach (int token in candidates[i].Tokens.Take(Length)) hash = (hash ^ (uint)token) * 1099511628211UL;
+                rewards[i] = (hash >> 11) * (1.0 / (1UL << 53));
+            }
         }
     }
 
@@ -129,12 +133,12 @@ public sealed class RejectionTests(SharedModel shared, ITestOutputHelper output)
         var budget = await Run(new RejectionOptions { N = 8, Alpha = 0.75, DecideAt = FirstTokensReward.Length, MaxTokens = 32, Seed = 5, Samples = 6 });
         Assert.Equal(bon.Select(s => s.Text), budget.Select(s => s.Text));
         Assert.Equal(bon.Select(s => s.Reward), budget.Select(s => s.Reward));
-        // One decision, at t = 4, keeping ceil((1 - 0.75) 8) = 2 (no candidate ends within 4 tokens here), so fewer tokens.
+        // One decision, at t = 8, keeping ceil((1 - 0.75) 8) = 2 (no candidate ends within 8 tokens here), so fewer tokens.
         Assert.All(budget, s => Assert.Equal([2], s.SurvivorsPerDecision!));
         Assert.All(budget.Zip(bon), p => Assert.True(p.First.TokensEvaluated < p.Second.TokensEvaluated,
             $"budget mode decoded {p.First.TokensEvaluated} tokens, best-of-8 {p.Second.TokensEvaluated}"));
 
-        // The same decision made before the scorer sees its 4 tokens (prefix values still distinct but not final) loses
+        // The same decision made after 1 token (every candidate starts with the same token: all tied, a fixed pair survives) loses
         // best-of-n's winner on some of these outputs: the check above can fail.
         var early = await Run(new RejectionOptions { N = 8, Alpha = 0.75, DecideAt = 1, MaxTokens = 32, Seed = 5, Samples = 6 });
         Assert.Contains(early.Zip(bon), p => p.First.Reward < p.Second.Reward);

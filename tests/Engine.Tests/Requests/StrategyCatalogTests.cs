@@ -218,7 +218,7 @@ public sealed class StrategyCatalogTests
         // Setting one read field away from its default must change the built options: no field is read and then dropped.
         var changed = new StrategySpec
         {
-            Strategy = DecodingStrategy.BestOfN, N = 3, K = 3, Block = 3, Beams = 3, TopK = 3, Beta = 3, Alpha = 0.3, Every = 3, Lambda = 3,
+            Strategy = DecodingStrategy.BestOfN, N = 3, K = 3, Block = 3, Beams = 3, TopK = 3, Beta = 3, Alpha = 0.3, Every = 3, DecideAt = 3, Lambda = 3,
             Selection = BlockSelectionMode.Sample, ReturnCandidates = true,
         };
         foreach (var entry in StrategyCatalog.Entries)
@@ -243,6 +243,7 @@ public sealed class StrategyCatalogTests
         Beta = field == StrategyFields.Beta ? all.Beta : null,
         Alpha = field == StrategyFields.Alpha ? all.Alpha : null,
         Every = field == StrategyFields.Every ? all.Every : null,
+        DecideAt = field == StrategyFields.DecideAt ? all.DecideAt : null,
         Lambda = field == StrategyFields.Lambda ? all.Lambda : null,
         Selection = field == StrategyFields.Selection ? all.Selection : null,
         ReturnCandidates = field == StrategyFields.ReturnCandidates ? all.ReturnCandidates : null,
