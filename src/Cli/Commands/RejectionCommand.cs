@@ -11,6 +11,12 @@ namespace Tilt.Cli.Commands;
 /// </summary>
 internal static class RejectionCommand
 {
+    /// <summary>CLI JSON, with "NaN" for an undefined correlation or interval (every prefix score tied, one group).</summary>
+    private static readonly JsonSerializerOptions FileJson = new(CliJson.Options)
+    {
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
     /// <summary>The winner-kept probability <c>--decide-at auto</c> asks of the calibration.</summary>
     public const double AutoTarget = 0.9;
 
@@ -74,7 +80,7 @@ internal static class RejectionCommand
             }
 
             var report = Calibrate(draws, lengths, groupSizes, fractions, rewardFn.Description, Path.GetFileName(lm.Info.Path), tokens, parse.GetValue(seed));
-            if (outFile is not null) AtomicFile.WriteAllText(outFile, JsonSerializer.Serialize(report, CliJson.Options), cancellationToken);
+            if (outFile is not null) AtomicFile.WriteAllText(outFile, JsonSerializer.Serialize(report, FileJson), cancellationToken);
             await console.Out.WriteAsync(Table(report));
             return 0;
         }));
@@ -199,7 +205,7 @@ internal static class RejectionCommand
         CalibrationReport report;
         try
         {
-            report = JsonSerializer.Deserialize<CalibrationReport>(File.ReadAllText(path), CliJson.Options)
+            report = JsonSerializer.Deserialize<CalibrationReport>(File.ReadAllText(path), FileJson)
                 ?? throw new ArgumentException($"--calibration {path}: empty");
         }
         catch (JsonException e)
