@@ -25,7 +25,7 @@ internal sealed class StrategyFlags
             $"length that keeps best-of-n's winner with probability >= {RejectionCommand.AutoTarget} in --calibration FILE (tilt rejection calibrate). " +
             "Measured on stories260K with lexicon:sentiment (docs/results/stories260K-rejection-budget): the prefix reward's rank correlation with the " +
             "final reward is ~0.1 up to 4 tokens, 0.28 at 8, 0.5 at 16, 0.73 at 32; --n 64 --alpha 0.75 --decide-at 16 or 32 beat best-of-n at equal " +
-            "tokens evaluated there (95% intervals apart, evaluated on shared draws), decisions at <= 8 tokens did not; " +
+            "tokens evaluated there (95% intervals apart on shared draws; t = 16 also in engine runs), decisions at <= 8 tokens did not; " +
             "with the MiniLM similarity reward (correlation 0.27 at 8, 0.64 at 32, a flat best-of-n curve) no setting did; see docs/rejection.md.",
     };
     public Option<string?> Calibration { get; } = new("--calibration") { Description = "Rejection: the calibration JSON --decide-at auto reads (tilt rejection calibrate --out)." };
