@@ -43,6 +43,7 @@ public static class Program
         root.Subcommands.Add(MakeModelCommand.Create(console));
         root.Subcommands.Add(HeadCommand.Create(console));
         root.Subcommands.Add(ServeCommand.Create(console));
+        root.Subcommands.Add(RejectionCommand.Create(console));
 
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)

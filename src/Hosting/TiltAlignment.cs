@@ -7,7 +7,7 @@ namespace Tilt.Hosting;
 /// Alignment settings of one chat request through <see cref="TiltChatClient"/>: put it in
 /// <c>ChatOptions.AdditionalProperties["alignment"]</c> (<see cref="PropertyName"/>). Without it, or with
 /// <c>Strategy = DecodingStrategy.Generate</c>, a request is plain generation. The strategy and its fields (<c>N</c>,
-/// <c>K</c>, <c>Block</c>, <c>TopK</c>, <c>Beta</c>, <c>Alpha</c>, <c>Every</c>, <c>Lambda</c>, <c>Selection</c>,
+/// <c>K</c>, <c>Block</c>, <c>TopK</c>, <c>Beta</c>, <c>Alpha</c>, <c>Every</c>, <c>DecideAt</c>, <c>Lambda</c>, <c>Selection</c>,
 /// <c>ReturnCandidates</c>, <c>DeadlineMs</c>) are the strategy catalogue's <see cref="StrategySpec"/>; a chat returns one
 /// output, so <c>Samples</c> must stay unset or 1. Unset numbers take the engine's defaults (best-of-n N = 4; rejection
 /// N = 16; blockwise K = 8, block 8; token-wise top-k 16; beta 1; lambda 1); set ones are checked as every front-end

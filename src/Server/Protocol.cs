@@ -124,6 +124,12 @@ public sealed class AlignmentRequest
 
     /// <summary>Rejection: generated tokens between decisions.</summary>
     public int? Every { get; init; }
+
+    /// <summary>
+    /// Rejection's budget mode: one decision only, at this many generated tokens (a number: the server never reads a
+    /// calibration file; <c>tilt rejection calibrate</c> finds one).
+    /// </summary>
+    public int? DecideAt { get; init; }
 }
 
 // ---- responses ----

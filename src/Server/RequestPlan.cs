@@ -124,7 +124,7 @@ internal static class RequestPlanner
         {
             var spec = new StrategySpec
             {
-                Strategy = entry.Strategy, N = a.N, K = a.K, Block = a.Block, Beams = a.Beams, TopK = a.TopK, Beta = a.Beta, Alpha = a.Alpha, Every = a.Every, Lambda = a.Lambda,
+                Strategy = entry.Strategy, N = a.N, K = a.K, Block = a.Block, Beams = a.Beams, TopK = a.TopK, Beta = a.Beta, Alpha = a.Alpha, Every = a.Every, DecideAt = a.DecideAt, Lambda = a.Lambda,
                 Selection = a.Selection is { } selection ? StrategyCatalog.ParseSelection(selection) : null,
                 ReturnCandidates = a.ReturnCandidates, Samples = choices,
             };

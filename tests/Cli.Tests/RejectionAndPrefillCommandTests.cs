@@ -30,11 +30,46 @@ public sealed class RejectionAndPrefillCommandTests : IDisposable
     [InlineData(new[] { "--alpha", "-0.5" }, "alpha must be in [0, 1)")]
     [InlineData(new[] { "--every", "48" }, "--every must be between 1 and 47 (a decision interval shorter than max tokens, 48), got 48")]
     [InlineData(new[] { "--n", "0" }, "n must be between 1 and 256")]
+    [InlineData(new[] { "--decide-at", "48" }, "--decide-at must be between 1 and 47 (a decision length shorter than max tokens, 48), got 48")]
+    [InlineData(new[] { "--decide-at", "soon" }, "--decide-at must be a number of tokens or auto, got 'soon'")]
+    [InlineData(new[] { "--decide-at", "auto" }, "--decide-at auto needs --calibration FILE")]
     public async Task BadRejectionSettingsAreOneLineErrors(string[] extra, string expected)
     {
         var run = await CliRunner.RunAsync(["align", "--model", CliRunner.ModelPath, "--strategy", "rejection", "--max-tokens", "48", .. extra]);
         Assert.Equal(2, run.ExitCode);
         Assert.Contains(expected, run.Error);
+    }
+
+    [Fact]
+    public async Task CalibrateWritesCorrelationsThatAutoReadsBack()
+    {
+        string file = Path.Combine(_dir, "calibration.json");
+        var run = await CliRunner.RunAsync("rejection", "calibrate", "--model", CliRunner.ModelPath, "--reward", "lexicon:sentiment", "--prompts", "2",
+            "--samples", "32", "--max-tokens", "16", "--n", "8", "--alpha", "0.5", "--out", file);
+        Assert.True(run.ExitCode == 0, run.Error);
+        var root = JsonDocument.Parse(File.ReadAllText(file)).RootElement;
+        Assert.Equal([1, 2, 4, 8], root.GetProperty("correlations").EnumerateArray().Select(c => c.GetProperty("tokens").GetInt32()));
+        Assert.Equal(4, root.GetProperty("budget").GetArrayLength());
+        Assert.Contains("| prefix tokens t |", run.Out);
+
+        // auto: the file's length for (n 8, alpha 0.5), or a refusal that names it when no length reaches 0.9.
+        var auto = root.GetProperty("auto")[0].GetProperty("decideAt");
+        var align = await CliRunner.RunAsync("align", "--model", CliRunner.ModelPath, "--strategy", "rejection", "--n", "8", "--alpha", "0.5",
+            "--decide-at", "auto", "--calibration", file, "--max-tokens", "16", "--json");
+        if (auto.ValueKind == JsonValueKind.Null)
+        {
+            Assert.Equal(2, align.ExitCode);
+            Assert.Contains("no calibrated length keeps best-of-8's winner", align.Error);
+        }
+        else
+        {
+            Assert.True(align.ExitCode == 0, align.Error);
+            Assert.Single(JsonDocument.Parse(align.Out).RootElement.GetProperty("survivorsPerDecision").EnumerateArray());
+        }
+        var other = await CliRunner.RunAsync("align", "--model", CliRunner.ModelPath, "--strategy", "rejection", "--n", "16", "--alpha", "0.5",
+            "--decide-at", "auto", "--calibration", file, "--max-tokens", "16");
+        Assert.Equal(2, other.ExitCode);
+        Assert.Contains("has no entry for --n 16 --alpha 0.5", other.Error);
     }
 
     [Fact]

@@ -112,6 +112,7 @@ public sealed class CompletionTests
     [InlineData("tokenwise", """{"strategy": "tokenwise", "top_k": 4, "reward": "positive"}""")]
     [InlineData("blockwise", """{"strategy": "blockwise", "k": 4, "block": 4, "reward": "sentiment"}""")]
     [InlineData("rejection", """{"strategy": "rejection", "n": 8, "alpha": 0.5, "every": 4, "reward": "sentiment"}""")]
+    [InlineData("rejection", """{"strategy": "rejection", "n": 8, "alpha": 0.75, "decide_at": 4, "reward": "sentiment"}""")]
     [InlineData("soft-bon", """{"strategy": "soft-bon", "n": 8, "lambda": 0.5, "reward": "sentiment"}""")]
     public async Task Stop_sequences_end_aligned_decoding_and_are_never_streamed(string strategy, string alignment)
     {

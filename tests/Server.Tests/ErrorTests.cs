@@ -52,6 +52,8 @@ public sealed class ErrorTests
     [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"rejection\", \"alpha\": 1}}", "alignment.alpha")]
     [InlineData("{\"prompt\": \"x\", \"max_tokens\": 8, \"alignment\": {\"strategy\": \"rejection\", \"every\": 8}}", "alignment.every")]
     [InlineData("{\"prompt\": \"x\", \"max_tokens\": 8, \"alignment\": {\"strategy\": \"rejection\"}}", "alignment.every")]
+    [InlineData("{\"prompt\": \"x\", \"max_tokens\": 8, \"alignment\": {\"strategy\": \"rejection\", \"decide_at\": 8}}", "alignment.decide_at")]
+    [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"rejection\", \"decide_at\": 0}}", "alignment.decide_at")]
     [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"bon\", \"stratgy\": 1}}", "alignment.stratgy")]
     [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"bon\", \"reward\": \"nosuchkind:1\"}}", "alignment.reward")]
     [InlineData("{\"prompt\": \"x\", \"alignment\": {\"strategy\": \"bon\", \"reward\": \"lexicon:/etc/passwd\"}}", "alignment.reward")]

@@ -154,6 +154,7 @@ internal static class AlignBatch
                 case StrategyFields.Alpha: fields = fields with { Alpha = Num(p) }; break;
                 case StrategyFields.Lambda: fields = fields with { Lambda = Num(p) }; break;
                 case StrategyFields.Every: fields = fields with { Every = Int(p) }; break;
+                case StrategyFields.DecideAt: fields = fields with { DecideAt = Int(p) }; break;
                 case StrategyFields.Selection: fields = fields with { Selection = Catalogued(() => StrategyCatalog.ParseSelection(Str(p))) }; break;
                 case StrategyFields.ReturnCandidates: fields = fields with { ReturnCandidates = Bool(p) }; break;
                 case "max_tokens": maxTokens = Int(p); break;

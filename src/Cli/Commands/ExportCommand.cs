@@ -152,7 +152,7 @@ internal static class ExportCommand
         {
             case BestOfNOptions b: s["n"] = b.N; break;
             case SoftBestOfNOptions b: s["n"] = b.N; s["lambda"] = b.Lambda; break;
-            case RejectionOptions r: s["n"] = r.N; s["alpha"] = r.Alpha; s["every"] = r.Every; break;
+            case RejectionOptions r: s["n"] = r.N; s["alpha"] = r.Alpha; s["every"] = r.Every; if (r.DecideAt is { } at) s["decide_at"] = at; break;
             case BlockwiseOptions b: s["k"] = b.K; s["block"] = b.BlockSize; s["selection"] = b.Selection.ToString().ToLowerInvariant(); break;
             case BeamOptions b: s["beams"] = b.Beams; s["k"] = b.K; s["block"] = b.BlockSize; break;
         }

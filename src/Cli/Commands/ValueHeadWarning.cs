@@ -19,7 +19,7 @@ internal static class ValueHeadWarning
         BlockwiseOptions blockwise => blockwise.BlockSize,
         BeamOptions beam => beam.BlockSize,
         TokenwiseOptions => 1,
-        RejectionOptions rejection => rejection.Every,
+        RejectionOptions rejection => rejection.DecideAt ?? rejection.Every,
         _ => null,
     };
 

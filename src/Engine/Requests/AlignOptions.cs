@@ -146,12 +146,28 @@ public sealed record RejectionOptions : AlignOptions
         init => field = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(Every), value, $"the decision interval must be at least 1 token, got {value}");
     } = 8;
 
+    /// <summary>
+    /// Budget mode: one decision only, when the unfinished candidates have generated this many tokens (then
+    /// <see cref="Every"/> is not read); null: a decision every <see cref="Every"/> tokens. >= 1. Defaults to null.
+    /// </summary>
+    public int? DecideAt
+    {
+        get;
+        init => field = value is null or >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(DecideAt), value, $"the decision length must be at least 1 token, got {value}");
+    }
+
     /// <summary>Return every candidate (survivors and rejected) with its reward or score. Defaults to false.</summary>
     public bool ReturnCandidates { get; init; }
 
-    /// <summary>Checks what needs the other options: a decision interval shorter than the output.</summary>
+    /// <summary>Checks what needs the other options: a decision interval (or the one decision) shorter than the output.</summary>
     public void ValidateSchedule()
     {
+        if (DecideAt is { } at)
+        {
+            if (at >= MaxTokens)
+                throw new ArgumentException($"the decision length ({at} tokens) must be shorter than max tokens ({MaxTokens}): no decision would ever be made", nameof(DecideAt));
+            return;
+        }
         if (Every >= MaxTokens)
             throw new ArgumentException($"the decision interval ({Every} tokens) must be shorter than max tokens ({MaxTokens}): no decision would ever be made", nameof(Every));
     }

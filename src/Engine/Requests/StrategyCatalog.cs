@@ -96,13 +96,14 @@ public static class StrategyCatalog
         new()
         {
             Strategy = DecodingStrategy.Rejection, Name = "rejection", Aliases = ["early-rejection", "early_rejection"], ReadsValue = true,
-            Fields = [StrategyFields.N, StrategyFields.Alpha, StrategyFields.Every, StrategyFields.ReturnCandidates],
+            Fields = [StrategyFields.N, StrategyFields.Alpha, StrategyFields.Every, StrategyFields.DecideAt, StrategyFields.ReturnCandidates],
             Build = s =>
             {
                 var defaults = new RejectionOptions();
                 return new RejectionOptions
                 {
-                    N = s.N ?? defaults.N, Alpha = s.Alpha ?? defaults.Alpha, Every = s.Every ?? defaults.Every, ReturnCandidates = s.ReturnCandidates ?? false,
+                    N = s.N ?? defaults.N, Alpha = s.Alpha ?? defaults.Alpha, Every = s.Every ?? defaults.Every, DecideAt = s.DecideAt,
+                    ReturnCandidates = s.ReturnCandidates ?? false,
                 };
             },
         },
@@ -170,8 +171,8 @@ public static class StrategyFields
     /// <summary>Beam search: the beams kept after every step (it reads k and block as blockwise CD does).</summary>
     public const string Beams = "beams";
 
-    /// <summary>Early rejection: the fraction stopped and the tokens between decisions.</summary>
-    public const string Alpha = "alpha", Every = "every";
+    /// <summary>Early rejection: the fraction stopped, the tokens between decisions, and budget mode's one decision length.</summary>
+    public const string Alpha = "alpha", Every = "every", DecideAt = "decide_at";
 
     /// <summary>Every strategy: independent outputs and the request's wall-clock budget.</summary>
     public const string Samples = "samples", DeadlineMs = "deadline_ms";

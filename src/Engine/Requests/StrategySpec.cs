@@ -39,6 +39,12 @@ public record StrategySpec
     /// <summary><c>every</c>: rejection's tokens between decisions, shorter than max tokens (default 8).</summary>
     public int? Every { get; init; }
 
+    /// <summary>
+    /// <c>decide_at</c>: rejection's budget mode, one decision only when the unfinished candidates have generated this many
+    /// tokens (then <c>every</c> is not read); shorter than max tokens (default none: a decision every <c>every</c> tokens).
+    /// </summary>
+    public int? DecideAt { get; init; }
+
     /// <summary><c>lambda</c>: soft best-of-n's selection temperature, finite and >= 1e-30 (default 1).</summary>
     public double? Lambda { get; init; }
 
@@ -81,7 +87,8 @@ public record StrategySpec
         if (Lambda is { } lambda && Checks(StrategyFields.Lambda)) Temperature(StrategyFields.Lambda, lambda);
         if (Alpha is { } alpha && Checks(StrategyFields.Alpha) && !(alpha is >= 0 and < 1))
             throw new StrategyFieldException(StrategyFields.Alpha, Text(alpha), "must be in [0, 1) (0 = best-of-n, no rejection)");
-        if (Every is { } every && Checks(StrategyFields.Every)) CheckEvery(every, limits.MaxTokens);
+        if (Every is { } every && Checks(StrategyFields.Every)) CheckEvery(every, limits.MaxTokens, StrategyFields.Every);
+        if (DecideAt is { } decideAt && Checks(StrategyFields.DecideAt)) CheckEvery(decideAt, limits.MaxTokens, StrategyFields.DecideAt);
         if (Samples is { } samples) Count(StrategyFields.Samples, samples, 1, AlignOptions.MaxSamples);
         if (DeadlineMs is { } ms && ms <= 0) throw new StrategyFieldException(StrategyFields.DeadlineMs, Text(ms), "must be positive");
     }
@@ -93,7 +100,7 @@ public record StrategySpec
         Validate(limits);
         var options = StrategyCatalog.Get(Strategy).Build(this);
         // A default decision interval must fit the output as much as a given one does.
-        if (options is RejectionOptions rejection && Every is null) CheckEvery(rejection.Every, limits.MaxTokens);
+        if (options is RejectionOptions { DecideAt: null } rejection && Every is null) CheckEvery(rejection.Every, limits.MaxTokens, StrategyFields.Every);
         return options with
         {
             Samples = Samples ?? options.Samples,
@@ -115,19 +122,20 @@ public record StrategySpec
             throw new StrategyFieldException(field, Text(value), $"must be a finite number >= {AlignOptions.MinBeta.ToString("R", CultureInfo.InvariantCulture)}");
     }
 
-    /// <summary>A decision interval as long as the output would never decide anything.</summary>
-    private static void CheckEvery(int every, int? maxTokens)
+    /// <summary>A decision interval (or budget mode's one decision length) as long as the output would never decide anything.</summary>
+    private static void CheckEvery(int every, int? maxTokens, string field)
     {
         // An invalid max tokens is reported by its own check (DecodingOptions.MaxTokens), not as this field's fault.
         if (maxTokens is not { } tokens || tokens < 1)
         {
-            Count(StrategyFields.Every, every, 1, int.MaxValue);
+            Count(field, every, 1, int.MaxValue);
             return;
         }
         if (tokens < 2)
-            throw new StrategyFieldException(StrategyFields.Every, Text(every),
+            throw new StrategyFieldException(field, Text(every),
                 $"must be shorter than max tokens ({tokens}); rejection needs max tokens of at least 2", outOfRange: true);
-        Count(StrategyFields.Every, every, 1, tokens - 1, $" (a decision interval shorter than max tokens, {tokens})");
+        string what = field == StrategyFields.DecideAt ? "a decision length" : "a decision interval";
+        Count(field, every, 1, tokens - 1, $" ({what} shorter than max tokens, {tokens})");
     }
 
     private static string Text(double value) => value.ToString("R", CultureInfo.InvariantCulture);

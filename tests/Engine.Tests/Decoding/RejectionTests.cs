@@ -100,6 +100,77 @@ public sealed class RejectionTests(SharedModel shared, ITestOutputHelper output)
         Assert.True(cut.TokensSavedEstimate > 0);
     }
 
+    /// <summary>
+    /// A reward that reads only the first <see cref="Length"/> generated tokens (a 64-bit FNV-1a hash of them as a number in
+    /// [0, 1): distinct prefixes practically never tie), so its value on any prefix of at least that length is the final
+    /// reward: a scorer whose prefix rank equals the final rank from t = Length on.
+    /// </summary>
+    private sealed class FirstTokensReward : IReward
+    {
+        public const int Length = 8;
+        public string Description => "first-tokens";
+        public bool NeedsHiddenState => false;
+
+        public void Score(IReadOnlyList<RewardInput> candidates, Span<double> rewards)
+        {
+            for (int i = 0; i < candidates.Count; i++)
+            {
+                ulong hash = 14695981039346656037UL;
+                foreach (int token in candidates[i].Tokens.Take(Length)) hash = (hash ^ (uint)token) * 1099511628211UL;
+                rewards[i] = (hash >> 11) * (1.0 / (1UL << 53));
+            }
+        }
+    }
+
+    [Fact]
+    public async Task BudgetModeWithAPrefixScorerThatRanksLikeTheFinalRewardReturnsBestOfNsOutputs()
+    {
+        var reward = new FirstTokensReward();
+        using var engine = new DecodingEngine(shared.Model, _kernels, new EngineOptions { MaxSequences = 16, MaxSequenceLength = 64 });
+        async Task<IReadOnlyList<AlignedSample>> Run(AlignOptions options) =>
+            await engine.RunAsync(new DecodingRequest { Prompt = "Once upon a time", Options = options, Reward = reward });
+        var bon = await Run(new BestOfNOptions { N = 8, MaxTokens = 32, Seed = 5, Samples = 6 });
+        var budget = await Run(new RejectionOptions { N = 8, Alpha = 0.75, DecideAt = FirstTokensReward.Length, MaxTokens = 32, Seed = 5, Samples = 6 });
+        Assert.Equal(bon.Select(s => s.Text), budget.Select(s => s.Text));
+        Assert.Equal(bon.Select(s => s.Reward), budget.Select(s => s.Reward));
+        // One decision, at t = 8, keeping ceil((1 - 0.75) 8) = 2 (no candidate ends within 8 tokens here), so fewer tokens.
+        Assert.All(budget, s => Assert.Equal([2], s.SurvivorsPerDecision!));
+        Assert.All(budget.Zip(bon), p => Assert.True(p.First.TokensEvaluated < p.Second.TokensEvaluated,
+            $"budget mode decoded {p.First.TokensEvaluated} tokens, best-of-8 {p.Second.TokensEvaluated}"));
+
+        // The same decision made after 1 token (every candidate starts with the same token: all tied, a fixed pair survives) loses
+        // best-of-n's winner on some of these outputs: the check above can fail.
+        var early = await Run(new RejectionOptions { N = 8, Alpha = 0.75, DecideAt = 1, MaxTokens = 32, Seed = 5, Samples = 6 });
+        Assert.Contains(early.Zip(bon), p => p.First.Reward < p.Second.Reward);
+        Assert.All(early, s => Assert.Single(s.SurvivorsPerDecision!));
+    }
+
+    [Fact]
+    public async Task BudgetModeDecidesOnceAtItsLengthOnly()
+    {
+        // Every = 1 would decide at every token; with DecideAt = 3 only one decision is made (survivors 4 of 8 at alpha 0.5).
+        var reward = new LexiconReward(new Dictionary<string, double> { ["happy"] = 1, ["sad"] = -1 });
+        using var engine = new DecodingEngine(shared.Model, _kernels, new EngineOptions { MaxSequences = 8, MaxSequenceLength = 64 });
+        var outputs = await engine.RunAsync(new DecodingRequest
+        {
+            Prompt = "Once upon a time", Options = new RejectionOptions { N = 8, Alpha = 0.5, Every = 1, DecideAt = 3, MaxTokens = 24, Seed = 2, Samples = 3, ReturnCandidates = true },
+            Reward = reward,
+        });
+        Assert.All(outputs, s =>
+        {
+            Assert.Equal([4], s.SurvivorsPerDecision!);
+            Assert.All(s.Candidates.Where(c => c.Rejected), c => Assert.Equal(3, c.Tokens.Count));
+        });
+    }
+
+    [Fact]
+    public async Task ADecisionLengthNotShorterThanTheOutputIsRefused()
+    {
+        var e = await Assert.ThrowsAsync<ArgumentException>(() => Sample(new RejectionOptions { N = 2, DecideAt = 4, MaxTokens = 4 }));
+        Assert.Contains("decision length (4 tokens) must be shorter than max tokens (4)", e.Message);
+        Assert.Contains("at least 1 token, got 0", Assert.Throws<ArgumentOutOfRangeException>(() => new RejectionOptions { DecideAt = 0 }).Message);
+    }
+
     [Fact]
     public async Task RejectedCandidatesFreeTheirSequencesForOtherRequests()
     {

@@ -93,6 +93,7 @@ public sealed class StrategyCatalogTests
         { new() { Strategy = DecodingStrategy.Rejection, Alpha = 1 }, "alpha must be in [0, 1) (0 = best-of-n, no rejection), got 1" },
         { new() { Strategy = DecodingStrategy.Rejection, Alpha = -0.5 }, "alpha must be in [0, 1) (0 = best-of-n, no rejection), got -0.5" },
         { new() { Strategy = DecodingStrategy.Rejection, Every = 0 }, "every must be at least 1, got 0" },
+        { new() { Strategy = DecodingStrategy.Rejection, DecideAt = 0 }, "decide_at must be at least 1, got 0" },
         { new() { Strategy = DecodingStrategy.Tokenwise, Samples = 0 }, "samples must be between 1 and 100000, got 0" },
         { new() { Strategy = DecodingStrategy.BestOfN, DeadlineMs = 0 }, "deadline_ms must be positive, got 0" },
     };
@@ -131,6 +132,19 @@ public sealed class StrategyCatalogTests
         Assert.Equal("block must be between 1 and 256, got 257", e.Message);
         e = Assert.Throws<StrategyFieldException>(() => new StrategySpec { Strategy = DecodingStrategy.Rejection, Every = 16 }.Build(server));
         Assert.Equal("every must be between 1 and 15 (a decision interval shorter than max tokens, 16), got 16", e.Message);
+    }
+
+    [Fact]
+    public void Budget_modes_decision_length_must_fit_the_output_and_replaces_every()
+    {
+        var limits = new StrategyLimits { MaxTokens = 16 };
+        var e = Assert.Throws<StrategyFieldException>(() => new StrategySpec { Strategy = DecodingStrategy.Rejection, DecideAt = 16 }.Build(limits));
+        Assert.Equal("decide_at must be between 1 and 15 (a decision length shorter than max tokens, 16), got 16", e.Message);
+        Assert.Equal("--decide-at must be between 1 and 15 (a decision length shorter than max tokens, 16), got 16", e.MessageFor("--decide-at"));
+        // The default interval (8) need not fit when one decision at 4 tokens replaces it.
+        var built = (RejectionOptions)new StrategySpec { Strategy = DecodingStrategy.Rejection, DecideAt = 4 }.Build(new StrategyLimits { MaxTokens = 8 });
+        Assert.Equal(4, built.DecideAt);
+        Assert.Null(((RejectionOptions)new StrategySpec { Strategy = DecodingStrategy.Rejection }.Build()).DecideAt);
     }
 
     [Fact]
@@ -204,7 +218,7 @@ public sealed class StrategyCatalogTests
         // Setting one read field away from its default must change the built options: no field is read and then dropped.
         var changed = new StrategySpec
         {
-            Strategy = DecodingStrategy.BestOfN, N = 3, K = 3, Block = 3, Beams = 3, TopK = 3, Beta = 3, Alpha = 0.3, Every = 3, Lambda = 3,
+            Strategy = DecodingStrategy.BestOfN, N = 3, K = 3, Block = 3, Beams = 3, TopK = 3, Beta = 3, Alpha = 0.3, Every = 3, DecideAt = 3, Lambda = 3,
             Selection = BlockSelectionMode.Sample, ReturnCandidates = true,
         };
         foreach (var entry in StrategyCatalog.Entries)
@@ -229,6 +243,7 @@ public sealed class StrategyCatalogTests
         Beta = field == StrategyFields.Beta ? all.Beta : null,
         Alpha = field == StrategyFields.Alpha ? all.Alpha : null,
         Every = field == StrategyFields.Every ? all.Every : null,
+        DecideAt = field == StrategyFields.DecideAt ? all.DecideAt : null,
         Lambda = field == StrategyFields.Lambda ? all.Lambda : null,
         Selection = field == StrategyFields.Selection ? all.Selection : null,
         ReturnCandidates = field == StrategyFields.ReturnCandidates ? all.ReturnCandidates : null,

@@ -10,7 +10,8 @@ namespace Tilt.Engine.Decoding;
 /// Early rejection (speculative rejection) as a step function: N candidates from p decoded like best-of-n (same RNG rows,
 /// so alpha = 0 is exactly best-of-N on the same candidates), and every <see cref="RejectionOptions.Every"/> tokens the
 /// unfinished candidates are scored by the value (batched with every other request's values); the lowest
-/// floor(alpha x unfinished) stop at once and their sequences go back to the engine for other requests. Finished
+/// floor(alpha x unfinished) stop at once and their sequences go back to the engine for other requests. Budget mode
+/// (<see cref="RejectionOptions.DecideAt"/>) makes one such decision only, at that many tokens. Finished
 /// candidates are never stopped. At the end the survivor with the highest final reward wins (ties uniformly at random).
 /// KL: KLhat with eps = p(winner) [M9] and the bound log N - (N-1)/N, which holds for any rule that returns one of N
 /// i.i.d. candidates (docs/rejection.md).
@@ -84,13 +85,13 @@ internal sealed class RejectionRun : RequestRun
         rollout.Collect(context);
         if (_options.Alpha == 0 || rollout.IsFinished) return;
 
-        // A decision when the unfinished candidates (they step together) have generated a multiple of M tokens; the
-        // other iterations allocate nothing here.
+        // A decision when the unfinished candidates (they step together) have generated a multiple of M tokens, or in
+        // budget mode only when they have generated DecideAt tokens; the other iterations allocate nothing here.
         int first = 0;
         while (first < _options.N && rollout.IsDone(first)) first++;
         if (first == _options.N) return;
         int t = rollout.Tokens[first].Count;
-        if (t == 0 || t % _options.Every != 0) return;
+        if (t == 0 || (_options.DecideAt is { } at ? t != at : t % _options.Every != 0)) return;
         var unfinished = Enumerable.Range(0, _options.N).Where(i => !rollout.IsDone(i)).ToArray();
         if (unfinished.Length < 2 || (int)Math.Floor(_options.Alpha * unfinished.Length) == 0) return;
         int d = context.Hidden;
