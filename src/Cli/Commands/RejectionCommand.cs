@@ -69,10 +69,9 @@ internal static class RejectionCommand
                     var options = new BestOfNOptions
                     {
                         N = n, ReturnCandidates = true, MaxTokens = tokens, Seed = parse.GetValue(seed) + (ulong)(p * 1000 + start),
-                        Threads = model.GetThreads(parse),
                     };
                     await foreach (var e in DecodingEngine.StreamOnOwnEngine(lm, kernels,
-                        new DecodingRequest { Prompt = promptTexts[p], Options = options, Reward = rewardFn }, cancellationToken))
+                        new DecodingRequest { Prompt = promptTexts[p], Options = options, Reward = rewardFn }, new ContextSettings(model.GetThreads(parse)), cancellationToken))
                         if (e is SampleCompleted done) candidates.AddRange(done.Result.Candidates);
                 }
                 draws.Add(Score(lm, rewardFn, promptTexts[p], candidates, lengths));
