@@ -48,8 +48,9 @@ internal sealed partial class Scheduler
             if (!_running.Contains(run)) continue; // failed meanwhile
             long left = deadline - Stopwatch.GetTimestamp();
             if (run.IsWaiting && left > 0) run.WaitForScoring(TimeSpan.FromSeconds((double)left / Stopwatch.Frequency));
-            if (run.IsWaiting) _scoring.CountParked();
-            Guarded(run, run.IsWaiting ? Park : Resume);
+            bool waiting = run.IsWaiting; // read once: the job may end between two reads
+            if (waiting) _scoring.CountParked();
+            Guarded(run, waiting ? Park : Resume);
         }
         _startedScoring.Clear();
         ReleaseFailed();
