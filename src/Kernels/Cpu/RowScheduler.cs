@@ -7,14 +7,23 @@ namespace Tilt.Kernels.Cpu;
 /// closure, tasks and partition state every call). The calling thread works as worker 0; helpers take rows
 /// from a shared counter, so uneven rows balance themselves.
 /// </summary>
+/// <remarks>
+/// A helper joins a call through a gate before it takes a row, and the caller closes the gate once it has run out of rows,
+/// then waits only for the helpers that joined. A helper the OS has not scheduled yet (the cores busy with llama.cpp's
+/// workers or another process) therefore costs the caller nothing: it finds the gate closed when it wakes and goes back to
+/// sleep. Waiting for every woken helper instead made the caller spin away its time slice whenever a helper sat in the run
+/// queue, which under load is every call.
+/// </remarks>
 internal sealed class RowScheduler : IDisposable
 {
+    private const int Closed = 1 << 30;
+
     private readonly Thread[] _helpers;
     private readonly SemaphoreSlim _start = new(0);
     private Action<int, int>? _body;
     private int _count;
     private int _next;
-    private int _pending;
+    private int _gate = Closed; // helpers inside the current call, plus Closed once the caller stopped admitting them
     private Exception? _error;
     private volatile bool _disposed;
 
@@ -48,16 +57,16 @@ internal sealed class RowScheduler : IDisposable
         _count = count;
         _next = -1;
         _error = null;
-        _pending = helpers + 1;
+        Volatile.Write(ref _gate, 0); // open: the call's fields are written before any helper can join
         _start.Release(helpers);
         Work(0);
-        if (Interlocked.Decrement(ref _pending) != 0)
+        // Stop admitting helpers, then wait for those inside: each is at most one row behind.
+        Interlocked.Or(ref _gate, Closed);
+        if (Volatile.Read(ref _gate) != Closed)
         {
-            // The caller took rows until none were left, so the helpers are at most one row behind: spin briefly
-            // instead of blocking (ManualResetEventSlim lazily allocates its lock object on the first real block).
             var spin = new SpinWait();
-            while (Volatile.Read(ref _pending) != 0)
-                spin.SpinOnce(sleep1Threshold: -1);
+            while (Volatile.Read(ref _gate) != Closed)
+                spin.SpinOnce();
         }
         _body = null;
         if (_error is not null)
@@ -79,6 +88,17 @@ internal sealed class RowScheduler : IDisposable
         }
     }
 
+    /// <summary>Enters the current call unless the caller has closed it.</summary>
+    private bool TryJoin()
+    {
+        while (true)
+        {
+            int gate = Volatile.Read(ref _gate);
+            if ((gate & Closed) != 0) return false;
+            if (Interlocked.CompareExchange(ref _gate, gate + 1, gate) == gate) return true;
+        }
+    }
+
     private void HelperLoop(int index)
     {
         while (true)
@@ -86,8 +106,11 @@ internal sealed class RowScheduler : IDisposable
             _start.Wait();
             if (_disposed)
                 return;
+            // A permit may outlive its call (its helper woke after the caller finished): the gate then turns it away.
+            if (!TryJoin())
+                continue;
             Work(index);
-            Interlocked.Decrement(ref _pending);
+            Interlocked.Decrement(ref _gate);
         }
     }
 

@@ -9,7 +9,13 @@ namespace Tilt.Engine.Models.Gguf;
 /// sleeps: longer than a whole decode step of the models measured, so between decodes the workers keep every other
 /// core busy while the engine samples on .NET threads, and when anything else is runnable a worker spins away its
 /// time slice at each barrier while the thread it waits for sits in the run queue (a collapse measured at 5-50x,
-/// docs/performance.md). PASSIVE makes a waiting thread sleep at once and hand its core over.
+/// docs/performance.md). PASSIVE makes a waiting thread sleep at once and hand its core over, but then every one of those
+/// barriers is a futex sleep and wake-up: on a quiet machine the engine lost 20-45 % of the C loop's decode throughput at
+/// K = 16 to it (issue 24). The default is therefore a bounded spin, GOMP_SPINCOUNT=3000 (~0.1-0.15 ms here): long
+/// enough that a barrier inside a decode is met spinning, short enough that a worker stops spinning soon after the decode
+/// ends and never spins away a time slice that another runnable thread needs. Measured on 2 cores, 15M, threads = 2 (engine
+/// / C loop at K = 16 and 64): quiet 0.78-0.86 / 0.90-0.92 against PASSIVE's 0.55-0.73 / 0.83-0.84; beside one busy
+/// loop 0.84 / 0.97, where 10000 collapsed to 0.52 at K = 16 (docs/performance.md, "The OpenMP wait").
 /// </summary>
 /// <remarks>
 /// libgomp reads its environment once, when it is loaded, from the C library's environ. On Unix .NET's
@@ -19,20 +25,20 @@ namespace Tilt.Engine.Models.Gguf;
 /// </remarks>
 internal static partial class OpenMpWaitPolicy
 {
-    /// <summary>The wait policy set when the user chose none (measured in docs/performance.md).</summary>
-    internal const string DefaultWaitPolicy = "PASSIVE";
+    /// <summary>The spin count set when the user chose no wait policy (measured in docs/performance.md).</summary>
+    internal const string DefaultSpinCount = "3000";
 
     private const string SpinCountVariable = "GOMP_SPINCOUNT";
     private const string WaitPolicyVariable = "OMP_WAIT_POLICY";
 
     /// <summary>
-    /// Sets OMP_WAIT_POLICY to <see cref="DefaultWaitPolicy"/> unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is already set.
+    /// Sets GOMP_SPINCOUNT to <see cref="DefaultSpinCount"/> unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is already set.
     /// Returns false when libgomp was already loaded into the process (the setting then comes too late).
     /// </summary>
     internal static bool Apply()
     {
         if (Get(WaitPolicyVariable) is null && Get(SpinCountVariable) is null)
-            Set(WaitPolicyVariable, DefaultWaitPolicy);
+            Set(SpinCountVariable, DefaultSpinCount);
         return !LibgompLoaded();
     }
 
@@ -48,7 +54,7 @@ internal static partial class OpenMpWaitPolicy
         Environment.SetEnvironmentVariable(name, value);
     }
 
-    /// <summary>The settings libgomp sees, e.g. "OMP_WAIT_POLICY=PASSIVE, GOMP_SPINCOUNT unset".</summary>
+    /// <summary>The settings libgomp sees, e.g. "OMP_WAIT_POLICY unset, GOMP_SPINCOUNT=3000".</summary>
     internal static string Describe()
     {
         static string One(string name) => Get(name) is { } v ? $"{name}={v}" : $"{name} unset";
