@@ -135,8 +135,9 @@ internal static class ConcurrencyHarness
             PoolingType = LLamaPoolingType.None,
             FlashAttention = false,
             KVUnified = false,
-            Threads = o.Threads,
-            BatchThreads = o.Threads,
+            // The engine's default when none is given (LLamaSharp's own default is half the logical CPUs).
+            Threads = o.Threads ?? CpuTopology.DefaultThreads,
+            BatchThreads = o.Threads ?? CpuTopology.DefaultThreads,
         };
         using var weights = LLamaWeights.LoadFromFile(parameters);
         using var context = weights.CreateContext(parameters);

@@ -19,7 +19,10 @@ internal sealed class RowScheduler : IDisposable
     private const int Closed = 1 << 30;
 
     private readonly Thread[] _helpers;
-    private readonly SemaphoreSlim _start = new(0);
+    // Wake-ups for helpers, counted under a monitor. A helper blocks in Monitor.Wait without spinning first (SemaphoreSlim
+    // spins before it blocks): a helper spinning after a call competes with llama.cpp's workers at the next decode.
+    private readonly object _wake = new();
+    private int _tickets;
     private Action<int, int>? _body;
     private int _count;
     private int _next;
@@ -58,7 +61,11 @@ internal sealed class RowScheduler : IDisposable
         _next = -1;
         _error = null;
         Volatile.Write(ref _gate, 0); // open: the call's fields are written before any helper can join
-        _start.Release(helpers);
+        lock (_wake)
+        {
+            _tickets = Math.Min(_tickets + helpers, _helpers.Length); // a ticket beyond the helpers would only wake one twice
+            for (int i = 0; i < helpers; i++) Monitor.Pulse(_wake);
+        }
         Work(0);
         // Stop admitting helpers, then wait for those inside: each is at most one row behind.
         Interlocked.Or(ref _gate, Closed);
@@ -66,7 +73,7 @@ internal sealed class RowScheduler : IDisposable
         {
             var spin = new SpinWait();
             while (Volatile.Read(ref _gate) != Closed)
-                spin.SpinOnce();
+                spin.SpinOnce(sleep1Threshold: -1); // yield, never Sleep(1): a joined helper is at most a row away
         }
         _body = null;
         if (_error is not null)
@@ -103,10 +110,13 @@ internal sealed class RowScheduler : IDisposable
     {
         while (true)
         {
-            _start.Wait();
-            if (_disposed)
-                return;
-            // A permit may outlive its call (its helper woke after the caller finished): the gate then turns it away.
+            lock (_wake)
+            {
+                while (_tickets == 0 && !_disposed) Monitor.Wait(_wake);
+                if (_disposed) return;
+                _tickets--;
+            }
+            // A ticket may outlive its call (its helper woke after the caller finished): the gate then turns it away.
             if (!TryJoin())
                 continue;
             Work(index);
@@ -118,11 +128,12 @@ internal sealed class RowScheduler : IDisposable
     {
         if (_disposed)
             return;
-        _disposed = true;
-        if (_helpers.Length > 0)
-            _start.Release(_helpers.Length);
+        lock (_wake)
+        {
+            _disposed = true;
+            Monitor.PulseAll(_wake);
+        }
         foreach (var t in _helpers)
             t.Join();
-        _start.Dispose();
     }
 }
