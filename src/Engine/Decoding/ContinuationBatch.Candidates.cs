@@ -1,8 +1,5 @@
 using System.Runtime.InteropServices;
-using Tilt.Engine.Models;
-using Tilt.Engine.Text;
 using Tilt.Kernels;
-using Tilt.Engine.Requests;
 
 namespace Tilt.Engine.Decoding;
 

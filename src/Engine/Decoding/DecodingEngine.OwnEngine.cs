@@ -1,10 +1,7 @@
-using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Tilt.Engine.Models;
-using Tilt.Engine.Rewards;
-using Tilt.Engine.Values;
-using Tilt.Kernels;
 using Tilt.Engine.Requests;
+using Tilt.Kernels;
 
 namespace Tilt.Engine.Decoding;
 

@@ -1,10 +1,4 @@
-using Tilt.Engine.Rewards;
-using System.Diagnostics;
 using System.Runtime.ExceptionServices;
-using System.Threading.Channels;
-using Tilt.Engine.Models;
-using Tilt.Kernels;
-using Tilt.Engine.Requests;
 
 namespace Tilt.Engine.Decoding;
 

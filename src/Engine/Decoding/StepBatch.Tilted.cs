@@ -1,8 +1,4 @@
-using Tilt.Engine.Rewards;
-using Tilt.Engine.Heads;
-using Tilt.Engine.Values;
 using Tilt.Kernels;
-using Tilt.Engine.Requests;
 
 namespace Tilt.Engine.Decoding;
 

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text.RegularExpressions;
 using Tilt.Engine.Rewards.Llama;
 using Tilt.Engine.Rewards.Neural;
 

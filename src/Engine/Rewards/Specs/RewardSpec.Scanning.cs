@@ -1,7 +1,5 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
-using Tilt.Engine.Rewards.Llama;
-using Tilt.Engine.Rewards.Neural;
 
 namespace Tilt.Engine.Rewards.Specs;
 
