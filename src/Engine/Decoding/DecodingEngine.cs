@@ -63,7 +63,7 @@ public sealed partial class DecodingEngine : IAsyncDisposable, IDisposable
     public async Task<IReadOnlyList<AlignedSample>> RunAsync(DecodingRequest request, CancellationToken cancellationToken = default)
     {
         var results = new List<AlignedSample>();
-        await foreach (var e in StreamAsync(request, cancellationToken).ConfigureAwait(false))
+        await foreach (var e in Stream(request, streamText: false, cancellationToken).ConfigureAwait(false))
             if (e is SampleCompleted c) results.Add(c.Result);
         results.Sort((a, b) => a.Index.CompareTo(b.Index));
         return results;
@@ -75,9 +75,12 @@ public sealed partial class DecodingEngine : IAsyncDisposable, IDisposable
     /// queue is full, <see cref="EngineStoppingException"/> after <see cref="StopAsync"/>. Cancelling the token, or leaving
     /// the enumeration early, cancels the request; it then throws <see cref="OperationCanceledException"/>.
     /// </summary>
-    public async IAsyncEnumerable<AlignEvent> StreamAsync(DecodingRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    public IAsyncEnumerable<AlignEvent> StreamAsync(DecodingRequest request, CancellationToken cancellationToken = default) =>
+        Stream(request, streamText: true, cancellationToken);
+
+    private async IAsyncEnumerable<AlignEvent> Stream(DecodingRequest request, bool streamText, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        var run = Submit(request, cancellationToken, out var cancel);
+        var run = Submit(request, streamText, cancellationToken, out var cancel);
         var telemetry = new RequestTelemetry(ModelName, run.Request, run.Activity, run.Clock);
         Exception? failure = null;
         bool completed = false;
@@ -223,7 +226,7 @@ public sealed partial class DecodingEngine : IAsyncDisposable, IDisposable
             : _model.Tokenize(continuation, addBos: false);
     }
 
-    private RequestRun Submit(DecodingRequest request, CancellationToken cancellationToken, out CancellationTokenSource cancel)
+    private RequestRun Submit(DecodingRequest request, bool streamText, CancellationToken cancellationToken, out CancellationTokenSource cancel)
     {
         ArgumentNullException.ThrowIfNull(request);
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
@@ -277,6 +280,7 @@ public sealed partial class DecodingEngine : IAsyncDisposable, IDisposable
                 ScoringOptions s => new ScoreRun(request, prompt, continuation, s.IncludePrompt && prompt.Length > 0 ? prompt[..1] : prompt, clock, cancel.Token),
                 _ => throw new ArgumentException($"unsupported options type {request.Options.GetType().Name}", nameof(request)),
             };
+            run.StreamsText = streamText;
             run.Activity = EngineTelemetry.StartRequest(ModelName, request);
             try
             {

@@ -152,6 +152,13 @@ internal sealed class RequestTelemetry(string model, DecodingRequest request, Ac
                 }));
                 break;
             case SampleCompleted { Result: var s }:
+                if (_firstText is null && s.Tokens.Count > 0)
+                {
+                    // Results only (RunAsync writes no text events): the output's own first-text time stands in.
+                    _firstText = s.Timings.Queued + s.Timings.FirstAccepted;
+                    EngineTelemetry.TimeToFirstToken.Record(_firstText.Value.TotalSeconds, _tags);
+                    activity?.AddEvent(new ActivityEvent("tilt.first_text"));
+                }
                 _outputTokens += s.Tokens.Count;
                 _promptTokens = s.PromptTokens;
                 if (s.Tokens.Count > 0)
