@@ -10,12 +10,12 @@ namespace Tilt.Engine.Models.Gguf;
 /// core busy while the engine samples on .NET threads, and when anything else is runnable a worker spins away its
 /// time slice at each barrier while the thread it waits for sits in the run queue (a collapse measured at 5-50x,
 /// docs/performance.md). PASSIVE makes a waiting thread sleep at once and hand its core over, but then every one of those
-/// barriers is a futex sleep and wake-up: on a quiet machine the engine lost 20-45 % of the C loop's decode throughput at
-/// K = 16 to it (issue 24). The default is therefore a bounded spin, GOMP_SPINCOUNT=3000 (~0.1-0.15 ms here): long
-/// enough that a barrier inside a decode is met spinning, short enough that a worker stops spinning soon after the decode
-/// ends and never spins away a time slice that another runnable thread needs. Measured on 2 cores, 15M, threads = 2 (engine
-/// / C loop at K = 16 and 64): quiet 0.78-0.86 / 0.90-0.92 against PASSIVE's 0.55-0.73 / 0.83-0.84; beside one busy
-/// loop 0.84 / 0.97, where 10000 collapsed to 0.52 at K = 16 (docs/performance.md, "The OpenMP wait").
+/// barriers is a futex sleep and wake-up: on a quiet machine the engine loses 20-45 % of a C loop's decode throughput at
+/// K = 16 to it (issue 24). A bounded spin (GOMP_SPINCOUNT=3000, ~0.1 ms) recovers most of that for the 15M and 110M
+/// models and keeps >= 0.8x beside one busy process, but with a tiny model (stories260K, ~1 ms decodes) beside a
+/// CPU-bound reward on the scoring stage short requests went from ~20 ms to 140-180 ms in some runs (SlowRewardTests),
+/// where PASSIVE stayed at 20-25 ms. PASSIVE stays the default, for robustness; a dedicated machine serving larger models
+/// sets GOMP_SPINCOUNT=3000 itself (docs/performance.md, "Every core against a C loop").
 /// </summary>
 /// <remarks>
 /// libgomp reads its environment once, when it is loaded, from the C library's environ. On Unix .NET's
@@ -25,20 +25,23 @@ namespace Tilt.Engine.Models.Gguf;
 /// </remarks>
 internal static partial class OpenMpWaitPolicy
 {
-    /// <summary>The spin count set when the user chose no wait policy (measured in docs/performance.md).</summary>
-    internal const string DefaultSpinCount = "3000";
+    /// <summary>The wait policy set when the user chose none (measured in docs/performance.md).</summary>
+    internal const string DefaultWaitPolicy = "PASSIVE";
+
+    /// <summary>The bounded spin measured best for dedicated machines (docs/performance.md); not set by default.</summary>
+    internal const string RecommendedSpinCount = "3000";
 
     private const string SpinCountVariable = "GOMP_SPINCOUNT";
     private const string WaitPolicyVariable = "OMP_WAIT_POLICY";
 
     /// <summary>
-    /// Sets GOMP_SPINCOUNT to <see cref="DefaultSpinCount"/> unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is already set.
+    /// Sets OMP_WAIT_POLICY to <see cref="DefaultWaitPolicy"/> unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is already set.
     /// Returns false when libgomp was already loaded into the process (the setting then comes too late).
     /// </summary>
     internal static bool Apply()
     {
         if (Get(WaitPolicyVariable) is null && Get(SpinCountVariable) is null)
-            Set(SpinCountVariable, DefaultSpinCount);
+            Set(WaitPolicyVariable, DefaultWaitPolicy);
         return !LibgompLoaded();
     }
 
@@ -54,7 +57,7 @@ internal static partial class OpenMpWaitPolicy
         Environment.SetEnvironmentVariable(name, value);
     }
 
-    /// <summary>The settings libgomp sees, e.g. "OMP_WAIT_POLICY unset, GOMP_SPINCOUNT=3000".</summary>
+    /// <summary>The settings libgomp sees, e.g. "OMP_WAIT_POLICY=PASSIVE, GOMP_SPINCOUNT unset".</summary>
     internal static string Describe()
     {
         static string One(string name) => Get(name) is { } v ? $"{name}={v}" : $"{name} unset";
