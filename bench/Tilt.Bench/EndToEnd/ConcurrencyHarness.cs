@@ -47,7 +47,7 @@ internal static class ConcurrencyHarness
                 {
                     var concurrent = Engine(model, kernels, reward, strategy, clients, o, concurrently: true);
                     var serial = Engine(model, kernels, reward, strategy, clients, o, concurrently: false);
-                    var raw = RawDecode(path, clients * PerRequest, o);
+                    var raw = OwnThread.Run(() => RawDecode(path, clients * PerRequest, o), "raw-loop");
                     var c = o.RawBatch is { } exe
                         ? CLoop.Run(exe, path, clients * PerRequest, o.Threads ?? CpuTopology.DefaultThreads, model.Tokenize(Prompt).Length, o.Tokens, userOmp)
                         : null;

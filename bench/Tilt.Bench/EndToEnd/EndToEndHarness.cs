@@ -25,7 +25,11 @@ namespace Tilt.Bench.EndToEnd;
 /// </list>
 /// Runs are interleaved (every method at every thread count once per repetition) so drift of the machine hits all
 /// alike; medians and min/max over repetitions are reported, with the ratios engine/raw (same K, same threads) and
-/// engine/naive.
+/// engine/naive. Every method is measured the same way: tokens/s are the tokens llama_decode evaluated after the prefill per
+/// second of that decode phase (K per step, fewer where a sequence ended), with the context created before the clock starts:
+/// the C loop's and the raw loop's context, and the engine an in-process method runs its request on (a warm engine, as a
+/// service has; creating and disposing one is not decoding). "step ms" is the decode phase per step, "llama_decode ms" the
+/// part of it inside llama_decode (timed in-process), "overhead" the rest.
 /// Usage: e2e --model FILE|15m|110m|1b [--k 1,4,16,64] [--tokens 64] [--block 8] [--reps 5] [--threads 1,all]
 /// [--methods c-loop,raw,generate,best-of-n,naive,blockwise,tokenwise] [--naive-max-k 16] [--rawbatch PATH] [--out FILE.json] [--markdown FILE.md]
 /// [--best-of 1] [--engine-omp NAME=VALUE,...] [--load N]
@@ -77,7 +81,7 @@ internal static class EndToEndHarness
                 {
                     var c = options.Runs("c-loop") && options.RawBatch is { } exe
                         ? CLoop.Run(exe, path, k, threads, model.Tokenize(Prompt).Length, options.Tokens, userOmp) : null;
-                    var raw = options.Runs("raw") ? Best(() => RawDecode(path, k, threads, options)) : null;
+                    var raw = options.Runs("raw") ? Best(() => OwnThread.Run(() => RawDecode(path, k, threads, options), "raw-loop")) : null;
                     var generate = options.Runs("generate") ? Best(() => Generate(model, kernels, k, threads, options)) : null;
                     var bon = options.Runs("best-of-n") ? Best(() => BestOfN(model, kernels, reward, k, threads, options)) : null;
                     // Naive best-of-n costs K sequential generations: measured up to --naive-max-k only.
@@ -143,15 +147,19 @@ internal static class EndToEndHarness
         var next = new int[k];
         int first = ArgMax(handle.GetLogitsIth(0));
         Array.Fill(next, first);
+        long decodeTicks = 0;
         for (int t = 0; t < options.Tokens - 1; t++)
         {
             batch.Clear();
             for (int s = 0; s < k; s++) batch.Add((LLamaToken)next[s], prompt.Length + t, (LLamaSeqId)s, true);
+            long before = Stopwatch.GetTimestamp();
             Check(handle.Decode(batch));
+            decodeTicks += Stopwatch.GetTimestamp() - before;
             for (int s = 0; s < k; s++) next[s] = ArgMax(handle.GetLogitsIth(s));
         }
         var total = clock.Elapsed;
-        return new Measurement(prefill, total, (long)k * options.Tokens, options.Tokens - 1, TimeSpan.Zero, null);
+        // Rows: the tokens llama_decode evaluated after the prefill (the first token comes from the prefill's logits).
+        return new Measurement(prefill, total, (long)k * (options.Tokens - 1), options.Tokens - 1, Stopwatch.GetElapsedTime(0, decodeTicks), null);
 
         static void Check(DecodeResult r)
         {
@@ -166,44 +174,65 @@ internal static class EndToEndHarness
         return best;
     }
 
-    private static Measurement Generate(GgufModel model, IStepKernels kernels, int k, int threads, Options options)
-    {
-        var clock = Stopwatch.StartNew();
-        var result = Run(model, kernels, new DecodingRequest
+    private static Measurement? Generate(GgufModel model, IStepKernels kernels, int k, int threads, Options options) =>
+        OnWarmEngine(model, kernels, new DecodingRequest
         {
             Prompt = Prompt, Options = new GenerationOptions { Samples = k, MaxTokens = options.Tokens, Seed = 1 },
-        }, threads);
-        return new Measurement(result[0].Timings.Prefill, clock.Elapsed, result.Sum(s => s.Tokens.Count), result.Max(s => s.Timings.DecodeCalls),
-            result[0].Timings.ModelTime, null);
-    }
+        }, threads, options.BestOf);
 
-    private static Measurement BestOfN(GgufModel model, IStepKernels kernels, IReward reward, int k, int threads, Options options)
-    {
-        var clock = Stopwatch.StartNew();
-        var s = Run(model, kernels, new DecodingRequest
+    private static Measurement? BestOfN(GgufModel model, IStepKernels kernels, IReward reward, int k, int threads, Options options) =>
+        OnWarmEngine(model, kernels, new DecodingRequest
         {
             Prompt = Prompt, Reward = reward, Options = new BestOfNOptions { N = k, MaxTokens = options.Tokens, Seed = 1 },
-        }, threads)[0];
-        return new Measurement(s.Timings.Prefill, clock.Elapsed, s.TokensEvaluated + k, s.Timings.DecodeCalls, s.Timings.ModelTime, null);
+        }, threads, options.BestOf);
+
+    /// <summary>
+    /// One request on an engine sized for it, as a service runs it: the engine (its llama context, KV cache and threads) is
+    /// created before the clock starts and disposed after it stops, as the C loop's context is; the request runs
+    /// <paramref name="bestOf"/> times on it and the fastest decode phase counts (the C loop's statistic). The decode phase
+    /// is the request's wall time from submission to its result less its prefill, and its rows are the tokens llama_decode
+    /// evaluated in it, so a step that ends early or decodes a last token for its hidden state is counted as it was run.
+    /// </summary>
+    private static Measurement? OnWarmEngine(GgufModel model, IStepKernels kernels, DecodingRequest request, int threads, int bestOf)
+    {
+        using var engine = new DecodingEngine(model, kernels, DecodingEngine.OptionsFor(model, request, new ContextSettings(threads)));
+        Measurement? best = null;
+        for (int i = 0; i < bestOf; i++)
+        {
+            var clock = Stopwatch.StartNew();
+            var result = engine.RunAsync(request).GetAwaiter().GetResult();
+            var total = clock.Elapsed;
+            // Every output of one request shares its decodes: the first output's timings are the request's.
+            var t = result[0].Timings;
+            long rows = request.Options is GenerationOptions ? result.Sum(s => (long)s.Tokens.Count) - result.Count : result.Sum(s => s.TokensEvaluated);
+            var m = new Measurement(t.Prefill, total, rows, t.DecodeCalls, t.ModelTime, null);
+            if (best is null || m.TokensPerSecond > best.TokensPerSecond) best = m;
+        }
+        return best;
     }
 
+    /// <summary>Best-of-n done naively: n single-sequence generations one after another, on one warm engine.</summary>
     private static Measurement NaiveBestOfN(GgufModel model, IStepKernels kernels, int k, int threads, Options options)
     {
+        DecodingRequest One(int i) => new()
+        {
+            Prompt = Prompt, Options = new GenerationOptions { Samples = 1, MaxTokens = options.Tokens, Seed = 1, RequestId = (uint)i },
+        };
+        using var engine = new DecodingEngine(model, kernels, DecodingEngine.OptionsFor(model, One(0), new ContextSettings(threads)));
         var clock = Stopwatch.StartNew();
-        long tokens = 0;
+        long rows = 0;
         int steps = 0;
         var prefill = TimeSpan.Zero;
+        var modelTime = TimeSpan.Zero;
         for (int i = 0; i < k; i++)
         {
-            var r = Run(model, kernels, new DecodingRequest
-            {
-                Prompt = Prompt, Options = new GenerationOptions { Samples = 1, MaxTokens = options.Tokens, Seed = 1, RequestId = (uint)i },
-            }, threads)[0];
-            tokens += r.Tokens.Count;
+            var r = engine.RunAsync(One(i)).GetAwaiter().GetResult()[0];
+            rows += r.Tokens.Count - 1;
             steps += r.Timings.DecodeCalls;
             prefill += r.Timings.Prefill;
+            modelTime += r.Timings.ModelTime;
         }
-        return new Measurement(prefill, clock.Elapsed, tokens, steps, TimeSpan.Zero, null);
+        return new Measurement(prefill, clock.Elapsed, rows, steps, modelTime, null);
     }
 
     private static Measurement Blockwise(GgufModel model, IStepKernels kernels, IReward reward, int k, int threads, Options options)
@@ -256,13 +285,16 @@ internal static class EndToEndHarness
         public double TokensPerSecond => TokensDecoded / Math.Max(1e-9, DecodeSeconds);
         public double StepMs => Steps > 0 ? DecodeSeconds * 1000 / Steps : 0;
         public double OverheadShare => ModelTime > TimeSpan.Zero ? 1 - ModelTime.TotalSeconds / DecodeSeconds : double.NaN;
+
+        /// <summary>llama_decode's own time per step (NaN where the method does not time it, e.g. the C loop).</summary>
+        public double DecodeMsPerStep => ModelTime > TimeSpan.Zero && Steps > 0 ? ModelTime.TotalMilliseconds / Steps : double.NaN;
     }
 
     internal sealed record BlockStats(double FirstMs, double PerBlockMs, int Blocks, int Tokens);
 
     /// <summary>Median and spread over repetitions of one method at one K and thread count.</summary>
     private sealed record Row(int K, int Threads, string Method, double TokensPerSecond, double TokensPerSecondMin, double TokensPerSecondMax,
-        double StepMs, double TotalMs, double PrefillMs, double OverheadShare, double? FirstBlockMs, double? PerBlockMs, int Reps)
+        double StepMs, double DecodeMsPerStep, double TotalMs, double PrefillMs, double OverheadShare, double? FirstBlockMs, double? PerBlockMs, int Reps)
     {
         /// <summary>(max - min) / median of tokens/s over the repetitions.</summary>
         public double Spread => (TokensPerSecondMax - TokensPerSecondMin) / TokensPerSecond;
@@ -276,7 +308,7 @@ internal static class EndToEndHarness
                 return a.Length == 0 ? double.NaN : a.Length % 2 == 1 ? a[a.Length / 2] : (a[a.Length / 2 - 1] + a[a.Length / 2]) / 2;
             }
             var blocks = m.Where(x => x.Blocks is not null).Select(x => x.Blocks!).ToList();
-            return new Row(k, threads, method, Median(tps), tps[0], tps[^1], Median(m.Select(x => x.StepMs)), Median(m.Select(x => x.Total.TotalMilliseconds)),
+            return new Row(k, threads, method, Median(tps), tps[0], tps[^1], Median(m.Select(x => x.StepMs)), Median(m.Select(x => x.DecodeMsPerStep)), Median(m.Select(x => x.Total.TotalMilliseconds)),
                 Median(m.Select(x => x.Prefill.TotalMilliseconds)), Median(m.Select(x => x.OverheadShare)),
                 blocks.Count > 0 ? Median(blocks.Select(b => b.FirstMs)) : null, blocks.Count > 0 ? Median(blocks.Select(b => b.PerBlockMs)) : null, m.Count);
         }
@@ -292,8 +324,8 @@ internal static class EndToEndHarness
             $"llama.cpp threads {string.Join(", ", r.Threads)} of {r.PhysicalCores} physical cores / {r.LogicalCpus} logical CPUs; {r.OpenMp}; " +
             $"{r.ProcessThreads} OS threads at the end; GC collections gen0/1/2 {string.Join("/", r.GcCollections)}; peak working set {r.PeakWorkingSetBytes / 1048576.0:F0} MiB");
         sb.AppendLine();
-        sb.AppendLine("| K | threads | method | tokens/s | spread | step ms | overhead | vs C loop | vs raw | vs naive | first block ms | per block ms |");
-        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        sb.AppendLine("| K | threads | method | tokens/s | spread | step ms | llama_decode ms | overhead | vs C loop | vs raw | vs naive | first block ms | per block ms |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var group in r.Rows.GroupBy(x => (x.K, x.Threads)))
         {
             var raw = group.FirstOrDefault(x => x.Method == "raw");
@@ -308,7 +340,7 @@ internal static class EndToEndHarness
                 string vsC = cLoop is null || x.Method is "C loop" || !(x.Method is "raw" or "engine generate" or "engine best-of-n") ? ""
                     : $"{x.TokensPerSecond / cLoop.TokensPerSecond:F2}";
                 string overhead = double.IsNaN(x.OverheadShare) ? "" : $"{x.OverheadShare:P1}";
-                sb.AppendLine($"| {x.K} | {x.Threads} | {x.Method} | {x.TokensPerSecond:F0} [{x.TokensPerSecondMin:F0}-{x.TokensPerSecondMax:F0}] | {x.Spread:P0} | {x.StepMs:F2} | {overhead} | {vsC} | {vsRaw} | {vsNaive} | {x.FirstBlockMs?.ToString("F1") ?? ""} | {x.PerBlockMs?.ToString("F1") ?? ""} |");
+                sb.AppendLine($"| {x.K} | {x.Threads} | {x.Method} | {x.TokensPerSecond:F0} [{x.TokensPerSecondMin:F0}-{x.TokensPerSecondMax:F0}] | {x.Spread:P0} | {x.StepMs:F2} | {(double.IsNaN(x.DecodeMsPerStep) ? "" : x.DecodeMsPerStep.ToString("F2"))} | {overhead} | {vsC} | {vsRaw} | {vsNaive} | {x.FirstBlockMs?.ToString("F1") ?? ""} | {x.PerBlockMs?.ToString("F1") ?? ""} |");
             }
         }
         return sb.ToString();

@@ -18,10 +18,14 @@ public sealed class LlamaNativeTests(SharedModel shared) : IDisposable
         if (!OperatingSystem.IsLinux()) return;
         string? policy = Marshal.PtrToStringUTF8(getenv("OMP_WAIT_POLICY"));
         string? spin = Marshal.PtrToStringUTF8(getenv("GOMP_SPINCOUNT"));
-        // The engine sets PASSIVE in libc's environ unless the user chose a policy or spin count before the start
-        // (the test suite runs without either).
-        if (spin is null)
-            Assert.Equal(OpenMpWaitPolicy.DefaultWaitPolicy, policy);
+        // The engine sets its bounded spin in libc's environ unless the user chose a policy or spin count before the
+        // start: /proc/self/environ still holds the environment the process started with.
+        var initial = File.ReadAllText("/proc/self/environ").Split('\0').Select(kv => kv.Split('=', 2)[0]).ToHashSet();
+        if (!initial.Contains("OMP_WAIT_POLICY") && !initial.Contains("GOMP_SPINCOUNT"))
+        {
+            Assert.Null(policy);
+            Assert.Equal(OpenMpWaitPolicy.DefaultSpinCount, spin);
+        }
         Assert.Contains(policy is null ? "OMP_WAIT_POLICY unset" : $"OMP_WAIT_POLICY={policy}", LlamaNative.OpenMpSettings);
         Assert.Contains(spin is null ? "GOMP_SPINCOUNT unset" : $"GOMP_SPINCOUNT={spin}", LlamaNative.OpenMpSettings);
     }

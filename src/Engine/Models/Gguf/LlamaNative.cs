@@ -20,7 +20,7 @@ public static class LlamaNative
     /// <summary>Environment variable naming the native llama library when no path is given (e.g. by --native-lib).</summary>
     public const string LibraryVariable = "TILT_NATIVE_LIB";
 
-    /// <summary>OpenMP's wait settings as llama.cpp's libgomp sees them, e.g. "OMP_WAIT_POLICY=PASSIVE, GOMP_SPINCOUNT unset".</summary>
+    /// <summary>OpenMP's wait settings as llama.cpp's libgomp sees them, e.g. "OMP_WAIT_POLICY unset, GOMP_SPINCOUNT=1000".</summary>
     public static string OpenMpSettings => OpenMpWaitPolicy.Describe();
 
     /// <summary>Optional sink for llama.cpp warnings and errors (e.g. the CLI's --verbose).</summary>
@@ -49,7 +49,7 @@ public static class LlamaNative
             }
 
             if (!NativeLibraryConfig.LLama.LibraryHasLoaded && !OpenMpWaitPolicy.Apply())
-                Log?.Invoke($"warning: libgomp was loaded before the engine could set OMP_WAIT_POLICY={OpenMpWaitPolicy.DefaultWaitPolicy}; llama.cpp's OpenMP workers keep libgomp's default spin-waiting");
+                Log?.Invoke($"warning: libgomp was loaded before the engine could set GOMP_SPINCOUNT={OpenMpWaitPolicy.DefaultSpinCount}; llama.cpp's OpenMP workers keep libgomp's default spin-waiting");
             if (libraryPath is not null)
             {
                 if (NativeLibraryConfig.LLama.LibraryHasLoaded)

@@ -5,43 +5,40 @@ namespace Tilt.Engine.Models.Gguf;
 /// <summary>
 /// How llama.cpp's OpenMP workers wait. The bundled CPU backend runs every decode as an OpenMP parallel region
 /// (libgomp) and separates the operations of its graph with OpenMP barriers, a few hundred per decode. libgomp's
-/// default (no OMP_WAIT_POLICY) spins 300,000 pause iterations, ~12-16 ms on this machine, before a waiting thread
-/// sleeps: longer than a whole decode step of the models measured, so between decodes the workers keep every other
-/// core busy while the engine samples on .NET threads, and when anything else is runnable a worker spins away its
-/// time slice at each barrier while the thread it waits for sits in the run queue (a collapse measured at 5-50x,
-/// docs/performance.md). PASSIVE makes a waiting thread sleep at once and hand its core over, but then every one of those
-/// barriers is a futex sleep and wake-up: on a quiet machine the engine loses 20-45 % of a C loop's decode throughput at
-/// K = 16 to it (issue 24). A bounded spin (GOMP_SPINCOUNT=3000, ~0.1 ms) recovers most of that for the 15M and 110M
-/// models and keeps >= 0.8x beside one busy process, but with a tiny model (stories260K, ~1 ms decodes) beside a
-/// CPU-bound reward on the scoring stage short requests went from ~20 ms to 140-180 ms in some runs (SlowRewardTests),
-/// where PASSIVE stayed at 20-25 ms. PASSIVE stays the default, for robustness; a dedicated machine serving larger models
-/// sets GOMP_SPINCOUNT=3000 itself (docs/performance.md, "Every core against a C loop").
+/// default (no OMP_WAIT_POLICY) spins 300,000 pause iterations, milliseconds, before a waiting thread sleeps: longer than
+/// a whole decode step of the models measured, so between decodes the workers keep every other core busy while the
+/// engine samples on .NET threads, and when anything else is runnable a worker spins away its time slice at each barrier
+/// while the thread it waits for sits in the run queue (a collapse measured at 5-50x, docs/performance.md). PASSIVE
+/// (sleep at once) avoids that but makes every barrier a futex sleep and wake-up: on a quiet machine it cost 10-25 % of a
+/// C loop's decode throughput at two threads (issue 24). The default is a short bounded spin, GOMP_SPINCOUNT=1000
+/// (~10 us): the engine reaches the C loop at two threads (0.97-1.00, 110M, K = 16), stays >= 0.8x beside one busy
+/// process, and keeps a tiny model's short requests at their solo latency beside a CPU-bound reward on the scoring stage
+/// (SlowRewardTests: 3,000 made them erratic there, 10,000 collapsed beside a busy process).
 /// </summary>
 /// <remarks>
 /// libgomp reads its environment once, when it is loaded, from the C library's environ. On Unix .NET's
 /// Environment.SetEnvironmentVariable changes only the runtime's own copy, so the value is set with libc's setenv, and
 /// it must happen before the llama library (and with it libgomp) is loaded. A value the user set (OMP_WAIT_POLICY or
-/// GOMP_SPINCOUNT) is never overridden.
+/// GOMP_SPINCOUNT) is never overridden. libgomp keeps one pool of workers per thread that starts parallel regions, and
+/// with more of its threads alive than CPUs it cuts every spin to 100: each engine decodes on one scheduler thread that
+/// ends with the engine, so a process with one engine per model stays under that line.
 /// </remarks>
 internal static partial class OpenMpWaitPolicy
 {
-    /// <summary>The wait policy set when the user chose none (measured in docs/performance.md).</summary>
-    internal const string DefaultWaitPolicy = "PASSIVE";
-
-    /// <summary>The bounded spin measured best for dedicated machines (docs/performance.md); not set by default.</summary>
-    internal const string RecommendedSpinCount = "3000";
+    /// <summary>The spin count set when the user chose no wait setting (measured in docs/performance.md).</summary>
+    internal const string DefaultSpinCount = "1000";
 
     private const string SpinCountVariable = "GOMP_SPINCOUNT";
     private const string WaitPolicyVariable = "OMP_WAIT_POLICY";
 
     /// <summary>
-    /// Sets OMP_WAIT_POLICY to <see cref="DefaultWaitPolicy"/> unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is already set.
+    /// Sets GOMP_SPINCOUNT to <see cref="DefaultSpinCount"/> unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is already set.
     /// Returns false when libgomp was already loaded into the process (the setting then comes too late).
     /// </summary>
     internal static bool Apply()
     {
         if (Get(WaitPolicyVariable) is null && Get(SpinCountVariable) is null)
-            Set(WaitPolicyVariable, DefaultWaitPolicy);
+            Set(SpinCountVariable, DefaultSpinCount);
         return !LibgompLoaded();
     }
 
@@ -57,7 +54,7 @@ internal static partial class OpenMpWaitPolicy
         Environment.SetEnvironmentVariable(name, value);
     }
 
-    /// <summary>The settings libgomp sees, e.g. "OMP_WAIT_POLICY=PASSIVE, GOMP_SPINCOUNT unset".</summary>
+    /// <summary>The settings libgomp sees, e.g. "OMP_WAIT_POLICY unset, GOMP_SPINCOUNT=1000".</summary>
     internal static string Describe()
     {
         static string One(string name) => Get(name) is { } v ? $"{name}={v}" : $"{name} unset";
