@@ -64,7 +64,6 @@ internal sealed partial class ContinuationBatch
         StoppedByRequest = new bool[capacity];
         HiddenIsCurrent = new bool[capacity];
         FinalHidden = new float[capacity * _hidden];
-        FinalLogits = new float[capacity * _vocab];
         HasFinalLogits = new bool[capacity];
         Stepped = new bool[capacity];
         DecodedNow = new bool[capacity];
@@ -112,8 +111,14 @@ internal sealed partial class ContinuationBatch
     /// <summary>[K, d] hidden state after the last decoded text token of each candidate.</summary>
     public float[] FinalHidden { get; }
 
-    /// <summary>[K, vocab] next-token logits after the candidate's last token, where <see cref="HasFinalLogits"/>.</summary>
-    public float[] FinalLogits { get; }
+    /// <summary>
+    /// [K, vocab] next-token logits after the candidate's last token, where <see cref="HasFinalLogits"/>. Allocated when a
+    /// candidate first keeps them (block strategies do; generation and best-of-n never): at K x 32,000 floats it is a
+    /// large-object array of 2-8 MB, and allocating it for every request forced a gen-2 collection every few requests.
+    /// </summary>
+    public float[] FinalLogits => _finalLogits ??= new float[_phase.Length * _vocab];
+
+    private float[]? _finalLogits;
 
     public bool[] HasFinalLogits { get; }
 

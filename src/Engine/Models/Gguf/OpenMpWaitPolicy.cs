@@ -11,9 +11,10 @@ namespace Tilt.Engine.Models.Gguf;
 /// while the thread it waits for sits in the run queue (a collapse measured at 5-50x, docs/performance.md). PASSIVE
 /// (sleep at once) avoids that but makes every barrier a futex sleep and wake-up: on a quiet machine it cost 10-25 % of a
 /// C loop's decode throughput at two threads (issue 24). The default is a short bounded spin, GOMP_SPINCOUNT=1000
-/// (~10 us): the engine reaches the C loop at two threads (0.97-1.00, 110M, K = 16), stays >= 0.8x beside one busy
-/// process, and keeps a tiny model's short requests at their solo latency beside a CPU-bound reward on the scoring stage
-/// (SlowRewardTests: 3,000 made them erratic there, 10,000 collapsed beside a busy process).
+/// (~10 us): at two threads the engine decodes at 0.89-1.03 of the C loop for K = 16 and 64 on the 15M and 110M models
+/// (the C loop spins 300,000), stays above it beside one busy process (1.03-1.07), and keeps a tiny model's short
+/// requests within their latency limit beside a CPU-bound reward on the scoring stage (SlowRewardTests: 3,000 made them
+/// erratic there, 10,000 collapsed beside a busy process).
 /// </summary>
 /// <remarks>
 /// libgomp reads its environment once, when it is loaded, from the C library's environ. On Unix .NET's
