@@ -9,7 +9,11 @@ tilt="$root/src/Cli/bin/Release/net10.0/tilt"
 raw="$root/native/build/bin/tilt_rawbatch"
 out=${OUT:-$root/docs/results}
 m110="${TILT_CACHE:-$HOME/.cache/tilt}/models/110m-f16-v32000-s1.gguf"
-part() { echo "== $1: load $(cut -d' ' -f1-3 /proc/loadavg) at $(date +%T)"; }
+# Before each part: wait (at most 3 minutes) for the previous part's load to decay below 1, then print it.
+part() {
+  for _ in $(seq 36); do awk '{exit !($1 < 1.0)}' /proc/loadavg && break; sleep 5; done
+  echo "== $1: load $(cut -d' ' -f1-3 /proc/loadavg) at $(date +%T)"
+}
 for p in ${PARTS:-e2e110 e2e15 load15 conc110 serve rejection}; do
   case $p in
     e2e110) part "110M, K 1/16/64, threads 1/all"
@@ -22,7 +26,7 @@ for p in ${PARTS:-e2e110 e2e15 load15 conc110 serve rejection}; do
       "$bench" e2e --model 15m --k 16,64 --tokens 32 --reps 5 --threads all --methods c-loop,generate,best-of-n --load 1 \
         --rawbatch "$raw" --out "$out/perf-15m-load.json" --markdown "$out/perf-15m-load.md" > /dev/null ;;
     conc110) part "110M, 16 concurrent best-of-4"
-      "$bench" concurrent --model 110m --clients 16 --strategies bon --tokens 32 --reps 3 \
+      "$bench" concurrent --model 110m --clients 16 --strategies bon --tokens 32 --reps 5 \
         --rawbatch "$raw" --out "$out/concurrent-110m.json" --markdown "$out/concurrent-110m.md" > /dev/null ;;
     serve) part "HTTP against in-process, stories260K"
       "$bench" serve-load --clients 1,8,32 --requests 32 --reps 3 --markdown "$out/serve-load.md" > /dev/null ;;
