@@ -27,6 +27,36 @@ public sealed class GgufModelTests(SharedModel shared)
         Assert.True(info.TrainedContextSize >= 512);
     }
 
+    [Theory]
+    [InlineData(1, 300_000L, 2, 1)]          // stories260K, one row: 0.23 ms on one thread against 0.65 on two
+    [InlineData(4, 300_000L, 2, 1)]          // best-of-4 on it: 0.82 against 0.94
+    [InlineData(16, 300_000L, 2, 2)]         // 16 rows: two threads win (2.9 against 3.6 ms)
+    [InlineData(1, 24_000_000L, 2, 2)]       // the 15M model's single row: 1.9x faster on two
+    [InlineData(1, 24_000_000L, 1, 1)]
+    public void A_tiny_decode_runs_on_one_thread(int rows, long parameters, int threads, int expected)
+    {
+        Assert.Equal(expected, GgufDecodingSession.ThreadsFor(rows, parameters, threads));
+    }
+
+    [Fact]
+    public void The_context_switches_threads_between_tiny_and_larger_steps()
+    {
+        int threads = Math.Min(2, Environment.ProcessorCount);
+        using var session = (GgufDecodingSession)_model.CreateSession(new SessionOptions { MaxSequences = 16, MaxSequenceLength = 32, Threads = threads });
+        session.Prefill(0, [1, 20]);
+        for (int s = 1; s < 16; s++) session.CopySequence(0, s);
+        int[] all = Enumerable.Range(0, 16).ToArray();
+        // 16 rows of stories260K (~0.3M parameters each) are above the single-thread work, 2 rows below it.
+        session.Step(all, all.Select(s => 30 + s).ToArray());
+        Assert.Equal(threads, session.LlamaThreads);
+        session.Step([0, 1], [40, 41]);
+        Assert.Equal(1, session.LlamaThreads);
+        var tiny = session.Logits.ToArray();
+        session.Step(all, all.Select(s => 50 + s).ToArray());
+        Assert.Equal(threads, session.LlamaThreads);
+        Assert.All(tiny, v => Assert.True(float.IsFinite(v)));
+    }
+
     [Fact]
     public void TokenizeAddsBosAndDetokenizeRoundTrips()
     {
