@@ -35,6 +35,7 @@ internal sealed unsafe class GgufDecodingSession : IDecodingSession
         HiddenSize = info.HiddenSize;
         _lengths = new int[MaxSequences];
 
+        _threads = CpuTopology.Resolve(options.Threads);
         int batchSize = Math.Max(options.PrefillChunk, MaxSequences);
         bool shared = options.KvLayout == KvLayout.Shared;
         // Shared pool: the prefix once plus private room per sequence; per-sequence: K x length.
@@ -55,8 +56,8 @@ internal sealed unsafe class GgufDecodingSession : IDecodingSession
             TypeK = options.KvCacheType == KvCacheType.F32 ? GGMLType.GGML_TYPE_F32 : GGMLType.GGML_TYPE_F16,
             TypeV = options.KvCacheType == KvCacheType.F32 ? GGMLType.GGML_TYPE_F32 : GGMLType.GGML_TYPE_F16,
             // Default: every physical core (CpuTopology), not LLamaSharp's half of the logical CPUs.
-            Threads = CpuTopology.Resolve(options.Threads),
-            BatchThreads = CpuTopology.Resolve(options.Threads),
+            Threads = _threads,
+            BatchThreads = _threads,
         };
 
         LlamaNative.BeginCapture();
@@ -69,7 +70,6 @@ internal sealed unsafe class GgufDecodingSession : IDecodingSession
             throw new TiltException($"llama.cpp could not create a context for {MaxSequences} x {options.MaxSequenceLength} tokens: {e.Message} {LlamaNative.CapturedErrors()}".TrimEnd(), e);
         }
         _handle = _context.NativeHandle;
-        _threads = CpuTopology.Resolve(options.Threads);
         _activeThreads = _threads;
         _parameters = (long)weights.ParameterCount;
         if (_handle.IsInvalid)
